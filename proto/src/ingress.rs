@@ -1,0 +1,345 @@
+//! A batching `Ingress.BatchSender` client that never blocks its caller.
+//!
+//! [`IngressClient::send`] puts envelopes into a bounded [`DropQueue`]; one worker per
+//! target (a doppler, or an agent) takes whatever is waiting — one envelope under light load,
+//! up to [`MAX_BATCH_ENVELOPES`] under heavy load — and writes it to a long-lived
+//! `BatchSender` stream. There is no fixed linger: an envelope leaves as soon as a worker is
+//! free, so latency stays in the sub-millisecond range when idle and batches grow only when
+//! the link is busy. Several targets share the one queue, so a faster or healthier target
+//! naturally takes more of the load, and a target that goes away stops taking any while its
+//! worker reconnects with exponential backoff. Meanwhile the queue absorbs the backlog up to
+//! its bound and then drops the oldest, counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{DropQueue, Pushed};
+use crate::raw::grpc::ingress_client::IngressClient as RawIngressClient;
+use crate::raw::{RawBatch, RawEnvelope};
+use crate::transport::{self, Tls};
+use crate::{DEFAULT_MAX_MESSAGE_BYTES, envelope};
+
+/// Most envelopes in one batch. Large enough that per-batch costs (HTTP/2 frame, syscall,
+/// wakeups) vanish at high rates; small enough that one batch is a short burst for the
+/// receiving doppler's subscription buffers.
+pub const MAX_BATCH_ENVELOPES: usize = 1000;
+
+/// Most bytes in one batch, well under the 10 MiB message limit of every hop.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Envelopes larger than this can never be forwarded (they would exceed the message limit
+/// of the next hop once framed); they are refused at [`IngressClient::send`] and counted.
+pub const MAX_ENVELOPE_BYTES: usize = DEFAULT_MAX_MESSAGE_BYTES - 1024;
+
+/// Default bound of the send queue, in envelopes: 100,000 is ~0.2 s of the pipeline's
+/// peak rate and ~30 MiB of 200-byte logs — enough to ride out a doppler restart.
+pub const DEFAULT_BUFFER_ENVELOPES: usize = 100_000;
+
+/// Default bound of the send queue, in bytes.
+pub const DEFAULT_BUFFER_BYTES: usize = 256 * 1024 * 1024;
+
+/// Batches handed to one stream but not yet written by the HTTP/2 layer. Kept tiny: while
+/// the stream is busy, envelopes wait in the queue and the next batch grows instead.
+const STREAM_QUEUE_BATCHES: usize = 2;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Settings for an [`IngressClient`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses (`host:port` or URIs) to send to; load is spread across all of them.
+    pub targets: Vec<String>,
+    /// mTLS, or plaintext when `None`.
+    pub tls: Option<Tls>,
+    /// Queue bound in envelopes.
+    pub buffer_envelopes: usize,
+    /// Queue bound in bytes.
+    pub buffer_bytes: usize,
+    /// Concurrent streams per target (more streams use more cores on the receiver).
+    pub streams_per_target: usize,
+}
+
+impl Config {
+    /// Defaults for the given targets.
+    pub fn new(targets: Vec<String>) -> Config {
+        Config {
+            targets,
+            tls: None,
+            buffer_envelopes: DEFAULT_BUFFER_ENVELOPES,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
+            streams_per_target: 1,
+        }
+    }
+}
+
+/// Counters for an [`IngressClient`]; all monotonic except `connected`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Envelopes written to a stream.
+    pub sent: AtomicU64,
+    /// Batches written to a stream.
+    pub batches: AtomicU64,
+    /// Envelopes evicted from the full queue.
+    pub dropped_overflow: AtomicU64,
+    /// Envelopes refused for exceeding [`MAX_ENVELOPE_BYTES`].
+    pub dropped_oversize: AtomicU64,
+    /// Envelopes still queued when the client was closed and the grace period ran out.
+    pub dropped_shutdown: AtomicU64,
+    /// Streams (re)established after the first.
+    pub reconnects: AtomicU64,
+    /// Failed connection attempts and broken streams.
+    pub errors: AtomicU64,
+    /// Streams currently open.
+    pub connected: AtomicI64,
+}
+
+impl Stats {
+    /// All envelopes lost by this client so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_overflow.load(Ordering::Relaxed)
+            + self.dropped_oversize.load(Ordering::Relaxed)
+            + self.dropped_shutdown.load(Ordering::Relaxed)
+    }
+}
+
+/// A running client; dropping it aborts the workers (use [`close`](Self::close) to flush).
+#[derive(Debug)]
+pub struct IngressClient {
+    queue: Arc<DropQueue<RawEnvelope>>,
+    stats: Arc<Stats>,
+    workers: Vec<JoinHandle<()>>,
+    cancel: CancellationToken,
+}
+
+fn weigh(env: &RawEnvelope) -> usize {
+    env.bytes().len()
+}
+
+impl IngressClient {
+    /// Starts the workers. Connections are made in the background; sending works at once.
+    ///
+    /// # Panics
+    /// Must be called inside a tokio runtime.
+    pub fn start(config: Config) -> Result<IngressClient, transport::Error> {
+        let queue = Arc::new(DropQueue::new(config.buffer_envelopes, config.buffer_bytes, weigh));
+        let stats = Arc::new(Stats::default());
+        let cancel = CancellationToken::new();
+        let mut workers = Vec::new();
+        for target in &config.targets {
+            let endpoint = transport::endpoint(target, config.tls.as_ref())?;
+            for _ in 0..config.streams_per_target.max(1) {
+                let worker = Worker {
+                    target: target.clone(),
+                    endpoint: endpoint.clone(),
+                    queue: Arc::clone(&queue),
+                    stats: Arc::clone(&stats),
+                    cancel: cancel.clone(),
+                };
+                workers.push(tokio::spawn(worker.run()));
+            }
+        }
+        Ok(IngressClient { queue, stats, workers, cancel })
+    }
+
+    /// Queues envelopes for sending. Never blocks; returns what was dropped to make room.
+    pub fn send_all(&self, envelopes: impl IntoIterator<Item = RawEnvelope>) -> Pushed {
+        let stats = &self.stats;
+        let fits = envelopes.into_iter().filter(|e| {
+            let ok = e.bytes().len() <= MAX_ENVELOPE_BYTES;
+            if !ok {
+                stats.dropped_oversize.fetch_add(1, Ordering::Relaxed);
+            }
+            ok
+        });
+        let pushed = self.queue.push_all(fits);
+        if pushed.dropped > 0 {
+            stats.dropped_overflow.fetch_add(pushed.dropped as u64, Ordering::Relaxed);
+        }
+        if pushed.refused > 0 {
+            stats.dropped_shutdown.fetch_add(pushed.refused as u64, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    /// Queues one envelope.
+    pub fn send(&self, envelope: RawEnvelope) -> Pushed {
+        self.send_all(std::iter::once(envelope))
+    }
+
+    /// Queues a prost envelope (encodes it once).
+    pub fn send_envelope(&self, envelope: &crate::v2::Envelope) -> Pushed {
+        self.send(RawEnvelope::from_envelope(envelope))
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Envelopes waiting to be sent.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Stops accepting envelopes and sends what is queued, waiting at most `grace`; whatever
+    /// is still queued after that is counted in `dropped_shutdown`.
+    pub async fn close(mut self, grace: Duration) {
+        self.queue.close();
+        let workers = std::mem::take(&mut self.workers);
+        let all = futures::future::join_all(workers);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            self.cancel.cancel();
+            let mut rest = Vec::new();
+            self.queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
+            self.stats.dropped_shutdown.fetch_add(rest.len() as u64, Ordering::Relaxed);
+            tracing::warn!(lost = rest.len(), "ingress client: grace period over, queue discarded");
+        }
+    }
+}
+
+impl Drop for IngressClient {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        for w in &self.workers {
+            w.abort();
+        }
+    }
+}
+
+struct Worker {
+    target: String,
+    endpoint: tonic::transport::Endpoint,
+    queue: Arc<DropQueue<RawEnvelope>>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+}
+
+/// How a stream ended.
+enum Ended {
+    /// The queue is closed and drained: the worker is done.
+    Drained,
+    /// The stream broke or the server ended it: reconnect.
+    Broken,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl Worker {
+    async fn run(self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut first = true;
+        // A batch taken from the queue but not handed to a stream survives reconnects.
+        let mut pending: Vec<RawEnvelope> = Vec::new();
+        loop {
+            let channel = tokio::select! {
+                c = self.endpoint.connect() => c,
+                () = self.cancel.cancelled() => return,
+            };
+            let channel = match channel {
+                Ok(c) => c,
+                Err(e) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(target = %self.target, error = %e, "ingress: connect failed");
+                    if self.queue.is_closed() && self.queue.is_empty() && pending.is_empty() {
+                        return;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.cancel.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            if !first {
+                self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            first = false;
+            self.stats.connected.fetch_add(1, Ordering::Relaxed);
+            let ended = self.stream(channel, &mut pending, &mut backoff).await;
+            self.stats.connected.fetch_sub(1, Ordering::Relaxed);
+            match ended {
+                Ended::Drained | Ended::Cancelled => return,
+                Ended::Broken => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.cancel.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    async fn stream(
+        &self,
+        channel: tonic::transport::Channel,
+        pending: &mut Vec<RawEnvelope>,
+        backoff: &mut Duration,
+    ) -> Ended {
+        let mut client = RawIngressClient::new(channel)
+            .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(DEFAULT_MAX_MESSAGE_BYTES);
+        let (tx, rx) = mpsc::channel::<RawBatch>(STREAM_QUEUE_BATCHES);
+        let mut call =
+            Box::pin(async move { client.batch_sender(ReceiverStream::new(rx)).await });
+        let target = &self.target;
+        loop {
+            if pending.is_empty() {
+                tokio::select! {
+                    n = self.queue.pop_batch(MAX_BATCH_ENVELOPES, MAX_BATCH_BYTES, pending) => {
+                        if n == 0 {
+                            // Closed and drained: end the stream cleanly and wait for the
+                            // server to acknowledge it, so everything written is delivered.
+                            drop(tx);
+                            let _ = tokio::time::timeout(Duration::from_secs(5), call).await;
+                            return Ended::Drained;
+                        }
+                    }
+                    r = &mut call => {
+                        tracing::warn!(%target, result = ?r.err(), "ingress: stream ended by server");
+                        return Ended::Broken;
+                    }
+                    () = self.cancel.cancelled() => return Ended::Cancelled,
+                }
+            }
+            // Reserve room first so the batch is only moved once it is certain to be taken:
+            // a stream that breaks meanwhile leaves it in `pending` for the next connection.
+            tokio::select! {
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => {
+                        let n = pending.len() as u64;
+                        permit.send(RawBatch::from(std::mem::take(pending)));
+                        self.stats.sent.fetch_add(n, Ordering::Relaxed);
+                        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                        *backoff = BACKOFF_MIN;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%target, "ingress: stream closed, reconnecting");
+                        return Ended::Broken;
+                    }
+                },
+                r = &mut call => {
+                    tracing::warn!(%target, result = ?r.err(), "ingress: stream broken, reconnecting");
+                    return Ended::Broken;
+                }
+                () = self.cancel.cancelled() => return Ended::Cancelled,
+            }
+        }
+    }
+}
+
+/// Stamps `timestamp` with now when the emitter left it 0, as Loggregator's agent does.
+pub fn stamp_if_unset(env: &mut crate::v2::Envelope) {
+    if env.timestamp == 0 {
+        env.timestamp = envelope::now_nanos();
+    }
+}

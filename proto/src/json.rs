@@ -1,0 +1,79 @@
+//! Loggregator's JSON conventions for envelopes (protojson with proto field names):
+//! snake_case keys, 64-bit integers as strings, `payload` as base64, enum values by name.
+//! Every field of the set message is emitted, populated or not, as the RLP gateway does.
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+use crate::v2::{self, Envelope, envelope::Message};
+
+/// One envelope as a protojson object.
+pub fn envelope(env: &Envelope) -> Value {
+    let mut obj = Map::new();
+    obj.insert("timestamp".into(), json!(env.timestamp.to_string()));
+    obj.insert("source_id".into(), json!(env.source_id));
+    obj.insert("instance_id".into(), json!(env.instance_id));
+    let deprecated: Map<String, Value> =
+        env.deprecated_tags.iter().map(|(k, v)| (k.clone(), value(v))).collect();
+    obj.insert("deprecated_tags".into(), Value::Object(deprecated));
+    let tags: Map<String, Value> = env.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    obj.insert("tags".into(), Value::Object(tags));
+    if let Some((name, body)) = env.message.as_ref().map(message) {
+        obj.insert(name.into(), body);
+    }
+    Value::Object(obj)
+}
+
+/// A batch as `{"batch":[…]}`.
+pub fn batch(envelopes: &[Envelope]) -> Value {
+    json!({ "batch": envelopes.iter().map(envelope).collect::<Vec<_>>() })
+}
+
+fn value(v: &v2::Value) -> Value {
+    match &v.data {
+        Some(v2::value::Data::Text(s)) => json!({ "text": s }),
+        Some(v2::value::Data::Integer(i)) => json!({ "integer": i.to_string() }),
+        Some(v2::value::Data::Decimal(d)) => json!({ "decimal": float(*d) }),
+        None => json!({}),
+    }
+}
+
+/// protojson writes non-finite doubles as the strings "NaN", "Infinity", "-Infinity".
+fn float(d: f64) -> Value {
+    if d.is_nan() {
+        json!("NaN")
+    } else if d.is_infinite() {
+        json!(if d > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        json!(d)
+    }
+}
+
+fn message(m: &Message) -> (&'static str, Value) {
+    match m {
+        Message::Log(l) => {
+            let ty = v2::log::Type::try_from(l.r#type)
+                .map(|t| json!(t.as_str_name()))
+                .unwrap_or_else(|_| json!(l.r#type));
+            let payload = base64::engine::general_purpose::STANDARD.encode(&l.payload);
+            ("log", json!({ "payload": payload, "type": ty }))
+        }
+        Message::Counter(c) => (
+            "counter",
+            json!({ "name": c.name, "delta": c.delta.to_string(), "total": c.total.to_string() }),
+        ),
+        Message::Gauge(g) => {
+            let metrics: Map<String, Value> = g
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), json!({ "unit": v.unit, "value": float(v.value) })))
+                .collect();
+            ("gauge", json!({ "metrics": metrics }))
+        }
+        Message::Timer(t) => (
+            "timer",
+            json!({ "name": t.name, "start": t.start.to_string(), "stop": t.stop.to_string() }),
+        ),
+        Message::Event(e) => ("event", json!({ "title": e.title, "body": e.body })),
+    }
+}

@@ -1,0 +1,493 @@
+//! Zero-copy envelopes for the forwarding hot path.
+//!
+//! A doppler only needs an envelope's source id, message kind and metric names to route it.
+//! [`RawEnvelope`] keeps the envelope's encoded bytes (a reference-counted slice of the
+//! received frame) plus those routing facts, found by one validating pass over the bytes
+//! ([`RawEnvelope::parse`]) that allocates nothing. Forwarding to any number of subscribers
+//! then costs a reference-count increment each, and re-encoding is a memcpy.
+//!
+//! Validation is as strict as a full prost decode of `loggregator.v2.Envelope`: wrong wire
+//! types, truncated fields, bad varints and invalid UTF-8 in any string field are rejected, so
+//! nothing downstream receives an envelope its own decoder would refuse.
+
+use bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{
+    DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint,
+    encoded_len_varint, skip_field,
+};
+use prost::{DecodeError, Message};
+
+/// gRPC stubs whose envelope types are [`RawEnvelope`] and [`RawBatch`].
+#[allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
+pub mod grpc {
+    include!(concat!(env!("OUT_DIR"), "/raw/loggregator.v2.rs"));
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The variant of an envelope's `message` oneof.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// No message set (valid on the wire; matches no selector).
+    #[default]
+    None,
+    /// `Log` (field 4).
+    Log,
+    /// `Counter` (field 5).
+    Counter,
+    /// `Gauge` (field 6).
+    Gauge,
+    /// `Timer` (field 7).
+    Timer,
+    /// `Event` (field 10).
+    Event,
+}
+
+/// Why an envelope was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidEnvelope {
+    /// The bytes are not a well-formed protobuf message.
+    #[error("malformed protobuf in {field}: {reason}")]
+    Malformed {
+        /// Field path where decoding failed.
+        field: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A string field holds bytes that are not UTF-8.
+    #[error("{field} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// Field path of the offending string.
+        field: &'static str,
+    },
+}
+
+impl InvalidEnvelope {
+    /// A short label for counters (`malformed` or `invalid_utf8`).
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            InvalidEnvelope::Malformed { .. } => "malformed",
+            InvalidEnvelope::InvalidUtf8 { .. } => "invalid_utf8",
+        }
+    }
+}
+
+/// An encoded, validated `loggregator.v2.Envelope` with its routing facts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawEnvelope {
+    bytes: Bytes,
+    kind: Kind,
+    source_id: Span,
+    /// Counter or timer name.
+    name: Span,
+    /// The gauge sub-message, for lazy metric-name iteration.
+    gauge: Span,
+    timestamp: i64,
+    has_deprecated_tags: bool,
+}
+
+/// A byte range inside [`RawEnvelope::bytes`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(bytes: &[u8], base: usize) -> Span {
+        // Envelopes are bounded by the 10 MiB-ish message limit, far below u32::MAX.
+        Span { start: base as u32, end: (base + bytes.len()) as u32 }
+    }
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+impl RawEnvelope {
+    /// Validates `bytes` as an encoded `Envelope` and records its routing facts.
+    pub fn parse(bytes: Bytes) -> Result<RawEnvelope, InvalidEnvelope> {
+        let mut env = RawEnvelope::default();
+        let whole: &[u8] = &bytes;
+        let mut buf = whole;
+        while buf.has_remaining() {
+            let (tag, wire) = key(&mut buf, "envelope")?;
+            match tag {
+                1 => env.timestamp = varint(&mut buf, wire, "timestamp")? as i64,
+                2 => env.source_id = span(whole, string(&mut buf, wire, "source_id")?),
+                3 => {
+                    map_entry(&mut buf, wire, "deprecated_tags", check_value)?;
+                    env.has_deprecated_tags = true;
+                }
+                4 => {
+                    message(&mut buf, wire, "log", |b, t, w| match t {
+                        1 => bytes_field(b, w, "log.payload").map(drop),
+                        2 => varint(b, w, "log.type").map(drop),
+                        _ => skip(b, w, t, "log"),
+                    })?;
+                    env.set_kind(Kind::Log);
+                }
+                5 => {
+                    let mut name = &[][..];
+                    message(&mut buf, wire, "counter", |b, t, w| match t {
+                        1 => string(b, w, "counter.name").map(|s| name = s),
+                        2 => varint(b, w, "counter.delta").map(drop),
+                        3 => varint(b, w, "counter.total").map(drop),
+                        _ => skip(b, w, t, "counter"),
+                    })?;
+                    env.set_kind(Kind::Counter);
+                    env.name = span(whole, name);
+                }
+                6 => {
+                    let body = message(&mut buf, wire, "gauge", |b, t, w| match t {
+                        1 => map_entry(b, w, "gauge.metrics", check_gauge_value),
+                        _ => skip(b, w, t, "gauge"),
+                    })?;
+                    env.set_kind(Kind::Gauge);
+                    env.gauge = span(whole, body);
+                }
+                7 => {
+                    let mut name = &[][..];
+                    message(&mut buf, wire, "timer", |b, t, w| match t {
+                        1 => string(b, w, "timer.name").map(|s| name = s),
+                        2 => varint(b, w, "timer.start").map(drop),
+                        3 => varint(b, w, "timer.stop").map(drop),
+                        _ => skip(b, w, t, "timer"),
+                    })?;
+                    env.set_kind(Kind::Timer);
+                    env.name = span(whole, name);
+                }
+                8 => string(&mut buf, wire, "instance_id").map(drop)?,
+                9 => map_entry(&mut buf, wire, "tags", |b, t, w| match t {
+                    2 => string(b, w, "tags.value").map(drop),
+                    _ => skip(b, w, t, "tags"),
+                })?,
+                10 => {
+                    message(&mut buf, wire, "event", |b, t, w| match t {
+                        1 => string(b, w, "event.title").map(drop),
+                        2 => string(b, w, "event.body").map(drop),
+                        _ => skip(b, w, t, "event"),
+                    })?;
+                    env.set_kind(Kind::Event);
+                }
+                _ => skip(&mut buf, wire, tag, "envelope")?,
+            }
+        }
+        env.bytes = bytes;
+        Ok(env)
+    }
+
+    /// Encodes a prost envelope and wraps it (validation cannot fail for a prost-built value
+    /// whose strings are Rust `String`s).
+    pub fn from_envelope(envelope: &crate::v2::Envelope) -> RawEnvelope {
+        RawEnvelope::parse(Bytes::from(envelope.encode_to_vec()))
+            .expect("a prost-encoded envelope is always valid")
+    }
+
+    fn set_kind(&mut self, kind: Kind) {
+        // A later oneof member replaces an earlier one, as in prost; the name belongs to it.
+        if self.kind != kind {
+            self.name = Span::default();
+            self.gauge = Span::default();
+        }
+        self.kind = kind;
+    }
+
+    /// The encoded envelope.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The `message` variant.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// UNIX nanoseconds as sent.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The source id (validated UTF-8).
+    pub fn source_id(&self) -> &str {
+        self.str_at(self.source_id)
+    }
+
+    /// The counter or timer name; empty for other kinds.
+    pub fn name(&self) -> &str {
+        self.str_at(self.name)
+    }
+
+    /// Whether the envelope carries any `deprecated_tags`.
+    pub fn has_deprecated_tags(&self) -> bool {
+        self.has_deprecated_tags
+    }
+
+    /// The metric names of a gauge, in wire order (duplicates possible); empty for other kinds.
+    pub fn gauge_names(&self) -> impl Iterator<Item = &str> {
+        GaugeNames { buf: &self.bytes[self.gauge.range()] }
+    }
+
+    /// Decodes the full prost envelope (the slow path, for rewriting).
+    pub fn decode(&self) -> crate::v2::Envelope {
+        crate::v2::Envelope::decode(self.bytes.clone())
+            .expect("RawEnvelope bytes were validated when parsed")
+    }
+
+    fn str_at(&self, span: Span) -> &str {
+        // Validated as UTF-8 by `parse`; a failure here would be a bug in `parse`.
+        std::str::from_utf8(&self.bytes[span.range()]).unwrap_or_default()
+    }
+}
+
+/// A batch of raw envelopes, wire-compatible with `loggregator.v2.EnvelopeBatch`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawBatch {
+    /// The envelopes, in order.
+    pub batch: Vec<RawEnvelope>,
+}
+
+impl From<Vec<RawEnvelope>> for RawBatch {
+    fn from(batch: Vec<RawEnvelope>) -> Self {
+        RawBatch { batch }
+    }
+}
+
+/// The encoded length of field 1 holding `env`, tag and length prefix included.
+fn batch_entry_len(env: &RawEnvelope) -> usize {
+    let len = env.bytes.len();
+    1 + encoded_len_varint(len as u64) + len
+}
+
+impl Message for RawBatch {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for env in &self.batch {
+            encode_key(1, WireType::LengthDelimited, buf);
+            encode_varint(env.bytes.len() as u64, buf);
+            buf.put_slice(&env.bytes);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        if tag != 1 {
+            return skip_field(wire_type, tag, buf, ctx);
+        }
+        if wire_type != WireType::LengthDelimited {
+            return Err(decode_error("EnvelopeBatch.batch: wrong wire type"));
+        }
+        let len = decode_varint(buf)?;
+        if len > buf.remaining() as u64 {
+            return Err(decode_error("EnvelopeBatch.batch: truncated envelope"));
+        }
+        let bytes = buf.copy_to_bytes(len as usize);
+        let env = RawEnvelope::parse(bytes)
+            .map_err(|e| decode_error(format!("envelope {}: {e}", self.batch.len())))?;
+        self.batch.push(env);
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.batch.iter().map(batch_entry_len).sum()
+    }
+
+    fn clear(&mut self) {
+        self.batch.clear();
+    }
+}
+
+impl Message for RawEnvelope {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.bytes);
+    }
+
+    fn merge_field(
+        &mut self,
+        _tag: u32,
+        _wire_type: WireType,
+        _buf: &mut impl Buf,
+        _ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        // Only reachable if a RawEnvelope were nested in another message, which no
+        // generated stub does: it is always decoded whole through `merge` below.
+        Err(decode_error("RawEnvelope must be decoded as a whole message"))
+    }
+
+    fn merge(&mut self, mut buf: impl Buf) -> Result<(), DecodeError> {
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        *self = RawEnvelope::parse(bytes).map_err(|e| decode_error(e.to_string()))?;
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn clear(&mut self) {
+        *self = RawEnvelope::default();
+    }
+}
+
+struct GaugeNames<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Iterator for GaugeNames<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        // The gauge body was validated by `parse`, so errors cannot occur; stop if they do.
+        while self.buf.has_remaining() {
+            let (tag, wire) = decode_key(&mut self.buf).ok()?;
+            if tag != 1 || wire != WireType::LengthDelimited {
+                skip_field(wire, tag, &mut self.buf, DecodeContext::default()).ok()?;
+                continue;
+            }
+            let mut entry = take_len(&mut self.buf).ok()?;
+            let mut key = "";
+            while entry.has_remaining() {
+                let (t, w) = decode_key(&mut entry).ok()?;
+                if t == 1 && w == WireType::LengthDelimited {
+                    key = std::str::from_utf8(take_len(&mut entry).ok()?).ok()?;
+                } else {
+                    skip_field(w, t, &mut entry, DecodeContext::default()).ok()?;
+                }
+            }
+            return Some(key);
+        }
+        None
+    }
+}
+
+/// prost offers no other way to describe a custom decode failure; the constructor is
+/// deprecated only because it was meant to be internal, and tonic shows the text to peers.
+#[allow(deprecated)]
+fn decode_error(description: impl Into<std::borrow::Cow<'static, str>>) -> DecodeError {
+    DecodeError::new(description)
+}
+
+// ---- validating primitives ------------------------------------------------------------------
+
+type Result<T, E = InvalidEnvelope> = std::result::Result<T, E>;
+
+fn malformed(field: &'static str, reason: impl ToString) -> InvalidEnvelope {
+    InvalidEnvelope::Malformed { field, reason: reason.to_string() }
+}
+
+fn span(whole: &[u8], part: &[u8]) -> Span {
+    if part.is_empty() {
+        return Span::default();
+    }
+    Span::of(part, part.as_ptr() as usize - whole.as_ptr() as usize)
+}
+
+fn key(buf: &mut &[u8], field: &'static str) -> Result<(u32, WireType)> {
+    decode_key(buf).map_err(|e| malformed(field, e))
+}
+
+fn expect_wire(wire: WireType, want: WireType, field: &'static str) -> Result<()> {
+    if wire == want {
+        Ok(())
+    } else {
+        Err(malformed(field, format!("wire type {wire:?}, expected {want:?}")))
+    }
+}
+
+fn take_len<'a>(buf: &mut &'a [u8]) -> std::result::Result<&'a [u8], DecodeError> {
+    let len = decode_varint(buf)?;
+    if len > buf.len() as u64 {
+        return Err(decode_error("buffer underflow"));
+    }
+    let (head, tail) = buf.split_at(len as usize);
+    *buf = tail;
+    Ok(head)
+}
+
+fn bytes_field<'a>(buf: &mut &'a [u8], wire: WireType, field: &'static str) -> Result<&'a [u8]> {
+    expect_wire(wire, WireType::LengthDelimited, field)?;
+    take_len(buf).map_err(|e| malformed(field, e))
+}
+
+fn string<'a>(buf: &mut &'a [u8], wire: WireType, field: &'static str) -> Result<&'a [u8]> {
+    let bytes = bytes_field(buf, wire, field)?;
+    std::str::from_utf8(bytes).map_err(|_| InvalidEnvelope::InvalidUtf8 { field })?;
+    Ok(bytes)
+}
+
+fn varint(buf: &mut &[u8], wire: WireType, field: &'static str) -> Result<u64> {
+    expect_wire(wire, WireType::Varint, field)?;
+    decode_varint(buf).map_err(|e| malformed(field, e))
+}
+
+fn fixed64(buf: &mut &[u8], wire: WireType, field: &'static str) -> Result<()> {
+    expect_wire(wire, WireType::SixtyFourBit, field)?;
+    if buf.len() < 8 {
+        return Err(malformed(field, "buffer underflow"));
+    }
+    buf.advance(8);
+    Ok(())
+}
+
+fn skip(buf: &mut &[u8], wire: WireType, tag: u32, field: &'static str) -> Result<()> {
+    skip_field(wire, tag, buf, DecodeContext::default()).map_err(|e| malformed(field, e))
+}
+
+/// Walks a length-delimited sub-message, handing each field to `field_fn`; returns its body.
+fn message<'a>(
+    buf: &mut &'a [u8],
+    wire: WireType,
+    field: &'static str,
+    mut field_fn: impl FnMut(&mut &'a [u8], u32, WireType) -> Result<()>,
+) -> Result<&'a [u8]> {
+    let body = bytes_field(buf, wire, field)?;
+    let mut inner = body;
+    while inner.has_remaining() {
+        let (tag, wire) = key(&mut inner, field)?;
+        field_fn(&mut inner, tag, wire)?;
+    }
+    Ok(body)
+}
+
+/// A map entry: key (field 1) is a string; `value_fn` checks the other fields.
+fn map_entry<'a>(
+    buf: &mut &'a [u8],
+    wire: WireType,
+    field: &'static str,
+    mut value_fn: impl FnMut(&mut &'a [u8], u32, WireType) -> Result<()>,
+) -> Result<()> {
+    message(buf, wire, field, |b, t, w| match t {
+        1 => string(b, w, field).map(drop),
+        _ => value_fn(b, t, w),
+    })
+    .map(drop)
+}
+
+fn check_value(buf: &mut &[u8], tag: u32, wire: WireType) -> Result<()> {
+    match tag {
+        2 => message(buf, wire, "deprecated_tags.value", |b, t, w| match t {
+            1 => string(b, w, "deprecated_tags.value.text").map(drop),
+            2 => varint(b, w, "deprecated_tags.value.integer").map(drop),
+            3 => fixed64(b, w, "deprecated_tags.value.decimal"),
+            _ => skip(b, w, t, "deprecated_tags.value"),
+        })
+        .map(drop),
+        _ => skip(buf, wire, tag, "deprecated_tags"),
+    }
+}
+
+fn check_gauge_value(buf: &mut &[u8], tag: u32, wire: WireType) -> Result<()> {
+    match tag {
+        2 => message(buf, wire, "gauge.metrics.value", |b, t, w| match t {
+            1 => string(b, w, "gauge.metrics.value.unit").map(drop),
+            2 => fixed64(b, w, "gauge.metrics.value.value"),
+            _ => skip(b, w, t, "gauge.metrics.value"),
+        })
+        .map(drop),
+        _ => skip(buf, wire, tag, "gauge.metrics"),
+    }
+}

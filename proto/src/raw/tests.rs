@@ -1,0 +1,143 @@
+//! `RawEnvelope::parse` must accept exactly what prost accepts and extract the same facts.
+
+use bytes::Bytes;
+use prost::Message;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use super::*;
+use crate::envelope;
+use crate::v2::{self, Envelope};
+
+fn samples() -> Vec<Envelope> {
+    let mut log = envelope::log("app-1", "hello", true);
+    log.instance_id = "3".into();
+    log.tags.insert("source_type".into(), "APP/PROC/WEB".into());
+    log.deprecated_tags.insert(
+        "job".into(),
+        v2::Value { data: Some(v2::value::Data::Integer(7)) },
+    );
+    let mut counter = envelope::counter("doppler", "ingress", 5);
+    counter.tags.insert("x".into(), "y".into());
+    vec![
+        log,
+        counter,
+        envelope::gauge("app-2", [("cpu", 12.5, "percentage"), ("memory", 1e6, "bytes")]),
+        envelope::timer("gorouter", "http", 10, 20),
+        envelope::event("cell", "crashed", "exit 1"),
+        Envelope::default(),
+    ]
+}
+
+#[test]
+fn extracts_routing_facts() {
+    let envs = samples();
+    let raw: Vec<RawEnvelope> = envs.iter().map(RawEnvelope::from_envelope).collect();
+    assert_eq!(raw[0].kind(), Kind::Log);
+    assert_eq!(raw[0].source_id(), "app-1");
+    assert!(raw[0].has_deprecated_tags());
+    assert_eq!((raw[1].kind(), raw[1].name()), (Kind::Counter, "ingress"));
+    assert_eq!(raw[2].kind(), Kind::Gauge);
+    let mut names: Vec<&str> = raw[2].gauge_names().collect();
+    names.sort();
+    assert_eq!(names, ["cpu", "memory"]);
+    assert_eq!((raw[3].kind(), raw[3].name()), (Kind::Timer, "http"));
+    assert_eq!(raw[4].kind(), Kind::Event);
+    assert_eq!((raw[5].kind(), raw[5].source_id()), (Kind::None, ""));
+    for (r, e) in raw.iter().zip(&envs) {
+        assert_eq!(&r.decode(), e);
+        assert_eq!(r.timestamp(), e.timestamp);
+    }
+}
+
+#[test]
+fn batch_round_trips_through_prost() {
+    let envs = samples();
+    let raw = RawBatch::from(envs.iter().map(RawEnvelope::from_envelope).collect::<Vec<_>>());
+    let bytes = raw.encode_to_vec();
+    assert_eq!(bytes.len(), raw.encoded_len());
+    let decoded = v2::EnvelopeBatch::decode(&bytes[..]).unwrap();
+    assert_eq!(decoded.batch, envs);
+    let again = RawBatch::decode(Bytes::from(v2::EnvelopeBatch { batch: envs }.encode_to_vec())).unwrap();
+    assert_eq!(again, raw);
+}
+
+#[test]
+fn invalid_utf8_source_id_is_named() {
+    // field 2 (source_id), length 2, bytes 0xff 0xfe
+    let err = RawEnvelope::parse(Bytes::from_static(&[0x12, 2, 0xff, 0xfe])).unwrap_err();
+    assert_eq!(err, InvalidEnvelope::InvalidUtf8 { field: "source_id" });
+    assert!(Envelope::decode(&[0x12u8, 2, 0xff, 0xfe][..]).is_err());
+}
+
+#[test]
+fn later_oneof_member_wins_as_in_prost() {
+    let mut bytes = envelope::counter("s", "c", 1).encode_to_vec();
+    bytes.extend(envelope::event("s", "t", "b").encode_to_vec());
+    let raw = RawEnvelope::parse(Bytes::from(bytes.clone())).unwrap();
+    let full = Envelope::decode(&bytes[..]).unwrap();
+    assert_eq!(raw.kind(), Kind::Event);
+    assert_eq!(raw.name(), "");
+    assert_eq!(envelope::kind_name(&full), "event");
+}
+
+/// Random corruptions of valid envelopes. Whatever `parse` accepts, prost accepts too, with
+/// the same facts; whatever prost accepts in canonical form, `parse` accepts. (`parse` may be
+/// stricter than prost on non-canonical input: prost ignores the wire type of map fields.)
+/// Bounded: 20,000 cases, fixed seed.
+#[test]
+fn agrees_with_prost_on_corrupted_input() {
+    let mut rng = StdRng::seed_from_u64(0x4879_6472);
+    let seeds: Vec<Vec<u8>> = samples().iter().map(|e| e.encode_to_vec()).collect();
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        let mut bytes = seeds[rng.random_range(0..seeds.len())].clone();
+        for _ in 0..rng.random_range(1..4) {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = rng.random_range(0..bytes.len());
+            match rng.random_range(0..3) {
+                0 => bytes[i] = rng.random(),
+                1 => bytes.truncate(i),
+                _ => bytes.insert(i, rng.random()),
+            }
+        }
+        let prost = Envelope::decode(&bytes[..]);
+        let raw = RawEnvelope::parse(Bytes::from(bytes.clone()));
+        match (&prost, &raw) {
+            (Ok(p), Ok(r)) => {
+                accepted += 1;
+                assert_eq!(r.source_id(), p.source_id, "{bytes:?}");
+                assert_eq!(r.timestamp(), p.timestamp);
+                assert_eq!(envelope::kind_name(p), kind_label(r.kind()), "{bytes:?}");
+                assert_eq!(r.has_deprecated_tags(), !p.deprecated_tags.is_empty(), "{bytes:?}");
+                if let Some(v2::envelope::Message::Counter(c)) = &p.message {
+                    assert_eq!(r.name(), c.name);
+                }
+                if let Some(v2::envelope::Message::Gauge(g)) = &p.message {
+                    let mut a: Vec<&str> = r.gauge_names().collect();
+                    a.sort();
+                    a.dedup();
+                    let mut b: Vec<&str> = g.metrics.keys().map(String::as_str).collect();
+                    b.sort();
+                    assert_eq!(a, b, "{bytes:?}");
+                }
+            }
+            (Err(_), Err(_)) => {}
+            (Ok(p), Err(_)) if p.encode_to_vec() != bytes => {}
+            _ => panic!("disagree on {bytes:?}: prost {prost:?} raw {raw:?}"),
+        }
+    }
+    assert!(accepted > 1000, "the corpus should keep many valid envelopes, got {accepted}");
+}
+
+fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::None => "none",
+        Kind::Log => "log",
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Timer => "timer",
+        Kind::Event => "event",
+    }
+}

@@ -1,1 +1,355 @@
-fn main(){}
+//! The `hydrant` command: one binary, one subcommand per component or tool.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use hydrant::{agent, certs, doppler, emit, firehose, shutdown};
+use hydrant_proto::transport::Tls;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hydrant",
+    version,
+    about = "A Loggregator-compatible observability pipeline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Receive envelopes from agents and serve them as the Firehose.
+    Doppler(DopplerArgs),
+    /// Accept envelopes from local emitters and forward them to dopplers.
+    Agent(AgentArgs),
+    /// Generate load over Ingress.BatchSender, with sequence numbers for loss audits.
+    Emit(EmitArgs),
+    /// Subscribe to a doppler's Firehose and print envelopes or a loss/latency summary.
+    Firehose(FirehoseArgs),
+    /// Generate a CA and component certificates for a development mTLS setup.
+    Certs(CertsArgs),
+}
+
+/// mTLS flags shared by every gRPC command.
+#[derive(Debug, Args)]
+struct TlsArgs {
+    /// CA certificate (PEM); enables mTLS together with --tls-cert and --tls-key.
+    #[arg(long, env = "HYDRANT_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This component's certificate (PEM).
+    #[arg(long, env = "HYDRANT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// This component's private key (PEM).
+    #[arg(long, env = "HYDRANT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn load(&self, server_name: &str) -> anyhow::Result<Option<Tls>> {
+        Ok(Tls::from_files(
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            server_name,
+        )?)
+    }
+}
+
+#[derive(Debug, Args)]
+struct DopplerArgs {
+    /// gRPC address for Ingress and Egress.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    grpc: SocketAddr,
+    /// HTTP address for /metrics and /healthz.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    http: SocketAddr,
+    /// Per-subscription buffer in envelopes (oldest dropped beyond it).
+    #[arg(long, default_value_t = doppler::DEFAULT_SUBSCRIPTION_BUFFER)]
+    subscription_buffer: usize,
+    /// Per-subscription buffer in bytes.
+    #[arg(long, default_value_t = doppler::DEFAULT_SUBSCRIPTION_BUFFER_BYTES)]
+    subscription_buffer_bytes: usize,
+    /// Largest gRPC message accepted.
+    #[arg(long, default_value_t = hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Seconds allowed for an orderly stop.
+    #[arg(long, default_value_t = shutdown::DEFAULT_GRACE.as_secs())]
+    grace_secs: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// gRPC address for local emitters.
+    #[arg(long, default_value = "127.0.0.1:3458")]
+    grpc: SocketAddr,
+    /// Doppler to forward to; repeat to spread load over several.
+    #[arg(long = "doppler", default_value = "127.0.0.1:8082")]
+    dopplers: Vec<String>,
+    /// HTTP address for /metrics and /healthz.
+    #[arg(long, default_value = "127.0.0.1:14821")]
+    http: SocketAddr,
+    /// Tag added to every envelope that lacks it, as KEY=VALUE; repeatable.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    /// Forwarding buffer in envelopes (oldest dropped beyond it while dopplers lag).
+    #[arg(long, default_value_t = hydrant_proto::ingress::DEFAULT_BUFFER_ENVELOPES)]
+    buffer: usize,
+    /// Forwarding buffer in bytes.
+    #[arg(long, default_value_t = hydrant_proto::ingress::DEFAULT_BUFFER_BYTES)]
+    buffer_bytes: usize,
+    /// Concurrent streams to each doppler.
+    #[arg(long, default_value_t = 1)]
+    streams_per_doppler: usize,
+    /// Largest gRPC message accepted from emitters.
+    #[arg(long, default_value_t = hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Name the dopplers' certificates must carry.
+    #[arg(long, default_value = "doppler")]
+    tls_server_name: String,
+    /// Seconds allowed for flushing on stop.
+    #[arg(long, default_value_t = shutdown::DEFAULT_GRACE.as_secs())]
+    grace_secs: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+struct EmitArgs {
+    /// Agent (or doppler) address.
+    #[arg(long, default_value = "127.0.0.1:3458")]
+    to: String,
+    /// Envelopes to send.
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// Envelopes per second (default: as fast as the receiver takes them).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Distinct source ids.
+    #[arg(long, default_value_t = 1)]
+    sources: usize,
+    /// Log payload size in bytes.
+    #[arg(long, default_value_t = 200)]
+    payload_bytes: usize,
+    /// Envelope kind.
+    #[arg(long, value_enum, default_value = "log")]
+    kind: emit::EmitKind,
+    /// Concurrent streams (at most one per source).
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// Name the receiver's certificate must carry.
+    #[arg(long, default_value = "metron")]
+    tls_server_name: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+struct FirehoseArgs {
+    /// Doppler address.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    from: String,
+    /// Shard id: subscribers with the same one split the stream.
+    #[arg(long, default_value = "")]
+    shard_id: String,
+    /// Only these source ids; repeatable.
+    #[arg(long = "source-id")]
+    source_ids: Vec<String>,
+    /// Only these types; repeatable.
+    #[arg(long = "type", value_enum)]
+    types: Vec<firehose::TypeArg>,
+    /// Exit after this many envelopes.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Exit after this long (e.g. 30s, 2m, 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Print one protojson envelope per line.
+    #[arg(long, conflicts_with = "stats")]
+    json: bool,
+    /// Print one JSON summary (received, rate, lost, latency percentiles) at the end.
+    #[arg(long)]
+    stats: bool,
+    /// Name the doppler's certificate must carry.
+    #[arg(long, default_value = "doppler")]
+    tls_server_name: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+struct CertsArgs {
+    /// Directory to write into.
+    #[arg(long, default_value = "hydrant-data/certs")]
+    out: PathBuf,
+    /// Component names to issue certificates for; repeatable.
+    #[arg(long = "name")]
+    names: Vec<String>,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {flag} {addr}"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Doppler(a) => {
+            let config = doppler::Config {
+                tls: a.tls.load("doppler")?,
+                max_message_bytes: a.max_message_bytes,
+                buffer: doppler::BufferLimits {
+                    envelopes: a.subscription_buffer,
+                    bytes: a.subscription_buffer_bytes,
+                },
+                grace: Duration::from_secs(a.grace_secs),
+            };
+            let grpc = bind("--grpc", a.grpc).await?;
+            let http = bind("--http", a.http).await?;
+            tracing::info!(grpc = %a.grpc, http = %a.http, tls = config.tls.is_some(), "doppler listening");
+            doppler::run(config, grpc, http, shutdown::on_signal()).await?;
+        }
+        Command::Agent(a) => {
+            let tls = a.tls.load(&a.tls_server_name)?;
+            let config = agent::Config {
+                server_tls: tls.clone(),
+                dopplers: a.dopplers.clone(),
+                doppler_tls: tls,
+                tags: a.tags.into_iter().collect::<BTreeMap<_, _>>(),
+                buffer_envelopes: a.buffer,
+                buffer_bytes: a.buffer_bytes,
+                streams_per_doppler: a.streams_per_doppler,
+                max_message_bytes: a.max_message_bytes,
+                grace: Duration::from_secs(a.grace_secs),
+            };
+            let grpc = bind("--grpc", a.grpc).await?;
+            let http = bind("--http", a.http).await?;
+            tracing::info!(grpc = %a.grpc, http = %a.http, dopplers = ?a.dopplers, "agent listening");
+            agent::run(config, grpc, http, shutdown::on_signal()).await?;
+        }
+        Command::Emit(a) => {
+            if a.sources == 0 {
+                bail!("--sources must be at least 1");
+            }
+            if matches!(a.rate, Some(r) if !(r > 0.0 && r.is_finite())) {
+                bail!("--rate must be a positive number");
+            }
+            let opts = emit::Options {
+                to: a.to,
+                count: a.count,
+                rate: a.rate,
+                sources: a.sources,
+                payload_bytes: a.payload_bytes,
+                kind: a.kind,
+                streams: a.streams,
+            };
+            let summary =
+                emit::run(opts, a.tls.load(&a.tls_server_name)?, shutdown::on_signal()).await?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Firehose(a) => {
+            let output = if a.stats {
+                firehose::Output::Stats
+            } else if a.json {
+                firehose::Output::Json
+            } else {
+                firehose::Output::Text
+            };
+            let opts = firehose::Options {
+                from: a.from,
+                shard_id: a.shard_id,
+                source_ids: a.source_ids,
+                types: a.types,
+                count: a.count,
+                duration: a.duration,
+                output,
+            };
+            let tls = a.tls.load(&a.tls_server_name)?;
+            if let Some(summary) = firehose::run(opts, tls, shutdown::on_signal()).await? {
+                println!("{}", serde_json::to_string(&summary)?);
+            }
+        }
+        Command::Certs(a) => {
+            let names: Vec<String> = if a.names.is_empty() {
+                certs::DEFAULT_NAMES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            } else {
+                a.names
+            };
+            for path in certs::generate_all(&a.out, &names)? {
+                println!("{}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

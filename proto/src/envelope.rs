@@ -27,13 +27,30 @@ pub fn new(source_id: impl Into<String>, message: Message) -> Envelope {
 
 /// A log line (`OUT` unless `err`).
 pub fn log(source_id: impl Into<String>, payload: impl Into<Bytes>, err: bool) -> Envelope {
-    let r#type = if err { v2::log::Type::Err } else { v2::log::Type::Out };
-    new(source_id, Message::Log(v2::Log { payload: payload.into(), r#type: r#type as i32 }))
+    let r#type = if err {
+        v2::log::Type::Err
+    } else {
+        v2::log::Type::Out
+    };
+    new(
+        source_id,
+        Message::Log(v2::Log {
+            payload: payload.into(),
+            r#type: r#type as i32,
+        }),
+    )
 }
 
 /// A counter increment; the agent fills in `total`.
 pub fn counter(source_id: impl Into<String>, name: impl Into<String>, delta: u64) -> Envelope {
-    new(source_id, Message::Counter(v2::Counter { name: name.into(), delta, total: 0 }))
+    new(
+        source_id,
+        Message::Counter(v2::Counter {
+            name: name.into(),
+            delta,
+            total: 0,
+        }),
+    )
 }
 
 /// A gauge with `(name, value, unit)` metrics.
@@ -43,19 +60,49 @@ pub fn gauge<'a>(
 ) -> Envelope {
     let metrics: HashMap<String, v2::GaugeValue> = metrics
         .into_iter()
-        .map(|(name, value, unit)| (name.to_owned(), v2::GaugeValue { unit: unit.to_owned(), value }))
+        .map(|(name, value, unit)| {
+            (
+                name.to_owned(),
+                v2::GaugeValue {
+                    unit: unit.to_owned(),
+                    value,
+                },
+            )
+        })
         .collect();
     new(source_id, Message::Gauge(v2::Gauge { metrics }))
 }
 
 /// A timer from `start` to `stop` (UNIX nanoseconds).
-pub fn timer(source_id: impl Into<String>, name: impl Into<String>, start: i64, stop: i64) -> Envelope {
-    new(source_id, Message::Timer(v2::Timer { name: name.into(), start, stop }))
+pub fn timer(
+    source_id: impl Into<String>,
+    name: impl Into<String>,
+    start: i64,
+    stop: i64,
+) -> Envelope {
+    new(
+        source_id,
+        Message::Timer(v2::Timer {
+            name: name.into(),
+            start,
+            stop,
+        }),
+    )
 }
 
 /// An event.
-pub fn event(source_id: impl Into<String>, title: impl Into<String>, body: impl Into<String>) -> Envelope {
-    new(source_id, Message::Event(v2::Event { title: title.into(), body: body.into() }))
+pub fn event(
+    source_id: impl Into<String>,
+    title: impl Into<String>,
+    body: impl Into<String>,
+) -> Envelope {
+    new(
+        source_id,
+        Message::Event(v2::Event {
+            title: title.into(),
+            body: body.into(),
+        }),
+    )
 }
 
 /// The `loggregator.v2` name of the message kind (`log`, `counter`, …), or `none`.
@@ -84,6 +131,9 @@ pub fn value_to_string(value: &v2::Value) -> String {
 /// A preferred tag of the same name wins.
 pub fn prefer_tags(envelope: &mut Envelope) {
     for (k, v) in envelope.deprecated_tags.drain() {
-        envelope.tags.entry(k).or_insert_with(|| value_to_string(&v));
+        envelope
+            .tags
+            .entry(k)
+            .or_insert_with(|| value_to_string(&v));
     }
 }

@@ -24,7 +24,10 @@ pub mod select {
     use super::*;
 
     fn of(source_id: &str, message: Sel) -> Selector {
-        Selector { source_id: source_id.to_owned(), message: Some(message) }
+        Selector {
+            source_id: source_id.to_owned(),
+            message: Some(message),
+        }
     }
     /// Logs (of `source_id`, or of every source when empty).
     pub fn log(source_id: &str) -> Selector {
@@ -32,7 +35,12 @@ pub mod select {
     }
     /// Counters, optionally only the one named `name` (empty: all).
     pub fn counter(source_id: &str, name: &str) -> Selector {
-        of(source_id, Sel::Counter(v2::CounterSelector { name: name.to_owned() }))
+        of(
+            source_id,
+            Sel::Counter(v2::CounterSelector {
+                name: name.to_owned(),
+            }),
+        )
     }
     /// Gauges carrying every one of `names` (empty: all gauges).
     pub fn gauge(source_id: &str, names: &[&str]) -> Selector {
@@ -49,13 +57,23 @@ pub mod select {
     }
     /// One selector per envelope type: everything from `source_id` (or everything at all).
     pub fn all(source_id: &str) -> Vec<Selector> {
-        vec![log(source_id), counter(source_id, ""), gauge(source_id, &[]), timer(source_id), event(source_id)]
+        vec![
+            log(source_id),
+            counter(source_id, ""),
+            gauge(source_id, &[]),
+            timer(source_id),
+            event(source_id),
+        ]
     }
 }
 
 /// A subscription request with the given shard id and selectors.
 pub fn request(shard_id: &str, selectors: Vec<Selector>) -> EgressBatchRequest {
-    EgressBatchRequest { shard_id: shard_id.to_owned(), selectors, ..EgressBatchRequest::default() }
+    EgressBatchRequest {
+        shard_id: shard_id.to_owned(),
+        selectors,
+        ..EgressBatchRequest::default()
+    }
 }
 
 /// A reconnecting Firehose subscription.
@@ -75,7 +93,10 @@ pub struct Subscriber {
 fn permanent(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented
+        Code::InvalidArgument
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::Unimplemented
     )
 }
 
@@ -154,7 +175,10 @@ impl Subscriber {
         let mut client = EgressClient::new(channel)
             .max_decoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES);
-        Ok(client.batched_receiver(self.request.clone()).await?.into_inner())
+        Ok(client
+            .batched_receiver(self.request.clone())
+            .await?
+            .into_inner())
     }
 
     async fn pause(&mut self) {

@@ -110,12 +110,27 @@ impl Stats {
 }
 
 /// A running client; dropping it aborts the workers (use [`close`](Self::close) to flush).
+/// It dereferences to its [`Sender`].
 #[derive(Debug)]
 pub struct IngressClient {
-    queue: Arc<DropQueue<RawEnvelope>>,
-    stats: Arc<Stats>,
+    sender: Sender,
     workers: Vec<JoinHandle<()>>,
     cancel: CancellationToken,
+}
+
+/// The cheap, cloneable sending side of an [`IngressClient`].
+#[derive(Debug, Clone)]
+pub struct Sender {
+    queue: Arc<DropQueue<RawEnvelope>>,
+    stats: Arc<Stats>,
+}
+
+impl std::ops::Deref for IngressClient {
+    type Target = Sender;
+
+    fn deref(&self) -> &Sender {
+        &self.sender
+    }
 }
 
 fn weigh(env: &RawEnvelope) -> usize {
@@ -128,7 +143,11 @@ impl IngressClient {
     /// # Panics
     /// Must be called inside a tokio runtime.
     pub fn start(config: Config) -> Result<IngressClient, transport::Error> {
-        let queue = Arc::new(DropQueue::new(config.buffer_envelopes, config.buffer_bytes, weigh));
+        let queue = Arc::new(DropQueue::new(
+            config.buffer_envelopes,
+            config.buffer_bytes,
+            weigh,
+        ));
         let stats = Arc::new(Stats::default());
         let cancel = CancellationToken::new();
         let mut workers = Vec::new();
@@ -145,9 +164,42 @@ impl IngressClient {
                 workers.push(tokio::spawn(worker.run()));
             }
         }
-        Ok(IngressClient { queue, stats, workers, cancel })
+        Ok(IngressClient {
+            sender: Sender { queue, stats },
+            workers,
+            cancel,
+        })
     }
 
+    /// A handle for sending from elsewhere.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// Stops accepting envelopes and sends what is queued, waiting at most `grace`; whatever
+    /// is still queued after that is counted in `dropped_shutdown`.
+    pub async fn close(mut self, grace: Duration) {
+        let queue = &self.sender.queue;
+        queue.close();
+        let workers = std::mem::take(&mut self.workers);
+        let all = futures::future::join_all(workers);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            self.cancel.cancel();
+            let mut rest = Vec::new();
+            queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
+            self.sender
+                .stats
+                .dropped_shutdown
+                .fetch_add(rest.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                lost = rest.len(),
+                "ingress client: grace period over, queue discarded"
+            );
+        }
+    }
+}
+
+impl Sender {
     /// Queues envelopes for sending. Never blocks; returns what was dropped to make room.
     pub fn send_all(&self, envelopes: impl IntoIterator<Item = RawEnvelope>) -> Pushed {
         let stats = &self.stats;
@@ -160,10 +212,14 @@ impl IngressClient {
         });
         let pushed = self.queue.push_all(fits);
         if pushed.dropped > 0 {
-            stats.dropped_overflow.fetch_add(pushed.dropped as u64, Ordering::Relaxed);
+            stats
+                .dropped_overflow
+                .fetch_add(pushed.dropped as u64, Ordering::Relaxed);
         }
         if pushed.refused > 0 {
-            stats.dropped_shutdown.fetch_add(pushed.refused as u64, Ordering::Relaxed);
+            stats
+                .dropped_shutdown
+                .fetch_add(pushed.refused as u64, Ordering::Relaxed);
         }
         pushed
     }
@@ -186,21 +242,6 @@ impl IngressClient {
     /// Envelopes waiting to be sent.
     pub fn queued(&self) -> usize {
         self.queue.len()
-    }
-
-    /// Stops accepting envelopes and sends what is queued, waiting at most `grace`; whatever
-    /// is still queued after that is counted in `dropped_shutdown`.
-    pub async fn close(mut self, grace: Duration) {
-        self.queue.close();
-        let workers = std::mem::take(&mut self.workers);
-        let all = futures::future::join_all(workers);
-        if tokio::time::timeout(grace, all).await.is_err() {
-            self.cancel.cancel();
-            let mut rest = Vec::new();
-            self.queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
-            self.stats.dropped_shutdown.fetch_add(rest.len() as u64, Ordering::Relaxed);
-            tracing::warn!(lost = rest.len(), "ingress client: grace period over, queue discarded");
-        }
     }
 }
 
@@ -289,8 +330,7 @@ impl Worker {
             .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
             .max_decoding_message_size(DEFAULT_MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel::<RawBatch>(STREAM_QUEUE_BATCHES);
-        let mut call =
-            Box::pin(async move { client.batch_sender(ReceiverStream::new(rx)).await });
+        let mut call = Box::pin(async move { client.batch_sender(ReceiverStream::new(rx)).await });
         let target = &self.target;
         loop {
             if pending.is_empty() {

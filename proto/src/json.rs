@@ -13,10 +13,17 @@ pub fn envelope(env: &Envelope) -> Value {
     obj.insert("timestamp".into(), json!(env.timestamp.to_string()));
     obj.insert("source_id".into(), json!(env.source_id));
     obj.insert("instance_id".into(), json!(env.instance_id));
-    let deprecated: Map<String, Value> =
-        env.deprecated_tags.iter().map(|(k, v)| (k.clone(), value(v))).collect();
+    let deprecated: Map<String, Value> = env
+        .deprecated_tags
+        .iter()
+        .map(|(k, v)| (k.clone(), value(v)))
+        .collect();
     obj.insert("deprecated_tags".into(), Value::Object(deprecated));
-    let tags: Map<String, Value> = env.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let tags: Map<String, Value> = env
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     obj.insert("tags".into(), Value::Object(tags));
     if let Some((name, body)) = env.message.as_ref().map(message) {
         obj.insert(name.into(), body);
@@ -66,7 +73,12 @@ fn message(m: &Message) -> (&'static str, Value) {
             let metrics: Map<String, Value> = g
                 .metrics
                 .iter()
-                .map(|(k, v)| (k.clone(), json!({ "unit": v.unit, "value": float(v.value) })))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        json!({ "unit": v.unit, "value": float(v.value) }),
+                    )
+                })
                 .collect();
             ("gauge", json!({ "metrics": metrics }))
         }

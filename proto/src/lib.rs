@@ -12,7 +12,12 @@
 //! - [`firehose`]: a Firehose subscriber that reconnects with backoff.
 
 /// Generated Loggregator v2 types, clients and servers.
-#[allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    missing_debug_implementations
+)]
 pub mod v2 {
     include!(concat!(env!("OUT_DIR"), "/std/loggregator.v2.rs"));
 }
@@ -21,8 +26,8 @@ pub mod envelope;
 pub mod firehose;
 pub mod ingress;
 pub mod json;
-pub mod raw;
 pub mod queue;
+pub mod raw;
 pub mod transport;
 
 /// Largest gRPC message accepted or sent on any hop (Loggregator uses 10 MiB too).

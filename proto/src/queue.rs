@@ -49,7 +49,11 @@ impl<T> DropQueue<T> {
     /// kept, so a single oversized entry still passes through).
     pub fn new(max_entries: usize, max_bytes: usize, weigh: Weigher<T>) -> DropQueue<T> {
         DropQueue {
-            inner: Mutex::new(Inner { entries: VecDeque::new(), bytes: 0, closed: false }),
+            inner: Mutex::new(Inner {
+                entries: VecDeque::new(),
+                bytes: 0,
+                closed: false,
+            }),
             notify: Notify::new(),
             max_entries: max_entries.max(1),
             max_bytes: max_bytes.max(1),
@@ -86,7 +90,8 @@ impl<T> DropQueue<T> {
         }
         self.pushed.fetch_add(count, Ordering::Relaxed);
         if result.dropped > 0 {
-            self.dropped.fetch_add(result.dropped as u64, Ordering::Relaxed);
+            self.dropped
+                .fetch_add(result.dropped as u64, Ordering::Relaxed);
         }
         if count > 0 {
             self.notify.notify_one();
@@ -106,7 +111,9 @@ impl<T> DropQueue<T> {
         let mut n = 0;
         let mut bytes = 0;
         while n < max {
-            let Some(front) = inner.entries.front() else { break };
+            let Some(front) = inner.entries.front() else {
+                break;
+            };
             let w = (self.weigh)(front);
             if n > 0 && bytes + w > max_bytes {
                 break;
@@ -158,7 +165,11 @@ impl<T> DropQueue<T> {
 
     /// Entries waiting.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).entries.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .len()
     }
 
     /// Whether nothing is waiting.

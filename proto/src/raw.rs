@@ -18,7 +18,12 @@ use prost::encoding::{
 use prost::{DecodeError, Message};
 
 /// gRPC stubs whose envelope types are [`RawEnvelope`] and [`RawBatch`].
-#[allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    missing_debug_implementations
+)]
 pub mod grpc {
     include!(concat!(env!("OUT_DIR"), "/raw/loggregator.v2.rs"));
 }
@@ -97,7 +102,10 @@ struct Span {
 impl Span {
     fn of(bytes: &[u8], base: usize) -> Span {
         // Envelopes are bounded by the 10 MiB-ish message limit, far below u32::MAX.
-        Span { start: base as u32, end: (base + bytes.len()) as u32 }
+        Span {
+            start: base as u32,
+            end: (base + bytes.len()) as u32,
+        }
     }
     fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
@@ -225,7 +233,37 @@ impl RawEnvelope {
 
     /// The metric names of a gauge, in wire order (duplicates possible); empty for other kinds.
     pub fn gauge_names(&self) -> impl Iterator<Item = &str> {
-        GaugeNames { buf: &self.bytes[self.gauge.range()] }
+        GaugeNames {
+            buf: &self.bytes[self.gauge.range()],
+        }
+    }
+
+    /// The value of preferred tag `key` (the last one, if repeated), without decoding.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        let mut buf: &[u8] = &self.bytes;
+        let mut found = None;
+        // Validated by `parse`, so the walk cannot fail; stop quietly if it does.
+        while buf.has_remaining() {
+            let (tag, wire) = decode_key(&mut buf).ok()?;
+            if tag != 9 || wire != WireType::LengthDelimited {
+                skip_field(wire, tag, &mut buf, DecodeContext::default()).ok()?;
+                continue;
+            }
+            let mut entry = take_len(&mut buf).ok()?;
+            let (mut k, mut v) = (&[][..], &[][..]);
+            while entry.has_remaining() {
+                let (t, w) = decode_key(&mut entry).ok()?;
+                match (t, w) {
+                    (1, WireType::LengthDelimited) => k = take_len(&mut entry).ok()?,
+                    (2, WireType::LengthDelimited) => v = take_len(&mut entry).ok()?,
+                    _ => skip_field(w, t, &mut entry, DecodeContext::default()).ok()?,
+                }
+            }
+            if k == key.as_bytes() {
+                found = std::str::from_utf8(v).ok();
+            }
+        }
+        found
     }
 
     /// Decodes the full prost envelope (the slow path, for rewriting).
@@ -315,7 +353,9 @@ impl Message for RawEnvelope {
     ) -> Result<(), DecodeError> {
         // Only reachable if a RawEnvelope were nested in another message, which no
         // generated stub does: it is always decoded whole through `merge` below.
-        Err(decode_error("RawEnvelope must be decoded as a whole message"))
+        Err(decode_error(
+            "RawEnvelope must be decoded as a whole message",
+        ))
     }
 
     fn merge(&mut self, mut buf: impl Buf) -> Result<(), DecodeError> {
@@ -376,7 +416,10 @@ fn decode_error(description: impl Into<std::borrow::Cow<'static, str>>) -> Decod
 type Result<T, E = InvalidEnvelope> = std::result::Result<T, E>;
 
 fn malformed(field: &'static str, reason: impl ToString) -> InvalidEnvelope {
-    InvalidEnvelope::Malformed { field, reason: reason.to_string() }
+    InvalidEnvelope::Malformed {
+        field,
+        reason: reason.to_string(),
+    }
 }
 
 fn span(whole: &[u8], part: &[u8]) -> Span {
@@ -394,7 +437,10 @@ fn expect_wire(wire: WireType, want: WireType, field: &'static str) -> Result<()
     if wire == want {
         Ok(())
     } else {
-        Err(malformed(field, format!("wire type {wire:?}, expected {want:?}")))
+        Err(malformed(
+            field,
+            format!("wire type {wire:?}, expected {want:?}"),
+        ))
     }
 }
 

@@ -62,15 +62,25 @@ pub struct Tls {
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("Tls").field("server_name", &self.server_name).finish_non_exhaustive()
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
     }
 }
 
 fn read_pem(what: &'static str, path: &Path, expected: &'static str) -> Result<Vec<u8>, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read { what, path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        what,
+        path: path.into(),
+        source,
+    })?;
     let text = String::from_utf8_lossy(&bytes);
     if !text.contains("-----BEGIN ") || !text.contains(expected) {
-        return Err(Error::NotPem { what, path: path.into(), expected });
+        return Err(Error::NotPem {
+            what,
+            path: path.into(),
+            expected,
+        });
     }
     Ok(bytes)
 }
@@ -118,8 +128,15 @@ impl Tls {
 /// keepalives that notice a dead peer within ~30 s, and mTLS when configured.
 pub fn endpoint(addr: &str, tls: Option<&Tls>) -> Result<Endpoint, Error> {
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let uri = if addr.contains("://") { addr.to_owned() } else { format!("{scheme}://{addr}") };
-    let address_error = |source| Error::Address { addr: addr.to_owned(), source };
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("{scheme}://{addr}")
+    };
+    let address_error = |source| Error::Address {
+        addr: addr.to_owned(),
+        source,
+    };
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(address_error)?
         .connect_timeout(Duration::from_secs(5))
@@ -130,7 +147,9 @@ pub fn endpoint(addr: &str, tls: Option<&Tls>) -> Result<Endpoint, Error> {
         .keep_alive_timeout(Duration::from_secs(15))
         .keep_alive_while_idle(true);
     if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls.client_config()).map_err(address_error)?;
+        endpoint = endpoint
+            .tls_config(tls.client_config())
+            .map_err(address_error)?;
     }
     Ok(endpoint)
 }

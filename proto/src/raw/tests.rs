@@ -14,14 +14,19 @@ fn samples() -> Vec<Envelope> {
     log.tags.insert("source_type".into(), "APP/PROC/WEB".into());
     log.deprecated_tags.insert(
         "job".into(),
-        v2::Value { data: Some(v2::value::Data::Integer(7)) },
+        v2::Value {
+            data: Some(v2::value::Data::Integer(7)),
+        },
     );
     let mut counter = envelope::counter("doppler", "ingress", 5);
     counter.tags.insert("x".into(), "y".into());
     vec![
         log,
         counter,
-        envelope::gauge("app-2", [("cpu", 12.5, "percentage"), ("memory", 1e6, "bytes")]),
+        envelope::gauge(
+            "app-2",
+            [("cpu", 12.5, "percentage"), ("memory", 1e6, "bytes")],
+        ),
         envelope::timer("gorouter", "http", 10, 20),
         envelope::event("cell", "crashed", "exit 1"),
         Envelope::default(),
@@ -33,6 +38,13 @@ fn extracts_routing_facts() {
     let envs = samples();
     let raw: Vec<RawEnvelope> = envs.iter().map(RawEnvelope::from_envelope).collect();
     assert_eq!(raw[0].kind(), Kind::Log);
+    assert_eq!(raw[0].tag("source_type"), Some("APP/PROC/WEB"));
+    assert_eq!(
+        raw[0].tag("job"),
+        None,
+        "deprecated tags are not preferred tags"
+    );
+    assert_eq!(raw[1].tag("x"), Some("y"));
     assert_eq!(raw[0].source_id(), "app-1");
     assert!(raw[0].has_deprecated_tags());
     assert_eq!((raw[1].kind(), raw[1].name()), (Kind::Counter, "ingress"));
@@ -52,12 +64,19 @@ fn extracts_routing_facts() {
 #[test]
 fn batch_round_trips_through_prost() {
     let envs = samples();
-    let raw = RawBatch::from(envs.iter().map(RawEnvelope::from_envelope).collect::<Vec<_>>());
+    let raw = RawBatch::from(
+        envs.iter()
+            .map(RawEnvelope::from_envelope)
+            .collect::<Vec<_>>(),
+    );
     let bytes = raw.encode_to_vec();
     assert_eq!(bytes.len(), raw.encoded_len());
     let decoded = v2::EnvelopeBatch::decode(&bytes[..]).unwrap();
     assert_eq!(decoded.batch, envs);
-    let again = RawBatch::decode(Bytes::from(v2::EnvelopeBatch { batch: envs }.encode_to_vec())).unwrap();
+    let again = RawBatch::decode(Bytes::from(
+        v2::EnvelopeBatch { batch: envs }.encode_to_vec(),
+    ))
+    .unwrap();
     assert_eq!(again, raw);
 }
 
@@ -110,7 +129,11 @@ fn agrees_with_prost_on_corrupted_input() {
                 assert_eq!(r.source_id(), p.source_id, "{bytes:?}");
                 assert_eq!(r.timestamp(), p.timestamp);
                 assert_eq!(envelope::kind_name(p), kind_label(r.kind()), "{bytes:?}");
-                assert_eq!(r.has_deprecated_tags(), !p.deprecated_tags.is_empty(), "{bytes:?}");
+                assert_eq!(
+                    r.has_deprecated_tags(),
+                    !p.deprecated_tags.is_empty(),
+                    "{bytes:?}"
+                );
                 if let Some(v2::envelope::Message::Counter(c)) = &p.message {
                     assert_eq!(r.name(), c.name);
                 }
@@ -128,7 +151,10 @@ fn agrees_with_prost_on_corrupted_input() {
             _ => panic!("disagree on {bytes:?}: prost {prost:?} raw {raw:?}"),
         }
     }
-    assert!(accepted > 1000, "the corpus should keep many valid envelopes, got {accepted}");
+    assert!(
+        accepted > 1000,
+        "the corpus should keep many valid envelopes, got {accepted}"
+    );
 }
 
 fn kind_label(kind: Kind) -> &'static str {

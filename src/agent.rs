@@ -1,0 +1,296 @@
+//! The agent: runs on every cell, accepts envelopes from local emitters (`Ingress`: `Sender`,
+//! `BatchSender` and `Send`), completes them (counter totals, configured tags, origin
+//! mapping, timestamps), and forwards them in adaptive batches to one or more dopplers.
+//!
+//! It never blocks an emitter: ingress only validates and queues. Envelopes that need no
+//! change (most logs and gauges) are forwarded as the bytes they arrived in.
+//! Shutdown order: stop ingress, flush the queue to the dopplers (bounded by the grace
+//! period; what cannot be sent is counted), stop the HTTP server.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hydrant_proto::ingress::{self as client, IngressClient, Sender};
+use hydrant_proto::raw::grpc::ingress_server::IngressServer;
+use hydrant_proto::raw::{Kind, RawEnvelope};
+use hydrant_proto::transport::{self, Tls};
+use hydrant_proto::{DEFAULT_MAX_MESSAGE_BYTES, HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::admin::{self, Observe};
+use crate::shutdown;
+use crate::status::RejectionCounts;
+use crate::telemetry::{Text, names};
+
+mod counters;
+mod ingress;
+
+pub use counters::{MAX_COUNTER_KEYS, Totals};
+
+/// Agent settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// mTLS for emitters connecting to the agent.
+    pub server_tls: Option<Tls>,
+    /// Dopplers to forward to (load is spread across all of them).
+    pub dopplers: Vec<String>,
+    /// mTLS towards the dopplers.
+    pub doppler_tls: Option<Tls>,
+    /// Tags added to every envelope that does not already carry them.
+    pub tags: BTreeMap<String, String>,
+    /// Forwarding buffer bound, in envelopes.
+    pub buffer_envelopes: usize,
+    /// Forwarding buffer bound, in bytes.
+    pub buffer_bytes: usize,
+    /// Streams per doppler.
+    pub streams_per_doppler: usize,
+    /// Largest message accepted from emitters.
+    pub max_message_bytes: usize,
+    /// Time allowed for flushing on stop.
+    pub grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_tls: None,
+            dopplers: vec!["127.0.0.1:8082".into()],
+            doppler_tls: None,
+            tags: BTreeMap::new(),
+            buffer_envelopes: client::DEFAULT_BUFFER_ENVELOPES,
+            buffer_bytes: client::DEFAULT_BUFFER_BYTES,
+            streams_per_doppler: 1,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            grace: shutdown::DEFAULT_GRACE,
+        }
+    }
+}
+
+/// Errors running an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A doppler address or TLS setting is unusable.
+    #[error("agent: {0}")]
+    Transport(#[from] transport::Error),
+    /// The gRPC server failed.
+    #[error("agent gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("agent HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Agent-side counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Envelopes accepted from emitters.
+    pub ingress: std::sync::atomic::AtomicU64,
+    /// Messages refused.
+    pub rejected: RejectionCounts,
+    /// Open ingress streams.
+    pub ingress_streams: std::sync::atomic::AtomicI64,
+}
+
+/// What the ingress service shares.
+#[derive(Debug)]
+pub struct State {
+    forward: Sender,
+    totals: Mutex<Totals>,
+    tags: Vec<(String, String)>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl State {
+    /// Completes and queues a batch. Never blocks.
+    pub fn accept(&self, batch: Vec<RawEnvelope>) {
+        self.stats.ingress.fetch_add(batch.len() as u64, Relaxed);
+        let needs_change = |e: &RawEnvelope| {
+            !self.tags.is_empty()
+                || e.kind() == Kind::Counter
+                || e.source_id().is_empty()
+                || e.timestamp() == 0
+        };
+        if !batch.iter().any(needs_change) {
+            self.forward.send_all(batch);
+            return;
+        }
+        // Sync mutex: held for a loop over one batch, never across an await.
+        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let done: Vec<RawEnvelope> = batch
+            .into_iter()
+            .map(|raw| {
+                if !needs_change(&raw) {
+                    return raw;
+                }
+                let mut env = raw.decode();
+                self.complete(&mut env, &mut totals);
+                RawEnvelope::from_envelope(&env)
+            })
+            .collect();
+        drop(totals);
+        self.forward.send_all(done);
+    }
+
+    fn complete(&self, env: &mut hydrant_proto::v2::Envelope, totals: &mut Totals) {
+        client::stamp_if_unset(env);
+        if env.source_id.is_empty() {
+            // Loggregator's origin mapping for emitters that predate source ids.
+            if let Some(origin) = env.tags.get("origin").cloned().or_else(|| {
+                env.deprecated_tags
+                    .get("origin")
+                    .map(hydrant_proto::envelope::value_to_string)
+            }) {
+                env.source_id = origin;
+            }
+        }
+        for (k, v) in &self.tags {
+            env.tags.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        totals.apply(env);
+    }
+}
+
+/// Runs an agent on the given listeners until `shutdown` fires, then flushes and stops.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let mut forward_config = client::Config::new(config.dopplers.clone());
+    forward_config.tls = config.doppler_tls.clone();
+    forward_config.buffer_envelopes = config.buffer_envelopes;
+    forward_config.buffer_bytes = config.buffer_bytes;
+    forward_config.streams_per_target = config.streams_per_doppler;
+    let forward = IngressClient::start(forward_config)?;
+    let state = Arc::new(State {
+        forward: forward.sender(),
+        totals: Mutex::default(),
+        tags: config.tags.clone().into_iter().collect(),
+        stats: Stats::default(),
+    });
+
+    let stop_ingress = CancellationToken::new();
+    let service = IngressServer::new(ingress::AgentIngress {
+        state: Arc::clone(&state),
+        stop: stop_ingress.clone(),
+    })
+    .max_decoding_message_size(config.max_message_bytes)
+    .max_encoding_message_size(config.max_message_bytes);
+    let mut builder = Server::builder()
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW);
+    if let Some(tls) = &config.server_tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+    let grpc_stop = stop_ingress.clone();
+    let grpc_server = builder
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
+    let http_stop = CancellationToken::new();
+    let observe: Arc<dyn Observe> = Arc::new(Observed {
+        state: Arc::clone(&state),
+    });
+    let http_server = admin::run(http, observe, http_stop.clone());
+
+    let mut grpc_server = std::pin::pin!(grpc_server);
+    let mut http_server = std::pin::pin!(http_server);
+    tokio::select! {
+        r = &mut grpc_server => return r.map_err(Error::from),
+        r = &mut http_server => return r.map_err(Error::from),
+        () = shutdown.cancelled() => {}
+    }
+    tracing::info!("agent: stopping ingress, flushing to dopplers");
+    stop_ingress.cancel();
+    let grace = config.grace;
+    shutdown::within(grace, "agent ingress", &mut grpc_server).await;
+    forward.close(grace).await;
+    http_stop.cancel();
+    shutdown::within(grace, "agent http", &mut http_server).await;
+    let stats = state.forward.stats();
+    tracing::info!(
+        sent = stats.sent.load(Relaxed),
+        dropped = stats.dropped(),
+        "agent stopped"
+    );
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Observed {
+    state: Arc<State>,
+}
+
+impl Observe for Observed {
+    fn metrics(&self) -> String {
+        let s = &self.state;
+        let f = s.forward.stats();
+        let mut t = Text::new();
+        t.sample(names::UP, &[("component", "agent")], 1.0);
+        t.sample(
+            names::AGENT_INGRESS,
+            &[],
+            s.stats.ingress.load(Relaxed) as f64,
+        );
+        for (reason, n) in s.stats.rejected.by_reason() {
+            t.sample(names::AGENT_REJECTED, &[("reason", reason)], n as f64);
+        }
+        t.sample(names::AGENT_EGRESS, &[], f.sent.load(Relaxed) as f64);
+        t.sample(
+            names::AGENT_EGRESS_BATCHES,
+            &[],
+            f.batches.load(Relaxed) as f64,
+        );
+        for (reason, n) in [
+            ("overflow", &f.dropped_overflow),
+            ("oversize", &f.dropped_oversize),
+            ("shutdown", &f.dropped_shutdown),
+        ] {
+            t.sample(
+                names::AGENT_DROPPED,
+                &[("reason", reason)],
+                n.load(Relaxed) as f64,
+            );
+        }
+        t.sample(names::AGENT_BUFFERED, &[], s.forward.queued() as f64);
+        t.sample(
+            names::AGENT_DOPPLER_STREAMS,
+            &[],
+            f.connected.load(Relaxed) as f64,
+        );
+        t.sample(
+            names::AGENT_RECONNECTS,
+            &[],
+            f.reconnects.load(Relaxed) as f64,
+        );
+        t.sample(
+            names::AGENT_DOPPLER_ERRORS,
+            &[],
+            f.errors.load(Relaxed) as f64,
+        );
+        let keys = s.totals.lock().unwrap_or_else(|p| p.into_inner()).len();
+        t.sample(names::AGENT_COUNTER_KEYS, &[], keys as f64);
+        t.finish()
+    }
+
+    fn health(&self) -> (bool, serde_json::Value) {
+        let f = self.state.forward.stats();
+        let streams = f.connected.load(Relaxed);
+        (
+            true,
+            serde_json::json!({
+                "component": "agent",
+                "status": if streams > 0 { "ok" } else { "degraded: no doppler stream" },
+                "doppler_streams": streams,
+                "buffered": self.state.forward.queued(),
+            }),
+        )
+    }
+}

@@ -1,0 +1,277 @@
+//! `hydrant emit`: a load generator speaking `Ingress.BatchSender`.
+//!
+//! Every envelope carries a tag `seq` numbered per source id from 0, and a timestamp taken
+//! just before it is sent, so `hydrant firehose --stats` can audit loss, duplicates and
+//! latency. Sources are spread over the streams so each source's sequence stays ordered.
+//! Sending applies backpressure (the emitter waits for the stream), so the emitter itself
+//! never drops: whatever is lost, is lost downstream.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES;
+use hydrant_proto::envelope::now_nanos;
+use hydrant_proto::raw::grpc::ingress_client::IngressClient;
+use hydrant_proto::raw::{RawBatch, RawEnvelope};
+use hydrant_proto::transport::{self, Tls};
+use hydrant_proto::v2::{self, Envelope, envelope::Message};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+/// Envelopes per batch when the rate is unlimited.
+pub const UNPACED_BATCH: usize = 500;
+
+/// Batches queued towards one stream before the generator waits.
+const STREAM_QUEUE_BATCHES: usize = 4;
+
+/// What to emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmitKind {
+    /// Log lines of `--payload-bytes`.
+    Log,
+    /// Gauges with one metric.
+    Gauge,
+    /// Counter increments.
+    Counter,
+    /// `http` timers.
+    Timer,
+    /// All four in rotation.
+    Mixed,
+}
+
+/// Load generator settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Agent or doppler address.
+    pub to: String,
+    /// Envelopes to send in total.
+    pub count: u64,
+    /// Envelopes per second in total; `None` sends as fast as the receiver takes them.
+    pub rate: Option<f64>,
+    /// Distinct source ids (`emit-0` … `emit-{K-1}`).
+    pub sources: usize,
+    /// Log payload size.
+    pub payload_bytes: usize,
+    /// Envelope kind.
+    pub kind: EmitKind,
+    /// Concurrent streams.
+    pub streams: usize,
+}
+
+/// The one-line result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// Envelopes sent and acknowledged by the end of their stream.
+    pub sent: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// `sent / seconds`.
+    pub rate: f64,
+}
+
+/// Errors while emitting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad address or TLS.
+    #[error(transparent)]
+    Transport(#[from] transport::Error),
+    /// Could not connect.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The receiver refused or broke the stream.
+    #[error("stream to {addr} failed: {status}")]
+    Stream {
+        /// The address.
+        addr: String,
+        /// The gRPC status.
+        status: tonic::Status,
+    },
+}
+
+/// Builds the envelopes of one source.
+#[derive(Debug)]
+struct Source {
+    template: Envelope,
+    seq: u64,
+}
+
+impl Source {
+    fn new(id: String, kind: EmitKind, payload: &Bytes) -> Source {
+        let message = match kind {
+            EmitKind::Log | EmitKind::Mixed => Message::Log(v2::Log {
+                payload: payload.clone(),
+                r#type: v2::log::Type::Out as i32,
+            }),
+            EmitKind::Gauge => Message::Gauge(v2::Gauge::default()),
+            EmitKind::Counter => Message::Counter(v2::Counter::default()),
+            EmitKind::Timer => Message::Timer(v2::Timer::default()),
+        };
+        let mut template = Envelope {
+            source_id: id,
+            instance_id: "0".into(),
+            ..Envelope::default()
+        };
+        template.message = Some(message);
+        template.tags.insert("seq".into(), String::new());
+        Source { template, seq: 0 }
+    }
+
+    fn next(&mut self, kind: EmitKind, payload: &Bytes, buf: &mut BytesMut) -> RawEnvelope {
+        let now = now_nanos();
+        let seq = self.seq;
+        self.seq += 1;
+        let env = &mut self.template;
+        env.timestamp = now;
+        if let Some(slot) = env.tags.get_mut("seq") {
+            slot.clear();
+            use std::fmt::Write as _;
+            let _ = write!(slot, "{seq}");
+        }
+        let kind = match kind {
+            EmitKind::Mixed => [
+                EmitKind::Log,
+                EmitKind::Gauge,
+                EmitKind::Counter,
+                EmitKind::Timer,
+            ][(seq % 4) as usize],
+            k => k,
+        };
+        env.message = Some(match kind {
+            EmitKind::Gauge => {
+                let mut g = v2::Gauge::default();
+                g.metrics.insert(
+                    "value".into(),
+                    v2::GaugeValue {
+                        unit: "count".into(),
+                        value: seq as f64,
+                    },
+                );
+                Message::Gauge(g)
+            }
+            EmitKind::Counter => Message::Counter(v2::Counter {
+                name: "emitted".into(),
+                delta: 1,
+                total: 0,
+            }),
+            EmitKind::Timer => Message::Timer(v2::Timer {
+                name: "http".into(),
+                start: now - 1_000_000,
+                stop: now,
+            }),
+            _ => match env.message.take() {
+                Some(m @ Message::Log(_)) => m,
+                _ => Message::Log(v2::Log {
+                    payload: payload.clone(),
+                    r#type: 0,
+                }),
+            },
+        });
+        buf.reserve(env.encoded_len());
+        env.encode(buf).expect("reserved");
+        RawEnvelope::parse(buf.split().freeze()).expect("prost output is valid")
+    }
+}
+
+/// Sends `opts.count` envelopes and reports.
+pub async fn run(
+    opts: Options,
+    tls: Option<Tls>,
+    cancel: CancellationToken,
+) -> Result<Summary, Error> {
+    let endpoint = transport::endpoint(&opts.to, tls.as_ref())?;
+    let streams = opts.streams.clamp(1, opts.sources.max(1));
+    let payload = Bytes::from(vec![b'x'; opts.payload_bytes]);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..streams {
+        // Stream s owns sources s, s+streams, …; and an even share of the count.
+        let ids: Vec<String> = (s..opts.sources.max(1))
+            .step_by(streams)
+            .map(|i| format!("emit-{i}"))
+            .collect();
+        let share =
+            opts.count / streams as u64 + u64::from((s as u64) < opts.count % streams as u64);
+        let rate = opts.rate.map(|r| r / streams as f64);
+        let channel = endpoint.connect().await.map_err(|source| Error::Connect {
+            addr: opts.to.clone(),
+            source,
+        })?;
+        let (kind, payload, cancel, addr) =
+            (opts.kind, payload.clone(), cancel.clone(), opts.to.clone());
+        tasks.push(tokio::spawn(async move {
+            one_stream(channel, ids, share, rate, kind, payload, cancel)
+                .await
+                .map_err(|status| Error::Stream { addr, status })
+        }));
+    }
+    let mut sent = 0;
+    for t in tasks {
+        sent += t.await.expect("emit stream task panicked")?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Summary {
+        sent,
+        seconds,
+        rate: sent as f64 / seconds.max(1e-9),
+    })
+}
+
+async fn one_stream(
+    channel: tonic::transport::Channel,
+    ids: Vec<String>,
+    count: u64,
+    rate: Option<f64>,
+    kind: EmitKind,
+    payload: Bytes,
+    cancel: CancellationToken,
+) -> Result<u64, tonic::Status> {
+    let mut client =
+        IngressClient::new(channel).max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES);
+    let (tx, rx) = mpsc::channel::<RawBatch>(STREAM_QUEUE_BATCHES);
+    let call = tokio::spawn(async move { client.batch_sender(ReceiverStream::new(rx)).await });
+    let mut sources: Vec<Source> = ids
+        .into_iter()
+        .map(|id| Source::new(id, kind, &payload))
+        .collect();
+    // Paced: about one batch per millisecond; unpaced: big batches.
+    let batch_size = match rate {
+        Some(r) => ((r / 1000.0).ceil() as usize).clamp(1, UNPACED_BATCH),
+        None => UNPACED_BATCH,
+    };
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut next_source = 0;
+    while sent < count && !cancel.is_cancelled() {
+        if let Some(r) = rate {
+            let due = started + Duration::from_secs_f64(sent as f64 / r);
+            tokio::time::sleep_until(due).await;
+        }
+        let n = batch_size.min((count - sent) as usize);
+        let mut batch = Vec::with_capacity(n);
+        for _ in 0..n {
+            batch.push(sources[next_source].next(kind, &payload, &mut buf));
+            next_source = (next_source + 1) % sources.len();
+        }
+        if tx.send(RawBatch::from(batch)).await.is_err() {
+            break; // the call ended early; its status says why
+        }
+        sent += n as u64;
+    }
+    drop(tx);
+    match call.await {
+        Ok(Ok(_)) => Ok(sent),
+        Ok(Err(status)) => Err(status),
+        Err(e) => Err(tonic::Status::internal(format!(
+            "emit stream task failed: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,123 @@
+//! The one place where inbound failures become gRPC statuses and counter labels.
+//!
+//! tonic reports a message that failed to decode as `Internal` and one over the size limit
+//! as `OutOfRange`. Both are the *client's* fault, so ingress answers `InvalidArgument` and
+//! `ResourceExhausted` with the reason (which envelope, which field, which limit) instead.
+
+use tonic::{Code, Status};
+
+/// An ingress message refused for what it contained.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not a well-formed `loggregator.v2` message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A string field (source id, tag, name…) is not UTF-8.
+    #[error("invalid UTF-8: {0}")]
+    InvalidUtf8(String),
+    /// Larger than the configured message limit.
+    #[error("message too large: {0}")]
+    Oversized(String),
+}
+
+impl Rejection {
+    /// Classifies an error from an inbound stream; `Err` gives back statuses that are not
+    /// about the message (the client went away, the connection broke).
+    pub fn classify(status: Status) -> Result<Rejection, Status> {
+        let msg = status.message();
+        match status.code() {
+            Code::Internal if msg.contains("failed to decode") => {
+                let detail = msg
+                    .trim_start_matches("failed to decode Protobuf message: ")
+                    .to_owned();
+                if detail.contains("not valid UTF-8") {
+                    Ok(Rejection::InvalidUtf8(detail))
+                } else {
+                    Ok(Rejection::Malformed(detail))
+                }
+            }
+            Code::OutOfRange if msg.contains("length too large") => Ok(Rejection::Oversized(
+                msg.trim_start_matches("Error, ").to_owned(),
+            )),
+            _ => Err(status),
+        }
+    }
+
+    /// Counter label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Malformed(_) => "malformed",
+            Rejection::InvalidUtf8(_) => "invalid_utf8",
+            Rejection::Oversized(_) => "oversized",
+        }
+    }
+}
+
+impl From<Rejection> for Status {
+    fn from(r: Rejection) -> Status {
+        match r {
+            Rejection::Oversized(_) => Status::resource_exhausted(r.to_string()),
+            _ => Status::invalid_argument(r.to_string()),
+        }
+    }
+}
+
+impl From<crate::router::Error> for Status {
+    fn from(e: crate::router::Error) -> Status {
+        match e {
+            crate::router::Error::NoSelectors => Status::invalid_argument(e.to_string()),
+        }
+    }
+}
+
+/// Counts rejections by reason (shared by agent and doppler).
+#[derive(Debug, Default)]
+pub struct RejectionCounts {
+    /// `malformed`.
+    pub malformed: std::sync::atomic::AtomicU64,
+    /// `invalid_utf8`.
+    pub invalid_utf8: std::sync::atomic::AtomicU64,
+    /// `oversized`.
+    pub oversized: std::sync::atomic::AtomicU64,
+}
+
+impl RejectionCounts {
+    /// Counts `r`.
+    pub fn count(&self, r: &Rejection) {
+        let c = match r {
+            Rejection::Malformed(_) => &self.malformed,
+            Rejection::InvalidUtf8(_) => &self.invalid_utf8,
+            Rejection::Oversized(_) => &self.oversized,
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `(reason, count)` pairs.
+    pub fn by_reason(&self) -> [(&'static str, u64); 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            ("malformed", self.malformed.load(Relaxed)),
+            ("invalid_utf8", self.invalid_utf8.load(Relaxed)),
+            ("oversized", self.oversized.load(Relaxed)),
+        ]
+    }
+}
+
+/// Reads an inbound stream's next message, turning message-level failures into a counted
+/// [`Rejection`] status. `Ok(None)` is the client's end of stream.
+pub async fn next_message<T>(
+    stream: &mut tonic::Streaming<T>,
+    counts: &RejectionCounts,
+) -> Result<Option<T>, Status> {
+    match stream.message().await {
+        Ok(m) => Ok(m),
+        Err(status) => match Rejection::classify(status) {
+            Ok(rejection) => {
+                counts.count(&rejection);
+                tracing::warn!(reason = rejection.reason(), %rejection, "ingress message refused");
+                Err(rejection.into())
+            }
+            Err(other) => Err(other),
+        },
+    }
+}

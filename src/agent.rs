@@ -183,6 +183,10 @@ pub async fn run(
     })
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
+    let remap_state = Arc::clone(&state);
+    let remap = tower::util::MapResponseLayer::new(move |r| {
+        crate::status::remap_response(&remap_state.stats.rejected, r)
+    });
     let mut builder = Server::builder()
         .initial_stream_window_size(HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW);
@@ -192,6 +196,7 @@ pub async fn run(
     let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
     let grpc_stop = stop_ingress.clone();
     let grpc_server = builder
+        .layer(remap)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
     let http_stop = CancellationToken::new();

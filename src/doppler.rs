@@ -97,6 +97,10 @@ pub async fn run(
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
 
+    let remap_hub = Arc::clone(&hub);
+    let remap = tower::util::MapResponseLayer::new(move |r| {
+        crate::status::remap_response(&remap_hub.stats.rejected, r)
+    });
     let mut builder = Server::builder()
         .initial_stream_window_size(HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
@@ -109,6 +113,7 @@ pub async fn run(
     let servers_stop = CancellationToken::new();
     let grpc_stop = servers_stop.clone();
     let grpc_server = builder
+        .layer(remap)
         .add_service(ingress)
         .add_service(egress)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });

@@ -121,3 +121,25 @@ pub async fn next_message<T>(
         },
     }
 }
+
+/// Rewrites a response whose status is a decode failure tonic raised before any handler ran
+/// (unary requests, subscription requests) into the same client-error status a handler
+/// would give, and counts it. Installed as a layer on every gRPC server, so every path
+/// reports bad input the same way.
+pub fn remap_response<B>(
+    counts: &RejectionCounts,
+    mut response: http::Response<B>,
+) -> http::Response<B> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if status.code() == Code::Ok {
+        return response;
+    }
+    if let Ok(rejection) = Rejection::classify(status) {
+        counts.count(&rejection);
+        tracing::warn!(reason = rejection.reason(), %rejection, "request refused");
+        let _ = Status::from(rejection).add_header(response.headers_mut());
+    }
+    response
+}

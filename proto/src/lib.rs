@@ -15,8 +15,9 @@
 #[allow(
     missing_docs,
     unreachable_pub,
+    missing_debug_implementations,
     clippy::all,
-    missing_debug_implementations
+    clippy::clone_on_ref_ptr
 )]
 pub mod v2 {
     include!(concat!(env!("OUT_DIR"), "/std/loggregator.v2.rs"));

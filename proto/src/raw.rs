@@ -21,8 +21,9 @@ use prost::{DecodeError, Message};
 #[allow(
     missing_docs,
     unreachable_pub,
+    missing_debug_implementations,
     clippy::all,
-    missing_debug_implementations
+    clippy::clone_on_ref_ptr
 )]
 pub mod grpc {
     include!(concat!(env!("OUT_DIR"), "/raw/loggregator.v2.rs"));

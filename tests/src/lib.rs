@@ -1,1 +1,297 @@
-//! placeholder
+//! Test harness: in-process dopplers and agents on port 0, Firehose collectors, a minimal
+//! HTTP client for `/metrics`, and the `hydrant` binary for process-level tests.
+//!
+//! Every wait is bounded: helpers poll with a deadline and fail with what they saw.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hydrant::{agent, doppler};
+use hydrant_proto::firehose::Subscriber;
+use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::transport::Tls;
+use hydrant_proto::v2::EgressBatchRequest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[cfg(test)]
+mod e2e;
+
+/// Default bound for any wait in the tests.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Binds 127.0.0.1:0.
+pub async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback")
+}
+
+/// A doppler running in-process.
+#[derive(Debug)]
+pub struct TestDoppler {
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// HTTP address.
+    pub http: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), doppler::Error>>,
+}
+
+impl TestDoppler {
+    /// Starts a doppler with `config` on fresh ports.
+    pub async fn start(config: doppler::Config) -> TestDoppler {
+        let grpc = listener().await;
+        TestDoppler::start_on(config, grpc).await
+    }
+
+    /// Starts a doppler on an already bound gRPC listener (to restart on the same port).
+    pub async fn start_on(config: doppler::Config, grpc: TcpListener) -> TestDoppler {
+        let http = listener().await;
+        let (g, h) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(doppler::run(config, grpc, http, shutdown.clone()));
+        wait_healthy(h).await;
+        TestDoppler {
+            grpc: g,
+            http: h,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Stops gracefully and waits.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("doppler stops")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// The value of a metric sample.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(self.http, name, labels).await
+    }
+}
+
+/// An agent running in-process.
+#[derive(Debug)]
+pub struct TestAgent {
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// HTTP address.
+    pub http: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), agent::Error>>,
+}
+
+impl TestAgent {
+    /// Starts an agent forwarding to `dopplers`.
+    pub async fn start(mut config: agent::Config, dopplers: &[SocketAddr]) -> TestAgent {
+        config.dopplers = dopplers.iter().map(|d| d.to_string()).collect();
+        let (grpc, http) = (listener().await, listener().await);
+        let (g, h) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(agent::run(config, grpc, http, shutdown.clone()));
+        wait_healthy(h).await;
+        TestAgent {
+            grpc: g,
+            http: h,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Stops gracefully (flushing) and waits.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("agent stops")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// The value of a metric sample.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(self.http, name, labels).await
+    }
+}
+
+/// Envelopes collected by a background Firehose subscriber.
+#[derive(Debug, Clone, Default)]
+pub struct Collected(Arc<Mutex<Vec<RawEnvelope>>>);
+
+impl Collected {
+    /// How many so far.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Whether none yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of everything so far.
+    pub fn all(&self) -> Vec<RawEnvelope> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Per source id, the `seq` tags received (in arrival order).
+    pub fn seqs(&self) -> HashMap<String, Vec<u64>> {
+        let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+        for e in self.0.lock().unwrap().iter() {
+            if let Some(seq) = e.tag("seq").and_then(|s| s.parse().ok()) {
+                out.entry(e.source_id().to_owned()).or_default().push(seq);
+            }
+        }
+        out
+    }
+}
+
+/// A running subscriber that collects everything it receives.
+#[derive(Debug)]
+pub struct Collector {
+    /// What arrived.
+    pub got: Collected,
+    cancel: CancellationToken,
+    task: JoinHandle<Result<(), tonic::Status>>,
+}
+
+impl Collector {
+    /// Subscribes to `doppler` with `request` and collects in the background.
+    pub fn start(doppler: SocketAddr, request: EgressBatchRequest, tls: Option<&Tls>) -> Collector {
+        let cancel = CancellationToken::new();
+        let got = Collected::default();
+        let mut sub = Subscriber::new(&doppler.to_string(), tls, request, cancel.clone()).unwrap();
+        let sink = got.clone();
+        let task = tokio::spawn(async move {
+            while let Some(batch) = sub.next().await? {
+                sink.0.lock().unwrap().extend(batch.batch);
+            }
+            Ok(())
+        });
+        Collector { got, cancel, task }
+    }
+
+    /// Stops and returns what arrived, or the status that ended the subscription.
+    pub async fn stop(self) -> Result<Collected, tonic::Status> {
+        self.cancel.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("collector stops")
+            .unwrap()?;
+        Ok(self.got)
+    }
+
+    /// Whether the subscription task has ended (e.g. refused).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Polls `check` every 10 ms until it returns true or `WAIT` passes; panics with `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Waits until `/healthz` answers.
+pub async fn wait_healthy(http: SocketAddr) {
+    eventually("healthz", || async move {
+        http_get(http, "/healthz").await.is_ok()
+    })
+    .await;
+}
+
+/// A minimal HTTP/1.1 GET on loopback; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await??;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Parses Prometheus text into `name{labels}` → value, labels sorted.
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        out.insert(series.to_owned(), value.parse().unwrap_or(f64::NAN));
+    }
+    out
+}
+
+/// The value of `name{labels}` scraped from `http` (0 when absent).
+pub async fn metric(http: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, body) = http_get(http, "/metrics").await.expect("scrape /metrics");
+    let key = if labels.is_empty() {
+        name.to_owned()
+    } else {
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        format!("{name}{{{}}}", l.join(","))
+    };
+    parse_metrics(&body).get(&key).copied().unwrap_or(0.0)
+}
+
+/// The `hydrant` binary, built on first use if the test run did not build it.
+pub fn hydrant_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/hydrant_e2e-… → target/<profile>/hydrant
+        let exe = std::env::current_exe().expect("test exe path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("target/<profile>");
+        let bin = profile_dir.join("hydrant");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "hydrant", "--bin", "hydrant"]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("run cargo build for the hydrant binary");
+        assert!(status.success(), "building the hydrant binary failed");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}

@@ -1,0 +1,187 @@
+//! The real binary: `hydrant doppler`, `agent`, `emit` and `firehose --stats` as separate
+//! processes on loopback, and clear errors for bad flags.
+
+use crate::{eventually, hydrant_bin, listener, wait_healthy};
+use std::process::{Child, Command, Stdio};
+
+/// Kills the child on drop so a failing test leaves no process behind.
+struct Proc(Option<Child>);
+
+impl Proc {
+    /// Waits for the child to exit by itself and returns its stdout.
+    fn wait_output(mut self) -> String {
+        use std::io::Read as _;
+        let mut child = self.0.take().expect("child");
+        let mut out = String::new();
+        if let Some(mut s) = child.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "exited with {status}");
+        out
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn free_port() -> std::net::SocketAddr {
+    listener().await.local_addr().unwrap()
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    Proc(Some(
+        Command::new(hydrant_bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hydrant"),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_emit_through_agent_and_doppler_to_firehose_stats() {
+    let (d_grpc, d_http, a_grpc, a_http) = (
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+    );
+    let _doppler = spawn(&[
+        "doppler",
+        "--grpc",
+        &d_grpc.to_string(),
+        "--http",
+        &d_http.to_string(),
+    ]);
+    wait_healthy(d_http).await;
+    let _agent = spawn(&[
+        "agent",
+        "--grpc",
+        &a_grpc.to_string(),
+        "--http",
+        &a_http.to_string(),
+        "--doppler",
+        &d_grpc.to_string(),
+        "--tag",
+        "deployment=test",
+    ]);
+    wait_healthy(a_http).await;
+    eventually("agent connected to doppler", || async {
+        crate::metric(
+            a_http,
+            hydrant::telemetry::names::AGENT_DOPPLER_STREAMS,
+            &[],
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    let firehose = spawn(&[
+        "firehose",
+        "--from",
+        &d_grpc.to_string(),
+        "--stats",
+        "--count",
+        "20000",
+        "--duration",
+        "60s",
+    ]);
+    eventually("firehose subscribed", || async {
+        crate::metric(
+            d_http,
+            hydrant::telemetry::names::DOPPLER_SUBSCRIPTIONS,
+            &[("shard_id", "")],
+        )
+        .await
+            == 1.0
+    })
+    .await;
+    let emit = Command::new(hydrant_bin())
+        .args([
+            "emit",
+            "--to",
+            &a_grpc.to_string(),
+            "--count",
+            "20000",
+            "--sources",
+            "4",
+            "--streams",
+            "2",
+        ])
+        .output()
+        .expect("run emit");
+    assert!(
+        emit.status.success(),
+        "emit failed: {}",
+        String::from_utf8_lossy(&emit.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&emit.stdout).expect("emit prints JSON");
+    assert_eq!(summary["sent"], 20000);
+    assert!(summary["rate"].as_f64().unwrap() > 0.0);
+
+    // Bounded by the subscriber's own --duration.
+    let out = tokio::task::spawn_blocking(move || firehose.wait_output())
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).expect("firehose prints JSON");
+    assert_eq!(stats["received"], 20000, "{stats}");
+    assert_eq!(stats["lost"], 0, "{stats}");
+    assert_eq!(stats["duplicates"], 0, "{stats}");
+    for key in ["rate", "p50_ms", "p99_ms", "max_ms"] {
+        assert!(stats[key].as_f64().is_some(), "{key} missing in {stats}");
+    }
+}
+
+#[test]
+fn bad_flags_and_files_fail_clearly() {
+    let run = |args: &[&str]| {
+        let out = Command::new(hydrant_bin())
+            .args(args)
+            .output()
+            .expect("run hydrant");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["doppler", "--grpc", "not-an-address"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--grpc"), "{err}");
+
+    let (code, err) = run(&[
+        "doppler",
+        "--tls-ca",
+        "/nonexistent/ca.pem",
+        "--tls-cert",
+        "/x",
+        "--tls-key",
+        "/y",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--tls-ca") && err.contains("/nonexistent/ca.pem"),
+        "{err}"
+    );
+
+    let (code, err) = run(&["doppler", "--tls-ca", "/nonexistent/ca.pem"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--tls-cert"), "{err}");
+
+    let (code, err) = run(&["firehose", "--duration", "5 parsecs"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("duration"), "{err}");
+
+    let (code, err) = run(&["agent", "--tag", "novalue"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("KEY=VALUE"), "{err}");
+}

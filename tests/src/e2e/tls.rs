@@ -1,0 +1,89 @@
+//! mTLS: with a CA configured, clients must present a certificate it signed.
+
+use crate::{Collector, TestDoppler, eventually};
+use hydrant::telemetry::names;
+use hydrant::{certs, doppler};
+use hydrant_proto::firehose::{request, select};
+use hydrant_proto::ingress::{Config, IngressClient};
+use hydrant_proto::transport::Tls;
+
+fn tls(dir: &std::path::Path, name: &str, server_name: &str) -> Tls {
+    Tls::from_files(
+        Some(&dir.join("ca.pem")),
+        Some(&dir.join(format!("{name}.pem"))),
+        Some(&dir.join(format!("{name}-key.pem"))),
+        server_name,
+    )
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn clients_need_a_certificate_from_the_ca() {
+    let dir = std::env::temp_dir().join(format!("hydrant-tls-{}", std::process::id()));
+    let names_: Vec<String> = ["doppler", "client"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    certs::generate_all(&dir, &names_).unwrap();
+    let other = dir.join("other");
+    certs::generate_all(&other, &names_).unwrap();
+
+    let config = doppler::Config {
+        tls: Some(tls(&dir, "doppler", "doppler")),
+        ..Default::default()
+    };
+    let d = TestDoppler::start(config).await;
+    let good = tls(&dir, "client", "doppler");
+
+    // A client whose certificate comes from another CA is refused (and cannot verify us).
+    let stranger = Collector::start(
+        d.grpc,
+        request("", vec![select::log("")]),
+        Some(&tls(&other, "client", "doppler")),
+    );
+    // A plaintext client is refused too.
+    let plaintext = Collector::start(d.grpc, request("", vec![select::log("")]), None);
+    let trusted = Collector::start(d.grpc, request("", vec![select::log("")]), Some(&good));
+    eventually("trusted subscriber registered", || async {
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+            .await
+            == 1.0
+    })
+    .await;
+
+    let mut cfg = Config::new(vec![d.grpc.to_string()]);
+    cfg.tls = Some(good.clone());
+    let client = IngressClient::start(cfg).unwrap();
+    client.send_envelope(&hydrant_proto::envelope::log("tls", "secret", false));
+    client.close(std::time::Duration::from_secs(10)).await;
+    eventually("delivered over mTLS", || async { trusted.got.len() == 1 }).await;
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+            .await,
+        1.0,
+        "only the trusted one"
+    );
+    assert!(stranger.got.is_empty() && plaintext.got.is_empty());
+
+    // A server name the certificate does not carry fails verification.
+    let wrong_name = Collector::start(
+        d.grpc,
+        request("", vec![select::log("")]),
+        Some(&tls(&dir, "client", "not-doppler")),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+            .await,
+        1.0
+    );
+    for c in [stranger, plaintext, wrong_name] {
+        assert!(c.stop().await.unwrap().is_empty());
+    }
+    trusted.stop().await.unwrap();
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests, one module per concern.
 
+mod agent;
 mod bad_input;
 mod cli;
 mod delivery;

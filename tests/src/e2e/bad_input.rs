@@ -65,8 +65,12 @@ impl prost::Message for Opaque {
 }
 
 /// Calls `path` with `frame` as the request message; returns the status.
-async fn call_with_frame(d: &TestDoppler, path: &'static str, frame: Vec<u8>) -> tonic::Status {
-    let channel = hydrant_proto::transport::endpoint(&d.grpc.to_string(), None)
+pub(super) async fn call_with_frame(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    frame: Vec<u8>,
+) -> tonic::Status {
+    let channel = hydrant_proto::transport::endpoint(&addr.to_string(), None)
         .unwrap()
         .connect()
         .await
@@ -81,7 +85,7 @@ async fn call_with_frame(d: &TestDoppler, path: &'static str, frame: Vec<u8>) ->
 }
 
 /// EnvelopeBatch { batch: [Envelope { source_id: "\xff\xfe" }] }.
-const BAD_UTF8_BATCH: &[u8] = &[0x0a, 4, 0x12, 2, 0xff, 0xfe];
+pub(super) const BAD_UTF8_BATCH: &[u8] = &[0x0a, 4, 0x12, 2, 0xff, 0xfe];
 
 #[tokio::test]
 async fn invalid_utf8_source_id_is_refused_with_its_field_named() {
@@ -89,7 +93,12 @@ async fn invalid_utf8_source_id_is_refused_with_its_field_named() {
     assert!(RawEnvelope::parse(bytes::Bytes::from_static(&BAD_UTF8_BATCH[2..])).is_err());
 
     // Unary Send: decoded by tonic before any handler; the response layer remaps it.
-    let status = call_with_frame(&d, "/loggregator.v2.Ingress/Send", BAD_UTF8_BATCH.to_vec()).await;
+    let status = call_with_frame(
+        d.grpc,
+        "/loggregator.v2.Ingress/Send",
+        BAD_UTF8_BATCH.to_vec(),
+    )
+    .await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(
         status.message().contains("source_id is not valid UTF-8"),
@@ -123,7 +132,7 @@ async fn invalid_utf8_source_id_is_refused_with_its_field_named() {
     );
 
     // Truncated protobuf.
-    let status = call_with_frame(&d, "/loggregator.v2.Ingress/Send", vec![0x0a, 9, 0x12]).await;
+    let status = call_with_frame(d.grpc, "/loggregator.v2.Ingress/Send", vec![0x0a, 9, 0x12]).await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 
     assert_eq!(

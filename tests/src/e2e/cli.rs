@@ -185,3 +185,72 @@ fn bad_flags_and_files_fail_clearly() {
     assert_eq!(code, Some(2));
     assert!(err.contains("KEY=VALUE"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_makes_the_agent_flush_what_it_accepted() {
+    use hydrant_proto::firehose::{request, select};
+    let (d_grpc, d_http, a_grpc, a_http) = (
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+    );
+    let _doppler = spawn(&[
+        "doppler",
+        "--grpc",
+        &d_grpc.to_string(),
+        "--http",
+        &d_http.to_string(),
+    ]);
+    wait_healthy(d_http).await;
+    let collector = crate::Collector::start(d_grpc, request("", vec![select::log("")]), None);
+    eventually("subscribed", || async {
+        crate::metric(
+            d_http,
+            hydrant::telemetry::names::DOPPLER_SUBSCRIPTIONS,
+            &[("shard_id", "")],
+        )
+        .await
+            == 1.0
+    })
+    .await;
+    let mut agent = spawn(&[
+        "agent",
+        "--grpc",
+        &a_grpc.to_string(),
+        "--http",
+        &a_http.to_string(),
+        "--doppler",
+        &d_grpc.to_string(),
+    ]);
+    wait_healthy(a_http).await;
+
+    // Hand the agent 50,000 envelopes, then SIGTERM it straight away.
+    super::send(a_grpc, super::numbered_logs("term", 50_000)).await;
+    let pid = agent.0.as_ref().unwrap().id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || agent.0.take().unwrap().wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "agent exit status {status}");
+
+    eventually("everything accepted arrived", || async {
+        collector.got.len() >= 50_000
+    })
+    .await;
+    let mut seqs = collector
+        .stop()
+        .await
+        .unwrap()
+        .seqs()
+        .remove("term")
+        .unwrap();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 50_000);
+}

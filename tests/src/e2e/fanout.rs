@@ -166,3 +166,30 @@ async fn subscription_without_selectors_is_refused() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn receiver_streams_single_envelopes() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let channel = hydrant_proto::transport::endpoint(&d.grpc.to_string(), None)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = hydrant_proto::v2::egress_client::EgressClient::new(channel);
+    let req = hydrant_proto::v2::EgressRequest {
+        selectors: vec![select::log("r")],
+        ..Default::default()
+    };
+    let mut stream = client.receiver(req).await.unwrap().into_inner();
+    subscribed(&d, "", 1.0).await;
+    send(d.grpc, numbered_logs("r", 5)).await;
+    for i in 0..5 {
+        let e = tokio::time::timeout(crate::WAIT, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.tags["seq"], i.to_string());
+    }
+    d.stop().await;
+}

@@ -1,0 +1,201 @@
+//! The agent: every Ingress RPC, envelope completion, several dopplers, and flushing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use crate::{Collector, TestAgent, TestDoppler, eventually};
+use hydrant::telemetry::names;
+use hydrant::{agent, doppler};
+use hydrant_proto::envelope;
+use hydrant_proto::firehose::{request, select};
+use hydrant_proto::ingress::{Config, IngressClient};
+use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::v2::ingress_client::IngressClient as ProstIngressClient;
+use hydrant_proto::v2::{EnvelopeBatch, envelope::Message};
+
+#[tokio::test]
+async fn sender_and_send_rpcs_get_counter_totals_tags_and_origin() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let config = agent::Config {
+        tags: BTreeMap::from([("deployment".to_owned(), "test".to_owned())]),
+        ..Default::default()
+    };
+    let a = TestAgent::start(config, &[d.grpc]).await;
+    let c = Collector::start(d.grpc, request("", select::all("")), None);
+    eventually("subscribed", || async {
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+            .await
+            == 1.0
+    })
+    .await;
+
+    let channel = hydrant_proto::transport::endpoint(&a.grpc.to_string(), None)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ProstIngressClient::new(channel);
+    // Sender: a stream of single envelopes (counter deltas 1, 2, 3).
+    let deltas = (1..=3).map(|d| envelope::counter("app", "requests", d));
+    client.sender(futures::stream::iter(deltas)).await.unwrap();
+    // Send: one unary batch, with a legacy emitter's empty source id and `origin` tag.
+    let mut legacy = envelope::log("", "from an old emitter", false);
+    legacy.tags.insert("origin".into(), "legacy-router".into());
+    legacy.tags.insert("deployment".into(), "mine".into());
+    legacy.timestamp = 0;
+    client
+        .send(EnvelopeBatch {
+            batch: vec![legacy],
+        })
+        .await
+        .unwrap();
+
+    eventually("4 envelopes", || async { c.got.len() == 4 }).await;
+    let got: Vec<_> = c.got.all().iter().map(RawEnvelope::decode).collect();
+    let totals: Vec<u64> = got
+        .iter()
+        .filter_map(|e| match &e.message {
+            Some(Message::Counter(c)) => Some(c.total),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(totals, [1, 3, 6], "the agent keeps the running total");
+    let log = got
+        .iter()
+        .find(|e| matches!(e.message, Some(Message::Log(_))))
+        .unwrap();
+    assert_eq!(
+        log.source_id, "legacy-router",
+        "source id taken from the origin tag"
+    );
+    assert!(log.timestamp > 0, "a missing timestamp is stamped");
+    assert_eq!(log.tags["deployment"], "mine", "an emitter's own tag wins");
+    assert!(
+        got.iter()
+            .filter(|e| e.source_id == "app")
+            .all(|e| e.tags["deployment"] == "test")
+    );
+    assert_eq!(a.metric(names::AGENT_INGRESS, &[]).await, 4.0);
+    c.stop().await.unwrap();
+    a.stop().await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spreads_load_over_dopplers_and_keeps_going_when_one_leaves() {
+    let d1 = TestDoppler::start(doppler::Config::default()).await;
+    let d2 = TestDoppler::start(doppler::Config::default()).await;
+    let a = TestAgent::start(agent::Config::default(), &[d1.grpc, d2.grpc]).await;
+    let c1 = Collector::start(d1.grpc, request("", vec![select::log("")]), None);
+    let c2 = Collector::start(d2.grpc, request("", vec![select::log("")]), None);
+    eventually("both subscribed and agent connected to both", || async {
+        d1.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+            .await
+            == 1.0
+            && d2
+                .metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+                .await
+                == 1.0
+            && a.metric(names::AGENT_DOPPLER_STREAMS, &[]).await == 2.0
+    })
+    .await;
+
+    let emitter = IngressClient::start(Config::new(vec![a.grpc.to_string()])).unwrap();
+    let first = super::numbered_logs("spread", 100_000);
+    for chunk in first.chunks(1_000) {
+        emitter.send_all(chunk.iter().map(RawEnvelope::from_envelope));
+        tokio::task::yield_now().await;
+    }
+    eventually("first 100,000 delivered", || async {
+        c1.got.len() + c2.got.len() == 100_000
+    })
+    .await;
+    let (n1, n2) = (c1.got.len(), c2.got.len());
+    assert!(n1 > 0 && n2 > 0, "both dopplers carry load: {n1} / {n2}");
+
+    // Doppler 2 goes away; the rest flows through doppler 1.
+    d2.stop().await;
+    let _ = c2.stop().await;
+    let second: Vec<_> = (100_000..150_000u64)
+        .map(|i| {
+            let mut e = envelope::log("spread", "after", false);
+            e.tags.insert("seq".into(), i.to_string());
+            e
+        })
+        .collect();
+    for chunk in second.chunks(1_000) {
+        emitter.send_all(chunk.iter().map(RawEnvelope::from_envelope));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    emitter.close(Duration::from_secs(10)).await;
+    eventually("second batch through doppler 1", || async {
+        c1.got
+            .seqs()
+            .get("spread")
+            .map_or(0, |s| s.iter().filter(|&&q| q >= 100_000).count())
+            >= 49_000
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = c1.got.seqs()["spread"]
+        .iter()
+        .filter(|&&q| q >= 100_000)
+        .count();
+    let lost = 50_000 - after;
+    assert!(
+        lost <= 1_000,
+        "only envelopes in flight on the closed stream may be lost: {lost}"
+    );
+    assert_eq!(
+        a.metric(names::AGENT_DROPPED, &[("reason", "overflow")])
+            .await,
+        0.0
+    );
+    c1.stop().await.unwrap();
+    a.stop().await;
+    d1.stop().await;
+}
+
+#[tokio::test]
+async fn closing_with_no_doppler_counts_what_could_not_be_sent() {
+    // A port with nothing listening.
+    let dead = crate::listener().await.local_addr().unwrap();
+    let client = IngressClient::start(Config::new(vec![dead.to_string()])).unwrap();
+    client.send_all(
+        (0..1_000).map(|i| RawEnvelope::from_envelope(&envelope::log("s", format!("{i}"), false))),
+    );
+    let stats = std::sync::Arc::clone(client.stats());
+    client.close(Duration::from_millis(300)).await;
+    assert_eq!(
+        stats.dropped_shutdown.load(Relaxed),
+        1_000,
+        "reported, not silently lost"
+    );
+    assert_eq!(stats.sent.load(Relaxed), 0);
+    assert!(
+        stats.errors.load(Relaxed) >= 1,
+        "connection failures are counted"
+    );
+}
+
+#[tokio::test]
+async fn the_agent_rejects_bad_input_too() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let a = TestAgent::start(agent::Config::default(), &[d.grpc]).await;
+    let status = super::bad_input::call_with_frame(
+        a.grpc,
+        "/loggregator.v2.Ingress/Send",
+        super::bad_input::BAD_UTF8_BATCH.to_vec(),
+    )
+    .await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("source_id is not valid UTF-8"));
+    assert_eq!(
+        a.metric(names::AGENT_REJECTED, &[("reason", "invalid_utf8")])
+            .await,
+        1.0
+    );
+    a.stop().await;
+    d.stop().await;
+}

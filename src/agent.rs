@@ -110,14 +110,18 @@ impl State {
     /// Completes and queues a batch. Never blocks.
     pub fn accept(&self, batch: Vec<RawEnvelope>) {
         self.stats.ingress.fetch_add(batch.len() as u64, Relaxed);
-        let needs_change = |e: &RawEnvelope| {
-            !self.tags.is_empty()
-                || e.kind() == Kind::Counter
-                || e.source_id().is_empty()
-                || e.timestamp() == 0
+        // Envelopes needing more than default tags are decoded; tags alone are appended to
+        // the encoded bytes.
+        let needs_decode = |e: &RawEnvelope| {
+            e.kind() == Kind::Counter || e.source_id().is_empty() || e.timestamp() == 0
         };
-        if !batch.iter().any(needs_change) {
-            self.forward.send_all(batch);
+        if !batch.iter().any(needs_decode) {
+            if self.tags.is_empty() {
+                self.forward.send_all(batch);
+            } else {
+                self.forward
+                    .send_all(batch.iter().map(|e| e.with_default_tags(self.tag_pairs())));
+            }
             return;
         }
         // Sync mutex: held for a loop over one batch, never across an await.
@@ -125,8 +129,8 @@ impl State {
         let done: Vec<RawEnvelope> = batch
             .into_iter()
             .map(|raw| {
-                if !needs_change(&raw) {
-                    return raw;
+                if !needs_decode(&raw) {
+                    return raw.with_default_tags(self.tag_pairs());
                 }
                 let mut env = raw.decode();
                 self.complete(&mut env, &mut totals);
@@ -135,6 +139,10 @@ impl State {
             .collect();
         drop(totals);
         self.forward.send_all(done);
+    }
+
+    fn tag_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     fn complete(&self, env: &mut hydrant_proto::v2::Envelope, totals: &mut Totals) {

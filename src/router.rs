@@ -141,6 +141,8 @@ struct Group {
     shard_id: String,
     /// Members ordered by (deterministic name, id).
     members: Vec<(String, SubId)>,
+    /// Dense index of each member, in `members` order.
+    dense: Vec<usize>,
     next: AtomicUsize,
 }
 
@@ -155,10 +157,10 @@ impl Group {
 #[derive(Debug, Default)]
 pub struct Table {
     groups: Vec<Group>,
-    /// Per subscription: its dense index for [`Routed`], and whether it wants preferred tags.
-    subs: HashMap<SubId, (usize, bool)>,
     /// Dense index → id.
     order: Vec<SubId>,
+    /// Dense index → wants preferred tags.
+    preferred: Vec<bool>,
 }
 
 /// Per subscription (by dense index), the envelopes to deliver from one batch.
@@ -173,10 +175,11 @@ impl Table {
     pub fn new<'a>(specs: impl IntoIterator<Item = (SubId, &'a Spec)>) -> Table {
         let mut table = Table::default();
         let mut by_key: HashMap<(String, Filter), usize> = HashMap::new();
+        let mut dense: HashMap<SubId, usize> = HashMap::new();
         for (id, spec) in specs {
-            let index = table.order.len();
+            dense.insert(id, table.order.len());
             table.order.push(id);
-            table.subs.insert(id, (index, spec.use_preferred_tags));
+            table.preferred.push(spec.use_preferred_tags);
             for filter in &spec.filters {
                 let key = (spec.shard_id.clone(), filter.clone());
                 let g = *by_key.entry(key).or_insert_with(|| {
@@ -184,6 +187,7 @@ impl Table {
                         filter: filter.clone(),
                         shard_id: spec.shard_id.clone(),
                         members: Vec::new(),
+                        dense: Vec::new(),
                         next: AtomicUsize::new(0),
                     });
                     table.groups.len() - 1
@@ -195,6 +199,7 @@ impl Table {
         }
         for g in &mut table.groups {
             g.members.sort();
+            g.dense = g.members.iter().map(|(_, id)| dense[id]).collect();
         }
         table
     }
@@ -228,10 +233,9 @@ impl Table {
                     continue;
                 }
                 if group.shard_id.is_empty() {
-                    targets.extend(group.members.iter().map(|(_, id)| self.subs[id].0));
+                    targets.extend_from_slice(&group.dense);
                 } else {
-                    let pick = self.pick(group, env);
-                    targets.push(self.subs[&group.members[pick].1].0);
+                    targets.push(group.dense[self.pick(group, env)]);
                 }
             }
             if targets.is_empty() {
@@ -241,8 +245,7 @@ impl Table {
             targets.dedup();
             let mut preferred: Option<RawEnvelope> = None;
             for &t in &targets {
-                let wants_preferred = self.subs[&self.order[t]].1;
-                let env = if wants_preferred && env.has_deprecated_tags() {
+                let env = if self.preferred[t] && env.has_deprecated_tags() {
                     preferred.get_or_insert_with(|| prefer_tags(env)).clone()
                 } else {
                     env.clone()

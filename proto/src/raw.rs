@@ -267,6 +267,45 @@ impl RawEnvelope {
         found
     }
 
+    /// The envelope with `tags` added where it does not already carry the key. Map entries
+    /// are appended to the encoded bytes (protobuf maps merge entry by entry), so nothing is
+    /// decoded; an envelope that already has every key is returned as is.
+    pub fn with_default_tags<'a>(
+        &self,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> RawEnvelope {
+        let mut extra: Vec<u8> = Vec::new();
+        for (k, v) in tags {
+            if self.tag(k).is_some() {
+                continue;
+            }
+            let entry_len = 1
+                + encoded_len_varint(k.len() as u64)
+                + k.len()
+                + 1
+                + encoded_len_varint(v.len() as u64)
+                + v.len();
+            encode_key(9, WireType::LengthDelimited, &mut extra);
+            encode_varint(entry_len as u64, &mut extra);
+            for (field, text) in [(1, k), (2, v)] {
+                encode_key(field, WireType::LengthDelimited, &mut extra);
+                encode_varint(text.len() as u64, &mut extra);
+                extra.extend_from_slice(text.as_bytes());
+            }
+        }
+        if extra.is_empty() {
+            return self.clone();
+        }
+        let mut bytes = Vec::with_capacity(self.bytes.len() + extra.len());
+        bytes.extend_from_slice(&self.bytes);
+        bytes.extend_from_slice(&extra);
+        // Spans point into the unchanged prefix, so the routing facts stay valid.
+        RawEnvelope {
+            bytes: Bytes::from(bytes),
+            ..self.clone()
+        }
+    }
+
     /// Decodes the full prost envelope (the slow path, for rewriting).
     pub fn decode(&self) -> crate::v2::Envelope {
         crate::v2::Envelope::decode(self.bytes.clone())

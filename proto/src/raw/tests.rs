@@ -167,3 +167,23 @@ fn kind_label(kind: Kind) -> &'static str {
         Kind::Event => "event",
     }
 }
+
+#[test]
+fn default_tags_are_appended_without_overriding() {
+    let mut e = envelope::log("app", "x", false);
+    e.tags.insert("deployment".into(), "mine".into());
+    let raw = RawEnvelope::from_envelope(&e);
+    let tagged = raw.with_default_tags([("deployment", "cf"), ("job", "cell"), ("ip", "10.0.0.1")]);
+    let full = tagged.decode();
+    assert_eq!(full.tags["deployment"], "mine");
+    assert_eq!(full.tags["job"], "cell");
+    assert_eq!(full.tags["ip"], "10.0.0.1");
+    assert_eq!((tagged.kind(), tagged.source_id()), (Kind::Log, "app"));
+    assert_eq!(
+        RawEnvelope::parse(tagged.bytes().clone()).unwrap(),
+        tagged,
+        "still valid and identical facts"
+    );
+    let same = raw.with_default_tags([("deployment", "cf")]);
+    assert_eq!(same.bytes(), raw.bytes(), "nothing to add, nothing copied");
+}

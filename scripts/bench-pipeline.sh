@@ -6,7 +6,7 @@
 # usage: scripts/bench-pipeline.sh COUNT [RATE] [extra emit flags…]
 #   COUNT  envelopes to send; RATE envelopes/s (omit or 0 for unpaced)
 # env:    HYDRANT (binary, default target/release/hydrant), TLS=1 for mTLS on every hop,
-#         PAYLOAD (bytes, default 200)
+#         PAYLOAD (bytes, default 200), AGENT_ARGS (extra agent flags, e.g. "--tag job=cell")
 set -euo pipefail
 COUNT=${1:?count}; RATE=${2:-0}; shift $(( $# > 1 ? 2 : 1 )) || true
 BIN=${HYDRANT:-target/release/hydrant}
@@ -28,7 +28,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 DG=127.0.0.1:$(port); DH=127.0.0.1:$(port); AG=127.0.0.1:$(port); AH=127.0.0.1:$(port)
 
 RUST_LOG=warn "$BIN" doppler --grpc "$DG" --http "$DH" "${tls_doppler[@]}" & DPID=$!
-RUST_LOG=warn "$BIN" agent --grpc "$AG" --http "$AH" --doppler "$DG" "${tls_agent[@]}" & APID=$!
+RUST_LOG=warn "$BIN" agent --grpc "$AG" --http "$AH" --doppler "$DG" "${tls_agent[@]}" ${AGENT_ARGS:-} & APID=$!
 for _ in $(seq 100); do curl -sf "http://$AH/healthz" >/dev/null 2>&1 && curl -sf "http://$DH/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }

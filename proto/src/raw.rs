@@ -241,30 +241,15 @@ impl RawEnvelope {
 
     /// The value of preferred tag `key` (the last one, if repeated), without decoding.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        let mut buf: &[u8] = &self.bytes;
-        let mut found = None;
-        // Validated by `parse`, so the walk cannot fail; stop quietly if it does.
-        while buf.has_remaining() {
-            let (tag, wire) = decode_key(&mut buf).ok()?;
-            if tag != 9 || wire != WireType::LengthDelimited {
-                skip_field(wire, tag, &mut buf, DecodeContext::default()).ok()?;
-                continue;
-            }
-            let mut entry = take_len(&mut buf).ok()?;
-            let (mut k, mut v) = (&[][..], &[][..]);
-            while entry.has_remaining() {
-                let (t, w) = decode_key(&mut entry).ok()?;
-                match (t, w) {
-                    (1, WireType::LengthDelimited) => k = take_len(&mut entry).ok()?,
-                    (2, WireType::LengthDelimited) => v = take_len(&mut entry).ok()?,
-                    _ => skip_field(w, t, &mut entry, DecodeContext::default()).ok()?,
-                }
-            }
-            if k == key.as_bytes() {
-                found = std::str::from_utf8(v).ok();
-            }
-        }
-        found
+        self.tags()
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    /// Every preferred tag `(key, value)` in wire order, without decoding.
+    pub fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        Tags { buf: &self.bytes }
     }
 
     /// The envelope with `tags` added where it does not already carry the key. Map entries
@@ -274,9 +259,17 @@ impl RawEnvelope {
         &self,
         tags: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> RawEnvelope {
+        let mut wanted: Vec<(&str, &str, bool)> =
+            tags.into_iter().map(|(k, v)| (k, v, false)).collect();
+        // One pass over the envelope's tags marks the keys it already has.
+        for (have, _) in self.tags() {
+            for w in wanted.iter_mut().filter(|w| w.0 == have) {
+                w.2 = true;
+            }
+        }
         let mut extra: Vec<u8> = Vec::new();
-        for (k, v) in tags {
-            if self.tag(k).is_some() {
+        for (k, v, present) in wanted {
+            if present {
                 continue;
             }
             let entry_len = 1
@@ -410,6 +403,37 @@ impl Message for RawEnvelope {
 
     fn clear(&mut self) {
         *self = RawEnvelope::default();
+    }
+}
+
+struct Tags<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Iterator for Tags<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        // Validated by `parse`, so the walk cannot fail; stop quietly if it does.
+        while self.buf.has_remaining() {
+            let (tag, wire) = decode_key(&mut self.buf).ok()?;
+            if tag != 9 || wire != WireType::LengthDelimited {
+                skip_field(wire, tag, &mut self.buf, DecodeContext::default()).ok()?;
+                continue;
+            }
+            let mut entry = take_len(&mut self.buf).ok()?;
+            let (mut k, mut v) = (&[][..], &[][..]);
+            while entry.has_remaining() {
+                let (t, w) = decode_key(&mut entry).ok()?;
+                match (t, w) {
+                    (1, WireType::LengthDelimited) => k = take_len(&mut entry).ok()?,
+                    (2, WireType::LengthDelimited) => v = take_len(&mut entry).ok()?,
+                    _ => skip_field(w, t, &mut entry, DecodeContext::default()).ok()?,
+                }
+            }
+            return Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?));
+        }
+        None
     }
 }
 

@@ -340,7 +340,12 @@ impl Worker {
                             // Closed and drained: end the stream cleanly and wait for the
                             // server to acknowledge it, so everything written is delivered.
                             drop(tx);
-                            let _ = tokio::time::timeout(Duration::from_secs(5), call).await;
+                            let ack = tokio::time::timeout(Duration::from_secs(5), call).await;
+                            if !matches!(ack, Ok(Ok(_))) {
+                                // What this stream carried is unconfirmed; say so.
+                                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(%target, result = ?ack, "ingress: final flush not acknowledged");
+                            }
                             return Ended::Drained;
                         }
                     }

@@ -89,3 +89,44 @@ fn message(m: &Message) -> (&'static str, Value) {
         Message::Event(e) => ("event", json!({ "title": e.title, "body": e.body })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope;
+
+    #[test]
+    fn follows_loggregator_conventions() {
+        let mut log = envelope::log("app-guid", "hello\n", true);
+        log.timestamp = 1532030745755909241;
+        log.instance_id = "0".into();
+        log.tags.insert("source_type".into(), "APP/PROC/WEB".into());
+        assert_eq!(
+            envelope(&log).to_string(),
+            r#"{"deprecated_tags":{},"instance_id":"0","log":{"payload":"aGVsbG8K","type":"ERR"},"source_id":"app-guid","tags":{"source_type":"APP/PROC/WEB"},"timestamp":"1532030745755909241"}"#
+        );
+        let mut c = envelope::counter("doppler", "ingress", 9);
+        c.timestamp = 1;
+        if let Some(Message::Counter(counter)) = &mut c.message {
+            counter.total = u64::MAX;
+        }
+        let v = envelope(&c);
+        assert_eq!(v["counter"]["delta"], "9");
+        assert_eq!(v["counter"]["total"], "18446744073709551615");
+        let g = envelope::gauge("x", [("cpu", f64::NAN, "percentage")]);
+        assert_eq!(envelope(&g)["gauge"]["metrics"]["cpu"]["value"], "NaN");
+        let mut t = envelope::timer("x", "http", -5, 10);
+        t.deprecated_tags.insert(
+            "n".into(),
+            v2::Value {
+                data: Some(v2::value::Data::Integer(-3)),
+            },
+        );
+        let v = envelope(&t);
+        assert_eq!(
+            (v["timer"]["start"].as_str(), v["timer"]["stop"].as_str()),
+            (Some("-5"), Some("10"))
+        );
+        assert_eq!(v["deprecated_tags"]["n"]["integer"], "-3");
+    }
+}

@@ -12,8 +12,8 @@
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{
-    DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint,
-    encoded_len_varint, skip_field,
+    DecodeContext, WireType, decode_varint, encode_key, encode_varint, encoded_len_varint,
+    skip_field,
 };
 use prost::{DecodeError, Message};
 
@@ -29,8 +29,14 @@ pub mod grpc {
     include!(concat!(env!("OUT_DIR"), "/raw/loggregator.v2.rs"));
 }
 
+mod scan;
 #[cfg(test)]
 mod tests;
+
+use scan::{
+    GaugeNames, Result, Tags, bytes_field, check_gauge_value, check_value, key, map_entry, message,
+    skip, span, string, varint,
+};
 
 /// The variant of an envelope's `message` oneof.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -406,198 +412,9 @@ impl Message for RawEnvelope {
     }
 }
 
-struct Tags<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Iterator for Tags<'a> {
-    type Item = (&'a str, &'a str);
-
-    fn next(&mut self) -> Option<(&'a str, &'a str)> {
-        // Validated by `parse`, so the walk cannot fail; stop quietly if it does.
-        while self.buf.has_remaining() {
-            let (tag, wire) = decode_key(&mut self.buf).ok()?;
-            if tag != 9 || wire != WireType::LengthDelimited {
-                skip_field(wire, tag, &mut self.buf, DecodeContext::default()).ok()?;
-                continue;
-            }
-            let mut entry = take_len(&mut self.buf).ok()?;
-            let (mut k, mut v) = (&[][..], &[][..]);
-            while entry.has_remaining() {
-                let (t, w) = decode_key(&mut entry).ok()?;
-                match (t, w) {
-                    (1, WireType::LengthDelimited) => k = take_len(&mut entry).ok()?,
-                    (2, WireType::LengthDelimited) => v = take_len(&mut entry).ok()?,
-                    _ => skip_field(w, t, &mut entry, DecodeContext::default()).ok()?,
-                }
-            }
-            return Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?));
-        }
-        None
-    }
-}
-
-struct GaugeNames<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Iterator for GaugeNames<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        // The gauge body was validated by `parse`, so errors cannot occur; stop if they do.
-        while self.buf.has_remaining() {
-            let (tag, wire) = decode_key(&mut self.buf).ok()?;
-            if tag != 1 || wire != WireType::LengthDelimited {
-                skip_field(wire, tag, &mut self.buf, DecodeContext::default()).ok()?;
-                continue;
-            }
-            let mut entry = take_len(&mut self.buf).ok()?;
-            let mut key = "";
-            while entry.has_remaining() {
-                let (t, w) = decode_key(&mut entry).ok()?;
-                if t == 1 && w == WireType::LengthDelimited {
-                    key = std::str::from_utf8(take_len(&mut entry).ok()?).ok()?;
-                } else {
-                    skip_field(w, t, &mut entry, DecodeContext::default()).ok()?;
-                }
-            }
-            return Some(key);
-        }
-        None
-    }
-}
-
 /// prost offers no other way to describe a custom decode failure; the constructor is
 /// deprecated only because it was meant to be internal, and tonic shows the text to peers.
 #[allow(deprecated)]
-fn decode_error(description: impl Into<std::borrow::Cow<'static, str>>) -> DecodeError {
+pub(super) fn decode_error(description: impl Into<std::borrow::Cow<'static, str>>) -> DecodeError {
     DecodeError::new(description)
-}
-
-// ---- validating primitives ------------------------------------------------------------------
-
-type Result<T, E = InvalidEnvelope> = std::result::Result<T, E>;
-
-fn malformed(field: &'static str, reason: impl ToString) -> InvalidEnvelope {
-    InvalidEnvelope::Malformed {
-        field,
-        reason: reason.to_string(),
-    }
-}
-
-fn span(whole: &[u8], part: &[u8]) -> Span {
-    if part.is_empty() {
-        return Span::default();
-    }
-    Span::of(part, part.as_ptr() as usize - whole.as_ptr() as usize)
-}
-
-fn key(buf: &mut &[u8], field: &'static str) -> Result<(u32, WireType)> {
-    decode_key(buf).map_err(|e| malformed(field, e))
-}
-
-fn expect_wire(wire: WireType, want: WireType, field: &'static str) -> Result<()> {
-    if wire == want {
-        Ok(())
-    } else {
-        Err(malformed(
-            field,
-            format!("wire type {wire:?}, expected {want:?}"),
-        ))
-    }
-}
-
-fn take_len<'a>(buf: &mut &'a [u8]) -> std::result::Result<&'a [u8], DecodeError> {
-    let len = decode_varint(buf)?;
-    if len > buf.len() as u64 {
-        return Err(decode_error("buffer underflow"));
-    }
-    let (head, tail) = buf.split_at(len as usize);
-    *buf = tail;
-    Ok(head)
-}
-
-fn bytes_field<'a>(buf: &mut &'a [u8], wire: WireType, field: &'static str) -> Result<&'a [u8]> {
-    expect_wire(wire, WireType::LengthDelimited, field)?;
-    take_len(buf).map_err(|e| malformed(field, e))
-}
-
-fn string<'a>(buf: &mut &'a [u8], wire: WireType, field: &'static str) -> Result<&'a [u8]> {
-    let bytes = bytes_field(buf, wire, field)?;
-    std::str::from_utf8(bytes).map_err(|_| InvalidEnvelope::InvalidUtf8 { field })?;
-    Ok(bytes)
-}
-
-fn varint(buf: &mut &[u8], wire: WireType, field: &'static str) -> Result<u64> {
-    expect_wire(wire, WireType::Varint, field)?;
-    decode_varint(buf).map_err(|e| malformed(field, e))
-}
-
-fn fixed64(buf: &mut &[u8], wire: WireType, field: &'static str) -> Result<()> {
-    expect_wire(wire, WireType::SixtyFourBit, field)?;
-    if buf.len() < 8 {
-        return Err(malformed(field, "buffer underflow"));
-    }
-    buf.advance(8);
-    Ok(())
-}
-
-fn skip(buf: &mut &[u8], wire: WireType, tag: u32, field: &'static str) -> Result<()> {
-    skip_field(wire, tag, buf, DecodeContext::default()).map_err(|e| malformed(field, e))
-}
-
-/// Walks a length-delimited sub-message, handing each field to `field_fn`; returns its body.
-fn message<'a>(
-    buf: &mut &'a [u8],
-    wire: WireType,
-    field: &'static str,
-    mut field_fn: impl FnMut(&mut &'a [u8], u32, WireType) -> Result<()>,
-) -> Result<&'a [u8]> {
-    let body = bytes_field(buf, wire, field)?;
-    let mut inner = body;
-    while inner.has_remaining() {
-        let (tag, wire) = key(&mut inner, field)?;
-        field_fn(&mut inner, tag, wire)?;
-    }
-    Ok(body)
-}
-
-/// A map entry: key (field 1) is a string; `value_fn` checks the other fields.
-fn map_entry<'a>(
-    buf: &mut &'a [u8],
-    wire: WireType,
-    field: &'static str,
-    mut value_fn: impl FnMut(&mut &'a [u8], u32, WireType) -> Result<()>,
-) -> Result<()> {
-    message(buf, wire, field, |b, t, w| match t {
-        1 => string(b, w, field).map(drop),
-        _ => value_fn(b, t, w),
-    })
-    .map(drop)
-}
-
-fn check_value(buf: &mut &[u8], tag: u32, wire: WireType) -> Result<()> {
-    match tag {
-        2 => message(buf, wire, "deprecated_tags.value", |b, t, w| match t {
-            1 => string(b, w, "deprecated_tags.value.text").map(drop),
-            2 => varint(b, w, "deprecated_tags.value.integer").map(drop),
-            3 => fixed64(b, w, "deprecated_tags.value.decimal"),
-            _ => skip(b, w, t, "deprecated_tags.value"),
-        })
-        .map(drop),
-        _ => skip(buf, wire, tag, "deprecated_tags"),
-    }
-}
-
-fn check_gauge_value(buf: &mut &[u8], tag: u32, wire: WireType) -> Result<()> {
-    match tag {
-        2 => message(buf, wire, "gauge.metrics.value", |b, t, w| match t {
-            1 => string(b, w, "gauge.metrics.value.unit").map(drop),
-            2 => fixed64(b, w, "gauge.metrics.value.value"),
-            _ => skip(b, w, t, "gauge.metrics.value"),
-        })
-        .map(drop),
-        _ => skip(buf, wire, tag, "gauge.metrics"),
-    }
 }

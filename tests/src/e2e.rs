@@ -6,6 +6,7 @@ mod cli;
 mod delivery;
 mod fanout;
 mod restart;
+mod tidy;
 mod tls;
 
 use std::net::SocketAddr;

@@ -87,3 +87,63 @@ async fn clients_need_a_certificate_from_the_ca() {
     d.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn every_hop_can_run_mtls() {
+    let dir = std::env::temp_dir().join(format!("hydrant-tls-hops-{}", std::process::id()));
+    let names_: Vec<String> = ["doppler", "metron", "client"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    certs::generate_all(&dir, &names_).unwrap();
+    let d = TestDoppler::start(doppler::Config {
+        tls: Some(tls(&dir, "doppler", "doppler")),
+        ..Default::default()
+    })
+    .await;
+    let agent_config = hydrant::agent::Config {
+        server_tls: Some(tls(&dir, "metron", "metron")),
+        doppler_tls: Some(tls(&dir, "metron", "doppler")),
+        ..Default::default()
+    };
+    let a = crate::TestAgent::start(agent_config, &[d.grpc]).await;
+    let sub = Collector::start(
+        d.grpc,
+        request("", vec![select::log("")]),
+        Some(&tls(&dir, "client", "doppler")),
+    );
+    eventually("subscribed and agent connected over mTLS", || async {
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+            .await
+            == 1.0
+            && a.metric(names::AGENT_DOPPLER_STREAMS, &[]).await == 1.0
+    })
+    .await;
+
+    // Emitter → agent with the agent's name ("metron"), as Loggregator emitters do.
+    let mut cfg = Config::new(vec![a.grpc.to_string()]);
+    cfg.tls = Some(tls(&dir, "client", "metron"));
+    let emitter = IngressClient::start(cfg).unwrap();
+    emitter.send_envelope(&hydrant_proto::envelope::log("hops", "over mTLS", false));
+    emitter.close(std::time::Duration::from_secs(10)).await;
+    eventually("delivered through agent and doppler", || async {
+        sub.got.len() == 1
+    })
+    .await;
+
+    // A plaintext emitter gets nowhere: the agent never accepts its envelope.
+    let plain = IngressClient::start(Config::new(vec![a.grpc.to_string()])).unwrap();
+    plain.send_envelope(&hydrant_proto::envelope::log("hops", "plaintext", false));
+    let stats = std::sync::Arc::clone(plain.stats());
+    plain.close(std::time::Duration::from_millis(500)).await;
+    assert!(
+        stats.errors.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "the handshake fails"
+    );
+    assert_eq!(a.metric(names::AGENT_INGRESS, &[]).await, 1.0);
+    assert_eq!(sub.got.len(), 1);
+    sub.stop().await.unwrap();
+    a.stop().await;
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

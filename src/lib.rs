@@ -4,6 +4,7 @@
 //! - [`router`]: the pure fan-out core (selectors, shard groups, deterministic routing).
 //! - [`doppler`]: Ingress + the Firehose (Egress) around the router.
 //! - [`agent`]: per-cell ingress that completes envelopes and forwards them to dopplers.
+//! - [`cell`]: runs app instances as processes, streams their logs and metrics, scales them.
 //! - [`emit`] and [`firehose`]: the load generator and the Firehose subscriber CLIs.
 //! - [`certs`]: development mTLS material.
 //! - Cross-cutting: [`admin`] (`/metrics`, `/healthz`), [`telemetry`] (every metric name),
@@ -14,6 +15,8 @@
 
 pub mod admin;
 pub mod agent;
+pub mod apps;
+pub mod cell;
 pub mod certs;
 pub mod doppler;
 pub mod emit;

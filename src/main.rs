@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use hydrant::{agent, certs, doppler, emit, firehose, shutdown};
+use hydrant::{agent, apps, cell, certs, doppler, emit, firehose, shutdown};
 use hydrant_proto::transport::Tls;
 use tokio::net::TcpListener;
 
@@ -35,6 +35,118 @@ enum Command {
     Firehose(FirehoseArgs),
     /// Generate a CA and component certificates for a development mTLS setup.
     Certs(CertsArgs),
+    /// Run app instances as processes, stream their logs and metrics, serve the scheduler API.
+    Cell(CellArgs),
+    /// Create an app on the cell: `hydrant push NAME [-i N] [--memory 256M] -- COMMAND…`.
+    Push(PushArgs),
+    /// Set an app's instance count.
+    Scale(ScaleArgs),
+    /// List apps with running/desired instances, cpu and memory.
+    Apps(SchedulerArgs),
+    /// Delete an app (its instances are stopped).
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+struct CellArgs {
+    /// Address of the scheduler API (and /metrics, /healthz).
+    #[arg(long, default_value = "127.0.0.1:9022")]
+    api: SocketAddr,
+    /// Agent to send logs and metrics to.
+    #[arg(long, default_value = "127.0.0.1:3458")]
+    agent: String,
+    /// Instance working directories live here.
+    #[arg(long, default_value = "hydrant-data/cell")]
+    data_dir: PathBuf,
+    /// Interval of container metrics (e.g. 15s, 1s).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    metrics_interval: Duration,
+    /// Per-instance log rate limit in bytes per second (default: unlimited).
+    #[arg(long)]
+    log_rate_limit: Option<u64>,
+    /// Time between SIGTERM and SIGKILL when stopping an instance.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    stop_grace: Duration,
+    /// File holding the bearer token the API requires (default: no authentication).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Name the agent's certificate must carry.
+    #[arg(long, default_value = "metron")]
+    tls_server_name: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// Where the scheduler API is.
+#[derive(Debug, Args)]
+struct SchedulerArgs {
+    /// Scheduler API URL.
+    #[arg(long, env = "HYDRANT_SCHEDULER", default_value = apps::DEFAULT_SCHEDULER)]
+    scheduler: String,
+    /// Bearer token for the scheduler API.
+    #[arg(long, env = "HYDRANT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl SchedulerArgs {
+    fn client(&self) -> apps::Client {
+        apps::Client::new(&self.scheduler, self.token.clone())
+    }
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// App name.
+    name: String,
+    /// Instances to run.
+    #[arg(short = 'i', long, default_value_t = 1)]
+    instances: u32,
+    /// Memory quota per instance (e.g. 256M, 1G).
+    #[arg(short = 'm', long, default_value = "256M")]
+    memory: String,
+    /// Disk quota per instance (e.g. 1G).
+    #[arg(short = 'k', long, default_value = "1G")]
+    disk: String,
+    /// Environment variable KEY=VALUE; repeatable.
+    #[arg(short = 'e', long = "env", value_parser = parse_tag)]
+    env: Vec<(String, String)>,
+    /// The command each instance runs (through /bin/sh -c).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+}
+
+#[derive(Debug, Args)]
+struct ScaleArgs {
+    /// App name or guid.
+    name: String,
+    /// Desired instances.
+    #[arg(short = 'i', long, allow_negative_numbers = true)]
+    instances: i64,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+}
+
+#[derive(Debug, Args)]
+struct DeleteArgs {
+    /// App name or guid.
+    name: String,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+}
+
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --token-file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        bail!(
+            "--token-file {}: the first line must hold the token",
+            path.display()
+        );
+    }
+    Ok(token)
 }
 
 /// mTLS flags shared by every gRPC command.
@@ -309,6 +421,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&summary)?);
             }
         }
+        Command::Cell(a) => {
+            let mut config = cell::Config::new(a.agent, a.data_dir);
+            config.agent_tls = a.tls.load(&a.tls_server_name)?;
+            config.metrics_interval = a.metrics_interval;
+            config.log_rate_limit = a.log_rate_limit;
+            config.stop_grace = a.stop_grace;
+            config.api_token = a.token_file.as_deref().map(read_token).transpose()?;
+            if a.metrics_interval.is_zero() {
+                bail!("--metrics-interval must be greater than zero");
+            }
+            if a.log_rate_limit == Some(0) {
+                bail!("--log-rate-limit must be at least 1 byte per second");
+            }
+            let api = bind("--api", a.api).await?;
+            tracing::info!(api = %a.api, agent = %config.agent, data_dir = %config.data_dir.display(), "cell listening");
+            cell::run(config, api, shutdown::on_signal()).await?;
+        }
+        Command::Push(a) => {
+            let memory = apps::parse_megabytes(&a.memory).context("--memory")?;
+            let disk = apps::parse_megabytes(&a.disk).context("--disk")?;
+            let env: BTreeMap<String, String> = a.env.into_iter().collect();
+            let command = a.command.join(" ");
+            let app = a
+                .scheduler
+                .client()
+                .push(&a.name, &command, a.instances, memory, disk, &env)
+                .await?;
+            println!(
+                "pushed {} ({}) with {} instance(s)",
+                a.name,
+                app["guid"].as_str().unwrap_or_default(),
+                a.instances
+            );
+        }
+        Command::Scale(a) => {
+            a.scheduler.client().scale(&a.name, a.instances).await?;
+            println!("scaled {} to {} instance(s)", a.name, a.instances);
+        }
+        Command::Apps(a) => print!("{}", a.client().table().await?),
+        Command::Delete(a) => {
+            a.scheduler.client().delete(&a.name).await?;
+            println!("deleted {}", a.name);
+        }
         Command::Certs(a) => {
             let names: Vec<String> = if a.names.is_empty() {
                 certs::DEFAULT_NAMES
@@ -330,6 +485,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

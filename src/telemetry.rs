@@ -83,6 +83,22 @@ metrics! {
         "Failed doppler connection attempts and broken streams.";
     AGENT_COUNTER_KEYS = "hydrant_agent_counter_aggregator_keys", Gauge,
         "Distinct counters whose totals the agent tracks.";
+    CELL_APPS = "hydrant_cell_apps", Gauge,
+        "Apps the cell is running (not deleted).";
+    CELL_INSTANCES = "hydrant_cell_instances", Gauge,
+        "Instance slots by state (STARTING, RUNNING, CRASHED, DOWN).";
+    CELL_STARTS = "hydrant_cell_instance_starts_total", Counter,
+        "Instance processes started.";
+    CELL_CRASHES = "hydrant_cell_instance_crashes_total", Counter,
+        "Instance crashes (unrequested exits and failed starts).";
+    CELL_OOM_KILLS = "hydrant_cell_oom_kills_total", Counter,
+        "Instances killed for exceeding their memory quota.";
+    CELL_LOG_LINES = "hydrant_cell_log_lines_total", Counter,
+        "Log lines read from instances.";
+    CELL_LOG_LINES_RATE_LIMITED = "hydrant_cell_log_lines_rate_limited_total", Counter,
+        "Log lines dropped by the per-instance log rate limit.";
+    CELL_EMIT_DROPPED = "hydrant_cell_emit_dropped_envelopes_total", Counter,
+        "Envelopes the cell could not hand to the agent.";
     UP = "hydrant_up", Gauge,
         "1 while the component runs, by component.";
 }

@@ -2,6 +2,7 @@
 
 mod agent;
 mod bad_input;
+mod cell;
 mod cli;
 mod delivery;
 mod fanout;

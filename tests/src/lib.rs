@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hydrant::{agent, doppler};
+use hydrant::{agent, cell, doppler};
 use hydrant_proto::firehose::Subscriber;
 use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::transport::Tls;
@@ -122,6 +122,68 @@ impl TestAgent {
     /// The value of a metric sample.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric(self.http, name, labels).await
+    }
+}
+
+/// A cell running in-process, with fast metrics and backoff for tests.
+#[derive(Debug)]
+pub struct TestCell {
+    /// Scheduler API address.
+    pub api: SocketAddr,
+    /// `http://…` base URL of the API.
+    pub url: String,
+    /// Where instances live.
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), cell::Error>>,
+}
+
+impl TestCell {
+    /// Test defaults: metrics every second, restart backoff from 200 ms, 2 s stop grace.
+    pub fn config(agent: SocketAddr) -> cell::Config {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("hydrant-cell-{}-{n}", std::process::id()));
+        let mut c = cell::Config::new(agent.to_string(), dir);
+        c.metrics_interval = Duration::from_secs(1);
+        c.stop_grace = Duration::from_secs(2);
+        c.backoff.base = Duration::from_millis(200);
+        c.backoff.max = Duration::from_secs(5);
+        c.backoff.startup = Duration::from_millis(300);
+        c
+    }
+
+    /// Starts a cell.
+    pub async fn start(config: cell::Config) -> TestCell {
+        let api = listener().await;
+        let addr = api.local_addr().unwrap();
+        let data_dir = config.data_dir.clone();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(cell::run(config, api, shutdown.clone()));
+        wait_healthy(addr).await;
+        TestCell {
+            api: addr,
+            url: format!("http://{addr}"),
+            data_dir,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A scheduler client.
+    pub fn client(&self) -> hydrant::apps::Client {
+        hydrant::apps::Client::new(&self.url, None)
+    }
+
+    /// Stops every instance and the cell.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("cell stops")
+            .unwrap()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

@@ -254,3 +254,93 @@ async fn sigterm_makes_the_agent_flush_what_it_accepted() {
     seqs.dedup();
     assert_eq!(seqs.len(), 50_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_apps_scale_delete_through_the_cli() {
+    let agent = listener().await.local_addr().unwrap(); // nothing listens: the cell buffers
+    let cell = crate::TestCell::start(crate::TestCell::config(agent)).await;
+    let url = cell.url.clone();
+    let run = move |args: Vec<String>| {
+        let out = Command::new(hydrant_bin())
+            .args(&args)
+            .env("HYDRANT_SCHEDULER", &url)
+            .output()
+            .expect("run hydrant");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let run = run.clone();
+        async move {
+            tokio::task::spawn_blocking(move || run(args))
+                .await
+                .unwrap()
+        }
+    };
+    let (code, out, err) = run(&[
+        "push", "web", "-i", "2", "--memory", "128M", "--", "sleep", "300",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("pushed web"), "{out}");
+    let (code, _, err) = run(&["push", "web", "--", "sleep", "1"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already exists"), "{err}");
+
+    let client = cell.client();
+    eventually("2 running", || async {
+        let guid = client.find("web").await.unwrap()["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        client
+            .stats(&guid)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|s| s["state"] == "RUNNING")
+            .count()
+            == 2
+    })
+    .await;
+    let (code, out, _) = run(&["apps"]).await;
+    assert_eq!(code, Some(0));
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains("started") && row.contains("2/2"), "{out}");
+
+    let (code, _, err) = run(&["scale", "web", "-i", "-1"]).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("Instances must be greater than or equal to 0"),
+        "{err}"
+    );
+    assert_eq!(run(&["scale", "web", "-i", "1"]).await.0, Some(0));
+    let (code, _, err) = run(&["scale", "nope", "-i", "1"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("app 'nope' not found"), "{err}");
+    assert_eq!(run(&["delete", "web"]).await.0, Some(0));
+    let (_, out, _) = run(&["apps"]).await;
+    assert!(!out.contains("web "), "{out}");
+    cell.stop().await;
+}
+
+#[test]
+fn scheduler_unreachable_is_explained() {
+    let out = Command::new(hydrant_bin())
+        .args(["apps", "--scheduler", "http://127.0.0.1:9"])
+        .output()
+        .expect("run hydrant");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the scheduler at http://127.0.0.1:9"),
+        "{err}"
+    );
+}

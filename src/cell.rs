@@ -1,0 +1,334 @@
+//! The cell: a single-host scheduler that runs app instances as real processes, streams
+//! their output and container metrics to the local agent, and converges actual state onto
+//! desired state (the role of a Diego cell plus the slice of Cloud Controller that scales).
+//!
+//! - [`model`]: desired/actual state and the pure converge plan with crash backoff.
+//! - [`process`]: launching an instance and supervising it (output pumps, stop, exit).
+//! - [`observe`]: container metrics every interval, and quota enforcement.
+//! - [`api`]: the Cloud Controller v3 subset over HTTP.
+//! - [`logs`]: line splitting, the log rate limit, envelope builders.
+//! - [`usage`]: `/proc`, disk usage and cgroup v2 plumbing.
+//!
+//! Shutdown order: the API stops taking requests, every instance is stopped gracefully
+//! (SIGTERM, then SIGKILL after the grace period), then queued envelopes are flushed to the
+//! agent.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use hydrant_proto::ingress::{self as client, IngressClient, Sender};
+use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::transport::{self, Tls};
+use hydrant_proto::v2::Envelope;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub mod api;
+pub mod logs;
+pub mod model;
+pub mod observe;
+pub mod process;
+pub mod usage;
+
+use logs::AppTags;
+use model::{Action, AppSpec, Backoff, Instance, State};
+
+/// Default interval between container metric envelopes (Cloud Foundry's 15 s).
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Most instances one app may ask for: a bound on what one request can make the cell spawn.
+pub const MAX_INSTANCES: u32 = 250;
+
+/// Cell settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Agent to send envelopes to.
+    pub agent: String,
+    /// mTLS towards the agent.
+    pub agent_tls: Option<Tls>,
+    /// Instance working directories live under here.
+    pub data_dir: PathBuf,
+    /// Container metrics interval.
+    pub metrics_interval: Duration,
+    /// Per-instance log rate limit in bytes/s (`None`: unlimited).
+    pub log_rate_limit: Option<u64>,
+    /// SIGTERM → SIGKILL grace for stopping instances.
+    pub stop_grace: Duration,
+    /// Crash restart policy.
+    pub backoff: Backoff,
+    /// Bearer token required by the API (`None`: open).
+    pub api_token: Option<String>,
+    /// Memory the cell offers to apps, for `cpu_entitlement` (default: the host's).
+    pub memory_capacity_bytes: u64,
+    /// Cores the cell offers to apps.
+    pub cores: u64,
+    /// Name of this cell in lifecycle messages.
+    pub cell_id: String,
+}
+
+impl Config {
+    /// Defaults for a cell sending to `agent` and keeping instances under `data_dir`.
+    pub fn new(agent: impl Into<String>, data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            agent: agent.into(),
+            agent_tls: None,
+            data_dir: data_dir.into(),
+            metrics_interval: DEFAULT_METRICS_INTERVAL,
+            log_rate_limit: None,
+            stop_grace: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            api_token: None,
+            memory_capacity_bytes: host_memory_bytes().unwrap_or(8 << 30),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            cell_id: format!("cell-{}", std::process::id()),
+        }
+    }
+}
+
+/// The host's total memory from `/proc/meminfo`.
+pub fn host_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Errors running a cell.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The agent address or TLS settings are unusable.
+    #[error("cell: {0}")]
+    Transport(#[from] transport::Error),
+    /// The data directory cannot be used, or the API server failed.
+    #[error("cell: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counters of the cell.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Instance processes started.
+    pub starts: AtomicU64,
+    /// Instance crashes.
+    pub crashes: AtomicU64,
+    /// Log lines read from instances.
+    pub log_lines: AtomicU64,
+    /// Log lines dropped by the rate limit.
+    pub log_lines_rate_limited: AtomicU64,
+    /// Instances killed for exceeding their memory quota.
+    pub oom_kills: AtomicU64,
+}
+
+/// One app.
+#[derive(Debug)]
+pub struct App {
+    /// Guid (the source id of its envelopes).
+    pub guid: String,
+    /// What the user asked for.
+    pub spec: AppSpec,
+    /// Creation time.
+    pub created_at: SystemTime,
+    /// Last change.
+    pub updated_at: SystemTime,
+    /// Instance slots by index.
+    pub slots: BTreeMap<u32, Slot>,
+    /// Deleted: converges to zero instances, then disappears.
+    pub deleted: bool,
+}
+
+/// An instance slot: its state, plus the live process when there is one.
+#[derive(Debug)]
+pub struct Slot {
+    /// Lifecycle state.
+    pub instance: Instance,
+    /// The running process.
+    pub process: Option<process::Handle>,
+    /// Last measured usage.
+    pub usage: observe::Usage,
+}
+
+/// The cell's shared state.
+#[derive(Debug)]
+pub struct Cell {
+    config: Config,
+    apps: Mutex<BTreeMap<String, App>>,
+    wake: Notify,
+    emit: Sender,
+    host: usage::Host,
+    cgroups: Option<usage::Cgroups>,
+    tasks: TaskTracker,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Cell {
+    /// The app table. Sync mutex: held for bookkeeping only, never across an await.
+    pub(crate) fn apps(&self) -> MutexGuard<'_, BTreeMap<String, App>> {
+        self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends an envelope to the agent (never blocks).
+    pub(crate) fn send(&self, env: &Envelope) {
+        self.emit.send(RawEnvelope::from_envelope(env));
+    }
+
+    /// Asks the converger to look at the state now.
+    pub(crate) fn converge_soon(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Tags for messages about instance `index` of the app `guid` named `name`.
+    pub(crate) fn tags(guid: &str, name: &str, index: u32, instance_guid: &str) -> AppTags {
+        AppTags {
+            app_id: guid.to_owned(),
+            app_name: name.to_owned(),
+            index,
+            instance_guid: instance_guid.to_owned(),
+        }
+    }
+
+    /// One pass of the converger; returns when it next needs to run.
+    fn converge(self: &Arc<Self>, now: Instant) -> Option<Instant> {
+        let mut apps = self.apps();
+        let mut next: Option<Instant> = None;
+        let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        apps.retain(|_, app| !(app.deleted && app.slots.is_empty()));
+        for app in apps.values_mut() {
+            let desired = if app.deleted { 0 } else { app.spec.instances };
+            for slot in app.slots.values_mut() {
+                let i = &mut slot.instance;
+                if let (State::Starting, Some(started)) = (i.state, i.started_at) {
+                    let ready = started + self.config.backoff.startup;
+                    if ready <= now {
+                        i.state = State::Running;
+                        let tags = Cell::tags(&app.guid, &app.spec.name, i.index, &i.instance_guid);
+                        self.send(&tags.cell_log("Container became healthy", false));
+                    } else {
+                        soonest(ready);
+                    }
+                }
+            }
+            let slots: BTreeMap<u32, Instance> = app
+                .slots
+                .iter()
+                .map(|(k, s)| (*k, s.instance.clone()))
+                .collect();
+            for action in model::plan(desired, &slots, now) {
+                match action {
+                    Action::Start(index) => process::start(self, app, index, now),
+                    Action::Stop(index) => process::stop(self, app, index),
+                    Action::Forget(index) => {
+                        app.slots.remove(&index);
+                    }
+                }
+            }
+            let slots: BTreeMap<u32, Instance> = app
+                .slots
+                .iter()
+                .map(|(k, s)| (*k, s.instance.clone()))
+                .collect();
+            if let Some(t) = model::next_restart(desired, &slots) {
+                soonest(t);
+            }
+        }
+        next
+    }
+
+    async fn converge_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let next = self.converge(Instant::now());
+            // Also re-check periodically: a cheap safety net for missed wake-ups.
+            let deadline = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Stops every instance (graceful, bounded by the stop grace) and waits for them.
+    async fn stop_all(self: &Arc<Self>) {
+        {
+            let mut apps = self.apps();
+            for app in apps.values_mut() {
+                let indexes: Vec<u32> = app.slots.keys().rev().copied().collect();
+                for index in indexes {
+                    process::stop(self, app, index);
+                }
+            }
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Runs a cell: the API on `api`, instances under the data dir, envelopes to the agent.
+pub async fn run(
+    config: Config,
+    api: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut emit_config = client::Config::new(vec![config.agent.clone()]);
+    emit_config.tls = config.agent_tls.clone();
+    let emitter = IngressClient::start(emit_config)?;
+    let cgroups = match usage::Cgroups::detect(std::path::Path::new("/sys/fs/cgroup")) {
+        Ok(c) => {
+            tracing::info!("cell: confining instances with cgroup v2 (memory.max, cpu.weight)");
+            Some(c)
+        }
+        Err(why) => {
+            tracing::warn!(
+                reason = %why,
+                "cell: cgroup v2 limits unavailable; enforcing memory quotas by accounting \
+                 (instances over quota are killed) and disk quotas with RLIMIT_FSIZE"
+            );
+            None
+        }
+    };
+    let cell = Arc::new(Cell {
+        config,
+        apps: Mutex::default(),
+        wake: Notify::new(),
+        emit: emitter.sender(),
+        host: usage::Host::detect(),
+        cgroups,
+        tasks: TaskTracker::new(),
+        stats: Stats::default(),
+    });
+
+    let stop_loops = CancellationToken::new();
+    let converger = tokio::spawn(Arc::clone(&cell).converge_loop(stop_loops.clone()));
+    let observer = tokio::spawn(observe::run(Arc::clone(&cell), stop_loops.clone()));
+    let api_stop = CancellationToken::new();
+    let server = tokio::spawn(api::run(Arc::clone(&cell), api, api_stop.clone()));
+
+    shutdown.cancelled().await;
+    tracing::info!("cell: stopping API, instances, then flushing to the agent");
+    api_stop.cancel();
+    stop_loops.cancel();
+    let _ = converger.await;
+    let _ = observer.await;
+    cell.stop_all().await;
+    if let Some(c) = &cell.cgroups {
+        c.remove();
+    }
+    emitter.close(cell.config.stop_grace).await;
+    match server.await {
+        Ok(r) => r?,
+        Err(e) => tracing::error!(error = %e, "cell API task failed"),
+    }
+    Ok(())
+}

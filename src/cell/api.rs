@@ -1,0 +1,523 @@
+//! The scheduler API: the Cloud Controller v3 subset that pushing, scaling and autoscaling
+//! need, as JSON over HTTP. Errors use Cloud Controller's shape
+//! (`{"errors":[{"code","title","detail"}]}`); `/metrics` and `/healthz` are served too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{AppSpec, State as InstanceState};
+use super::{App, Cell, MAX_INSTANCES};
+use crate::admin::Observe;
+use crate::telemetry::{Text, names};
+
+/// A Cloud Controller error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Cloud Controller error code.
+    pub code: u32,
+    /// Cloud Controller error title.
+    pub title: &'static str,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+impl ApiError {
+    fn not_found(what: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: 10010,
+            title: "CF-ResourceNotFound",
+            detail: format!("{what} not found"),
+        }
+    }
+    fn unprocessable(detail: String) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: 10008,
+            title: "CF-UnprocessableEntity",
+            detail,
+        }
+    }
+    fn parse(detail: String) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: 1001,
+            title: "CF-MessageParseError",
+            detail,
+        }
+    }
+    fn unauthenticated() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: 10002,
+            title: "CF-NotAuthenticated",
+            detail: "Authentication error".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "errors": [{ "code": self.code, "title": self.title, "detail": self.detail }] });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// Parses a JSON body: syntax errors are 400 (`CF-MessageParseError`), wrong or unknown
+/// fields 422 (`CF-UnprocessableEntity`), each naming the problem.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::unprocessable(e.to_string()),
+        _ => ApiError::parse(format!("Request invalid due to parse error: {e}")),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApp {
+    name: Option<String>,
+    command: Option<String>,
+    instances: Option<i64>,
+    memory_in_mb: Option<i64>,
+    disk_in_mb: Option<i64>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scale {
+    instances: Option<i64>,
+    memory_in_mb: Option<i64>,
+    disk_in_mb: Option<i64>,
+}
+
+fn check_instances(n: i64, problems: &mut Vec<String>) {
+    if n < 0 {
+        problems.push("Instances must be greater than or equal to 0".into());
+    } else if n > i64::from(MAX_INSTANCES) {
+        problems.push(format!(
+            "Instances must be less than or equal to {MAX_INSTANCES}"
+        ));
+    }
+}
+
+fn check_positive(field: &str, n: Option<i64>, problems: &mut Vec<String>) {
+    if n.is_some_and(|n| n <= 0) {
+        problems.push(format!("{field} must be greater than 0"));
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn app_json(app: &App) -> Value {
+    let running = app
+        .slots
+        .values()
+        .filter(|s| s.instance.state == InstanceState::Running)
+        .count();
+    json!({
+        "guid": app.guid,
+        "name": app.spec.name,
+        "state": if app.spec.instances > 0 { "STARTED" } else { "STOPPED" },
+        "instances": app.spec.instances,
+        "running_instances": running,
+        "command": app.spec.command,
+        "memory_in_mb": app.spec.memory_mb,
+        "disk_in_mb": app.spec.disk_mb,
+        "env": app.spec.env,
+        "created_at": rfc3339(app.created_at),
+        "updated_at": rfc3339(app.updated_at),
+        "links": { "self": { "href": format!("/v3/apps/{}", app.guid) } },
+    })
+}
+
+fn process_json(app: &App) -> Value {
+    json!({
+        "guid": app.guid,
+        "type": "web",
+        "instances": app.spec.instances,
+        "command": app.spec.command,
+        "memory_in_mb": app.spec.memory_mb,
+        "disk_in_mb": app.spec.disk_mb,
+        "links": { "app": { "href": format!("/v3/apps/{}", app.guid) } },
+    })
+}
+
+type Shared = State<Arc<Cell>>;
+
+async fn create(State(cell): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreateApp = parse_body(&body)?;
+    let mut problems = Vec::new();
+    let name = req.name.unwrap_or_default();
+    if name.trim().is_empty() {
+        problems.push("Name can't be blank".to_owned());
+    }
+    let command = req.command.unwrap_or_default();
+    if command.trim().is_empty() {
+        problems.push("Command can't be blank".to_owned());
+    }
+    check_instances(req.instances.unwrap_or(1), &mut problems);
+    check_positive("Memory in mb", req.memory_in_mb, &mut problems);
+    check_positive("Disk in mb", req.disk_in_mb, &mut problems);
+    if !problems.is_empty() {
+        return Err(ApiError::unprocessable(problems.join(", ")));
+    }
+    let now = SystemTime::now();
+    let spec = AppSpec {
+        name,
+        command,
+        instances: req.instances.unwrap_or(1) as u32,
+        memory_mb: req.memory_in_mb.unwrap_or(256) as u64,
+        disk_mb: req.disk_in_mb.unwrap_or(1024) as u64,
+        env: req.env,
+    };
+    let guid = uuid::Uuid::new_v4().to_string();
+    let body = {
+        let mut apps = cell.apps();
+        if apps
+            .values()
+            .any(|a| a.spec.name == spec.name && !a.deleted)
+        {
+            return Err(ApiError::unprocessable(format!(
+                "App with the name '{}' already exists.",
+                spec.name
+            )));
+        }
+        let app = App {
+            guid: guid.clone(),
+            spec,
+            created_at: now,
+            updated_at: now,
+            slots: BTreeMap::new(),
+            deleted: false,
+        };
+        let tags = Cell::tags(&guid, &app.spec.name, 0, "");
+        cell.send(&tags.api_log(format!("Created app with guid {guid}")));
+        cell.send(&tags.event(
+            "audit.app.create",
+            json!({"name": app.spec.name, "instances": app.spec.instances}).to_string(),
+        ));
+        let body = app_json(&app);
+        apps.insert(guid, app);
+        body
+    };
+    cell.converge_soon();
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+async fn list(State(cell): Shared) -> axum::Json<Value> {
+    let apps = cell.apps();
+    let resources: Vec<Value> = apps.values().filter(|a| !a.deleted).map(app_json).collect();
+    let total = resources.len();
+    axum::Json(json!({
+        "pagination": { "total_results": total, "total_pages": 1, "first": { "href": "/v3/apps" }, "last": { "href": "/v3/apps" }, "next": null, "previous": null },
+        "resources": resources,
+    }))
+}
+
+fn with_app<T>(cell: &Cell, guid: &str, f: impl FnOnce(&mut App) -> T) -> Result<T, ApiError> {
+    let mut apps = cell.apps();
+    match apps.get_mut(guid) {
+        Some(app) if !app.deleted => Ok(f(app)),
+        _ => Err(ApiError::not_found("App")),
+    }
+}
+
+async fn show(
+    State(cell): Shared,
+    Path(guid): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    with_app(&cell, &guid, |app| axum::Json(app_json(app)))
+}
+
+async fn delete(State(cell): Shared, Path(guid): Path<String>) -> Result<StatusCode, ApiError> {
+    with_app(&cell, &guid, |app| {
+        app.deleted = true;
+        app.updated_at = SystemTime::now();
+        let tags = Cell::tags(&app.guid, &app.spec.name, 0, "");
+        cell.send(&tags.api_log(format!("Deleted app with guid {}", app.guid)));
+        cell.send(&tags.event(
+            "audit.app.delete-request",
+            json!({"name": app.spec.name}).to_string(),
+        ));
+    })?;
+    cell.converge_soon();
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn scale(
+    State(cell): Shared,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: Scale = parse_body(&body)?;
+    let mut problems = Vec::new();
+    if let Some(n) = req.instances {
+        check_instances(n, &mut problems);
+    }
+    check_positive("Memory in mb", req.memory_in_mb, &mut problems);
+    check_positive("Disk in mb", req.disk_in_mb, &mut problems);
+    if !problems.is_empty() {
+        return Err(ApiError::unprocessable(problems.join(", ")));
+    }
+    let body = with_app(&cell, &guid, |app| {
+        let from = app.spec.instances;
+        if let Some(n) = req.instances {
+            app.spec.instances = n as u32;
+        }
+        if let Some(m) = req.memory_in_mb {
+            app.spec.memory_mb = m as u64;
+        }
+        if let Some(d) = req.disk_in_mb {
+            app.spec.disk_mb = d as u64;
+        }
+        app.updated_at = SystemTime::now();
+        let to = app.spec.instances;
+        let tags = Cell::tags(&app.guid, &app.spec.name, 0, "");
+        cell.send(&tags.api_log(format!(
+            "Updated app with guid {} ({{\"instances\"=>{to}}}): scaled from {from} to {to} instances",
+            app.guid
+        )));
+        cell.send(&tags.event(
+            "audit.app.process.scale",
+            json!({"type": "web", "from": from, "instances": to}).to_string(),
+        ));
+        process_json(app)
+    })?;
+    cell.converge_soon();
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+async fn stats(
+    State(cell): Shared,
+    Path(guid): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    with_app(&cell, &guid, |app| {
+        let now = tokio::time::Instant::now();
+        let mut resources = Vec::new();
+        let max_index = app
+            .slots
+            .keys()
+            .next_back()
+            .map_or(0, |i| i + 1)
+            .max(app.spec.instances);
+        for index in 0..max_index {
+            let Some(slot) = app.slots.get(&index) else {
+                resources
+                    .push(json!({ "type": "web", "index": index, "state": "DOWN", "uptime": 0 }));
+                continue;
+            };
+            let i = &slot.instance;
+            let uptime = i
+                .started_at
+                .map_or(0, |s| now.saturating_duration_since(s).as_secs());
+            let restart_in = i
+                .restart_at
+                .map(|t| t.saturating_duration_since(now).as_secs_f64());
+            resources.push(json!({
+                "type": "web",
+                "index": index,
+                "state": i.state.as_str(),
+                "instance_guid": i.instance_guid,
+                "host": "127.0.0.1",
+                "port": slot.process.as_ref().map(|p| p.port),
+                "pid": i.pid,
+                "uptime": uptime,
+                "crash_count": i.crash_count,
+                "restart_in_seconds": if i.state == InstanceState::Crashed { restart_in } else { None },
+                "mem_quota": app.spec.memory_mb * 1024 * 1024,
+                "disk_quota": app.spec.disk_mb * 1024 * 1024,
+                "usage": {
+                    "time": slot.usage.at.map(rfc3339),
+                    "cpu": slot.usage.cpu_percent / 100.0,
+                    "mem": slot.usage.memory_bytes,
+                    "disk": slot.usage.disk_bytes,
+                },
+            }));
+        }
+        axum::Json(json!({ "resources": resources }))
+    })
+}
+
+async fn require_token(
+    State(cell): Shared,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(want) = &cell.config.api_token else {
+        return next.run(request).await;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("bearer ")
+                .or_else(|| v.strip_prefix("Bearer "))
+        });
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), want.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => ApiError::unauthenticated().into_response(),
+    }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("Endpoint")
+}
+
+/// The API routes.
+pub fn router(cell: Arc<Cell>) -> Router {
+    let v3 = Router::new()
+        .route("/v3/apps", post(create).get(list))
+        .route("/v3/apps/{guid}", get(show).delete(delete))
+        .route("/v3/apps/{guid}/processes/web/actions/scale", post(scale))
+        .route("/v3/processes/{guid}/actions/scale", post(scale))
+        .route("/v3/apps/{guid}/processes/web/stats", get(stats))
+        .route("/v3/processes/{guid}/stats", get(stats))
+        .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&cell),
+            require_token,
+        ))
+        .with_state(Arc::clone(&cell));
+    let observe: Arc<dyn Observe> = cell;
+    v3.merge(crate::admin::router(observe))
+}
+
+/// Serves the API until `shutdown` fires.
+pub async fn run(
+    cell: Arc<Cell>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(cell))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+impl Observe for Cell {
+    fn metrics(&self) -> String {
+        let mut t = Text::new();
+        t.sample(names::UP, &[("component", "cell")], 1.0);
+        let apps = self.apps();
+        t.sample(
+            names::CELL_APPS,
+            &[],
+            apps.values().filter(|a| !a.deleted).count() as f64,
+        );
+        for state in [
+            InstanceState::Starting,
+            InstanceState::Running,
+            InstanceState::Crashed,
+            InstanceState::Down,
+        ] {
+            let n = apps
+                .values()
+                .flat_map(|a| a.slots.values())
+                .filter(|s| s.instance.state == state)
+                .count();
+            t.sample(
+                names::CELL_INSTANCES,
+                &[("state", state.as_str())],
+                n as f64,
+            );
+        }
+        drop(apps);
+        let s = &self.stats;
+        t.sample(names::CELL_STARTS, &[], s.starts.load(Relaxed) as f64);
+        t.sample(names::CELL_CRASHES, &[], s.crashes.load(Relaxed) as f64);
+        t.sample(names::CELL_OOM_KILLS, &[], s.oom_kills.load(Relaxed) as f64);
+        t.sample(names::CELL_LOG_LINES, &[], s.log_lines.load(Relaxed) as f64);
+        t.sample(
+            names::CELL_LOG_LINES_RATE_LIMITED,
+            &[],
+            s.log_lines_rate_limited.load(Relaxed) as f64,
+        );
+        let e = self.emit.stats();
+        t.sample(names::CELL_EMIT_DROPPED, &[], e.dropped() as f64);
+        t.finish()
+    }
+
+    fn health(&self) -> (bool, Value) {
+        let apps = self.apps().values().filter(|a| !a.deleted).count();
+        (
+            true,
+            json!({ "component": "cell", "status": "ok", "apps": apps, "cgroups": self.cgroups.is_some() }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(1_795_319_286)),
+            "2026-11-22T03:48:06Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_compares_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

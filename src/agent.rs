@@ -49,6 +49,8 @@ pub struct Config {
     pub buffer_bytes: usize,
     /// Streams per doppler.
     pub streams_per_doppler: usize,
+    /// Pacing of small batches towards dopplers (zero: none).
+    pub min_batch_interval: Duration,
     /// Largest message accepted from emitters.
     pub max_message_bytes: usize,
     /// Time allowed for flushing on stop.
@@ -65,6 +67,7 @@ impl Default for Config {
             buffer_envelopes: client::DEFAULT_BUFFER_ENVELOPES,
             buffer_bytes: client::DEFAULT_BUFFER_BYTES,
             streams_per_doppler: 1,
+            min_batch_interval: client::MIN_BATCH_INTERVAL,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             grace: shutdown::DEFAULT_GRACE,
         }
@@ -176,6 +179,7 @@ pub async fn run(
     forward_config.buffer_envelopes = config.buffer_envelopes;
     forward_config.buffer_bytes = config.buffer_bytes;
     forward_config.streams_per_target = config.streams_per_doppler;
+    forward_config.min_batch_interval = config.min_batch_interval;
     let forward = IngressClient::start(forward_config)?;
     let state = Arc::new(State {
         forward: forward.sender(),

@@ -221,6 +221,10 @@ struct AgentArgs {
     /// Concurrent streams to each doppler.
     #[arg(long, default_value_t = 1)]
     streams_per_doppler: usize,
+    /// Least time between small batches to a doppler (0ms: send each envelope at once, for
+    /// the lowest latency at a higher CPU cost).
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    min_batch_interval: Duration,
     /// Largest gRPC message accepted from emitters.
     #[arg(long, default_value_t = hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -371,6 +375,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 buffer_envelopes: a.buffer,
                 buffer_bytes: a.buffer_bytes,
                 streams_per_doppler: a.streams_per_doppler,
+                min_batch_interval: a.min_batch_interval,
                 max_message_bytes: a.max_message_bytes,
                 grace: Duration::from_secs(a.grace_secs),
             };

@@ -44,6 +44,11 @@ pub const DEFAULT_BUFFER_ENVELOPES: usize = 100_000;
 /// Default bound of the send queue, in bytes.
 pub const DEFAULT_BUFFER_BYTES: usize = 256 * 1024 * 1024;
 
+/// Least time between two batches on one stream while traffic trickles in. An envelope
+/// arriving on an idle stream leaves at once; one arriving right after a send waits at most
+/// this long, so a stream of single envelopes becomes batches of a millisecond's worth.
+pub const MIN_BATCH_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Batches handed to one stream but not yet written by the HTTP/2 layer. Kept tiny: while
 /// the stream is busy, envelopes wait in the queue and the next batch grows instead.
 const STREAM_QUEUE_BATCHES: usize = 2;
@@ -64,6 +69,9 @@ pub struct Config {
     pub buffer_bytes: usize,
     /// Concurrent streams per target (more streams use more cores on the receiver).
     pub streams_per_target: usize,
+    /// Pacing of small batches (see [`MIN_BATCH_INTERVAL`]); zero sends every envelope as
+    /// soon as the stream is free, trading CPU for the lowest latency.
+    pub min_batch_interval: Duration,
 }
 
 impl Config {
@@ -75,6 +83,7 @@ impl Config {
             buffer_envelopes: DEFAULT_BUFFER_ENVELOPES,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             streams_per_target: 1,
+            min_batch_interval: MIN_BATCH_INTERVAL,
         }
     }
 }
@@ -155,6 +164,7 @@ impl IngressClient {
             let endpoint = transport::endpoint(target, config.tls.as_ref())?;
             for _ in 0..config.streams_per_target.max(1) {
                 let worker = Worker {
+                    min_batch_interval: config.min_batch_interval,
                     target: target.clone(),
                     endpoint: endpoint.clone(),
                     queue: Arc::clone(&queue),
@@ -255,6 +265,7 @@ impl Drop for IngressClient {
 }
 
 struct Worker {
+    min_batch_interval: Duration,
     target: String,
     endpoint: tonic::transport::Endpoint,
     queue: Arc<DropQueue<RawEnvelope>>,
@@ -332,7 +343,24 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<RawBatch>(STREAM_QUEUE_BATCHES);
         let mut call = Box::pin(async move { client.batch_sender(ReceiverStream::new(rx)).await });
         let target = &self.target;
+        let mut last_send: Option<tokio::time::Instant> = None;
         loop {
+            // Pace small batches: right after a send, let a trickle accumulate for up to
+            // MIN_BATCH_INTERVAL instead of paying a frame and a syscall per envelope. A
+            // full batch, or an idle link, never waits.
+            if let Some(due) = last_send.map(|t| t + self.min_batch_interval)
+                && tokio::time::Instant::now() < due
+                && self.queue.len() < MAX_BATCH_ENVELOPES
+            {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => {}
+                    r = &mut call => {
+                        tracing::warn!(%target, result = ?r.err(), "ingress: stream ended by server");
+                        return Ended::Broken;
+                    }
+                    () = self.cancel.cancelled() => return Ended::Cancelled,
+                }
+            }
             if pending.is_empty() {
                 tokio::select! {
                     n = self.queue.pop_batch(MAX_BATCH_ENVELOPES, MAX_BATCH_BYTES, pending) => {
@@ -363,6 +391,7 @@ impl Worker {
                     Ok(permit) => {
                         let n = pending.len() as u64;
                         permit.send(RawBatch::from(std::mem::take(pending)));
+                        last_send = Some(tokio::time::Instant::now());
                         self.stats.sent.fetch_add(n, Ordering::Relaxed);
                         self.stats.batches.fetch_add(1, Ordering::Relaxed);
                         *backoff = BACKOFF_MIN;

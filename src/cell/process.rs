@@ -304,6 +304,11 @@ async fn pump(
 ) {
     let mut buf = vec![0u8; PIPE_READ_BYTES];
     let mut lines = LineSplitter::default();
+    let encoder = tags.app_log_encoder();
+    let send_line = |line: &[u8]| {
+        cell.emit
+            .send(encoder.encode(line, err, hydrant_proto::envelope::now_nanos()));
+    };
     let emit = |line: bytes::Bytes| {
         cell.stats.log_lines.fetch_add(1, Relaxed);
         // Sync mutex shared by the instance's two pumps; never held across an await.
@@ -312,13 +317,13 @@ async fn pump(
             None => Verdict::Pass,
         };
         match verdict {
-            Verdict::Pass => cell.send(&tags.app_log(line, err)),
+            Verdict::Pass => send_line(&line),
             Verdict::Drop => {
                 cell.stats.log_lines_rate_limited.fetch_add(1, Relaxed);
             }
             Verdict::NoticeThenPass(notice) => {
                 cell.send(&tags.app_log(notice.into(), true));
-                cell.send(&tags.app_log(line, err));
+                send_line(&line);
             }
             Verdict::NoticeAndDrop(notice) => {
                 cell.stats.log_lines_rate_limited.fetch_add(1, Relaxed);

@@ -497,3 +497,52 @@ async fn scheduler_api_errors_follow_cloud_controller() {
     cell.stop().await;
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_and_memory_quota() {
+    let stack = Stack::start(|_| {}).await;
+    // Prints its environment, then grows to ~100 MB resident, well over a 16 MB quota.
+    let command = r#"echo "vcap=$VCAP_APPLICATION"; echo "idx=$INSTANCE_INDEX cf=$CF_INSTANCE_INDEX port=$PORT home=$HOME greeting=$GREETING"
+        exec perl -e '$x = "a" x (100*1024*1024); print "allocated\n"; sleep 60'"#;
+    let app = stack
+        .cell
+        .client()
+        .push(
+            "hog",
+            command,
+            1,
+            16,
+            64,
+            &BTreeMap::from([("GREETING".into(), "hi".into())]),
+        )
+        .await
+        .unwrap();
+    let guid = app["guid"].as_str().unwrap().to_owned();
+    eventually("killed for exceeding its memory quota", || async {
+        has_log(&stack.sub.got, &guid, "CELL", "exceeded its memory quota")
+            && has_log(&stack.sub.got, &guid, "API", "(out of memory)")
+    })
+    .await;
+    let vcap_line = of_source(&stack.sub.got, &guid)
+        .iter()
+        .filter_map(log_text)
+        .find(|t| t.starts_with("vcap="))
+        .unwrap();
+    let vcap: Value = serde_json::from_str(vcap_line.trim_start_matches("vcap=")).unwrap();
+    assert_eq!(vcap["application_id"], guid.as_str());
+    assert_eq!(vcap["application_name"], "hog");
+    assert_eq!(vcap["instance_index"], 0);
+    let idx = of_source(&stack.sub.got, &guid)
+        .iter()
+        .filter_map(log_text)
+        .find(|t| t.starts_with("idx="))
+        .unwrap();
+    assert!(idx.starts_with("idx=0 cf=0 port="), "{idx}");
+    assert!(idx.ends_with("greeting=hi"), "app env is passed: {idx}");
+    assert!(
+        idx.contains(&format!("/{guid}/0")),
+        "one working directory per instance: {idx}"
+    );
+    assert!(crate::metric(stack.cell.api, names::CELL_OOM_KILLS, &[]).await >= 1.0);
+    stack.stop().await;
+}

@@ -49,6 +49,10 @@ pub const DEFAULT_BUFFER_BYTES: usize = 256 * 1024 * 1024;
 /// this long, so a stream of single envelopes becomes batches of a millisecond's worth.
 pub const MIN_BATCH_INTERVAL: Duration = Duration::from_millis(1);
 
+/// Batches smaller than this count as a trickle and are paced by the batch interval; larger
+/// ones mean the link is busy and batching already adapts without waiting.
+pub const PACE_BELOW_ENVELOPES: usize = 32;
+
 /// Batches handed to one stream but not yet written by the HTTP/2 layer. Kept tiny: while
 /// the stream is busy, envelopes wait in the queue and the next batch grows instead.
 const STREAM_QUEUE_BATCHES: usize = 2;
@@ -343,12 +347,13 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<RawBatch>(STREAM_QUEUE_BATCHES);
         let mut call = Box::pin(async move { client.batch_sender(ReceiverStream::new(rx)).await });
         let target = &self.target;
-        let mut last_send: Option<tokio::time::Instant> = None;
+        // When the last batch was small (a trickle), and when it was sent.
+        let mut last_small_send: Option<tokio::time::Instant> = None;
         loop {
-            // Pace small batches: right after a send, let a trickle accumulate for up to
-            // MIN_BATCH_INTERVAL instead of paying a frame and a syscall per envelope. A
-            // full batch, or an idle link, never waits.
-            if let Some(due) = last_send.map(|t| t + self.min_batch_interval)
+            // Pace a trickle: right after a small batch, let envelopes accumulate for up to
+            // the batch interval instead of paying a frame and a syscall per envelope. Busy
+            // links (large batches), full batches and idle links never wait.
+            if let Some(due) = last_small_send.map(|t| t + self.min_batch_interval)
                 && tokio::time::Instant::now() < due
                 && self.queue.len() < MAX_BATCH_ENVELOPES
             {
@@ -391,7 +396,8 @@ impl Worker {
                     Ok(permit) => {
                         let n = pending.len() as u64;
                         permit.send(RawBatch::from(std::mem::take(pending)));
-                        last_send = Some(tokio::time::Instant::now());
+                        last_small_send = (n < PACE_BELOW_ENVELOPES as u64)
+                            .then(tokio::time::Instant::now);
                         self.stats.sent.fetch_add(n, Ordering::Relaxed);
                         self.stats.batches.fetch_add(1, Ordering::Relaxed);
                         *backoff = BACKOFF_MIN;

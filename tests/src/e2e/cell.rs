@@ -546,3 +546,32 @@ async fn environment_and_memory_quota() {
     assert!(crate::metric(stack.cell.api, names::CELL_OOM_KILLS, &[]).await >= 1.0);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let stack = Stack::start(|c| c.stop_grace = std::time::Duration::from_millis(500)).await;
+    let guid = stack
+        .push(
+            "stubborn",
+            1,
+            "trap '' TERM; echo up; while :; do sleep 0.1; done",
+        )
+        .await;
+    running(&stack, &guid, 1).await;
+    stack.cell.client().scale("stubborn", 0).await.unwrap();
+    eventually("killed with SIGKILL (137)", || async {
+        has_log(&stack.sub.got, &guid, "CELL", "Exit status 137")
+    })
+    .await;
+    assert!(has_log(
+        &stack.sub.got,
+        &guid,
+        "CELL",
+        "destroying container"
+    ));
+    assert!(
+        !has_log(&stack.sub.got, &guid, "API", "Process has crashed"),
+        "a requested stop is not a crash"
+    );
+    stack.stop().await;
+}

@@ -1,50 +1,11 @@
-//! The HTTP side every component serves: `/metrics` (Prometheus text) and `/healthz`.
+//! The HTTP side every component serves (`/metrics`, `/healthz`); see
+//! `hydrant_proto::observe`.
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+pub use hydrant_proto::observe::{Observe, router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// What a component reports about itself.
-pub trait Observe: Send + Sync + 'static {
-    /// Prometheus text exposition of the component's metrics.
-    fn metrics(&self) -> String;
-    /// Whether the component is healthy, and details for humans.
-    fn health(&self) -> (bool, serde_json::Value);
-}
-
-/// The admin routes over `observe`.
-pub fn router(observe: Arc<dyn Observe>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .with_state(observe)
-}
-
-async fn metrics(State(o): State<Arc<dyn Observe>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        o.metrics(),
-    )
-}
-
-async fn healthz(State(o): State<Arc<dyn Observe>>) -> impl IntoResponse {
-    let (ok, details) = o.health();
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(details))
-}
 
 /// Serves the admin routes on `listener` until `shutdown` fires.
 pub async fn run(
@@ -52,7 +13,5 @@ pub async fn run(
     observe: Arc<dyn Observe>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(observe))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    hydrant_proto::observe::serve(listener, router(observe), shutdown).await
 }

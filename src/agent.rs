@@ -25,7 +25,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::admin::{self, Observe};
 use crate::shutdown;
 use crate::status::RejectionCounts;
-use crate::telemetry::{Text, names};
+use crate::telemetry::names;
 
 mod counters;
 mod ingress;
@@ -249,7 +249,7 @@ impl Observe for Observed {
     fn metrics(&self) -> String {
         let s = &self.state;
         let f = s.forward.stats();
-        let mut t = Text::new();
+        let mut t = crate::telemetry::text();
         t.sample(names::UP, &[("component", "agent")], 1.0);
         t.sample(
             names::AGENT_INGRESS,

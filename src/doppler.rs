@@ -20,7 +20,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, Observe};
 use crate::shutdown;
-use crate::telemetry::{Text, names};
+use crate::telemetry::names;
 
 mod egress;
 mod hub;
@@ -153,7 +153,7 @@ struct Observed(Arc<Hub>);
 impl Observe for Observed {
     fn metrics(&self) -> String {
         let s = &self.0.stats;
-        let mut t = Text::new();
+        let mut t = crate::telemetry::text();
         t.sample(names::UP, &[("component", "doppler")], 1.0);
         t.sample(names::DOPPLER_INGRESS, &[], s.ingress.load(Relaxed) as f64);
         t.sample(

@@ -1,48 +1,10 @@
-//! Every metric Hydrant exposes, declared in one place, and a Prometheus text writer that
-//! refuses undeclared names (so dashboards can be checked against [`METRICS`]).
-//!
-//! Components keep their counters in atomics and render them on each `/metrics` scrape;
-//! nothing is emitted from inside hot loops.
+//! Every metric the `hydrant` components expose, declared in one place ([`METRICS`]), and
+//! [`all`], which adds the nozzles' tables so dashboards can be checked against every name.
+//! The writer and the HTTP routes are `hydrant_proto::observe`.
 
-use std::fmt::Write as _;
+pub use hydrant_proto::observe::{Metric, Text, Type};
 
-/// Prometheus metric type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Type {
-    /// Monotonic.
-    Counter,
-    /// Goes up and down.
-    Gauge,
-}
-
-/// A declared metric.
-#[derive(Debug, Clone, Copy)]
-pub struct Metric {
-    /// Full name, `hydrant_<component>_…`.
-    pub name: &'static str,
-    /// Counter or gauge.
-    pub kind: Type,
-    /// One-line help text.
-    pub help: &'static str,
-}
-
-macro_rules! metrics {
-    ($($ident:ident = $name:literal, $kind:ident, $help:literal;)*) => {
-        /// Metric name constants.
-        pub mod names {
-            $(
-                #[doc = $help]
-                pub const $ident: &str = $name;
-            )*
-        }
-        /// All declared metrics.
-        pub const METRICS: &[Metric] = &[
-            $(Metric { name: $name, kind: Type::$kind, help: $help },)*
-        ];
-    };
-}
-
-metrics! {
+hydrant_proto::metrics! {
     DOPPLER_INGRESS = "hydrant_doppler_ingress_envelopes_total", Counter,
         "Envelopes accepted from agents and emitters.";
     DOPPLER_INGRESS_BATCHES = "hydrant_doppler_ingress_batches_total", Counter,
@@ -103,63 +65,14 @@ metrics! {
         "1 while the component runs, by component.";
 }
 
-/// Looks up a declared metric.
-pub fn metric(name: &str) -> Option<&'static Metric> {
-    METRICS.iter().find(|m| m.name == name)
+/// Every declared metric of every component and nozzle.
+pub fn all() -> Vec<&'static Metric> {
+    METRICS.iter().collect()
 }
 
-/// Builds a Prometheus text exposition.
-#[derive(Debug, Default)]
-pub struct Text {
-    out: String,
-    last: &'static str,
-}
-
-impl Text {
-    /// An empty exposition.
-    pub fn new() -> Text {
-        Text::default()
-    }
-
-    /// Writes one sample. Samples of one metric must be written consecutively.
-    ///
-    /// # Panics
-    /// If `name` is not declared in [`METRICS`] (a programming error caught by tests).
-    pub fn sample(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
-        let m =
-            metric(name).unwrap_or_else(|| panic!("metric {name} is not declared in telemetry"));
-        if self.last != name {
-            let kind = match m.kind {
-                Type::Counter => "counter",
-                Type::Gauge => "gauge",
-            };
-            let _ = writeln!(self.out, "# HELP {name} {}\n# TYPE {name} {kind}", m.help);
-            self.last = name;
-        }
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {value}");
-    }
-
-    /// The finished exposition.
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A text exposition for the metrics declared here.
+pub fn text() -> Text {
+    Text::new(METRICS)
 }
 
 #[cfg(test)]
@@ -169,7 +82,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_prefixed() {
         let mut seen = std::collections::HashSet::new();
-        for m in METRICS {
+        for m in all() {
             assert!(seen.insert(m.name), "{} declared twice", m.name);
             assert!(m.name.starts_with("hydrant_"), "{}", m.name);
             assert_eq!(
@@ -179,18 +92,5 @@ mod tests {
                 m.name
             );
         }
-    }
-
-    #[test]
-    fn writes_help_once_and_escapes_labels() {
-        let mut t = Text::new();
-        t.sample(names::DOPPLER_EGRESS, &[("shard_id", "a\"b")], 1.0);
-        t.sample(names::DOPPLER_EGRESS, &[("shard_id", "")], 2.0);
-        let s = t.finish();
-        assert_eq!(s.matches("# TYPE").count(), 1);
-        assert!(
-            s.contains(r#"hydrant_doppler_egress_envelopes_total{shard_id="a\"b"} 1"#),
-            "{s}"
-        );
     }
 }

@@ -10,6 +10,7 @@
 //! - [`queue`]: the bounded drop-oldest queue (a "diode") used on every hop.
 //! - [`ingress`]: a batching Ingress client that never blocks its caller.
 //! - [`firehose`]: a Firehose subscriber that reconnects with backoff.
+//! - [`observe`]: declared metrics, the Prometheus writer, `/metrics` and `/healthz`.
 
 /// Generated Loggregator v2 types, clients and servers.
 #[allow(
@@ -27,6 +28,7 @@ pub mod envelope;
 pub mod firehose;
 pub mod ingress;
 pub mod json;
+pub mod observe;
 pub mod queue;
 pub mod raw;
 pub mod transport;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::model::{AppSpec, State as InstanceState};
 use super::{App, Cell, MAX_INSTANCES};
 use crate::admin::Observe;
-use crate::telemetry::{Text, names};
+use crate::telemetry::names;
 
 /// A Cloud Controller error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -445,7 +445,7 @@ pub async fn run(
 
 impl Observe for Cell {
     fn metrics(&self) -> String {
-        let mut t = Text::new();
+        let mut t = crate::telemetry::text();
         t.sample(names::UP, &[("component", "cell")], 1.0);
         let apps = self.apps();
         t.sample(

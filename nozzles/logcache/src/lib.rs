@@ -3,5 +3,320 @@
 //! events.
 //!
 //! - [`store`]: the pure cache (ordering, eviction, reads).
+//! - [`api`]: the HTTP API (read, meta, info, `/v2/read`, `/metrics`).
+//! - [`gateway`]: `/v2/read` server-sent events over any [`gateway::Firehose`].
+//! - [`auth`]: bearer tokens from a YAML file.
+//! - [`telemetry`]: metric names.
+//!
+//! Data flow: one reconnecting subscription per doppler (shard id `log-cache`, every type)
+//! → [`store::Store`] behind one mutex, taken once per batch. Reads copy what they need out
+//! under the lock and decode and render outside it.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use futures::StreamExt;
+use hydrant_proto::firehose::{Subscriber, request, select};
+use hydrant_proto::observe::{Observe, Text};
+use hydrant_proto::transport::{self, Tls};
+use hydrant_proto::v2::EgressBatchRequest;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub mod api;
+pub mod auth;
+pub mod gateway;
 pub mod store;
+pub mod telemetry;
+
+use gateway::{BatchStream, Firehose};
+use store::{Limits, Store};
+use telemetry::{METRICS, names};
+
+/// Shard id of the log cache's Firehose subscriptions.
+pub const SHARD_ID: &str = "log-cache";
+
+/// Default envelopes kept per source (Log Cache's `max_per_source`).
+pub const DEFAULT_MAX_PER_SOURCE: usize = 100_000;
+
+/// Default memory budget.
+pub const DEFAULT_MEMORY_LIMIT: usize = 512 * 1024 * 1024;
+
+/// Largest read response; beyond it a read answers 429 so clients lower their limit
+/// (`hydrant logs --recent` halves it, as the cf CLI does).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Log cache settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Dopplers to read the Firehose from.
+    pub dopplers: Vec<String>,
+    /// mTLS towards the dopplers.
+    pub tls: Option<Tls>,
+    /// Store bounds.
+    pub limits: Limits,
+    /// Tokens; `None` leaves the API open.
+    pub auth: Option<auth::Auth>,
+    /// Read response cap.
+    pub max_response_bytes: usize,
+    /// `/v2/read` timing.
+    pub timing: gateway::Timing,
+}
+
+impl Config {
+    /// Defaults reading from `dopplers`.
+    pub fn new(dopplers: Vec<String>) -> Config {
+        Config {
+            dopplers,
+            tls: None,
+            limits: Limits {
+                max_per_source: DEFAULT_MAX_PER_SOURCE,
+                memory_bytes: DEFAULT_MEMORY_LIMIT,
+            },
+            auth: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            timing: gateway::Timing::default(),
+        }
+    }
+}
+
+/// Errors running the log cache.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A doppler address or TLS setting is unusable.
+    #[error("log cache: {0}")]
+    Transport(#[from] transport::Error),
+    /// A doppler refused the subscription.
+    #[error("log cache: doppler {doppler} refused the subscription: {status}")]
+    Refused {
+        /// Which doppler.
+        doppler: String,
+        /// Its answer.
+        status: tonic::Status,
+    },
+    /// The HTTP server failed.
+    #[error("log cache HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    reads_ok: AtomicU64,
+    reads_not_found: AtomicU64,
+    reads_bad_request: AtomicU64,
+    reads_too_large: AtomicU64,
+    /// Envelopes returned by reads.
+    pub read_envelopes: AtomicU64,
+    /// Firehose reconnects.
+    pub reconnects: AtomicU64,
+}
+
+impl Stats {
+    fn reads(&self, status: &str) -> &AtomicU64 {
+        match status {
+            "ok" => &self.reads_ok,
+            "not_found" => &self.reads_not_found,
+            "too_large" => &self.reads_too_large,
+            _ => &self.reads_bad_request,
+        }
+    }
+}
+
+/// The running cache, shared by ingest and the API.
+pub struct LogCache {
+    store: Mutex<Store>,
+    auth: Option<auth::Auth>,
+    firehose: Box<dyn Firehose>,
+    timing: gateway::Timing,
+    max_response_bytes: usize,
+    memory_limit: usize,
+    started: Instant,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for LogCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogCache")
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogCache {
+    /// The store. Sync mutex: held for one batch insert or one read's copy, never across an
+    /// await.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Subscribes to a list of dopplers, merging their streams (for `/v2/read`).
+#[derive(Debug, Clone)]
+pub struct Dopplers {
+    addrs: Vec<String>,
+    tls: Option<Tls>,
+    cancel: CancellationToken,
+}
+
+impl Firehose for Dopplers {
+    fn subscribe(
+        &self,
+        request: EgressBatchRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<BatchStream, tonic::Status>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let mut streams = Vec::new();
+            for addr in &self.addrs {
+                let cancel = self.cancel.child_token();
+                let sub = Subscriber::new(addr, self.tls.as_ref(), request.clone(), cancel.clone())
+                    .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+                // Cancel the subscriber when the client's stream is dropped.
+                let guard = cancel.drop_guard();
+                let stream = futures::stream::unfold((sub, guard), |(mut sub, guard)| async move {
+                    match sub.next().await {
+                        Ok(Some(batch)) => Some((batch, (sub, guard))),
+                        _ => None,
+                    }
+                });
+                streams.push(stream.boxed());
+            }
+            Ok(futures::stream::select_all(streams).boxed())
+        })
+    }
+}
+
+/// Reads one doppler's Firehose into the store until cancelled.
+async fn ingest(
+    cache: Arc<LogCache>,
+    doppler: String,
+    tls: Option<Tls>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let req = request(SHARD_ID, select::all(""));
+    let mut sub = Subscriber::new(&doppler, tls.as_ref(), req, cancel)?;
+    let mut seen_reconnects = 0;
+    loop {
+        match sub.next().await {
+            Ok(Some(batch)) => {
+                cache.store().insert_all(&batch.batch);
+                if sub.reconnects > seen_reconnects {
+                    cache
+                        .stats
+                        .reconnects
+                        .fetch_add(sub.reconnects - seen_reconnects, Relaxed);
+                    seen_reconnects = sub.reconnects;
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(status) => return Err(Error::Refused { doppler, status }),
+        }
+    }
+}
+
+/// Runs the log cache: ingest from every doppler, the API on `http`, until `shutdown`.
+pub async fn run(
+    config: Config,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let cancel = shutdown.child_token();
+    let cache = Arc::new(LogCache {
+        store: Mutex::new(Store::new(config.limits)),
+        auth: config.auth.clone(),
+        firehose: Box::new(Dopplers {
+            addrs: config.dopplers.clone(),
+            tls: config.tls.clone(),
+            cancel: cancel.clone(),
+        }),
+        timing: config.timing,
+        max_response_bytes: config.max_response_bytes,
+        memory_limit: config.limits.memory_bytes,
+        started: Instant::now(),
+        stats: Stats::default(),
+    });
+    let mut ingesters = tokio::task::JoinSet::new();
+    for d in &config.dopplers {
+        ingesters.spawn(ingest(
+            Arc::clone(&cache),
+            d.clone(),
+            config.tls.clone(),
+            cancel.clone(),
+        ));
+    }
+    let server =
+        hydrant_proto::observe::serve(http, api::router(Arc::clone(&cache)), shutdown.clone());
+    let mut server = std::pin::pin!(server);
+    loop {
+        tokio::select! {
+            r = &mut server => return r.map_err(Error::from),
+            Some(done) = ingesters.join_next() => {
+                if let Ok(Err(e)) = done {
+                    cancel.cancel();
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+impl Observe for LogCache {
+    fn metrics(&self) -> String {
+        let mut t = Text::new(METRICS);
+        let store = self.store();
+        let s = store.stats;
+        t.sample(names::INGRESS, &[], s.ingested as f64);
+        t.sample(
+            names::EVICTED,
+            &[("reason", "per_source")],
+            s.evicted_per_source as f64,
+        );
+        t.sample(
+            names::EVICTED,
+            &[("reason", "memory")],
+            s.evicted_memory as f64,
+        );
+        t.sample(names::ENVELOPES, &[], store.len() as f64);
+        t.sample(names::SOURCES, &[], store.source_count() as f64);
+        let mut top = store.meta(|_, _| true);
+        top.sort_by_key(|(_, m)| std::cmp::Reverse(m.count));
+        for (id, m) in top.iter().take(100) {
+            t.sample(
+                names::SOURCE_ENVELOPES,
+                &[("source_id", id)],
+                m.count as f64,
+            );
+        }
+        t.sample(names::MEMORY, &[], store.bytes() as f64);
+        drop(store);
+        t.sample(names::MEMORY_LIMIT, &[], self.memory_limit as f64);
+        for status in ["ok", "not_found", "bad_request", "too_large"] {
+            t.sample(
+                names::READS,
+                &[("status", status)],
+                self.stats.reads(status).load(Relaxed) as f64,
+            );
+        }
+        t.sample(
+            names::READ_ENVELOPES,
+            &[],
+            self.stats.read_envelopes.load(Relaxed) as f64,
+        );
+        t.sample(
+            names::RECONNECTS,
+            &[],
+            self.stats.reconnects.load(Relaxed) as f64,
+        );
+        t.finish()
+    }
+
+    fn health(&self) -> (bool, serde_json::Value) {
+        let store = self.store();
+        (
+            true,
+            serde_json::json!({ "component": "logcache", "status": "ok", "sources": store.source_count(), "envelopes": store.len() }),
+        )
+    }
+}

@@ -154,6 +154,11 @@ pub struct Found {
 }
 
 impl Found {
+    /// Its timestamp.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
     /// The full envelope.
     pub fn into_envelope(self) -> Envelope {
         let mut env = (*self.header).clone();

@@ -35,11 +35,11 @@ impl Headers {
     /// reference; `None` if the bytes do not decode (they were validated upstream, so this
     /// does not happen in practice).
     pub(crate) fn intern(&mut self, encoded: &[u8]) -> Option<u32> {
-        if let Some(&id) = self.index.get(encoded) {
-            if let Some(Some(slot)) = self.slots.get_mut(id as usize) {
-                slot.refs += 1;
-                return Some(id);
-            }
+        if let Some(&id) = self.index.get(encoded)
+            && let Some(Some(slot)) = self.slots.get_mut(id as usize)
+        {
+            slot.refs += 1;
+            return Some(id);
         }
         let decoded = Arc::new(Envelope::decode(encoded).ok()?);
         let key: Box<[u8]> = encoded.into();

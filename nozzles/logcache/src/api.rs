@@ -1,0 +1,366 @@
+//! The HTTP API, Log Cache's read API with its parameters, limits and errors:
+//! `GET /api/v1/read/{source_id}`, `GET /api/v1/meta`, `GET /api/v1/info`, plus `/v2/read`
+//! (server-sent events), `/metrics` and `/healthz`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hydrant_proto::envelope::now_nanos;
+use hydrant_proto::json;
+use hydrant_proto::raw::Kind;
+use serde_json::{Value, json};
+
+use crate::LogCache;
+use crate::auth::Access;
+use crate::gateway;
+use crate::store::{Kinds, Query};
+
+/// Most envelopes one read returns (Log Cache's limit).
+pub const MAX_LIMIT: usize = 1000;
+
+/// Envelopes one read returns by default.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// An API error: status and message, as grpc-gateway renders them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+    /// Unknown, or not readable with this token: indistinguishable on purpose.
+    fn not_found() -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "not found".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = match self.status {
+            StatusCode::BAD_REQUEST => 3,
+            StatusCode::NOT_FOUND => 5,
+            StatusCode::TOO_MANY_REQUESTS => 8,
+            _ => 2,
+        };
+        let body = json!({ "error": self.message, "code": code, "message": self.message });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn parse_i64(pairs: &[(String, String)], key: &str) -> Result<Option<i64>, ApiError> {
+    match pairs.iter().rev().find(|(k, _)| k == key) {
+        None => Ok(None),
+        Some((_, v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad(format!("{key} must be an integer, got {v:?}"))),
+    }
+}
+
+fn parse_kind(v: &str) -> Result<Option<Kind>, ApiError> {
+    Ok(Some(match v.to_ascii_uppercase().as_str() {
+        "LOG" => Kind::Log,
+        "COUNTER" => Kind::Counter,
+        "GAUGE" => Kind::Gauge,
+        "TIMER" => Kind::Timer,
+        "EVENT" => Kind::Event,
+        "ANY" => return Ok(None),
+        _ => {
+            return Err(ApiError::bad(format!(
+                "unknown envelope_types value {v:?} (LOG, COUNTER, GAUGE, TIMER, EVENT)"
+            )));
+        }
+    }))
+}
+
+/// Validates read parameters the way Log Cache does.
+pub fn parse_query(raw: Option<&str>, now: i64) -> Result<Query, ApiError> {
+    let p = pairs(raw);
+    let start = parse_i64(&p, "start_time")?.unwrap_or(0);
+    let end = parse_i64(&p, "end_time")?.unwrap_or(now);
+    if start > end {
+        return Err(ApiError::bad(format!(
+            "end_time ({end}) must be greater than or equal to start_time ({start})"
+        )));
+    }
+    let limit = parse_i64(&p, "limit")?.unwrap_or(DEFAULT_LIMIT as i64);
+    if limit < 0 {
+        return Err(ApiError::bad(format!(
+            "limit ({limit}) must be greater than or equal to 0"
+        )));
+    }
+    if limit > MAX_LIMIT as i64 {
+        return Err(ApiError::bad(format!(
+            "limit ({limit}) must be {MAX_LIMIT} or less"
+        )));
+    }
+    let mut kinds = Kinds::none();
+    let mut any = true;
+    for (_, v) in p.iter().filter(|(k, _)| k == "envelope_types") {
+        for part in v.split(',').filter(|s| !s.is_empty()) {
+            if let Some(k) = parse_kind(part)? {
+                kinds = kinds.with(k);
+                any = false;
+            }
+        }
+    }
+    let descending = match p
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "descending")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("false" | "0") => false,
+        Some("" | "true" | "1") => true,
+        Some(v) => {
+            return Err(ApiError::bad(format!(
+                "descending must be true or false, got {v:?}"
+            )));
+        }
+    };
+    let name_filter = match p.iter().rev().find(|(k, _)| k == "name_filter") {
+        Some((_, v)) if !v.is_empty() => Some(
+            regex::Regex::new(v)
+                .map_err(|e| ApiError::bad(format!("name_filter is not a valid regex: {e}")))?,
+        ),
+        _ => None,
+    };
+    Ok(Query {
+        start,
+        end,
+        kinds: if any { Kinds::ALL } else { kinds },
+        limit: limit as usize,
+        descending,
+        name_filter,
+    })
+}
+
+type Shared = State<Arc<LogCache>>;
+
+/// The caller's access: everything without an auth file; otherwise the token's grant.
+fn access(cache: &LogCache, headers: &HeaderMap) -> Option<Access> {
+    match &cache.auth {
+        None => Some(Access::All),
+        Some(auth) => auth.check(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ),
+    }
+}
+
+async fn read(
+    State(cache): Shared,
+    Path(source_id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let result = read_inner(&cache, &source_id, raw.as_deref(), &headers);
+    let status = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.status == StatusCode::NOT_FOUND => "not_found",
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => "too_large",
+        Err(_) => "bad_request",
+    };
+    cache.stats.reads(status).fetch_add(1, Relaxed);
+    result
+}
+
+fn read_inner(
+    cache: &LogCache,
+    source_id: &str,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let access = access(cache, headers).ok_or_else(ApiError::not_found)?;
+    let query = parse_query(raw, now_nanos())?;
+    let found = {
+        let store = cache.store();
+        // A source may be asked for by app name, as Log Cache allows.
+        let ids: Vec<String> =
+            if store.app_name(source_id).is_some() || store.sources_named(source_id).is_empty() {
+                vec![source_id.to_owned()]
+            } else {
+                store.sources_named(source_id)
+            };
+        let mut found = Vec::new();
+        for id in &ids {
+            if !access.allows(id, store.app_name(id)) {
+                return Err(ApiError::not_found());
+            }
+            found.extend(store.read(id, &query));
+        }
+        if ids.len() > 1 {
+            found.sort_by_key(|f| {
+                if query.descending {
+                    -f.timestamp()
+                } else {
+                    f.timestamp()
+                }
+            });
+            found.truncate(query.limit);
+        }
+        found
+    };
+    // Decoding and rendering happen outside the store lock.
+    let batch: Vec<Value> = found
+        .into_iter()
+        .map(|f| json::envelope(&f.into_envelope()))
+        .collect();
+    cache
+        .stats
+        .read_envelopes
+        .fetch_add(batch.len() as u64, Relaxed);
+    let body = json!({ "envelopes": { "batch": batch } }).to_string();
+    if body.len() > cache.max_response_bytes {
+        return Err(ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "response of {} bytes exceeds {} bytes; ask for fewer envelopes (lower limit)",
+                body.len(),
+                cache.max_response_bytes
+            ),
+        });
+    }
+
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn meta(State(cache): Shared, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
+    let access = access(&cache, &headers).ok_or_else(ApiError::not_found)?;
+    let entries = cache.store().meta(|id, app| access.allows(id, app));
+    let meta: serde_json::Map<String, Value> = entries
+        .into_iter()
+        .map(|(id, m)| {
+            let v = json!({
+                "count": m.count.to_string(),
+                "expired": m.expired.to_string(),
+                "oldest_timestamp": m.oldest_timestamp.to_string(),
+                "newest_timestamp": m.newest_timestamp.to_string(),
+            });
+            (id, v)
+        })
+        .collect();
+    Ok(axum::Json(json!({ "meta": meta })))
+}
+
+async fn info(State(cache): Shared) -> axum::Json<Value> {
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "vm_uptime": cache.started.elapsed().as_secs().to_string(),
+    }))
+}
+
+async fn sse(State(cache): Shared, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
+    let access = match access(&cache, &headers) {
+        Some(a) => a,
+        None => return ApiError::not_found().into_response(),
+    };
+    let request = match gateway::request(&pairs(raw.as_deref())) {
+        Ok(r) => r,
+        Err(e) => return ApiError::bad(e.0).into_response(),
+    };
+    let permitted = {
+        let store = cache.store();
+        gateway::permitted(&access, &request, |id| {
+            store.app_name(id).map(str::to_owned)
+        })
+    };
+    if !permitted {
+        return ApiError::not_found().into_response();
+    }
+    match cache.firehose.subscribe(request).await {
+        Ok(batches) => gateway::events(batches, cache.timing).into_response(),
+        Err(status) => ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            message: status.message().to_owned(),
+        }
+        .into_response(),
+    }
+}
+
+/// The log cache's routes (auth is checked per handler; `/metrics` needs an admin token
+/// when an auth file is configured, `/healthz` is always open).
+pub fn router(cache: Arc<LogCache>) -> Router {
+    let observe: Arc<dyn hydrant_proto::observe::Observe> = Arc::clone(&cache) as _;
+    let admin_only = Arc::clone(&cache);
+    let metrics = hydrant_proto::observe::router(observe).route_layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let cache = Arc::clone(&admin_only);
+            async move {
+                let health = req.uri().path() == "/healthz";
+                let admin = access(&cache, req.headers()).is_some_and(|a| a.is_admin());
+                if health || admin {
+                    next.run(req).await
+                } else {
+                    ApiError::not_found().into_response()
+                }
+            }
+        },
+    ));
+    Router::new()
+        .route("/api/v1/read/{source_id}", get(read))
+        .route("/api/v1/meta", get(meta))
+        .route("/api/v1/info", get(info))
+        .route("/v2/read", get(sse))
+        .with_state(cache)
+        .merge(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_parameters_follow_log_cache() {
+        let q = parse_query(None, 99).unwrap();
+        assert_eq!((q.start, q.end, q.limit, q.descending), (0, 99, 100, false));
+        assert_eq!(q.kinds, Kinds::ALL);
+        let q = parse_query(Some("start_time=5&end_time=9&envelope_types=LOG&envelope_types=gauge&limit=7&descending=true"), 99).unwrap();
+        assert_eq!((q.start, q.end, q.limit, q.descending), (5, 9, 7, true));
+        assert!(
+            q.kinds.contains(Kind::Log)
+                && q.kinds.contains(Kind::Gauge)
+                && !q.kinds.contains(Kind::Counter)
+        );
+        assert_eq!(
+            parse_query(Some("envelope_types=ANY"), 1).unwrap().kinds,
+            Kinds::ALL
+        );
+        let err = |q: &str| parse_query(Some(q), 99).unwrap_err().message;
+        assert_eq!(err("limit=1001"), "limit (1001) must be 1000 or less");
+        assert_eq!(
+            err("limit=-1"),
+            "limit (-1) must be greater than or equal to 0"
+        );
+        assert_eq!(
+            err("start_time=10&end_time=5"),
+            "end_time (5) must be greater than or equal to start_time (10)"
+        );
+        assert!(err("name_filter=(").starts_with("name_filter is not a valid regex"));
+        assert!(err("envelope_types=LOGS").contains("unknown envelope_types"));
+        assert!(err("start_time=abc").contains("start_time must be an integer"));
+    }
+}

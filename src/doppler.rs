@@ -118,7 +118,25 @@ pub async fn run(
         .add_service(egress)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
     let observe: Arc<dyn Observe> = Arc::new(Observed(Arc::clone(&hub)));
-    let http_server = admin::run(http, observe, servers_stop.clone());
+    let firehose = Arc::new(egress::HubFirehose(Arc::clone(&hub)));
+    let sse = axum::routing::get(
+        move |axum::extract::RawQuery(raw): axum::extract::RawQuery| {
+            let firehose = Arc::clone(&firehose);
+            async move {
+                let pairs: Vec<(String, String)> = raw
+                    .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                    .unwrap_or_default();
+                let timing = hydrant_logcache::gateway::Timing::default();
+                let all = hydrant_logcache::auth::Access::All;
+                hydrant_logcache::gateway::respond(firehose.as_ref(), timing, &pairs, &all, |_| {
+                    None
+                })
+                .await
+            }
+        },
+    );
+    let router = admin::router(observe).route("/v2/read", sse);
+    let http_server = hydrant_proto::observe::serve(http, router, servers_stop.clone());
 
     let mut grpc_server = std::pin::pin!(grpc_server);
     let mut http_server = std::pin::pin!(http_server);

@@ -5,6 +5,7 @@
 //! - [`doppler`]: Ingress + the Firehose (Egress) around the router.
 //! - [`agent`]: per-cell ingress that completes envelopes and forwards them to dopplers.
 //! - [`cell`]: runs app instances as processes, streams their logs and metrics, scales them.
+//! - [`logs`]: `hydrant logs`, recent and live app logs from the log cache.
 //! - [`emit`] and [`firehose`]: the load generator and the Firehose subscriber CLIs.
 //! - [`certs`]: development mTLS material.
 //! - Cross-cutting: [`admin`] (`/metrics`, `/healthz`), [`telemetry`] (every metric name),
@@ -22,6 +23,7 @@ pub mod doppler;
 pub mod emit;
 pub mod firehose;
 pub mod inbound;
+pub mod logs;
 pub mod router;
 pub mod shutdown;
 pub mod status;

@@ -45,6 +45,97 @@ enum Command {
     Apps(SchedulerArgs),
     /// Delete an app (its instances are stopped).
     Delete(DeleteArgs),
+    /// Keep recent envelopes per source from the Firehose; serve Log Cache's read API.
+    Logcache(LogcacheArgs),
+    /// Show an app's logs: `--recent` for the newest 1000 lines, otherwise tail live.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Args)]
+struct LogcacheArgs {
+    /// Doppler to read the Firehose from; repeat to read several.
+    #[arg(long = "from", default_value = "127.0.0.1:8082")]
+    dopplers: Vec<String>,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Envelopes kept per source.
+    #[arg(long, default_value_t = hydrant_logcache::DEFAULT_MAX_PER_SOURCE)]
+    max_per_source: usize,
+    /// Memory budget (e.g. 512MiB, 2GiB).
+    #[arg(long, default_value = "512MiB", value_parser = parse_bytes)]
+    memory_limit: usize,
+    /// YAML file of bearer tokens (default: the API is open).
+    #[arg(long)]
+    auth_file: Option<PathBuf>,
+    /// Name the dopplers' certificates must carry.
+    #[arg(long, default_value = "doppler")]
+    tls_server_name: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+struct LogsArgs {
+    /// App name or guid (or any source id).
+    app: String,
+    /// Print the newest 1000 lines and exit.
+    #[arg(long)]
+    recent: bool,
+    /// Log cache URL.
+    #[arg(
+        long,
+        env = "HYDRANT_LOG_CACHE",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    log_cache: String,
+    /// Only this instance index.
+    #[arg(long)]
+    instance: Option<String>,
+    /// Only OUT or ERR lines.
+    #[arg(long = "type", value_parser = ["OUT", "ERR"])]
+    stream: Option<String>,
+    /// Only these source types (APP, CELL, API, …); repeatable.
+    #[arg(long = "source-type")]
+    source_types: Vec<String>,
+    /// Only lines matching this regular expression.
+    #[arg(long, value_parser = parse_regex)]
+    grep: Option<regex::Regex>,
+    /// Only lines newer than this (e.g. 10m).
+    #[arg(long, value_parser = parse_duration)]
+    since: Option<Duration>,
+    /// One protojson envelope per line.
+    #[arg(long)]
+    json: bool,
+    /// Stop tailing after this long.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+}
+
+fn parse_regex(s: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(s).map_err(|e| format!("invalid regular expression: {e}"))
+}
+
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (e.g. 512MiB, 2GiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("invalid size unit in {s:?} (use KiB, MiB or GiB)")),
+    };
+    if n == 0 {
+        return Err("the size must be greater than zero".into());
+    }
+    Ok(n * mult)
 }
 
 #[derive(Debug, Args)]
@@ -468,6 +559,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(a) => {
             a.scheduler.client().delete(&a.name).await?;
             println!("deleted {}", a.name);
+        }
+        Command::Logcache(a) => {
+            let mut config = hydrant_logcache::Config::new(a.dopplers.clone());
+            config.tls = a.tls.load(&a.tls_server_name)?;
+            config.limits.max_per_source = a.max_per_source;
+            config.limits.memory_bytes = a.memory_limit;
+            config.auth = a
+                .auth_file
+                .as_deref()
+                .map(hydrant_logcache::auth::Auth::load)
+                .transpose()?;
+            if a.max_per_source == 0 {
+                bail!("--max-per-source must be at least 1");
+            }
+            let http = bind("--http", a.http).await?;
+            tracing::info!(http = %a.http, dopplers = ?a.dopplers, auth = config.auth.is_some(), "log cache listening");
+            hydrant_logcache::run(config, http, shutdown::on_signal()).await?;
+        }
+        Command::Logs(a) => {
+            let token = a.scheduler.token.clone();
+            // Names are resolved through the scheduler when it is there; otherwise the log
+            // cache resolves them from the app_name tag.
+            let client = hydrant::logs::Client::new(&a.log_cache, token);
+            let source = match a.scheduler.client().find(&a.app).await {
+                Ok(app) => app["guid"].as_str().unwrap_or(&a.app).to_owned(),
+                // Not an app: it may still be a source id (a component such as "doppler").
+                Err(apps::Error::NotFound(name)) => {
+                    if !client.knows(&name).await? {
+                        bail!(
+                            "app '{name}' not found (unknown to the scheduler and the log cache)"
+                        );
+                    }
+                    name
+                }
+                Err(_) => a.app.clone(),
+            };
+            let opts = hydrant::logs::Options {
+                source,
+                recent: a.recent,
+                since: a.since,
+                filter: hydrant::logs::Filter {
+                    instance: a.instance,
+                    err: a.stream.map(|s| s == "ERR"),
+                    source_types: a.source_types,
+                    grep: a.grep,
+                },
+                json: a.json,
+                color: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                duration: a.duration,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            hydrant::logs::run(&client, &opts, &mut out).await?;
         }
         Command::Certs(a) => {
             let names: Vec<String> = if a.names.is_empty() {

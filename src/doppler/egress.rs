@@ -71,6 +71,34 @@ impl EgressService {
     }
 }
 
+/// The doppler's own Firehose, for `/v2/read` on its HTTP port: subscriptions straight on
+/// the hub, with the same buffers and accounting as gRPC subscribers.
+#[derive(Debug, Clone)]
+pub(super) struct HubFirehose(pub(super) Arc<Hub>);
+
+impl hydrant_logcache::gateway::Firehose for HubFirehose {
+    fn subscribe(
+        &self,
+        request: EgressBatchRequest,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<hydrant_logcache::gateway::BatchStream, Status>> + Send + '_,
+        >,
+    > {
+        Box::pin(async move {
+            let guard = EgressService {
+                hub: Arc::clone(&self.0),
+            }
+            .subscribe(&request)?;
+            let stream = futures::stream::unfold(guard, |guard| async move {
+                let batch = guard.next().await?;
+                Some((RawBatch::from(batch), guard))
+            });
+            Ok(Box::pin(stream) as hydrant_logcache::gateway::BatchStream)
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl Egress for EgressService {
     type ReceiverStream = BoxStream<RawEnvelope>;

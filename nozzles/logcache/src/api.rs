@@ -274,31 +274,26 @@ async fn info(State(cache): Shared) -> axum::Json<Value> {
 }
 
 async fn sse(State(cache): Shared, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
-    let access = match access(&cache, &headers) {
-        Some(a) => a,
-        None => return ApiError::not_found().into_response(),
-    };
-    let request = match gateway::request(&pairs(raw.as_deref())) {
-        Ok(r) => r,
-        Err(e) => return ApiError::bad(e.0).into_response(),
-    };
-    let permitted = {
-        let store = cache.store();
-        gateway::permitted(&access, &request, |id| {
-            store.app_name(id).map(str::to_owned)
-        })
-    };
-    if !permitted {
+    let Some(access) = access(&cache, &headers) else {
         return ApiError::not_found().into_response();
-    }
-    match cache.firehose.subscribe(request).await {
-        Ok(batches) => gateway::events(batches, cache.timing).into_response(),
-        Err(status) => ApiError {
-            status: StatusCode::BAD_GATEWAY,
-            message: status.message().to_owned(),
-        }
-        .into_response(),
-    }
+    };
+    let names: std::collections::HashMap<String, String> = {
+        let store = cache.store();
+        store
+            .meta(|_, _| true)
+            .into_iter()
+            .filter_map(|(id, _)| store.app_name(&id).map(|n| (id, n.to_owned())))
+            .collect()
+    };
+    let pairs = pairs(raw.as_deref());
+    gateway::respond(
+        cache.firehose.as_ref(),
+        cache.timing,
+        &pairs,
+        &access,
+        |id| names.get(id).cloned(),
+    )
+    .await
 }
 
 /// The log cache's routes (auth is checked per handler; `/metrics` needs an admin token

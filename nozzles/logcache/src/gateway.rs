@@ -12,7 +12,9 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use hydrant_proto::firehose::select;
 use hydrant_proto::json;
@@ -197,6 +199,35 @@ pub fn events(
         },
     );
     Sse::new(stream)
+}
+
+/// Answers a `/v2/read` request: 400 for a bad query, 404 when `access` may not read what
+/// it asks for, 502 when the subscription fails, else the event stream.
+pub async fn respond(
+    firehose: &dyn Firehose,
+    timing: Timing,
+    pairs: &[(String, String)],
+    access: &Access,
+    app_name: impl Fn(&str) -> Option<String>,
+) -> Response {
+    let error = |status: StatusCode, message: String| {
+        (
+            status,
+            axum::Json(serde_json::json!({ "error": message, "message": message })),
+        )
+            .into_response()
+    };
+    let request = match request(pairs) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
+    };
+    if !permitted(access, &request, app_name) {
+        return error(StatusCode::NOT_FOUND, "not found".into());
+    }
+    match firehose.subscribe(request).await {
+        Ok(batches) => events(batches, timing).into_response(),
+        Err(status) => error(StatusCode::BAD_GATEWAY, status.message().to_owned()),
+    }
 }
 
 /// A batch as protojson `{"batch":[…]}` on one line.

@@ -1,0 +1,585 @@
+//! `hydrant logs APP [--recent]`: an app's logs from the log cache, printed as the cf CLI
+//! prints them, or tailed live over server-sent events.
+//!
+//! - `--recent` reads the newest 1,000 log envelopes, newest first, and prints them oldest
+//!   first. On 429 it halves the limit and asks again, as the cf CLI does.
+//! - Without `--recent`, it prints a short backlog, then streams from `/v2/read` (push, not
+//!   polling). Envelopes are held in a small reorder window so they print in timestamp
+//!   order. A dropped stream is resumed: the gap is read back from the cache, and
+//!   envelopes already printed are skipped, so nothing is lost or duplicated.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Local};
+use futures::StreamExt;
+use hydrant_proto::v2::{Envelope, envelope::Message};
+use serde_json::Value;
+
+/// The cf CLI's `RecentLogsLines`.
+pub const RECENT_LIMIT: usize = 1000;
+
+/// How long a streamed envelope waits for earlier ones that arrive late.
+pub const REORDER_WINDOW: Duration = Duration::from_millis(30);
+
+/// Lines of backlog printed before tailing.
+pub const BACKLOG: usize = 10;
+
+/// Errors of `hydrant logs`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log cache did not answer.
+    #[error(
+        "cannot reach the log cache at {url} ({source}); is `hydrant logcache` running? (set --log-cache or HYDRANT_LOG_CACHE)"
+    )]
+    Unreachable {
+        /// Where.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The log cache refused the request.
+    #[error("log cache answered {status}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// The scheduler knows no such app.
+    #[error(transparent)]
+    App(#[from] crate::apps::Error),
+    /// Output failed (e.g. a closed pipe).
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Which lines to show.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this instance.
+    pub instance: Option<String>,
+    /// Only OUT (false) or ERR (true).
+    pub err: Option<bool>,
+    /// Only these source types (`APP` matches `APP/PROC/WEB`).
+    pub source_types: Vec<String>,
+    /// Only lines matching.
+    pub grep: Option<regex::Regex>,
+}
+
+impl Filter {
+    /// Whether `env` passes.
+    pub fn passes(&self, env: &Envelope) -> bool {
+        let Some(Message::Log(log)) = &env.message else {
+            return false;
+        };
+        if self
+            .instance
+            .as_ref()
+            .is_some_and(|i| *i != env.instance_id)
+        {
+            return false;
+        }
+        if self.err.is_some_and(|e| e != (log.r#type == 1)) {
+            return false;
+        }
+        let st = env.tags.get("source_type").map_or("", String::as_str);
+        if !self.source_types.is_empty()
+            && !self
+                .source_types
+                .iter()
+                .any(|want| st == want || st.starts_with(&format!("{want}/")))
+        {
+            return false;
+        }
+        self.grep
+            .as_ref()
+            .is_none_or(|re| re.is_match(&String::from_utf8_lossy(&log.payload)))
+    }
+}
+
+/// Formats a UNIX-ns timestamp as the cf CLI does: `2006-01-02T15:04:05.00-0700` in `tz`.
+pub fn format_time<Tz: chrono::TimeZone>(tz: &Tz, nanos: i64) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    let t: DateTime<Tz> = tz.timestamp_nanos(nanos);
+    let centis = nanos.rem_euclid(1_000_000_000) / 10_000_000;
+    format!(
+        "{}.{centis:02}{}",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        t.format("%z")
+    )
+}
+
+/// The cf CLI's lines for one log envelope: three spaces, time, `[SOURCE_TYPE/INSTANCE]`,
+/// `OUT|ERR`, message; one header per line of a multi-line payload; ERR in red if `color`.
+pub fn format_log<Tz: chrono::TimeZone>(tz: &Tz, env: &Envelope, color: bool) -> Vec<String>
+where
+    Tz::Offset: std::fmt::Display,
+{
+    let Some(Message::Log(log)) = &env.message else {
+        return Vec::new();
+    };
+    let err = log.r#type == 1;
+    let stream = if err { "ERR" } else { "OUT" };
+    let source_type = env.tags.get("source_type").map_or("", String::as_str);
+    let header = format!(
+        "{} [{}/{}] {stream} ",
+        format_time(tz, env.timestamp),
+        source_type,
+        env.instance_id
+    );
+    let text = String::from_utf8_lossy(&log.payload);
+    text.trim_end_matches(['\r', '\n'])
+        .split('\n')
+        .map(|line| {
+            let line = line.trim_end_matches('\r');
+            if color && err {
+                format!("   \x1b[31m{header}{line}\x1b[0m")
+            } else {
+                format!("   {header}{line}")
+            }
+        })
+        .collect()
+}
+
+/// Decodes a protojson envelope (as the read API and `/v2/read` write them).
+pub fn from_json(v: &Value) -> Option<Envelope> {
+    let num = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .or_else(|| v.as_i64())
+    };
+    let mut env = Envelope {
+        timestamp: num(&v["timestamp"]).unwrap_or(0),
+        source_id: v["source_id"]
+            .as_str()
+            .or_else(|| v["sourceId"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        instance_id: v["instance_id"]
+            .as_str()
+            .or_else(|| v["instanceId"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        ..Envelope::default()
+    };
+    if let Some(tags) = v["tags"].as_object() {
+        env.tags = tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+    }
+    if let Some(log) = v.get("log") {
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(log["payload"].as_str().unwrap_or(""))
+            .ok()?;
+        let ty = if log["type"] == "ERR" || log["type"] == 1 {
+            1
+        } else {
+            0
+        };
+        env.message = Some(Message::Log(hydrant_proto::v2::Log {
+            payload: payload.into(),
+            r#type: ty,
+        }));
+    }
+    Some(env)
+}
+
+/// A log cache client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the log cache at `base`.
+    pub fn new(base: &str, token: Option<String>) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn get(&self, path_and_query: &str) -> reqwest::RequestBuilder {
+        let req = self.http.get(format!("{}{path_and_query}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    fn unreachable(&self, source: reqwest::Error) -> Error {
+        Error::Unreachable {
+            url: self.base.clone(),
+            source,
+        }
+    }
+
+    /// Reads log envelopes of `source` (`start` inclusive, newest first if `descending`).
+    /// Returns `Ok(None)` on 429 so the caller can lower the limit.
+    pub async fn read_logs(
+        &self,
+        source: &str,
+        start: i64,
+        limit: usize,
+        descending: bool,
+    ) -> Result<Option<Vec<Envelope>>, Error> {
+        let source: String = form_urlencoded::byte_serialize(source.as_bytes()).collect();
+        let q = format!(
+            "/api/v1/read/{source}?envelope_types=LOG&start_time={start}&limit={limit}&descending={descending}"
+        );
+        let resp = self.get(&q).send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        match status {
+            200 => Ok(Some(
+                body["envelopes"]["batch"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(from_json)
+                    .collect(),
+            )),
+            429 => Ok(None),
+            // Unknown sources and sources this token may not read are both 404.
+            404 => Ok(Some(Vec::new())),
+            _ => Err(Error::Api {
+                status,
+                message: body["message"].as_str().unwrap_or_default().to_owned(),
+            }),
+        }
+    }
+
+    /// Whether the cache holds (or held) anything for `source_id`.
+    pub async fn knows(&self, source_id: &str) -> Result<bool, Error> {
+        let resp = self
+            .get("/api/v1/meta")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        Ok(body["meta"].get(source_id).is_some())
+    }
+
+    /// The newest `limit` logs, oldest first, halving the limit on 429.
+    pub async fn recent(
+        &self,
+        source: &str,
+        start: i64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, Error> {
+        let mut limit = limit;
+        while limit >= 1 {
+            if let Some(mut envs) = self.read_logs(source, start, limit, true).await? {
+                envs.reverse();
+                return Ok(envs);
+            }
+            limit /= 2;
+        }
+        Err(Error::Api {
+            status: 429,
+            message: "even one envelope is too large to read".into(),
+        })
+    }
+}
+
+/// Where output goes, with de-duplication across backlog, stream and resumes.
+struct Printer<'a, W: Write> {
+    out: &'a mut W,
+    filter: &'a Filter,
+    json: bool,
+    color: bool,
+    seen: HashSet<(i64, String, u64)>,
+    order: VecDeque<(i64, String, u64)>,
+    last_ts: i64,
+}
+
+fn payload_hash(env: &Envelope) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(Message::Log(l)) = &env.message {
+        l.payload.hash(&mut h);
+        l.r#type.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Keys remembered for de-duplication (a few seconds of a busy app).
+const DEDUP_KEYS: usize = 100_000;
+
+impl<W: Write> Printer<'_, W> {
+    fn print(&mut self, env: &Envelope) -> std::io::Result<()> {
+        let key = (env.timestamp, env.instance_id.clone(), payload_hash(env));
+        if self.seen.contains(&key) {
+            return Ok(());
+        }
+        self.seen.insert(key.clone());
+        self.order.push_back(key);
+        if self.order.len() > DEDUP_KEYS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.last_ts = self.last_ts.max(env.timestamp);
+        if !self.filter.passes(env) {
+            return Ok(());
+        }
+        if self.json {
+            writeln!(self.out, "{}", hydrant_proto::json::envelope(env))?;
+        } else {
+            for line in format_log(&Local, env, self.color) {
+                writeln!(self.out, "{line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Source id (app guid) or app name.
+    pub source: String,
+    /// Print the newest logs and exit.
+    pub recent: bool,
+    /// Only logs newer than this.
+    pub since: Option<Duration>,
+    /// Line filters.
+    pub filter: Filter,
+    /// One protojson envelope per line.
+    pub json: bool,
+    /// ERR in red.
+    pub color: bool,
+    /// Stop tailing after this long (tests and scripts).
+    pub duration: Option<Duration>,
+}
+
+/// Runs `hydrant logs`.
+pub async fn run(client: &Client, opts: &Options, out: &mut impl Write) -> Result<(), Error> {
+    let start = opts.since.map_or(0, |d| {
+        hydrant_proto::envelope::now_nanos() - d.as_nanos() as i64
+    });
+    let mut p = Printer {
+        out,
+        filter: &opts.filter,
+        json: opts.json,
+        color: opts.color,
+        seen: HashSet::new(),
+        order: VecDeque::new(),
+        last_ts: 0,
+    };
+    let limit = if opts.recent || opts.since.is_some() {
+        RECENT_LIMIT
+    } else {
+        BACKLOG
+    };
+    let backlog = client.recent(&opts.source, start, limit).await?;
+    // Streaming needs the source id; an app name is resolved through what the cache holds.
+    let source_id = backlog
+        .last()
+        .map_or_else(|| opts.source.clone(), |e| e.source_id.clone());
+    for env in &backlog {
+        p.print(env)?;
+    }
+    p.out.flush()?;
+    if opts.recent {
+        return Ok(());
+    }
+    let deadline = opts.duration.map(|d| Instant::now() + d);
+    tail(client, &source_id, &mut p, deadline).await
+}
+
+async fn tail<W: Write>(
+    client: &Client,
+    source_id: &str,
+    p: &mut Printer<'_, W>,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    let source: String = form_urlencoded::byte_serialize(source_id.as_bytes()).collect();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
+        let resp = match client
+            .get(&format!("/v2/read?source_id={source}&log"))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                return Err(Error::Api {
+                    status: r.status().as_u16(),
+                    message: r.text().await.unwrap_or_default(),
+                });
+            }
+            Err(e) if p.last_ts == 0 => return Err(client.unreachable(e)),
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        // Catch up on what arrived while (re)connecting, from the cache.
+        if p.last_ts > 0 {
+            let missed = client
+                .read_logs(source_id, p.last_ts, RECENT_LIMIT, false)
+                .await?
+                .unwrap_or_default();
+            for env in &missed {
+                p.print(env)?;
+            }
+            p.out.flush()?;
+        }
+        stream_events(resp, p, deadline).await?;
+    }
+}
+
+/// Prints the events of one SSE response until it ends, with a small reorder window.
+async fn stream_events<W: Write>(
+    resp: reqwest::Response,
+    p: &mut Printer<'_, W>,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    let mut bytes = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut pending: BTreeMap<(i64, u64), (Instant, Envelope)> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        let stop_at = deadline.map(tokio::time::Instant::from_std);
+        tokio::select! {
+            chunk = bytes.next() => match chunk {
+                Some(Ok(c)) => buf.extend_from_slice(&c),
+                _ => break,
+            },
+            _ = tick.tick() => {}
+            () = async { match stop_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => break,
+        }
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buf.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            let kind = text
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("message");
+            if kind == "closing" {
+                return flush(p, &mut pending, None);
+            }
+            if kind != "message" {
+                continue;
+            }
+            let data: String = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            for env in v["batch"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(from_json)
+            {
+                seq += 1;
+                pending.insert((env.timestamp, seq), (Instant::now(), env));
+            }
+        }
+        flush(p, &mut pending, Some(REORDER_WINDOW))?;
+    }
+    flush(p, &mut pending, None)
+}
+
+/// Prints held envelopes that have waited `window` (all of them with `None`), in order.
+fn flush<W: Write>(
+    p: &mut Printer<'_, W>,
+    pending: &mut BTreeMap<(i64, u64), (Instant, Envelope)>,
+    window: Option<Duration>,
+) -> Result<(), Error> {
+    let now = Instant::now();
+    // Everything up to the newest envelope that has waited long enough goes out, in order.
+    let cut = match window {
+        None => pending.keys().next_back().copied(),
+        Some(w) => pending
+            .iter()
+            .filter(|(_, (at, _))| now.duration_since(*at) >= w)
+            .map(|(k, _)| *k)
+            .next_back(),
+    };
+    let Some(cut) = cut else { return Ok(()) };
+    let rest = pending.split_off(&(cut.0, cut.1 + 1));
+    for (_, (_, env)) in std::mem::replace(pending, rest) {
+        p.print(&env)?;
+    }
+    p.out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(ts: i64, text: &str, err: bool) -> Envelope {
+        let mut e = hydrant_proto::envelope::log("guid", text.to_owned(), err);
+        e.timestamp = ts;
+        e.instance_id = "2".into();
+        e.tags.insert("source_type".into(), "APP/PROC/WEB".into());
+        e
+    }
+
+    #[test]
+    fn formats_like_the_cf_cli() {
+        let tz = chrono::FixedOffset::west_opt(7 * 3600).unwrap();
+        // 2006-01-02T22:04:05.123Z is 15:04:05.12 at -0700.
+        let ts = 1_136_239_445_123_456_789;
+        assert_eq!(format_time(&tz, ts), "2006-01-02T15:04:05.12-0700");
+        assert_eq!(
+            format_log(&tz, &log(ts, "hello", false), false),
+            ["   2006-01-02T15:04:05.12-0700 [APP/PROC/WEB/2] OUT hello"]
+        );
+        assert_eq!(
+            format_log(&tz, &log(ts, "a\r\nb\n", true), false),
+            [
+                "   2006-01-02T15:04:05.12-0700 [APP/PROC/WEB/2] ERR a",
+                "   2006-01-02T15:04:05.12-0700 [APP/PROC/WEB/2] ERR b"
+            ]
+        );
+        assert_eq!(
+            format_log(&tz, &log(ts, "x", true), true)[0],
+            "   \x1b[31m2006-01-02T15:04:05.12-0700 [APP/PROC/WEB/2] ERR x\x1b[0m"
+        );
+    }
+
+    #[test]
+    fn filters_lines() {
+        let f = Filter {
+            instance: Some("2".into()),
+            err: Some(true),
+            source_types: vec!["APP".into()],
+            grep: regex::Regex::new("x").ok(),
+        };
+        assert!(f.passes(&log(1, "xyz", true)));
+        assert!(!f.passes(&log(1, "xyz", false)));
+        assert!(!f.passes(&log(1, "abc", true)));
+        let mut other = log(1, "xyz", true);
+        other.tags.insert("source_type".into(), "CELL".into());
+        assert!(!f.passes(&other));
+    }
+
+    #[test]
+    fn reads_protojson_back() {
+        let e = log(42, "héllo \u{1}", true);
+        assert_eq!(from_json(&hydrant_proto::json::envelope(&e)), Some(e));
+    }
+}

@@ -6,6 +6,7 @@ mod cell;
 mod cli;
 mod delivery;
 mod fanout;
+mod logcache;
 mod restart;
 mod tidy;
 mod tls;

@@ -187,6 +187,58 @@ impl TestCell {
     }
 }
 
+/// A log cache running in-process.
+#[derive(Debug)]
+pub struct TestLogCache {
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// `http://…` base URL.
+    pub url: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), hydrant_logcache::Error>>,
+}
+
+impl TestLogCache {
+    /// Starts a log cache reading from `dopplers`, and waits until it is subscribed to each.
+    pub async fn start(
+        config: hydrant_logcache::Config,
+        dopplers: &[&TestDoppler],
+    ) -> TestLogCache {
+        let http = listener().await;
+        let addr = http.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(hydrant_logcache::run(config, http, shutdown.clone()));
+        wait_healthy(addr).await;
+        for d in dopplers {
+            eventually("log cache subscribed", || async {
+                d.metric(
+                    hydrant::telemetry::names::DOPPLER_SUBSCRIPTIONS,
+                    &[("shard_id", "log-cache")],
+                )
+                .await
+                    >= 1.0
+            })
+            .await;
+        }
+        TestLogCache {
+            http: addr,
+            url: format!("http://{addr}"),
+            shutdown,
+            task,
+        }
+    }
+
+    /// Stops it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("log cache stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
 /// Envelopes collected by a background Firehose subscriber.
 #[derive(Debug, Clone, Default)]
 pub struct Collected(Arc<Mutex<Vec<RawEnvelope>>>);

@@ -1,0 +1,477 @@
+//! The log cache and `hydrant logs`: recent logs formatted like the cf CLI, the read API's
+//! parameters and errors, eviction, access control, and live tailing with resume.
+
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hydrant::doppler;
+use hydrant_logcache::store::Limits;
+use hydrant_proto::envelope;
+use hydrant_proto::ingress::{Config, IngressClient};
+use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::v2::Envelope;
+use serde_json::Value;
+
+use crate::{TestDoppler, TestLogCache, eventually, hydrant_bin};
+
+/// A base time: 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600_000_000_000;
+
+fn app_log(source: &str, ts: i64, instance: u32, text: &str, err: bool) -> Envelope {
+    let mut e = envelope::log(source, text.to_owned(), err);
+    e.timestamp = ts;
+    e.instance_id = instance.to_string();
+    e.tags.insert("source_type".into(), "APP/PROC/WEB".into());
+    e.tags.insert("app_name".into(), format!("name-{source}"));
+    e
+}
+
+/// Sends envelopes to the doppler in paced chunks and waits until they are flushed.
+async fn send(to: std::net::SocketAddr, envelopes: Vec<Envelope>) {
+    let client = IngressClient::start(Config::new(vec![to.to_string()])).unwrap();
+    for chunk in envelopes.chunks(5_000) {
+        client.send_all(chunk.iter().map(RawEnvelope::from_envelope));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client.close(Duration::from_secs(20)).await;
+}
+
+async fn get(url: String, token: Option<&'static str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn cached(lc: &TestLogCache) -> u64 {
+    let (_, meta) = get(format!("{}/api/v1/meta", lc.url), None).await;
+    meta["meta"].as_object().map_or(0, |m| {
+        m.values()
+            .map(|v| v["count"].as_str().unwrap().parse::<u64>().unwrap())
+            .sum()
+    })
+}
+
+/// What the cf CLI prints for `e` in a zone 5:30 east of UTC, computed independently of
+/// `hydrant::logs`.
+fn cf_line(e: &Envelope, text: &str) -> String {
+    let secs = e.timestamp.div_euclid(1_000_000_000) + 5 * 3600 + 1800;
+    let centis = e.timestamp.rem_euclid(1_000_000_000) / 10_000_000;
+    let t = chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap()
+        .naive_utc();
+    let stream = if text.starts_with("err") {
+        "ERR"
+    } else {
+        "OUT"
+    };
+    format!(
+        "   {}.{centis:02}+0530 [APP/PROC/WEB/{}] {stream} {text}",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        e.instance_id
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_returns_the_newest_1000_formatted_like_the_cf_cli() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let lc = TestLogCache::start(
+        hydrant_logcache::Config::new(vec![d.grpc.to_string()]),
+        &[&d],
+    )
+    .await;
+    // 250,000 lines over 30 sources, 1 ms apart per source; every 7th line is ERR.
+    let mut all = Vec::with_capacity(250_000);
+    for i in 0..250_000i64 {
+        let source = format!("app-{}", i % 30);
+        let err = i % 7 == 0;
+        let text = if err {
+            format!("err {i}")
+        } else {
+            format!("out {i}")
+        };
+        all.push(app_log(
+            &source,
+            T0 + i * 1_000_000 + 123_456,
+            (i % 3) as u32,
+            &text,
+            err,
+        ));
+    }
+    let want: Vec<String> = all
+        .iter()
+        .filter(|e| e.source_id == "app-7")
+        .map(|e| match &e.message {
+            Some(hydrant_proto::v2::envelope::Message::Log(l)) => {
+                cf_line(e, std::str::from_utf8(&l.payload).unwrap())
+            }
+            _ => unreachable!(),
+        })
+        .collect();
+    let want = want[want.len() - 1000..].join("\n") + "\n";
+    send(d.grpc, all).await;
+    eventually("250,000 cached", || async { cached(&lc).await == 250_000 }).await;
+
+    let url = lc.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(hydrant_bin())
+            .args([
+                "logs",
+                "app-7",
+                "--recent",
+                "--log-cache",
+                &url,
+                "--scheduler",
+                "http://127.0.0.1:9",
+            ])
+            .env("TZ", "IST-5:30")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(got.lines().count(), 1000);
+    assert_eq!(got, want, "byte-for-byte cf CLI output");
+    // The app name works too (resolved by the log cache from the app_name tag).
+    let url = lc.url.clone();
+    let by_name = tokio::task::spawn_blocking(move || {
+        Command::new(hydrant_bin())
+            .args([
+                "logs",
+                "name-app-7",
+                "--recent",
+                "--log-cache",
+                &url,
+                "--scheduler",
+                "http://127.0.0.1:9",
+            ])
+            .env("TZ", "IST-5:30")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8(by_name.stdout).unwrap(), want);
+    lc.stop().await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_api_parameters_and_errors() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let lc = TestLogCache::start(
+        hydrant_logcache::Config::new(vec![d.grpc.to_string()]),
+        &[&d],
+    )
+    .await;
+    let mut envs: Vec<Envelope> = (0..10)
+        .map(|i| app_log("s", T0 + i, 0, &format!("l{i}"), false))
+        .collect();
+    let mut c = envelope::counter("s", "requests", 1);
+    c.timestamp = T0 + 20;
+    let mut g = envelope::gauge("s", [("cpu", 5.0, "percentage"), ("memory", 7.0, "bytes")]);
+    g.timestamp = T0 + 21;
+    envs.extend([c, g]);
+    send(d.grpc, envs).await;
+    eventually("12 cached", || async { cached(&lc).await == 12 }).await;
+    let read = |q: &str| get(format!("{}/api/v1/read/s?{q}", lc.url), None);
+    let batch = |v: &Value| {
+        v["envelopes"]["batch"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let ts = |v: &Value| v["timestamp"].as_str().unwrap().parse::<i64>().unwrap() - T0;
+
+    let (status, v) = read("").await;
+    assert_eq!((status, batch(&v).len()), (200, 12));
+    let (_, v) = read(&format!("start_time={}&end_time={}", T0 + 3, T0 + 6)).await;
+    assert_eq!(
+        batch(&v).iter().map(ts).collect::<Vec<_>>(),
+        [3, 4, 5],
+        "[start, end)"
+    );
+    let (_, v) = read("limit=2&descending=true").await;
+    assert_eq!(batch(&v).iter().map(ts).collect::<Vec<_>>(), [21, 20]);
+    let (_, v) = read("envelope_types=LOG&limit=3").await;
+    assert_eq!(batch(&v).len(), 3);
+    assert_eq!(batch(&v)[0]["log"]["payload"], "bDA=", "payload base64");
+    assert_eq!(batch(&v)[0]["log"]["type"], "OUT");
+    let (_, v) = read("envelope_types=COUNTER&envelope_types=GAUGE").await;
+    assert_eq!(batch(&v).len(), 2);
+    assert_eq!(batch(&v)[0]["counter"]["delta"], "1", "64-bit integers as strings");
+    let (_, v) = read("name_filter=cpu").await;
+    let b = batch(&v);
+    assert_eq!(b.len(), 1, "logs, events and other names are excluded");
+    assert_eq!(
+        b[0]["gauge"]["metrics"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["cpu"]
+    );
+
+    for (q, msg) in [
+        ("limit=1001", "limit (1001) must be 1000 or less"),
+        (
+            &format!("start_time={}&end_time={}", T0 + 5, T0 + 1),
+            "must be greater than or equal to start_time",
+        ),
+        ("name_filter=%28", "name_filter is not a valid regex"),
+        ("envelope_types=BOGUS", "unknown envelope_types"),
+    ] {
+        let (status, v) = read(q).await;
+        assert_eq!(status, 400, "{q}");
+        assert!(v["message"].as_str().unwrap().contains(msg), "{q}: {v}");
+    }
+    let (status, v) = get(format!("{}/api/v1/read/unknown", lc.url), None).await;
+    assert_eq!((status, batch(&v).len()), (200, 0));
+    let (_, meta) = get(format!("{}/api/v1/meta", lc.url), None).await;
+    assert_eq!(meta["meta"]["s"]["count"], "12");
+    assert_eq!(meta["meta"]["s"]["oldest_timestamp"], T0.to_string());
+    let (status, info) = get(format!("{}/api/v1/info", lc.url), None).await;
+    assert_eq!(status, 200);
+    assert!(info["version"].is_string());
+    lc.stop().await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_source_cannot_evict_quiet_ones() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
+    config.limits = Limits {
+        max_per_source: 20_000,
+        memory_bytes: 2 * 1024 * 1024,
+    };
+    let lc = TestLogCache::start(config, &[&d]).await;
+    let quiet: Vec<Envelope> = (0..5)
+        .flat_map(|q| (0..100).map(move |i| app_log(&format!("quiet-{q}"), T0 + i, 0, "q", false)))
+        .collect();
+    send(d.grpc, quiet).await;
+    eventually("quiet cached", || async { cached(&lc).await == 500 }).await;
+    let noisy: Vec<Envelope> = (0..100_000)
+        .map(|i| app_log("noisy", T0 + 1_000 + i, 0, &"n".repeat(100), false))
+        .collect();
+    send(d.grpc, noisy).await;
+    eventually("flood ingested", || async {
+        crate::metric(lc.http, hydrant_logcache::telemetry::names::INGRESS, &[]).await == 100_500.0
+    })
+    .await;
+    let (_, meta) = get(format!("{}/api/v1/meta", lc.url), None).await;
+    for q in 0..5 {
+        assert_eq!(
+            meta["meta"][format!("quiet-{q}")]["count"],
+            "100",
+            "quiet sources keep their history: {meta}"
+        );
+    }
+    let noisy_count: u64 = meta["meta"]["noisy"]["count"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(noisy_count <= 20_000, "per-source cap: {noisy_count}");
+    assert_eq!(
+        meta["meta"]["noisy"]["newest_timestamp"],
+        (T0 + 1_000 + 99_999).to_string()
+    );
+    let memory = crate::metric(lc.http, hydrant_logcache::telemetry::names::MEMORY, &[]).await;
+    assert!(
+        memory <= 2.0 * 1024.0 * 1024.0,
+        "memory budget holds: {memory}"
+    );
+    assert!(
+        crate::metric(
+            lc.http,
+            hydrant_logcache::telemetry::names::EVICTED,
+            &[("reason", "memory")]
+        )
+        .await
+            > 0.0
+    );
+    lc.stop().await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_read_only_their_own_sources() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let yaml = "tokens:\n  - token: root\n    admin: true\n  - token: team\n    sources: [a]\n    apps: [name-b]\n";
+    let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
+    config.auth =
+        Some(hydrant_logcache::auth::Auth::parse(yaml, std::path::Path::new("auth.yml")).unwrap());
+    let lc = TestLogCache::start(config, &[&d]).await;
+    send(
+        d.grpc,
+        ["a", "b", "c"]
+            .iter()
+            .map(|s| app_log(s, T0, 0, "x", false))
+            .collect(),
+    )
+    .await;
+    let count = |v: &Value| v["envelopes"]["batch"].as_array().map_or(0, Vec::len);
+    eventually("cached", || async {
+        let (_, v) = get(format!("{}/api/v1/read/c", lc.url), Some("root")).await;
+        count(&v) == 1
+    })
+    .await;
+    let read = |s: &str, t: Option<&'static str>| get(format!("{}/api/v1/read/{s}", lc.url), t);
+    assert_eq!(read("c", Some("root")).await.0, 200);
+    assert_eq!(count(&read("a", Some("team")).await.1), 1, "own source id");
+    assert_eq!(count(&read("b", Some("team")).await.1), 1, "own app name");
+    assert_eq!(
+        read("c", Some("team")).await.0,
+        404,
+        "others are not revealed"
+    );
+    assert_eq!(
+        read("nonexistent", Some("team")).await.0,
+        404,
+        "same answer as for a hidden source"
+    );
+    assert_eq!(read("a", Some("wrong")).await.0, 404);
+    assert_eq!(read("a", None).await.0, 404);
+    let (_, meta) = get(format!("{}/api/v1/meta", lc.url), Some("team")).await;
+    let mut keys: Vec<&String> = meta["meta"].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["a", "b"], "meta lists only readable sources");
+    assert_eq!(
+        get(format!("{}/metrics", lc.url), Some("team")).await.0,
+        404,
+        "metrics are admin-only"
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{}/metrics", lc.url))
+        .bearer_auth("root")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        get(format!("{}/v2/read?log", lc.url), Some("team")).await.0,
+        404,
+        "the whole Firehose is admin-only"
+    );
+    assert_eq!(get(format!("{}/healthz", lc.url), None).await.0, 200);
+    lc.stop().await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_tail_is_prompt_and_survives_stream_restarts() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
+    // Streams close every second, so the tail must resume several times.
+    config.timing = hydrant_logcache::gateway::Timing {
+        heartbeat: Duration::from_millis(200),
+        stream_timeout: Duration::from_secs(1),
+    };
+    let lc = TestLogCache::start(config, &[&d]).await;
+    let mut child = Command::new(hydrant_bin())
+        .args([
+            "logs",
+            "tail-app",
+            "--log-cache",
+            &lc.url,
+            "--scheduler",
+            "http://127.0.0.1:9",
+            "--duration",
+            "8s",
+        ])
+        .env("TZ", "UTC")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send((Instant::now(), line));
+        }
+    });
+    let emitter = IngressClient::start(Config::new(vec![d.grpc.to_string()])).unwrap();
+    let emit = |text: &str| {
+        let e = app_log(
+            "tail-app",
+            hydrant_proto::envelope::now_nanos(),
+            0,
+            text,
+            false,
+        );
+        emitter.send(RawEnvelope::from_envelope(&e));
+    };
+    // Wait until the tail is connected: a probe line shows up.
+    let mut lines: Vec<(Instant, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lines.iter().any(|(_, l)| l.ends_with("probe")) && Instant::now() < deadline {
+        emit("probe");
+        if let Ok(Some(l)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            lines.push(l);
+        }
+    }
+    assert!(
+        lines.iter().any(|(_, l)| l.ends_with("probe")),
+        "the tail never connected"
+    );
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        emit(&format!("live {i}"));
+        sent.push(Instant::now());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    while let Ok(l) = rx.try_recv() {
+        lines.push(l);
+    }
+    let mut latencies = Vec::new();
+    for (i, at) in sent.iter().enumerate() {
+        let hits: Vec<&(Instant, String)> = lines
+            .iter()
+            .filter(|(_, l)| l.ends_with(&format!(" live {i}")))
+            .collect();
+        assert_eq!(
+            hits.len(),
+            1,
+            "line {i} printed exactly once across stream restarts"
+        );
+        latencies.push(hits[0].0.saturating_duration_since(*at));
+        assert!(
+            hits[0].1.starts_with("   ") && hits[0].1.contains("[APP/PROC/WEB/0] OUT live"),
+            "{}",
+            hits[0].1
+        );
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    assert!(
+        median < Duration::from_millis(100),
+        "median latency {median:?}, all {latencies:?}"
+    );
+    assert!(
+        latencies.iter().all(|l| *l < Duration::from_secs(2)),
+        "{latencies:?}"
+    );
+    lc.stop().await;
+    d.stop().await;
+}

@@ -211,7 +211,11 @@ async fn read_api_parameters_and_errors() {
     assert_eq!(batch(&v)[0]["log"]["type"], "OUT");
     let (_, v) = read("envelope_types=COUNTER&envelope_types=GAUGE").await;
     assert_eq!(batch(&v).len(), 2);
-    assert_eq!(batch(&v)[0]["counter"]["delta"], "1", "64-bit integers as strings");
+    assert_eq!(
+        batch(&v)[0]["counter"]["delta"],
+        "1",
+        "64-bit integers as strings"
+    );
     let (_, v) = read("name_filter=cpu").await;
     let b = batch(&v);
     assert_eq!(b.len(), 1, "logs, events and other names are excluded");

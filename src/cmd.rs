@@ -1,0 +1,132 @@
+//! The subcommands' flags and glue: each function turns parsed flags into a component's
+//! config and runs it. Shared flag types and parsers live here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use hydrant::apps;
+use hydrant_proto::transport::Tls;
+use tokio::net::TcpListener;
+
+pub(crate) mod apps_cmd;
+pub(crate) mod logs_cmd;
+pub(crate) mod pipeline;
+
+/// mTLS flags shared by every gRPC command.
+#[derive(Debug, Args)]
+pub(crate) struct TlsArgs {
+    /// CA certificate (PEM); enables mTLS together with --tls-cert and --tls-key.
+    #[arg(long, env = "HYDRANT_TLS_CA")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// This component's certificate (PEM).
+    #[arg(long, env = "HYDRANT_TLS_CERT")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// This component's private key (PEM).
+    #[arg(long, env = "HYDRANT_TLS_KEY")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn load(&self, server_name: &str) -> anyhow::Result<Option<Tls>> {
+        Ok(Tls::from_files(
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            server_name,
+        )?)
+    }
+}
+
+/// Where the scheduler API is.
+#[derive(Debug, Args)]
+pub(crate) struct SchedulerArgs {
+    /// Scheduler API URL.
+    #[arg(long, env = "HYDRANT_SCHEDULER", default_value = apps::DEFAULT_SCHEDULER)]
+    pub(crate) scheduler: String,
+    /// Bearer token for the scheduler API.
+    #[arg(long, env = "HYDRANT_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+impl SchedulerArgs {
+    fn client(&self) -> apps::Client {
+        apps::Client::new(&self.scheduler, self.token.clone())
+    }
+}
+
+pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub(crate) fn parse_regex(s: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(s).map_err(|e| format!("invalid regular expression: {e}"))
+}
+
+pub(crate) fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (e.g. 512MiB, 2GiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("invalid size unit in {s:?} (use KiB, MiB or GiB)")),
+    };
+    if n == 0 {
+        return Err("the size must be greater than zero".into());
+    }
+    Ok(n * mult)
+}
+
+pub(crate) async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {flag} {addr}"))
+}
+
+pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --token-file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        bail!(
+            "--token-file {}: the first line must hold the token",
+            path.display()
+        );
+    }
+    Ok(token)
+}

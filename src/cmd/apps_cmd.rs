@@ -1,0 +1,144 @@
+//! Flags and glue for the cell and its apps: `cell`, `push`, `scale`, `apps`, `delete`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use hydrant::{apps, cell, shutdown};
+
+use super::{SchedulerArgs, TlsArgs, bind, parse_duration, parse_tag, read_token};
+
+#[derive(Debug, Args)]
+pub(crate) struct CellArgs {
+    /// Address of the scheduler API (and /metrics, /healthz).
+    #[arg(long, default_value = "127.0.0.1:9022")]
+    pub(crate) api: SocketAddr,
+    /// Agent to send logs and metrics to.
+    #[arg(long, default_value = "127.0.0.1:3458")]
+    pub(crate) agent: String,
+    /// Instance working directories live here.
+    #[arg(long, default_value = "hydrant-data/cell")]
+    pub(crate) data_dir: PathBuf,
+    /// Interval of container metrics (e.g. 15s, 1s).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub(crate) metrics_interval: Duration,
+    /// Per-instance log rate limit in bytes per second (default: unlimited).
+    #[arg(long)]
+    pub(crate) log_rate_limit: Option<u64>,
+    /// Time between SIGTERM and SIGKILL when stopping an instance.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) stop_grace: Duration,
+    /// File holding the bearer token the API requires (default: no authentication).
+    #[arg(long)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Name the agent's certificate must carry.
+    #[arg(long, default_value = "metron")]
+    pub(crate) tls_server_name: String,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PushArgs {
+    /// App name.
+    pub(crate) name: String,
+    /// Instances to run.
+    #[arg(short = 'i', long, default_value_t = 1)]
+    pub(crate) instances: u32,
+    /// Memory quota per instance (e.g. 256M, 1G).
+    #[arg(short = 'm', long, default_value = "256M")]
+    pub(crate) memory: String,
+    /// Disk quota per instance (e.g. 1G).
+    #[arg(short = 'k', long, default_value = "1G")]
+    pub(crate) disk: String,
+    /// Environment variable KEY=VALUE; repeatable.
+    #[arg(short = 'e', long = "env", value_parser = parse_tag)]
+    pub(crate) env: Vec<(String, String)>,
+    /// The command each instance runs (through /bin/sh -c).
+    #[arg(last = true, required = true)]
+    pub(crate) command: Vec<String>,
+    #[command(flatten)]
+    pub(crate) scheduler: SchedulerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScaleArgs {
+    /// App name or guid.
+    pub(crate) name: String,
+    /// Desired instances.
+    #[arg(short = 'i', long, allow_negative_numbers = true)]
+    pub(crate) instances: i64,
+    #[command(flatten)]
+    pub(crate) scheduler: SchedulerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// App name or guid.
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) scheduler: SchedulerArgs,
+}
+
+/// `hydrant cell`.
+pub(crate) async fn cell(a: CellArgs) -> anyhow::Result<()> {
+    let mut config = cell::Config::new(a.agent, a.data_dir);
+    config.agent_tls = a.tls.load(&a.tls_server_name)?;
+    config.metrics_interval = a.metrics_interval;
+    config.log_rate_limit = a.log_rate_limit;
+    config.stop_grace = a.stop_grace;
+    config.api_token = a.token_file.as_deref().map(read_token).transpose()?;
+    if a.metrics_interval.is_zero() {
+        bail!("--metrics-interval must be greater than zero");
+    }
+    if a.log_rate_limit == Some(0) {
+        bail!("--log-rate-limit must be at least 1 byte per second");
+    }
+    let api = bind("--api", a.api).await?;
+    tracing::info!(api = %a.api, agent = %config.agent, data_dir = %config.data_dir.display(), "cell listening");
+    cell::run(config, api, shutdown::on_signal()).await?;
+    Ok(())
+}
+
+/// `hydrant push`.
+pub(crate) async fn push(a: PushArgs) -> anyhow::Result<()> {
+    let memory = apps::parse_megabytes(&a.memory).context("--memory")?;
+    let disk = apps::parse_megabytes(&a.disk).context("--disk")?;
+    let env: BTreeMap<String, String> = a.env.into_iter().collect();
+    let command = a.command.join(" ");
+    let app = a
+        .scheduler
+        .client()
+        .push(&a.name, &command, a.instances, memory, disk, &env)
+        .await?;
+    println!(
+        "pushed {} ({}) with {} instance(s)",
+        a.name,
+        app["guid"].as_str().unwrap_or_default(),
+        a.instances
+    );
+    Ok(())
+}
+
+/// `hydrant scale`.
+pub(crate) async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
+    a.scheduler.client().scale(&a.name, a.instances).await?;
+    println!("scaled {} to {} instance(s)", a.name, a.instances);
+    Ok(())
+}
+
+/// `hydrant apps`.
+pub(crate) async fn apps(a: SchedulerArgs) -> anyhow::Result<()> {
+    print!("{}", a.client().table().await?);
+    Ok(())
+}
+
+/// `hydrant delete`.
+pub(crate) async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    a.scheduler.client().delete(&a.name).await?;
+    println!("deleted {}", a.name);
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Flags and glue for logs: `logcache`, `logs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use hydrant::{apps, shutdown};
+
+use super::{SchedulerArgs, TlsArgs, bind, parse_bytes, parse_duration, parse_regex};
+
+#[derive(Debug, Args)]
+pub(crate) struct LogcacheArgs {
+    /// Doppler to read the Firehose from; repeat to read several.
+    #[arg(long = "from", default_value = "127.0.0.1:8082")]
+    pub(crate) dopplers: Vec<String>,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) http: SocketAddr,
+    /// Envelopes kept per source.
+    #[arg(long, default_value_t = hydrant_logcache::DEFAULT_MAX_PER_SOURCE)]
+    pub(crate) max_per_source: usize,
+    /// Memory budget (e.g. 512MiB, 2GiB).
+    #[arg(long, default_value = "512MiB", value_parser = parse_bytes)]
+    pub(crate) memory_limit: usize,
+    /// YAML file of bearer tokens (default: the API is open).
+    #[arg(long)]
+    pub(crate) auth_file: Option<PathBuf>,
+    /// Name the dopplers' certificates must carry.
+    #[arg(long, default_value = "doppler")]
+    pub(crate) tls_server_name: String,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// App name or guid (or any source id).
+    pub(crate) app: String,
+    /// Print the newest 1000 lines and exit.
+    #[arg(long)]
+    pub(crate) recent: bool,
+    /// Log cache URL.
+    #[arg(
+        long,
+        env = "HYDRANT_LOG_CACHE",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub(crate) log_cache: String,
+    /// Only this instance index.
+    #[arg(long)]
+    pub(crate) instance: Option<String>,
+    /// Only OUT or ERR lines.
+    #[arg(long = "type", value_parser = ["OUT", "ERR"])]
+    pub(crate) stream: Option<String>,
+    /// Only these source types (APP, CELL, API, …); repeatable.
+    #[arg(long = "source-type")]
+    pub(crate) source_types: Vec<String>,
+    /// Only lines matching this regular expression.
+    #[arg(long, value_parser = parse_regex)]
+    pub(crate) grep: Option<regex::Regex>,
+    /// Only lines newer than this (e.g. 10m).
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) since: Option<Duration>,
+    /// One protojson envelope per line.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Stop tailing after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) scheduler: SchedulerArgs,
+}
+
+/// `hydrant logcache`.
+pub(crate) async fn logcache(a: LogcacheArgs) -> anyhow::Result<()> {
+    let mut config = hydrant_logcache::Config::new(a.dopplers.clone());
+    config.tls = a.tls.load(&a.tls_server_name)?;
+    config.limits.max_per_source = a.max_per_source;
+    config.limits.memory_bytes = a.memory_limit;
+    config.auth = a
+        .auth_file
+        .as_deref()
+        .map(hydrant_logcache::auth::Auth::load)
+        .transpose()?;
+    if a.max_per_source == 0 {
+        bail!("--max-per-source must be at least 1");
+    }
+    let http = bind("--http", a.http).await?;
+    tracing::info!(http = %a.http, dopplers = ?a.dopplers, auth = config.auth.is_some(), "log cache listening");
+    hydrant_logcache::run(config, http, shutdown::on_signal()).await?;
+    Ok(())
+}
+
+/// `hydrant logs`.
+pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
+    let token = a.scheduler.token.clone();
+    // Names are resolved through the scheduler when it is there; otherwise the log
+    // cache resolves them from the app_name tag.
+    let client = hydrant::logs::Client::new(&a.log_cache, token);
+    let source = match a.scheduler.client().find(&a.app).await {
+        Ok(app) => app["guid"].as_str().unwrap_or(&a.app).to_owned(),
+        // Not an app: it may still be a source id (a component such as "doppler").
+        Err(apps::Error::NotFound(name)) => {
+            if !client.knows(&name).await? {
+                bail!("app '{name}' not found (unknown to the scheduler and the log cache)");
+            }
+            name
+        }
+        Err(_) => a.app.clone(),
+    };
+    let opts = hydrant::logs::Options {
+        source,
+        recent: a.recent,
+        since: a.since,
+        filter: hydrant::logs::Filter {
+            instance: a.instance,
+            err: a.stream.map(|s| s == "ERR"),
+            source_types: a.source_types,
+            grep: a.grep,
+        },
+        json: a.json,
+        color: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        duration: a.duration,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    hydrant::logs::run(&client, &opts, &mut out).await?;
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Flags and glue for the pipeline: `doppler`, `agent`, `emit`, `firehose`, `certs`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use hydrant::{agent, certs, doppler, emit, firehose, shutdown};
+
+use super::{TlsArgs, bind, parse_duration, parse_tag};
+
+#[derive(Debug, Args)]
+pub(crate) struct DopplerArgs {
+    /// gRPC address for Ingress and Egress.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub(crate) grpc: SocketAddr,
+    /// HTTP address for /metrics and /healthz.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub(crate) http: SocketAddr,
+    /// Per-subscription buffer in envelopes (oldest dropped beyond it).
+    #[arg(long, default_value_t = doppler::DEFAULT_SUBSCRIPTION_BUFFER)]
+    pub(crate) subscription_buffer: usize,
+    /// Per-subscription buffer in bytes.
+    #[arg(long, default_value_t = doppler::DEFAULT_SUBSCRIPTION_BUFFER_BYTES)]
+    pub(crate) subscription_buffer_bytes: usize,
+    /// Largest gRPC message accepted.
+    #[arg(long, default_value_t = hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub(crate) max_message_bytes: usize,
+    /// Seconds allowed for an orderly stop.
+    #[arg(long, default_value_t = shutdown::DEFAULT_GRACE.as_secs())]
+    pub(crate) grace_secs: u64,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// gRPC address for local emitters.
+    #[arg(long, default_value = "127.0.0.1:3458")]
+    pub(crate) grpc: SocketAddr,
+    /// Doppler to forward to; repeat to spread load over several.
+    #[arg(long = "doppler", default_value = "127.0.0.1:8082")]
+    pub(crate) dopplers: Vec<String>,
+    /// HTTP address for /metrics and /healthz.
+    #[arg(long, default_value = "127.0.0.1:14821")]
+    pub(crate) http: SocketAddr,
+    /// Tag added to every envelope that lacks it, as KEY=VALUE; repeatable.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub(crate) tags: Vec<(String, String)>,
+    /// Forwarding buffer in envelopes (oldest dropped beyond it while dopplers lag).
+    #[arg(long, default_value_t = hydrant_proto::ingress::DEFAULT_BUFFER_ENVELOPES)]
+    pub(crate) buffer: usize,
+    /// Forwarding buffer in bytes.
+    #[arg(long, default_value_t = hydrant_proto::ingress::DEFAULT_BUFFER_BYTES)]
+    pub(crate) buffer_bytes: usize,
+    /// Concurrent streams to each doppler.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) streams_per_doppler: usize,
+    /// Least time between small batches to a doppler (0ms: send each envelope at once, for
+    /// the lowest latency at a higher CPU cost).
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    pub(crate) min_batch_interval: Duration,
+    /// Largest gRPC message accepted from emitters.
+    #[arg(long, default_value_t = hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub(crate) max_message_bytes: usize,
+    /// Name the dopplers' certificates must carry.
+    #[arg(long, default_value = "doppler")]
+    pub(crate) tls_server_name: String,
+    /// Seconds allowed for flushing on stop.
+    #[arg(long, default_value_t = shutdown::DEFAULT_GRACE.as_secs())]
+    pub(crate) grace_secs: u64,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EmitArgs {
+    /// Agent (or doppler) address.
+    #[arg(long, default_value = "127.0.0.1:3458")]
+    pub(crate) to: String,
+    /// Envelopes to send.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) count: u64,
+    /// Envelopes per second (default: as fast as the receiver takes them).
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Distinct source ids.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) sources: usize,
+    /// Log payload size in bytes.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) payload_bytes: usize,
+    /// Envelope kind.
+    #[arg(long, value_enum, default_value = "log")]
+    pub(crate) kind: emit::EmitKind,
+    /// Concurrent streams (at most one per source).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) streams: usize,
+    /// Name the receiver's certificate must carry.
+    #[arg(long, default_value = "metron")]
+    pub(crate) tls_server_name: String,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FirehoseArgs {
+    /// Doppler address.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub(crate) from: String,
+    /// Shard id: subscribers with the same one split the stream.
+    #[arg(long, default_value = "")]
+    pub(crate) shard_id: String,
+    /// Only these source ids; repeatable.
+    #[arg(long = "source-id")]
+    pub(crate) source_ids: Vec<String>,
+    /// Only these types; repeatable.
+    #[arg(long = "type", value_enum)]
+    pub(crate) types: Vec<firehose::TypeArg>,
+    /// Exit after this many envelopes.
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+    /// Exit after this long (e.g. 30s, 2m, 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    /// Print one protojson envelope per line.
+    #[arg(long, conflicts_with = "stats")]
+    pub(crate) json: bool,
+    /// Print one JSON summary (received, rate, lost, latency percentiles) at the end.
+    #[arg(long)]
+    pub(crate) stats: bool,
+    /// Name the doppler's certificate must carry.
+    #[arg(long, default_value = "doppler")]
+    pub(crate) tls_server_name: String,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CertsArgs {
+    /// Directory to write into.
+    #[arg(long, default_value = "hydrant-data/certs")]
+    pub(crate) out: PathBuf,
+    /// Component names to issue certificates for; repeatable.
+    #[arg(long = "name")]
+    pub(crate) names: Vec<String>,
+}
+
+/// `hydrant doppler`.
+pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
+    let config = doppler::Config {
+        tls: a.tls.load("doppler")?,
+        max_message_bytes: a.max_message_bytes,
+        buffer: doppler::BufferLimits {
+            envelopes: a.subscription_buffer,
+            bytes: a.subscription_buffer_bytes,
+        },
+        grace: Duration::from_secs(a.grace_secs),
+    };
+    let grpc = bind("--grpc", a.grpc).await?;
+    let http = bind("--http", a.http).await?;
+    tracing::info!(grpc = %a.grpc, http = %a.http, tls = config.tls.is_some(), "doppler listening");
+    doppler::run(config, grpc, http, shutdown::on_signal()).await?;
+    Ok(())
+}
+
+/// `hydrant agent`.
+pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    let tls = a.tls.load(&a.tls_server_name)?;
+    let config = agent::Config {
+        server_tls: tls.clone(),
+        dopplers: a.dopplers.clone(),
+        doppler_tls: tls,
+        tags: a.tags.into_iter().collect::<BTreeMap<_, _>>(),
+        buffer_envelopes: a.buffer,
+        buffer_bytes: a.buffer_bytes,
+        streams_per_doppler: a.streams_per_doppler,
+        min_batch_interval: a.min_batch_interval,
+        max_message_bytes: a.max_message_bytes,
+        grace: Duration::from_secs(a.grace_secs),
+    };
+    let grpc = bind("--grpc", a.grpc).await?;
+    let http = bind("--http", a.http).await?;
+    tracing::info!(grpc = %a.grpc, http = %a.http, dopplers = ?a.dopplers, "agent listening");
+    agent::run(config, grpc, http, shutdown::on_signal()).await?;
+    Ok(())
+}
+
+/// `hydrant emit`.
+pub(crate) async fn emit(a: EmitArgs) -> anyhow::Result<()> {
+    if a.sources == 0 {
+        bail!("--sources must be at least 1");
+    }
+    if matches!(a.rate, Some(r) if !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number");
+    }
+    let opts = emit::Options {
+        to: a.to,
+        count: a.count,
+        rate: a.rate,
+        sources: a.sources,
+        payload_bytes: a.payload_bytes,
+        kind: a.kind,
+        streams: a.streams,
+    };
+    let summary = emit::run(opts, a.tls.load(&a.tls_server_name)?, shutdown::on_signal()).await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+/// `hydrant firehose`.
+pub(crate) async fn firehose(a: FirehoseArgs) -> anyhow::Result<()> {
+    let output = if a.stats {
+        firehose::Output::Stats
+    } else if a.json {
+        firehose::Output::Json
+    } else {
+        firehose::Output::Text
+    };
+    let opts = firehose::Options {
+        from: a.from,
+        shard_id: a.shard_id,
+        source_ids: a.source_ids,
+        types: a.types,
+        count: a.count,
+        duration: a.duration,
+        output,
+    };
+    let tls = a.tls.load(&a.tls_server_name)?;
+    if let Some(summary) = firehose::run(opts, tls, shutdown::on_signal()).await? {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(())
+}
+
+/// `hydrant certs`.
+pub(crate) async fn certs(a: CertsArgs) -> anyhow::Result<()> {
+    let names: Vec<String> = if a.names.is_empty() {
+        certs::DEFAULT_NAMES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    } else {
+        a.names
+    };
+    for path in certs::generate_all(&a.out, &names)? {
+        println!("{}", path.display());
+    }
+    Ok(())
+}

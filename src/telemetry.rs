@@ -67,7 +67,10 @@ hydrant_proto::metrics! {
 
 /// Every declared metric of every component and nozzle.
 pub fn all() -> Vec<&'static Metric> {
-    METRICS.iter().chain(hydrant_logcache::telemetry::METRICS).collect()
+    METRICS
+        .iter()
+        .chain(hydrant_logcache::telemetry::METRICS)
+        .collect()
 }
 
 /// A text exposition for the metrics declared here.

@@ -479,3 +479,173 @@ async fn live_tail_is_prompt_and_survives_stream_restarts() {
     lc.stop().await;
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_halves_its_limit_on_429_and_filters() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
+    config.max_response_bytes = 50_000;
+    let lc = TestLogCache::start(config, &[&d]).await;
+    let lines: Vec<Envelope> = (0..1000)
+        .map(|i| {
+            let err = i % 2 == 1;
+            app_log(
+                "big",
+                T0 + i * 1_000_000,
+                0,
+                &format!(
+                    "{} {i} {}",
+                    if err { "err" } else { "out" },
+                    "x".repeat(200)
+                ),
+                err,
+            )
+        })
+        .collect();
+    send(d.grpc, lines).await;
+    eventually("cached", || async { cached(&lc).await == 1000 }).await;
+    let (status, v) = get(format!("{}/api/v1/read/big?limit=1000", lc.url), None).await;
+    assert_eq!(status, 429, "{v}");
+    let url = lc.url.clone();
+    let run = move |extra: &'static [&'static str]| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec![
+                "logs",
+                "big",
+                "--recent",
+                "--log-cache",
+                &url,
+                "--scheduler",
+                "http://127.0.0.1:9",
+            ];
+            args.extend(extra);
+            Command::new(hydrant_bin())
+                .args(args)
+                .env("TZ", "UTC")
+                .output()
+                .unwrap()
+        })
+    };
+    // The first limit in 1000, 500, 250, … that the API accepts.
+    let mut fits = 1000;
+    while get(
+        format!("{}/api/v1/read/big?limit={fits}&descending=true", lc.url),
+        None,
+    )
+    .await
+    .0 == 429
+    {
+        fits /= 2;
+    }
+    assert!(fits < 1000 && fits > 1);
+    let out = run(&[]).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        fits,
+        "the CLI halved down to the same limit"
+    );
+    assert!(
+        text.lines().last().unwrap().contains(" ERR err 999 "),
+        "{}",
+        text.lines().last().unwrap()
+    );
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains(&format!(" {} ", 1000 - fits)),
+        "oldest first"
+    );
+
+    let out = run(&["--type", "ERR", "--json", "--grep", "err 99[0-9]"])
+        .await
+        .unwrap();
+    let json: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 5, "991, 993, …, 999");
+    assert!(
+        json.iter()
+            .all(|e| e["log"]["type"] == "ERR" && e["source_id"] == "big")
+    );
+    lc.stop().await;
+    d.stop().await;
+}
+
+#[test]
+fn logs_explains_an_unreachable_log_cache_and_bad_flags() {
+    let out = Command::new(hydrant_bin())
+        .args([
+            "logs",
+            "x",
+            "--recent",
+            "--log-cache",
+            "http://127.0.0.1:9",
+            "--scheduler",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot reach the log cache at http://127.0.0.1:9")
+    );
+    let out = Command::new(hydrant_bin())
+        .args(["logs", "x", "--grep", "("])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid regular expression"));
+    let out = Command::new(hydrant_bin())
+        .args(["logs", "x", "--type", "WARN"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_says_when_an_app_is_unknown() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let lc = TestLogCache::start(
+        hydrant_logcache::Config::new(vec![d.grpc.to_string()]),
+        &[&d],
+    )
+    .await;
+    let cell = crate::TestCell::start(crate::TestCell::config(d.grpc)).await;
+    let (lc_url, cell_url) = (lc.url.clone(), cell.url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(hydrant_bin())
+            .args([
+                "logs",
+                "nope",
+                "--recent",
+                "--log-cache",
+                &lc_url,
+                "--scheduler",
+                &cell_url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("app 'nope' not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cell.stop().await;
+    lc.stop().await;
+    d.stop().await;
+}

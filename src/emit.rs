@@ -58,6 +58,9 @@ pub struct Options {
     pub kind: EmitKind,
     /// Concurrent streams.
     pub streams: usize,
+    /// Leave out the `seq` tag, so envelopes of a source share identical tags as real app
+    /// logs do (no loss audit then).
+    pub no_seq: bool,
 }
 
 /// The one-line result.
@@ -104,7 +107,7 @@ struct Source {
 }
 
 impl Source {
-    fn new(id: String, kind: EmitKind, payload: &Bytes) -> Source {
+    fn new(id: String, kind: EmitKind, payload: &Bytes, seq: bool) -> Source {
         let message = match kind {
             EmitKind::Log | EmitKind::Mixed => Message::Log(v2::Log {
                 payload: payload.clone(),
@@ -120,7 +123,9 @@ impl Source {
             ..Envelope::default()
         };
         template.message = Some(message);
-        template.tags.insert("seq".into(), String::new());
+        if seq {
+            template.tags.insert("seq".into(), String::new());
+        }
         Source { template, seq: 0 }
     }
 
@@ -206,8 +211,9 @@ pub async fn run(
         })?;
         let (kind, payload, cancel, addr) =
             (opts.kind, payload.clone(), cancel.clone(), opts.to.clone());
+        let no_seq = opts.no_seq;
         tasks.push(tokio::spawn(async move {
-            one_stream(channel, ids, share, rate, kind, payload, cancel)
+            one_stream(channel, ids, share, rate, (kind, !no_seq), payload, cancel)
                 .await
                 .map_err(|status| Error::Stream { addr, status })
         }));
@@ -229,7 +235,7 @@ async fn one_stream(
     ids: Vec<String>,
     count: u64,
     rate: Option<f64>,
-    kind: EmitKind,
+    (kind, seq): (EmitKind, bool),
     payload: Bytes,
     cancel: CancellationToken,
 ) -> Result<u64, tonic::Status> {
@@ -239,7 +245,7 @@ async fn one_stream(
     let call = tokio::spawn(async move { client.batch_sender(ReceiverStream::new(rx)).await });
     let mut sources: Vec<Source> = ids
         .into_iter()
-        .map(|id| Source::new(id, kind, &payload))
+        .map(|id| Source::new(id, kind, &payload, seq))
         .collect();
     // Paced: about one batch per millisecond; unpaced: big batches.
     let batch_size = match rate {

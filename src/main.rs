@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+/// mimalloc: steadier tail latency than glibc malloc with large, long-lived caches.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cmd::{SchedulerArgs, apps_cmd, logs_cmd, pipeline};
 
 #[derive(Debug, Parser)]

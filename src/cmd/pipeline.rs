@@ -98,6 +98,10 @@ pub(crate) struct EmitArgs {
     /// Concurrent streams (at most one per source).
     #[arg(long, default_value_t = 1)]
     pub(crate) streams: usize,
+    /// Leave out the per-source `seq` tag (envelopes of a source then share their tags, as
+    /// real app logs do; `firehose --stats` cannot audit loss).
+    #[arg(long)]
+    pub(crate) no_seq: bool,
     /// Name the receiver's certificate must carry.
     #[arg(long, default_value = "metron")]
     pub(crate) tls_server_name: String,
@@ -204,6 +208,7 @@ pub(crate) async fn emit(a: EmitArgs) -> anyhow::Result<()> {
         payload_bytes: a.payload_bytes,
         kind: a.kind,
         streams: a.streams,
+        no_seq: a.no_seq,
     };
     let summary = emit::run(opts, a.tls.load(&a.tls_server_name)?, shutdown::on_signal()).await?;
     println!("{}", serde_json::to_string(&summary)?);

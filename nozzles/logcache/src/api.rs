@@ -225,15 +225,17 @@ fn read_inner(
         found
     };
     // Decoding and rendering happen outside the store lock.
-    let batch: Vec<Value> = found
-        .into_iter()
-        .map(|f| json::envelope(&f.into_envelope()))
-        .collect();
-    cache
-        .stats
-        .read_envelopes
-        .fetch_add(batch.len() as u64, Relaxed);
-    let body = json!({ "envelopes": { "batch": batch } }).to_string();
+    let count = found.len();
+    let mut body = Vec::with_capacity(count * 400 + 32);
+    body.extend_from_slice(b"{\"envelopes\":{\"batch\":[");
+    for (i, f) in found.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        json::write_envelope(&f.into_envelope(), &mut body);
+    }
+    body.extend_from_slice(b"]}}");
+    cache.stats.read_envelopes.fetch_add(count as u64, Relaxed);
     if body.len() > cache.max_response_bytes {
         return Err(ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,

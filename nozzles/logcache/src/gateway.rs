@@ -19,7 +19,7 @@ use futures::{Stream, StreamExt};
 use hydrant_proto::firehose::select;
 use hydrant_proto::json;
 use hydrant_proto::raw::{RawBatch, RawEnvelope};
-use hydrant_proto::v2::{self, EgressBatchRequest, Selector};
+use hydrant_proto::v2::{EgressBatchRequest, Selector};
 
 use crate::auth::Access;
 
@@ -232,8 +232,16 @@ pub async fn respond(
 
 /// A batch as protojson `{"batch":[…]}` on one line.
 pub fn batch_json(batch: &[RawEnvelope]) -> String {
-    let envelopes: Vec<v2::Envelope> = batch.iter().map(RawEnvelope::decode).collect();
-    json::batch(&envelopes).to_string()
+    let mut out = Vec::with_capacity(batch.len() * 400 + 16);
+    out.extend_from_slice(b"{\"batch\":[");
+    for (i, env) in batch.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_envelope(&env.decode(), &mut out);
+    }
+    out.extend_from_slice(b"]}");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 #[cfg(test)]

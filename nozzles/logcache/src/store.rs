@@ -10,6 +10,7 @@
 //! Memory per envelope is its message bytes plus a fixed 48 bytes. The header (source id,
 //! instance id, tags) is interned per source ([`headers`]).
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -148,7 +149,7 @@ pub struct Query {
 /// An envelope copied out of the store, decoded outside its lock by [`Found::into_envelope`].
 #[derive(Debug, Clone)]
 pub struct Found {
-    header: Arc<Envelope>,
+    header: Arc<[u8]>,
     timestamp: i64,
     body: Box<[u8]>,
 }
@@ -161,11 +162,12 @@ impl Found {
 
     /// The full envelope.
     pub fn into_envelope(self) -> Envelope {
-        let mut env = (*self.header).clone();
+        // Header and body are the envelope's own fields; concatenated they decode as one.
+        let mut bytes = Vec::with_capacity(self.header.len() + self.body.len());
+        bytes.extend_from_slice(&self.header);
+        bytes.extend_from_slice(&self.body);
+        let mut env = Envelope::decode(&bytes[..]).unwrap_or_default();
         env.timestamp = self.timestamp;
-        env.message = Envelope::decode(&self.body[..])
-            .ok()
-            .and_then(|m| m.message);
         env
     }
 }
@@ -194,9 +196,10 @@ pub struct Store {
 }
 
 /// Splits an encoded envelope into its header (everything but timestamp and message) and
-/// its message field.
-fn split(bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let (mut header, mut body) = (Vec::new(), Vec::new());
+/// its message field. Borrowed when each part is one contiguous run of fields, as it is for
+/// envelopes encoded in field order; copied otherwise.
+fn split(bytes: &[u8]) -> (Cow<'_, [u8]>, Cow<'_, [u8]>) {
+    let (mut header, mut body) = (Part::default(), Part::default());
     let mut buf = bytes;
     while !buf.is_empty() {
         let start = bytes.len() - buf.len();
@@ -207,14 +210,47 @@ fn split(bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
         if skip_field(wire, tag, &mut buf, DecodeContext::default()).is_err() {
             break;
         }
-        let field = &bytes[start..bytes.len() - buf.len()];
+        let range = start..bytes.len() - buf.len();
         match tag {
             1 => {}
-            4 | 5 | 6 | 7 | 10 => body.extend_from_slice(field),
-            _ => header.extend_from_slice(field),
+            4 | 5 | 6 | 7 | 10 => body.add(bytes, range),
+            _ => header.add(bytes, range),
         }
     }
-    (header, body)
+    (header.into_cow(bytes), body.into_cow(bytes))
+}
+
+/// Byte ranges of one part of an envelope: a single run while fields are adjacent.
+#[derive(Default)]
+struct Part {
+    run: Option<std::ops::Range<usize>>,
+    copied: Option<Vec<u8>>,
+}
+
+impl Part {
+    fn add(&mut self, bytes: &[u8], r: std::ops::Range<usize>) {
+        if let Some(copy) = &mut self.copied {
+            copy.extend_from_slice(&bytes[r]);
+            return;
+        }
+        match &mut self.run {
+            None => self.run = Some(r),
+            Some(run) if run.end == r.start => run.end = r.end,
+            Some(run) => {
+                let mut copy = bytes[run.clone()].to_vec();
+                copy.extend_from_slice(&bytes[r]);
+                self.copied = Some(copy);
+            }
+        }
+    }
+
+    fn into_cow(self, bytes: &[u8]) -> Cow<'_, [u8]> {
+        match (self.copied, self.run) {
+            (Some(c), _) => Cow::Owned(c),
+            (None, Some(r)) => Cow::Borrowed(&bytes[r]),
+            (None, None) => Cow::Borrowed(&[]),
+        }
+    }
 }
 
 impl Store {
@@ -269,21 +305,15 @@ impl Store {
             None => self.sources.entry(raw.source_id().to_owned()).or_default(),
         };
         let before = source.cost();
-        let Some(header_id) = source.headers.intern(&header) else {
-            self.stats.refused += 1;
-            return;
-        };
+        let header_id = source.headers.intern(&header);
         if source.app_name.is_none() {
-            source.app_name = source
-                .headers
-                .get(header_id)
-                .and_then(|h| h.tags.get("app_name").cloned());
+            source.app_name = raw.tag("app_name").map(str::to_owned);
         }
         let entry = Entry {
             timestamp: raw.timestamp(),
             header: header_id,
             kind: raw.kind(),
-            body: body.into(),
+            body: Box::from(&*body),
         };
         source.bytes += entry.cost();
         // Arrivals are almost always in order; a late one is placed by binary search.

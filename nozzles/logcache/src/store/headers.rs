@@ -3,17 +3,14 @@
 //! per distinct value, reference-counted by the entries that use it, so a cached log line
 //! costs little more than its payload. Headers are freed with their last entry, so a source
 //! that puts unique values in its tags cannot grow the table beyond its live entries.
+//! Headers stay encoded; reads decode them with the envelope.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hydrant_proto::v2::Envelope;
-use prost::Message as _;
-
 #[derive(Debug)]
 struct Slot {
-    key: Box<[u8]>,
-    decoded: Arc<Envelope>,
+    key: Arc<[u8]>,
     refs: u32,
 }
 
@@ -22,31 +19,29 @@ struct Slot {
 pub(crate) struct Headers {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    index: HashMap<Box<[u8]>, u32>,
-    /// Bytes held by live headers (keys and decoded copies, estimated).
+    index: HashMap<Arc<[u8]>, u32>,
+    /// Bytes held by live headers (estimated).
     pub(crate) bytes: usize,
 }
 
-/// Rough cost of one decoded header beyond its encoded bytes (maps, strings, Arc).
-const DECODED_OVERHEAD: usize = 256;
+/// Cost of one header beyond its encoded bytes: the shared allocation's counts, the map
+/// entry and the slot.
+const HEADER_OVERHEAD: usize = 80;
 
 impl Headers {
     /// The id of `encoded` (an `Envelope` without timestamp and message), adding a
-    /// reference; `None` if the bytes do not decode (they were validated upstream, so this
-    /// does not happen in practice).
-    pub(crate) fn intern(&mut self, encoded: &[u8]) -> Option<u32> {
+    /// reference.
+    pub(crate) fn intern(&mut self, encoded: &[u8]) -> u32 {
         if let Some(&id) = self.index.get(encoded)
             && let Some(Some(slot)) = self.slots.get_mut(id as usize)
         {
             slot.refs += 1;
-            return Some(id);
+            return id;
         }
-        let decoded = Arc::new(Envelope::decode(encoded).ok()?);
-        let key: Box<[u8]> = encoded.into();
-        self.bytes += key.len() * 2 + DECODED_OVERHEAD;
+        let key: Arc<[u8]> = encoded.into();
+        self.bytes += key.len() + HEADER_OVERHEAD;
         let slot = Slot {
-            key: key.clone(),
-            decoded,
+            key: Arc::clone(&key),
             refs: 1,
         };
         let id = match self.free.pop() {
@@ -60,7 +55,7 @@ impl Headers {
             }
         };
         self.index.insert(key, id);
-        Some(id)
+        id
     }
 
     /// Drops one reference; the header goes with its last entry.
@@ -72,15 +67,15 @@ impl Headers {
         slot.refs -= 1;
         if slot.refs == 0 {
             let slot = entry.take().expect("checked above");
-            self.bytes -= slot.key.len() * 2 + DECODED_OVERHEAD;
+            self.bytes -= slot.key.len() + HEADER_OVERHEAD;
             self.index.remove(&slot.key);
             self.free.push(id);
         }
     }
 
-    /// The decoded header.
-    pub(crate) fn get(&self, id: u32) -> Option<&Arc<Envelope>> {
-        self.slots.get(id as usize)?.as_ref().map(|s| &s.decoded)
+    /// The encoded header.
+    pub(crate) fn get(&self, id: u32) -> Option<&Arc<[u8]>> {
+        self.slots.get(id as usize)?.as_ref().map(|s| &s.key)
     }
 
     /// Live headers.
@@ -94,6 +89,9 @@ impl Headers {
 mod tests {
     use super::*;
 
+    use hydrant_proto::v2::Envelope;
+    use prost::Message as _;
+
     fn header(instance: &str) -> Vec<u8> {
         Envelope {
             source_id: "s".into(),
@@ -106,9 +104,9 @@ mod tests {
     #[test]
     fn interns_counts_and_frees() {
         let mut h = Headers::default();
-        let a = h.intern(&header("0")).unwrap();
-        assert_eq!(h.intern(&header("0")), Some(a));
-        let b = h.intern(&header("1")).unwrap();
+        let a = h.intern(&header("0"));
+        assert_eq!(h.intern(&header("0")), a);
+        let b = h.intern(&header("1"));
         assert_ne!(a, b);
         assert_eq!(h.len(), 2);
         h.release(a);
@@ -116,9 +114,14 @@ mod tests {
         h.release(a);
         assert_eq!(h.len(), 1);
         assert!(h.get(a).is_none());
-        let c = h.intern(&header("2")).unwrap();
+        let c = h.intern(&header("2"));
         assert_eq!(c, a, "freed ids are reused");
-        assert_eq!(h.get(b).unwrap().instance_id, "1");
+        assert_eq!(
+            Envelope::decode(&h.get(b).unwrap()[..])
+                .unwrap()
+                .instance_id,
+            "1"
+        );
         h.release(b);
         h.release(c);
         assert_eq!((h.len(), h.bytes), (0, 0));

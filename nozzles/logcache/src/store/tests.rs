@@ -216,3 +216,42 @@ fn memory_per_envelope_is_payload_plus_a_small_constant() {
         "accounting covers at least the payload: {per}"
     );
 }
+
+#[test]
+fn envelopes_with_fields_in_any_order_read_back_whole() {
+    use prost::Message as _;
+    let mut full = envelope::log("s", "payload", true);
+    full.timestamp = 77;
+    full.instance_id = "3".into();
+    full.tags.insert("k".into(), "v".into());
+    // Message first, then timestamp, then the header fields: nothing is contiguous.
+    let message_only = Envelope {
+        message: full.message.clone(),
+        ..Default::default()
+    };
+    let ts_only = Envelope {
+        timestamp: 77,
+        ..Default::default()
+    };
+    let header_only = Envelope {
+        message: None,
+        timestamp: 0,
+        ..full.clone()
+    };
+    let source_only = Envelope {
+        source_id: "s".into(),
+        ..Default::default()
+    };
+    let mut bytes = message_only.encode_to_vec();
+    bytes.extend(source_only.encode_to_vec());
+    bytes.extend(ts_only.encode_to_vec());
+    bytes.extend(header_only.encode_to_vec());
+    let raw = RawEnvelope::parse(bytes.into()).unwrap();
+    let mut s = Store::new(big());
+    s.insert_all([&raw]);
+    let got = s
+        .read("s", &q(0, i64::MAX, 10, false))
+        .remove(0)
+        .into_envelope();
+    assert_eq!(got, full);
+}

@@ -649,3 +649,59 @@ async fn logs_says_when_an_app_is_unknown() {
     lc.stop().await;
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_several_dopplers_and_dopplers_serve_sse_too() {
+    let d1 = TestDoppler::start(doppler::Config::default()).await;
+    let d2 = TestDoppler::start(doppler::Config::default()).await;
+    let config = hydrant_logcache::Config::new(vec![d1.grpc.to_string(), d2.grpc.to_string()]);
+    let lc = TestLogCache::start(config, &[&d1, &d2]).await;
+    send(d1.grpc, vec![app_log("multi", T0 + 1, 0, "via one", false)]).await;
+    send(d2.grpc, vec![app_log("multi", T0 + 2, 1, "via two", false)]).await;
+    eventually("both cached", || async { cached(&lc).await == 2 }).await;
+
+    // The doppler's own HTTP port streams the Firehose as server-sent events.
+    let resp = reqwest::get(format!("http://{}/v2/read?source_id=multi&log", d1.http))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    eventually("SSE subscription on the doppler", || async {
+        d1.metric(
+            hydrant::telemetry::names::DOPPLER_SUBSCRIPTIONS,
+            &[("shard_id", "")],
+        )
+        .await
+            == 1.0
+    })
+    .await;
+    send(
+        d1.grpc,
+        vec![app_log("multi", T0 + 3, 0, "live over SSE", false)],
+    )
+    .await;
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text.contains("\n\n") && Instant::now() < deadline {
+        use futures::StreamExt as _;
+        match tokio::time::timeout(Duration::from_secs(5), body.next()).await {
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let batch: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(batch["batch"][0]["log"]["payload"], "bGl2ZSBvdmVyIFNTRQ==");
+    let bad = reqwest::get(format!("http://{}/v2/read?source_id=multi", d1.http))
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400, "a type flag is required");
+    drop(body);
+    lc.stop().await;
+    d1.stop().await;
+    d2.stop().await;
+}

@@ -7,6 +7,7 @@ mod cli;
 mod delivery;
 mod fanout;
 mod logcache;
+mod logs;
 mod restart;
 mod tidy;
 mod tls;

@@ -1,8 +1,6 @@
 //! The log cache and `hydrant logs`: recent logs formatted like the cf CLI, the read API's
 //! parameters and errors, eviction, access control, and live tailing with resume.
 
-use std::io::BufRead as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hydrant::doppler;
@@ -13,12 +11,12 @@ use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::v2::Envelope;
 use serde_json::Value;
 
-use crate::{TestDoppler, TestLogCache, eventually, hydrant_bin};
+use crate::{TestDoppler, TestLogCache, eventually};
 
 /// A base time: 2026-01-01T00:00:00Z.
-const T0: i64 = 1_767_225_600_000_000_000;
+pub(super) const T0: i64 = 1_767_225_600_000_000_000;
 
-fn app_log(source: &str, ts: i64, instance: u32, text: &str, err: bool) -> Envelope {
+pub(super) fn app_log(source: &str, ts: i64, instance: u32, text: &str, err: bool) -> Envelope {
     let mut e = envelope::log(source, text.to_owned(), err);
     e.timestamp = ts;
     e.instance_id = instance.to_string();
@@ -28,7 +26,7 @@ fn app_log(source: &str, ts: i64, instance: u32, text: &str, err: bool) -> Envel
 }
 
 /// Sends envelopes to the doppler in paced chunks and waits until they are flushed.
-async fn send(to: std::net::SocketAddr, envelopes: Vec<Envelope>) {
+pub(super) async fn send(to: std::net::SocketAddr, envelopes: Vec<Envelope>) {
     let client = IngressClient::start(Config::new(vec![to.to_string()])).unwrap();
     for chunk in envelopes.chunks(5_000) {
         client.send_all(chunk.iter().map(RawEnvelope::from_envelope));
@@ -37,7 +35,7 @@ async fn send(to: std::net::SocketAddr, envelopes: Vec<Envelope>) {
     client.close(Duration::from_secs(20)).await;
 }
 
-async fn get(url: String, token: Option<&'static str>) -> (u16, Value) {
+pub(super) async fn get(url: String, token: Option<&'static str>) -> (u16, Value) {
     let mut req = reqwest::Client::new().get(url);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -49,7 +47,7 @@ async fn get(url: String, token: Option<&'static str>) -> (u16, Value) {
     )
 }
 
-async fn cached(lc: &TestLogCache) -> u64 {
+pub(super) async fn cached(lc: &TestLogCache) -> u64 {
     let (_, meta) = get(format!("{}/api/v1/meta", lc.url), None).await;
     meta["meta"].as_object().map_or(0, |m| {
         m.values()
@@ -60,7 +58,7 @@ async fn cached(lc: &TestLogCache) -> u64 {
 
 /// What the cf CLI prints for `e` in a zone 5:30 east of UTC, computed independently of
 /// `hydrant::logs`.
-fn cf_line(e: &Envelope, text: &str) -> String {
+pub(super) fn cf_line(e: &Envelope, text: &str) -> String {
     let secs = e.timestamp.div_euclid(1_000_000_000) + 5 * 3600 + 1800;
     let centis = e.timestamp.rem_euclid(1_000_000_000) / 10_000_000;
     let t = chrono::DateTime::from_timestamp(secs, 0)
@@ -76,96 +74,6 @@ fn cf_line(e: &Envelope, text: &str) -> String {
         t.format("%Y-%m-%dT%H:%M:%S"),
         e.instance_id
     )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recent_returns_the_newest_1000_formatted_like_the_cf_cli() {
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let lc = TestLogCache::start(
-        hydrant_logcache::Config::new(vec![d.grpc.to_string()]),
-        &[&d],
-    )
-    .await;
-    // 250,000 lines over 30 sources, 1 ms apart per source; every 7th line is ERR.
-    let mut all = Vec::with_capacity(250_000);
-    for i in 0..250_000i64 {
-        let source = format!("app-{}", i % 30);
-        let err = i % 7 == 0;
-        let text = if err {
-            format!("err {i}")
-        } else {
-            format!("out {i}")
-        };
-        all.push(app_log(
-            &source,
-            T0 + i * 1_000_000 + 123_456,
-            (i % 3) as u32,
-            &text,
-            err,
-        ));
-    }
-    let want: Vec<String> = all
-        .iter()
-        .filter(|e| e.source_id == "app-7")
-        .map(|e| match &e.message {
-            Some(hydrant_proto::v2::envelope::Message::Log(l)) => {
-                cf_line(e, std::str::from_utf8(&l.payload).unwrap())
-            }
-            _ => unreachable!(),
-        })
-        .collect();
-    let want = want[want.len() - 1000..].join("\n") + "\n";
-    send(d.grpc, all).await;
-    eventually("250,000 cached", || async { cached(&lc).await == 250_000 }).await;
-
-    let url = lc.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(hydrant_bin())
-            .args([
-                "logs",
-                "app-7",
-                "--recent",
-                "--log-cache",
-                &url,
-                "--scheduler",
-                "http://127.0.0.1:9",
-            ])
-            .env("TZ", "IST-5:30")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(got.lines().count(), 1000);
-    assert_eq!(got, want, "byte-for-byte cf CLI output");
-    // The app name works too (resolved by the log cache from the app_name tag).
-    let url = lc.url.clone();
-    let by_name = tokio::task::spawn_blocking(move || {
-        Command::new(hydrant_bin())
-            .args([
-                "logs",
-                "name-app-7",
-                "--recent",
-                "--log-cache",
-                &url,
-                "--scheduler",
-                "http://127.0.0.1:9",
-            ])
-            .env("TZ", "IST-5:30")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(String::from_utf8(by_name.stdout).unwrap(), want);
-    lc.stop().await;
-    d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,281 +279,6 @@ async fn tokens_read_only_their_own_sources() {
         "the whole Firehose is admin-only"
     );
     assert_eq!(get(format!("{}/healthz", lc.url), None).await.0, 200);
-    lc.stop().await;
-    d.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_tail_is_prompt_and_survives_stream_restarts() {
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
-    // Streams close every second, so the tail must resume several times.
-    config.timing = hydrant_logcache::gateway::Timing {
-        heartbeat: Duration::from_millis(200),
-        stream_timeout: Duration::from_secs(1),
-    };
-    let lc = TestLogCache::start(config, &[&d]).await;
-    let mut child = Command::new(hydrant_bin())
-        .args([
-            "logs",
-            "tail-app",
-            "--log-cache",
-            &lc.url,
-            "--scheduler",
-            "http://127.0.0.1:9",
-            "--duration",
-            "8s",
-        ])
-        .env("TZ", "UTC")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send((Instant::now(), line));
-        }
-    });
-    let emitter = IngressClient::start(Config::new(vec![d.grpc.to_string()])).unwrap();
-    let emit = |text: &str| {
-        let e = app_log(
-            "tail-app",
-            hydrant_proto::envelope::now_nanos(),
-            0,
-            text,
-            false,
-        );
-        emitter.send(RawEnvelope::from_envelope(&e));
-    };
-    // Wait until the tail is connected: a probe line shows up.
-    let mut lines: Vec<(Instant, String)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !lines.iter().any(|(_, l)| l.ends_with("probe")) && Instant::now() < deadline {
-        emit("probe");
-        if let Ok(Some(l)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
-            lines.push(l);
-        }
-    }
-    assert!(
-        lines.iter().any(|(_, l)| l.ends_with("probe")),
-        "the tail never connected"
-    );
-    let mut sent = Vec::new();
-    for i in 0..40 {
-        emit(&format!("live {i}"));
-        sent.push(Instant::now());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
-    while let Ok(l) = rx.try_recv() {
-        lines.push(l);
-    }
-    let mut latencies = Vec::new();
-    for (i, at) in sent.iter().enumerate() {
-        let hits: Vec<&(Instant, String)> = lines
-            .iter()
-            .filter(|(_, l)| l.ends_with(&format!(" live {i}")))
-            .collect();
-        assert_eq!(
-            hits.len(),
-            1,
-            "line {i} printed exactly once across stream restarts"
-        );
-        latencies.push(hits[0].0.saturating_duration_since(*at));
-        assert!(
-            hits[0].1.starts_with("   ") && hits[0].1.contains("[APP/PROC/WEB/0] OUT live"),
-            "{}",
-            hits[0].1
-        );
-    }
-    latencies.sort();
-    let median = latencies[latencies.len() / 2];
-    assert!(
-        median < Duration::from_millis(100),
-        "median latency {median:?}, all {latencies:?}"
-    );
-    assert!(
-        latencies.iter().all(|l| *l < Duration::from_secs(2)),
-        "{latencies:?}"
-    );
-    lc.stop().await;
-    d.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recent_halves_its_limit_on_429_and_filters() {
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
-    config.max_response_bytes = 50_000;
-    let lc = TestLogCache::start(config, &[&d]).await;
-    let lines: Vec<Envelope> = (0..1000)
-        .map(|i| {
-            let err = i % 2 == 1;
-            app_log(
-                "big",
-                T0 + i * 1_000_000,
-                0,
-                &format!(
-                    "{} {i} {}",
-                    if err { "err" } else { "out" },
-                    "x".repeat(200)
-                ),
-                err,
-            )
-        })
-        .collect();
-    send(d.grpc, lines).await;
-    eventually("cached", || async { cached(&lc).await == 1000 }).await;
-    let (status, v) = get(format!("{}/api/v1/read/big?limit=1000", lc.url), None).await;
-    assert_eq!(status, 429, "{v}");
-    let url = lc.url.clone();
-    let run = move |extra: &'static [&'static str]| {
-        let url = url.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut args = vec![
-                "logs",
-                "big",
-                "--recent",
-                "--log-cache",
-                &url,
-                "--scheduler",
-                "http://127.0.0.1:9",
-            ];
-            args.extend(extra);
-            Command::new(hydrant_bin())
-                .args(args)
-                .env("TZ", "UTC")
-                .output()
-                .unwrap()
-        })
-    };
-    // The first limit in 1000, 500, 250, … that the API accepts.
-    let mut fits = 1000;
-    while get(
-        format!("{}/api/v1/read/big?limit={fits}&descending=true", lc.url),
-        None,
-    )
-    .await
-    .0 == 429
-    {
-        fits /= 2;
-    }
-    assert!(fits < 1000 && fits > 1);
-    let out = run(&[]).await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        text.lines().count(),
-        fits,
-        "the CLI halved down to the same limit"
-    );
-    assert!(
-        text.lines().last().unwrap().contains(" ERR err 999 "),
-        "{}",
-        text.lines().last().unwrap()
-    );
-    assert!(
-        text.lines()
-            .next()
-            .unwrap()
-            .contains(&format!(" {} ", 1000 - fits)),
-        "oldest first"
-    );
-
-    let out = run(&["--type", "ERR", "--json", "--grep", "err 99[0-9]"])
-        .await
-        .unwrap();
-    let json: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(json.len(), 5, "991, 993, …, 999");
-    assert!(
-        json.iter()
-            .all(|e| e["log"]["type"] == "ERR" && e["source_id"] == "big")
-    );
-    lc.stop().await;
-    d.stop().await;
-}
-
-#[test]
-fn logs_explains_an_unreachable_log_cache_and_bad_flags() {
-    let out = Command::new(hydrant_bin())
-        .args([
-            "logs",
-            "x",
-            "--recent",
-            "--log-cache",
-            "http://127.0.0.1:9",
-            "--scheduler",
-            "http://127.0.0.1:9",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("cannot reach the log cache at http://127.0.0.1:9")
-    );
-    let out = Command::new(hydrant_bin())
-        .args(["logs", "x", "--grep", "("])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid regular expression"));
-    let out = Command::new(hydrant_bin())
-        .args(["logs", "x", "--type", "WARN"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_says_when_an_app_is_unknown() {
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let lc = TestLogCache::start(
-        hydrant_logcache::Config::new(vec![d.grpc.to_string()]),
-        &[&d],
-    )
-    .await;
-    let cell = crate::TestCell::start(crate::TestCell::config(d.grpc)).await;
-    let (lc_url, cell_url) = (lc.url.clone(), cell.url.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(hydrant_bin())
-            .args([
-                "logs",
-                "nope",
-                "--recent",
-                "--log-cache",
-                &lc_url,
-                "--scheduler",
-                &cell_url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("app 'nope' not found"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cell.stop().await;
     lc.stop().await;
     d.stop().await;
 }

@@ -28,7 +28,6 @@ use crate::status::RejectionCounts;
 use crate::telemetry::names;
 
 mod counters;
-mod ingress;
 
 pub use counters::{MAX_COUNTER_KEYS, Totals};
 
@@ -167,6 +166,22 @@ impl State {
     }
 }
 
+impl crate::inbound::Sink for State {
+    const NAME: &'static str = "agent";
+
+    fn accept(&self, batch: Vec<RawEnvelope>) {
+        State::accept(self, batch);
+    }
+
+    fn open_streams(&self) -> &std::sync::atomic::AtomicI64 {
+        &self.stats.ingress_streams
+    }
+
+    fn rejected(&self) -> &RejectionCounts {
+        &self.stats.rejected
+    }
+}
+
 /// Runs an agent on the given listeners until `shutdown` fires, then flushes and stops.
 pub async fn run(
     config: Config,
@@ -189,8 +204,8 @@ pub async fn run(
     });
 
     let stop_ingress = CancellationToken::new();
-    let service = IngressServer::new(ingress::AgentIngress {
-        state: Arc::clone(&state),
+    let service = IngressServer::new(crate::inbound::IngressService {
+        sink: Arc::clone(&state),
         stop: stop_ingress.clone(),
     })
     .max_decoding_message_size(config.max_message_bytes)

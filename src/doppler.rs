@@ -24,7 +24,6 @@ use crate::telemetry::names;
 
 mod egress;
 mod hub;
-mod ingress;
 
 pub use hub::{BufferLimits, Hub, MAX_SHARD_LABELS};
 
@@ -85,8 +84,8 @@ pub async fn run(
     let hub = Arc::new(Hub::new(config.buffer));
     let stop_ingress = CancellationToken::new();
     let max = config.max_message_bytes;
-    let ingress = IngressServer::new(ingress::IngressService {
-        hub: Arc::clone(&hub),
+    let ingress = IngressServer::new(crate::inbound::IngressService {
+        sink: Arc::clone(&hub),
         stop: stop_ingress.clone(),
     })
     .max_decoding_message_size(max)

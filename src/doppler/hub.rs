@@ -217,3 +217,19 @@ impl Hub {
             .collect()
     }
 }
+
+impl crate::inbound::Sink for Hub {
+    const NAME: &'static str = "doppler";
+
+    fn accept(&self, batch: Vec<RawEnvelope>) {
+        self.ingest(batch);
+    }
+
+    fn open_streams(&self) -> &AtomicI64 {
+        &self.stats.ingress_streams
+    }
+
+    fn rejected(&self) -> &RejectionCounts {
+        &self.stats.rejected
+    }
+}

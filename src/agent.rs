@@ -12,17 +12,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES;
 use hydrant_proto::ingress::{self as client, IngressClient, Sender};
-use hydrant_proto::raw::grpc::ingress_server::IngressServer;
 use hydrant_proto::raw::{Kind, RawEnvelope};
 use hydrant_proto::transport::{self, Tls};
-use hydrant_proto::{DEFAULT_MAX_MESSAGE_BYTES, HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, Observe};
+use crate::inbound;
 use crate::shutdown;
 use crate::status::RejectionCounts;
 use crate::telemetry::names;
@@ -204,26 +203,16 @@ pub async fn run(
     });
 
     let stop_ingress = CancellationToken::new();
-    let service = IngressServer::new(crate::inbound::IngressService {
-        sink: Arc::clone(&state),
-        stop: stop_ingress.clone(),
-    })
-    .max_decoding_message_size(config.max_message_bytes)
-    .max_encoding_message_size(config.max_message_bytes);
-    let remap_state = Arc::clone(&state);
-    let remap = tower::util::MapResponseLayer::new(move |r| {
-        crate::status::remap_response(&remap_state.stats.rejected, r)
-    });
-    let mut builder = Server::builder()
-        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
-        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW);
-    if let Some(tls) = &config.server_tls {
-        builder = builder.tls_config(tls.server_config())?;
-    }
+    let service = inbound::ingress_server(
+        Arc::clone(&state),
+        stop_ingress.clone(),
+        config.max_message_bytes,
+    );
+    let builder = inbound::server(config.server_tls.as_ref())?;
     let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
     let grpc_stop = stop_ingress.clone();
     let grpc_server = builder
-        .layer(remap)
+        .layer(inbound::remap_layer(Arc::clone(&state)))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
     let http_stop = CancellationToken::new();

@@ -9,16 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES;
 use hydrant_proto::raw::grpc::egress_server::EgressServer;
-use hydrant_proto::raw::grpc::ingress_server::IngressServer;
 use hydrant_proto::transport::Tls;
-use hydrant_proto::{DEFAULT_MAX_MESSAGE_BYTES, HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, Observe};
+use crate::inbound;
 use crate::shutdown;
 use crate::telemetry::names;
 
@@ -84,35 +83,18 @@ pub async fn run(
     let hub = Arc::new(Hub::new(config.buffer));
     let stop_ingress = CancellationToken::new();
     let max = config.max_message_bytes;
-    let ingress = IngressServer::new(crate::inbound::IngressService {
-        sink: Arc::clone(&hub),
-        stop: stop_ingress.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
+    let ingress = inbound::ingress_server(Arc::clone(&hub), stop_ingress.clone(), max);
     let egress = EgressServer::new(egress::EgressService {
         hub: Arc::clone(&hub),
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-
-    let remap_hub = Arc::clone(&hub);
-    let remap = tower::util::MapResponseLayer::new(move |r| {
-        crate::status::remap_response(&remap_hub.stats.rejected, r)
-    });
-    let mut builder = Server::builder()
-        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
-        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
-        .http2_keepalive_interval(Some(Duration::from_secs(15)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(15)));
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(tls.server_config())?;
-    }
+    let builder = inbound::server(config.tls.as_ref())?;
     let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
     let servers_stop = CancellationToken::new();
     let grpc_stop = servers_stop.clone();
     let grpc_server = builder
-        .layer(remap)
+        .layer(inbound::remap_layer(Arc::clone(&hub)))
         .add_service(ingress)
         .add_service(egress)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });

@@ -6,11 +6,14 @@
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::time::Duration;
 
 use hydrant_proto::raw::grpc::ingress_server::Ingress;
 use hydrant_proto::raw::{RawBatch, RawEnvelope};
 use hydrant_proto::v2::{BatchSenderResponse, IngressResponse, SendResponse};
+use hydrant_proto::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::status::{RejectionCounts, next_message};
@@ -111,4 +114,41 @@ impl<S: Sink> Ingress for IngressService<S> {
         self.sink.accept(request.into_inner().batch);
         Ok(Response::new(SendResponse {}))
     }
+}
+
+/// The Ingress service for `sink`, with `max_message_bytes` on both directions.
+pub fn ingress_server<S: Sink>(
+    sink: Arc<S>,
+    stop: CancellationToken,
+    max_message_bytes: usize,
+) -> hydrant_proto::raw::grpc::ingress_server::IngressServer<IngressService<S>> {
+    hydrant_proto::raw::grpc::ingress_server::IngressServer::new(IngressService { sink, stop })
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
+}
+
+/// A gRPC server builder as every Hydrant server uses it: large HTTP/2 windows, keepalives
+/// that notice dead peers, and mTLS when configured.
+pub fn server(
+    tls: Option<&hydrant_proto::transport::Tls>,
+) -> Result<Server, tonic::transport::Error> {
+    let builder = Server::builder()
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+        .http2_keepalive_interval(Some(Duration::from_secs(15)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(15)));
+    match tls {
+        Some(tls) => builder.tls_config(tls.server_config()),
+        None => Ok(builder),
+    }
+}
+
+/// The response layer that reports decode failures the way ingress handlers do, counting
+/// them in `sink`'s rejections (see [`crate::status::remap_response`]).
+pub fn remap_layer<S: Sink>(
+    sink: Arc<S>,
+) -> tower::util::MapResponseLayer<
+    impl Fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> + Clone,
+> {
+    tower::util::MapResponseLayer::new(move |r| crate::status::remap_response(sink.rejected(), r))
 }

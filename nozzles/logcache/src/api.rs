@@ -279,15 +279,17 @@ async fn sse(State(cache): Shared, RawQuery(raw): RawQuery, headers: HeaderMap) 
     let Some(access) = access(&cache, &headers) else {
         return ApiError::not_found().into_response();
     };
+    let pairs = pairs(raw.as_deref());
+    // App names of the requested sources, looked up now: the store lock is not held across
+    // the subscription's await.
     let names: std::collections::HashMap<String, String> = {
         let store = cache.store();
-        store
-            .meta(|_, _| true)
-            .into_iter()
-            .filter_map(|(id, _)| store.app_name(&id).map(|n| (id, n.to_owned())))
+        pairs
+            .iter()
+            .filter(|(k, _)| k == "source_id")
+            .filter_map(|(_, id)| store.app_name(id).map(|n| (id.clone(), n.to_owned())))
             .collect()
     };
-    let pairs = pairs(raw.as_deref());
     gateway::respond(
         cache.firehose.as_ref(),
         cache.timing,

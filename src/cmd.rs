@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 pub(crate) mod apps_cmd;
 pub(crate) mod logs_cmd;
 pub(crate) mod pipeline;
+pub(crate) mod policy_cmd;
 
 /// mTLS flags shared by every gRPC command.
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ mod cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use cmd::{SchedulerArgs, apps_cmd, logs_cmd, pipeline};
+use cmd::{SchedulerArgs, apps_cmd, logs_cmd, pipeline, policy_cmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +50,8 @@ enum Command {
     Logcache(logs_cmd::LogcacheArgs),
     /// Show an app's logs: `--recent` for the newest 1000 lines, otherwise tail live.
     Logs(logs_cmd::LogsArgs),
+    /// Validate autoscaling policies: `hydrant policy check FILE…`.
+    Policy(policy_cmd::PolicyArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -66,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(a) => apps_cmd::delete(a).await,
         Command::Logcache(a) => logs_cmd::logcache(a).await,
         Command::Logs(a) => logs_cmd::logs(a).await,
+        Command::Policy(a) => policy_cmd::policy(a).await,
     }
 }
 

@@ -344,3 +344,42 @@ fn scheduler_unreachable_is_explained() {
         "{err}"
     );
 }
+
+#[test]
+fn policy_check_reports_every_problem_and_exits_non_zero() {
+    let dir = std::env::temp_dir().join(format!("hydrant-policies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("web.yml"), "instance_min_count: 1\ninstance_max_count: 3\nscaling_rules:\n  - {metric_type: cpu, operator: '>', threshold: 70, adjustment: '+1'}\n").unwrap();
+    let run = |args: &[&std::path::Path]| {
+        Command::new(hydrant_bin())
+            .arg("policy")
+            .arg("check")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[&dir]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("web.yml: ok (app web, 1 rule(s))"));
+
+    std::fs::write(dir.join("bad.json"), r#"{"instance_min_count": 4, "instance_max_count": 3, "scaling_rules": [{"metric_type": "cpu", "operator": "~", "threshold": 50, "adjustment": "+1"}]}"#).unwrap();
+    let out = run(&[&dir]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("bad.json:1:24: error: instance_min_count: instance_min_count 4 is higher than instance_max_count 3"), "{stdout}");
+    assert!(
+        stdout
+            .contains("error: scaling_rules[0].operator: must be one of <, <=, >, >= (got \"~\")"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 file(s): 2 error(s), 0 warning(s)"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

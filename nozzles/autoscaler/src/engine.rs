@@ -1,0 +1,323 @@
+//! The rule engine: given a policy, an app's recent aggregate samples, its instance count and
+//! the time, decide whether to scale, and explain why. Pure: no I/O, no clock of its own
+//! (callers pass `now`), so tests, replay and shadow mode drive it with recorded series.
+//!
+//! Cloud Foundry semantics by default (see ARCHITECTURE.md):
+//! - A rule breaches when *every* aggregate in the last `breach_duration` satisfies it, and
+//!   an aggregate older than the window start exists (enough history). An empty aggregate
+//!   (no data) blocks; a missing one (a gap) is skipped.
+//! - After a successful scale the app is in cooldown, in both directions, until
+//!   `now + cool_down` (exclusive: at that instant it may scale again). Per-direction
+//!   cooldowns (`cool_downs`) replace this when set.
+//! - The new count is clamped to the limits; a clamp to the current count is "ignored" and
+//!   starts no cooldown. Repeated identical ignored outcomes are marked duplicates.
+//! - Breached rules conflict: scale-out wins by default; `first_match` keeps CF's file order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::policy::{Adjustment, Breach, Conflict, MetricType, OnMissing, Policy, Rule};
+
+#[cfg(test)]
+mod tests;
+
+/// Seconds on the caller's clock (UNIX seconds in production, test seconds in tests).
+pub type Time = i64;
+
+/// One app-level aggregate of a metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When it was aggregated.
+    pub at: Time,
+    /// The mean over instances, or `None` when there was no data in its stat window.
+    pub value: Option<f64>,
+}
+
+/// Samples kept per metric: enough for the longest window twice over (CF queries 2 × B).
+pub const MAX_SAMPLES_PER_METRIC: usize = 2048;
+
+/// Per-app state the engine keeps between evaluations.
+#[derive(Debug, Clone, Default)]
+pub struct AppState {
+    samples: BTreeMap<MetricType, VecDeque<Sample>>,
+    /// Scale-outs are blocked while `now < out_until`.
+    pub out_until: Option<Time>,
+    /// Scale-ins are blocked while `now < in_until`.
+    pub in_until: Option<Time>,
+    last_ignored: Option<(usize, String)>,
+}
+
+impl AppState {
+    /// Records an aggregate (kept in time order; the oldest go beyond the bound).
+    pub fn record(&mut self, metric: MetricType, sample: Sample) {
+        let q = self.samples.entry(metric).or_default();
+        let at = q.partition_point(|s| s.at <= sample.at);
+        q.insert(at, sample);
+        while q.len() > MAX_SAMPLES_PER_METRIC {
+            q.pop_front();
+        }
+    }
+
+    /// After a scale that the actuator carried out: start the cooldowns.
+    pub fn scaled(&mut self, policy: &Policy, rule: &Rule, now: Time) {
+        let secs = |d: Option<Duration>| now + d.unwrap_or(rule.cool_down).as_secs() as i64;
+        self.out_until = Some(secs(policy.cool_downs.scale_out));
+        self.in_until = Some(secs(policy.cool_downs.scale_in));
+        self.last_ignored = None;
+    }
+
+    fn window(&self, metric: &MetricType, from: Time, to: Time) -> Vec<Sample> {
+        self.samples
+            .get(metric)
+            .map(|q| {
+                q.iter()
+                    .filter(|s| s.at >= from && s.at <= to)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// How one rule fared in one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Every sample breached.
+    Breached,
+    /// At least one sample did not.
+    NotBreached,
+    /// No sample older than the window start yet.
+    NotEnoughHistory,
+    /// An empty aggregate in the window (no data) blocks the rule.
+    NoData,
+    /// The rule breached but its direction is cooling down until this time.
+    CoolingDown(Time),
+}
+
+/// The trace of one rule, for explanations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleTrace {
+    /// Index in the policy.
+    pub rule: usize,
+    /// Samples in the window.
+    pub samples: usize,
+    /// Lowest, mean and highest value in the window (when any).
+    pub range: Option<(f64, f64, f64)>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// What the engine decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nothing breached.
+    Nothing,
+    /// Set the instance count (the actuator call).
+    Scale {
+        /// Current count.
+        from: u32,
+        /// New count.
+        to: u32,
+    },
+    /// A rule breached but the count cannot change (already at a limit).
+    Ignored,
+}
+
+/// A decision and its explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// What to do.
+    pub outcome: Outcome,
+    /// The rule that acted, if any.
+    pub rule: Option<usize>,
+    /// Cloud Foundry-style reason, e.g. `+1 instance(s) because cpu > 70% for 300 seconds`.
+    pub reason: String,
+    /// Constraints applied, e.g. `limited by max instances 10`.
+    pub message: String,
+    /// Whether this repeats the previous ignored outcome (history writers skip it).
+    pub duplicate: bool,
+    /// Every rule's trace.
+    pub trace: Vec<RuleTrace>,
+}
+
+fn unit(metric: &MetricType) -> &'static str {
+    match metric {
+        MetricType::Cpu | MetricType::CpuUtil | MetricType::MemoryUtil | MetricType::DiskUtil => {
+            "%"
+        }
+        MetricType::MemoryUsed | MetricType::Disk => "MB",
+        MetricType::ResponseTime => "ms",
+        MetricType::Throughput => "rps",
+        MetricType::Custom(_) => "",
+    }
+}
+
+fn adjustment_text(a: Adjustment) -> String {
+    match a {
+        Adjustment::Step(n) => format!("{n:+}"),
+        Adjustment::Percent(p) => format!("{p:+}%"),
+    }
+}
+
+/// CF's reason text for a rule.
+pub fn reason(rule: &Rule) -> String {
+    format!(
+        "{} instance(s) because {} {} {}{} for {} seconds",
+        adjustment_text(rule.adjustment),
+        rule.metric.name(),
+        rule.operator.as_str(),
+        rule.threshold,
+        unit(&rule.metric),
+        rule.breach_duration.as_secs()
+    )
+}
+
+/// Evaluates one rule's window at `now`.
+fn judge(rule: &Rule, state: &AppState, now: Time) -> RuleTrace {
+    let b = rule.breach_duration.as_secs() as i64;
+    let queried = state.window(&rule.metric, now - 2 * b, now);
+    let start = now - b;
+    let mut trace = RuleTrace {
+        rule: 0,
+        samples: 0,
+        range: None,
+        verdict: Verdict::NotEnoughHistory,
+    };
+    if !queried.iter().any(|s| s.at < start) {
+        return trace;
+    }
+    let window: Vec<Sample> = queried.into_iter().filter(|s| s.at >= start).collect();
+    trace.samples = window.len();
+    let mut values = Vec::with_capacity(window.len());
+    for s in &window {
+        match (s.value, rule.on_missing) {
+            (Some(v), _) => values.push(v),
+            (None, OnMissing::Block) => {
+                trace.verdict = Verdict::NoData;
+                return trace;
+            }
+            (None, OnMissing::Ignore) => {}
+            (None, OnMissing::Value(v)) => values.push(v),
+        }
+    }
+    if values.is_empty() {
+        trace.verdict = Verdict::NotBreached;
+        return trace;
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    trace.range = Some((lo, mean, hi));
+    let holds = |v: &f64| rule.operator.holds(*v, rule.threshold);
+    let breached = match rule.breach {
+        Breach::All => values.iter().all(holds),
+        Breach::Mean => rule.operator.holds(mean, rule.threshold),
+        Breach::MOfN { m, n } => {
+            let last = &values[values.len().saturating_sub(n as usize)..];
+            last.iter().filter(|v| holds(v)).count() >= m as usize
+        }
+    };
+    trace.verdict = if breached {
+        Verdict::Breached
+    } else {
+        Verdict::NotBreached
+    };
+    trace
+}
+
+/// Decides for one app at `now` with `current` instances, within `limits` (the active
+/// schedule's, or the policy's).
+pub fn evaluate(
+    policy: &Policy,
+    state: &mut AppState,
+    now: Time,
+    current: u32,
+    limits: (u32, u32),
+) -> Decision {
+    let mut trace: Vec<RuleTrace> = policy
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RuleTrace {
+            rule: i,
+            ..judge(r, state, now)
+        })
+        .collect();
+    let blocked_until = |out: bool| {
+        let until = if out { state.out_until } else { state.in_until };
+        until.filter(|t| *t > now)
+    };
+    for t in &mut trace {
+        if t.verdict == Verdict::Breached
+            && let Some(until) = blocked_until(policy.rules[t.rule].adjustment.is_out())
+        {
+            t.verdict = Verdict::CoolingDown(until);
+        }
+    }
+    let breached: Vec<usize> = trace
+        .iter()
+        .filter(|t| t.verdict == Verdict::Breached)
+        .map(|t| t.rule)
+        .collect();
+    let chosen = match policy.conflict {
+        Conflict::FirstMatch => {
+            // Cloud Foundry drops the whole app from evaluation while it cools down.
+            let cooling = trace
+                .iter()
+                .any(|t| matches!(t.verdict, Verdict::CoolingDown(_)));
+            if cooling {
+                None
+            } else {
+                breached.first().copied()
+            }
+        }
+        Conflict::ScaleOutWins => breached
+            .iter()
+            .copied()
+            .find(|i| policy.rules[*i].adjustment.is_out())
+            .or_else(|| breached.first().copied()),
+    };
+    let Some(i) = chosen else {
+        return Decision {
+            outcome: Outcome::Nothing,
+            rule: None,
+            reason: String::new(),
+            message: String::new(),
+            duplicate: false,
+            trace,
+        };
+    };
+    let rule = &policy.rules[i];
+    let (min, max) = limits;
+    let wanted = rule.adjustment.apply(current);
+    let (to, message) = if wanted > i64::from(max) {
+        (max, format!("limited by max instances {max}"))
+    } else if wanted < i64::from(min) {
+        (min, format!("limited by min instances {min}"))
+    } else {
+        (wanted as u32, String::new())
+    };
+    let reason = reason(rule);
+    if to == current {
+        let key = (i, message.clone());
+        let duplicate = state.last_ignored.as_ref() == Some(&key);
+        state.last_ignored = Some(key);
+        return Decision {
+            outcome: Outcome::Ignored,
+            rule: Some(i),
+            reason,
+            message,
+            duplicate,
+            trace,
+        };
+    }
+    state.last_ignored = None;
+    Decision {
+        outcome: Outcome::Scale { from: current, to },
+        rule: Some(i),
+        reason,
+        message,
+        duplicate: false,
+        trace,
+    }
+}

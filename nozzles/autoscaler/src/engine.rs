@@ -45,6 +45,8 @@ pub struct AppState {
     /// Scale-ins are blocked while `now < in_until`.
     pub in_until: Option<Time>,
     last_ignored: Option<(usize, String)>,
+    /// Target-tracking recommendations, for the scale-in stabilization window.
+    recommendations: VecDeque<(Time, u32)>,
 }
 
 impl AppState {
@@ -58,11 +60,13 @@ impl AppState {
         }
     }
 
-    /// After a scale that the actuator carried out: start the cooldowns.
-    pub fn scaled(&mut self, policy: &Policy, rule: &Rule, now: Time) {
-        let secs = |d: Option<Duration>| now + d.unwrap_or(rule.cool_down).as_secs() as i64;
-        self.out_until = Some(secs(policy.cool_downs.scale_out));
-        self.in_until = Some(secs(policy.cool_downs.scale_in));
+    /// After a scale that the actuator carried out: start the cooldowns (the acting rule's
+    /// `cool_down`, or the per-direction `cool_downs`; target tracking uses only the latter).
+    pub fn scaled(&mut self, policy: &Policy, rule: Option<&Rule>, now: Time) {
+        let fallback = rule.map_or(Duration::ZERO, |r| r.cool_down);
+        let until = |d: Option<Duration>| now + d.unwrap_or(fallback).as_secs() as i64;
+        self.out_until = Some(until(policy.cool_downs.scale_out));
+        self.in_until = Some(until(policy.cool_downs.scale_in));
         self.last_ignored = None;
     }
 
@@ -138,6 +142,21 @@ pub struct Decision {
     pub duplicate: bool,
     /// Every rule's trace.
     pub trace: Vec<RuleTrace>,
+    /// Target tracking's trace, when the policy has a target.
+    pub target: Option<TargetTrace>,
+}
+
+/// How target tracking saw the app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetTrace {
+    /// The latest aggregate (None: no data, so no recommendation).
+    pub value: Option<f64>,
+    /// value ÷ target.
+    pub ratio: Option<f64>,
+    /// `ceil(current × ratio)`, or the current count within the tolerance.
+    pub recommended: u32,
+    /// After the scale-in stabilization window (the highest recent recommendation).
+    pub stabilized: u32,
 }
 
 fn unit(metric: &MetricType) -> &'static str {
@@ -226,8 +245,116 @@ fn judge(rule: &Rule, state: &AppState, now: Time) -> RuleTrace {
 }
 
 /// Decides for one app at `now` with `current` instances, within `limits` (the active
-/// schedule's, or the policy's).
+/// schedule's, or the policy's). Threshold rules and target tracking each recommend; when
+/// both would scale, the larger count wins (as HPA takes the maximum across metrics).
 pub fn evaluate(
+    policy: &Policy,
+    state: &mut AppState,
+    now: Time,
+    current: u32,
+    limits: (u32, u32),
+) -> Decision {
+    let mut decision = evaluate_rules(policy, state, now, current, limits);
+    let Some(target) = &policy.target else {
+        return decision;
+    };
+    let (trace, wanted) = track(target, state, now, current);
+    decision.target = Some(trace.clone());
+    let to = wanted.clamp(limits.0, limits.1);
+    let out = to > current;
+    let blocked = if out { state.out_until } else { state.in_until }.is_some_and(|t| t > now);
+    if to == current || blocked {
+        return decision;
+    }
+    let better = match decision.outcome {
+        Outcome::Scale { to: rules_to, .. } => to > rules_to,
+        _ => true,
+    };
+    if better {
+        decision.outcome = Outcome::Scale { from: current, to };
+        decision.rule = None;
+        decision.duplicate = false;
+        decision.reason = format!(
+            "target tracking: {} {} against target {} (ratio {:.2}) recommends {} instance(s)",
+            target.metric.name(),
+            trace.value.unwrap_or_default(),
+            target.value,
+            trace.ratio.unwrap_or(1.0),
+            trace.stabilized
+        );
+        decision.message = if to != wanted {
+            format!("limited to [{}, {}]", limits.0, limits.1)
+        } else {
+            String::new()
+        };
+        state.last_ignored = None;
+    }
+    decision
+}
+
+/// The stat window target tracking reads its latest aggregate from (CF's 120 s).
+const TARGET_WINDOW_SECS: i64 = 120;
+
+/// Target tracking with HPA's formula, tolerance and scale-in stabilization.
+fn track(
+    target: &crate::policy::Target,
+    state: &mut AppState,
+    now: Time,
+    current: u32,
+) -> (TargetTrace, u32) {
+    let latest = state
+        .window(&target.metric, now - TARGET_WINDOW_SECS, now)
+        .last()
+        .copied();
+    let Some(v) = latest.and_then(|s| s.value) else {
+        // No data: no recommendation (and so no scale-in on a missing metric).
+        let trace = TargetTrace {
+            value: None,
+            ratio: None,
+            recommended: current,
+            stabilized: current,
+        };
+        return (trace, current);
+    };
+    let ratio = v / target.value;
+    let recommended = if (ratio - 1.0).abs() <= target.tolerance {
+        current
+    } else {
+        (f64::from(current) * ratio).ceil().max(0.0) as u32
+    };
+    let window = target.scale_in_stabilization.as_secs() as i64;
+    state.recommendations.push_back((now, recommended));
+    while state
+        .recommendations
+        .front()
+        .is_some_and(|(t, _)| *t < now - window)
+    {
+        state.recommendations.pop_front();
+    }
+    // Scale-in follows the highest recommendation of the window; scale-out is immediate.
+    let highest = state
+        .recommendations
+        .iter()
+        .map(|(_, r)| *r)
+        .max()
+        .unwrap_or(recommended);
+    let stabilized = if recommended < current {
+        highest.min(current)
+    } else {
+        recommended
+    };
+    (
+        TargetTrace {
+            value: Some(v),
+            ratio: Some(ratio),
+            recommended,
+            stabilized,
+        },
+        stabilized,
+    )
+}
+
+fn evaluate_rules(
     policy: &Policy,
     state: &mut AppState,
     now: Time,
@@ -285,6 +412,7 @@ pub fn evaluate(
             message: String::new(),
             duplicate: false,
             trace,
+            target: None,
         };
     };
     let rule = &policy.rules[i];
@@ -309,6 +437,7 @@ pub fn evaluate(
             message,
             duplicate,
             trace,
+            target: None,
         };
     }
     state.last_ignored = None;
@@ -319,5 +448,6 @@ pub fn evaluate(
         message,
         duplicate: false,
         trace,
+        target: None,
     }
 }

@@ -79,8 +79,8 @@ impl Sim {
                 if let Outcome::Scale { from, to } = d.outcome {
                     self.scales.push((t, from, to));
                     self.current = to;
-                    let rule = self.policy.rules[d.rule.unwrap()].clone();
-                    self.state.scaled(&self.policy, &rule, t);
+                    let rule = d.rule.map(|i| self.policy.rules[i].clone());
+                    self.state.scaled(&self.policy, rule.as_ref(), t);
                 }
                 self.decisions.push((t, d));
             }
@@ -315,4 +315,122 @@ fn m_of_n_and_mean_breach_modes() {
     let mut m_of_n = Sim::new(policy(&cpu_rule(", breach: {m_of_n: [3, 5]}")), 2);
     m_of_n.run(360, &[(MetricType::Cpu, &series)]);
     assert_eq!(m_of_n.scales, [(360, 2, 3)], "3 of the last 5 breach");
+}
+
+fn target_policy(extra: &str) -> Policy {
+    policy(&format!(
+        "instance_min_count: 1\ninstance_max_count: 20\ntarget: {{metric: cpu, value: 50{extra}}}\n"
+    ))
+}
+
+/// Records `value` at `t` and evaluates there.
+fn step(p: &Policy, s: &mut AppState, t: Time, value: Option<f64>, current: u32) -> Decision {
+    s.record(MetricType::Cpu, Sample { at: t, value });
+    evaluate(p, s, t, current, (p.min, p.max))
+}
+
+#[test]
+fn case_13_target_tracking_formula_and_tolerance() {
+    let p = target_policy("");
+    let mut s = AppState::default();
+    let d = step(&p, &mut s, 0, Some(54.0), 4);
+    assert_eq!(
+        d.outcome,
+        Outcome::Nothing,
+        "ratio 1.08 is within the 10% tolerance"
+    );
+    assert_eq!(d.target.unwrap().recommended, 4);
+    let d = step(&p, &mut s, 15, Some(56.0), 4);
+    assert_eq!(
+        d.outcome,
+        Outcome::Scale { from: 4, to: 5 },
+        "ceil(4 × 1.12) = 5"
+    );
+    assert!(
+        d.reason
+            .starts_with("target tracking: cpu 56 against target 50 (ratio 1.12)"),
+        "{}",
+        d.reason
+    );
+    let d = step(&p, &mut s, 30, Some(80.0), 5);
+    assert_eq!(
+        d.outcome,
+        Outcome::Scale { from: 5, to: 8 },
+        "ceil(5 × 1.6) = 8"
+    );
+}
+
+#[test]
+fn case_15_scale_in_waits_for_the_stabilization_window() {
+    let p = target_policy("");
+    let mut s = AppState::default();
+    // Demand held at 10 instances before t = 0 …
+    for t in (-300..0).step_by(15) {
+        assert_eq!(
+            step(&p, &mut s, t, Some(50.0), 10).outcome,
+            Outcome::Nothing
+        );
+    }
+    // … then drops to 3 (15% of target × 10 instances).
+    let mut first_scale = None;
+    for t in (0..=330).step_by(15) {
+        if let Outcome::Scale { from, to } = step(&p, &mut s, t, Some(15.0), 10).outcome {
+            first_scale = Some((t, from, to));
+            break;
+        }
+    }
+    assert_eq!(
+        first_scale,
+        Some((300, 10, 3)),
+        "10 → 3 once the older recommendations age out"
+    );
+}
+
+#[test]
+fn missing_target_metric_never_scales_in() {
+    let p = target_policy("");
+    let mut s = AppState::default();
+    let d = step(&p, &mut s, 0, None, 6);
+    assert_eq!(d.outcome, Outcome::Nothing);
+    assert_eq!(
+        d.target.unwrap().value,
+        None,
+        "the decision says there was no data"
+    );
+}
+
+#[test]
+fn rules_and_target_together_take_the_larger_scale_out() {
+    let p = policy(
+        "instance_min_count: 1\ninstance_max_count: 20\ntarget: {metric: cpu, value: 50}\nscaling_rules:\n  - {metric_type: cpu, operator: '>', threshold: 70, breach_duration_secs: 60, adjustment: '+1'}\n",
+    );
+    let mut s = AppState::default();
+    for t in [0, 40] {
+        s.record(
+            MetricType::Cpu,
+            Sample {
+                at: t,
+                value: Some(100.0),
+            },
+        );
+    }
+    s.record(
+        MetricType::Cpu,
+        Sample {
+            at: 80,
+            value: Some(100.0),
+        },
+    );
+    let d = evaluate(&p, &mut s, 80, 4, (1, 20));
+    assert_eq!(
+        d.outcome,
+        Outcome::Scale { from: 4, to: 8 },
+        "target (8) beats the rule (+1 → 5)"
+    );
+    assert_eq!(d.rule, None);
+    assert_eq!(
+        d.trace[0].verdict,
+        Verdict::Breached,
+        "the rule's own verdict stays in the trace"
+    );
 }

@@ -10,6 +10,8 @@
 //!   member at `hash(name) % len` of the members ordered by that name, so one name always
 //!   lands on the same consumer (CRC-64/ECMA of the counter name; the sum over gauge metric
 //!   names). Other kinds keep rotating.
+//! - Extension: the reserved name [`SOURCE_AFFINITY`] routes by source id instead, for
+//!   every kind, so one app's envelopes all reach the same member.
 //! - A subscription receives an envelope at most once, however many of its filters match.
 //!
 //! Routing works on batches: the router returns, per subscription, the envelopes it must
@@ -150,6 +152,11 @@ impl Group {
     fn deterministic(&self) -> bool {
         self.members.iter().any(|(name, _)| !name.is_empty())
     }
+
+    /// Whether the group routes by source id (a Hydrant extension, see [`SOURCE_AFFINITY`]).
+    fn by_source(&self) -> bool {
+        self.members.iter().any(|(name, _)| is_source_affine(name))
+    }
 }
 
 /// An immutable view of all subscriptions, swapped on every (un)subscribe so routing never
@@ -257,6 +264,9 @@ impl Table {
 
     fn pick(&self, group: &Group, env: &RawEnvelope) -> usize {
         let n = group.members.len();
+        if group.by_source() {
+            return (crc64(env.source_id()) % n as u64) as usize;
+        }
         if group.deterministic() {
             let hash = match env.kind() {
                 Kind::Counter => Some(crc64(env.name())),
@@ -269,6 +279,22 @@ impl Table {
         }
         group.next.fetch_add(1, Ordering::Relaxed) % n
     }
+}
+
+/// Reserved `deterministic_name`: members of a shard group that set it (or a name starting
+/// with it and `:`, e.g. `hydrant:source-id:autoscaler-0`, which also orders the members)
+/// receive every envelope of a given source id, of every kind, on the same member:
+/// `crc64(source_id) % members`. Loggregator's own `deterministic_name` hashes metric names,
+/// which scatters one app over all members; stateful per-app consumers such as the
+/// autoscaler need all of an app's metrics in one place. Clients that never send this
+/// value see no change.
+pub const SOURCE_AFFINITY: &str = "hydrant:source-id";
+
+fn is_source_affine(name: &str) -> bool {
+    name == SOURCE_AFFINITY
+        || name
+            .strip_prefix(SOURCE_AFFINITY)
+            .is_some_and(|rest| rest.starts_with(':'))
 }
 
 fn crc64(s: &str) -> u64 {

@@ -214,3 +214,51 @@ fn unsubscribe_removes_from_groups() {
     assert_eq!(c.len(), 1);
     assert_eq!(c[&b], 7);
 }
+
+#[test]
+fn source_affinity_keeps_each_source_on_one_member() {
+    let mut reg = Registry::default();
+    let mut req = request("autoscaler", select::all(""));
+    req.deterministic_name = format!("{SOURCE_AFFINITY}:a");
+    let a = reg.subscribe(Spec::from_request(&req).unwrap());
+    req.deterministic_name = format!("{SOURCE_AFFINITY}:b");
+    let b = reg.subscribe(Spec::from_request(&req).unwrap());
+    let table = reg.table();
+    let mut owner: HashMap<String, SubId> = HashMap::new();
+    let sources: Vec<String> = (0..20).map(|i| format!("app-{i}")).collect();
+    for round in 0..3 {
+        let batch: Vec<RawEnvelope> = sources
+            .iter()
+            .flat_map(|s| {
+                [
+                    raw(&envelope::gauge(s.as_str(), [("cpu", 1.0, "%")])),
+                    raw(&envelope::timer(s.as_str(), "http", 1, 2)),
+                    raw(&envelope::counter(s.as_str(), format!("c{round}"), 1)),
+                    raw(&envelope::log(s.as_str(), "x", false)),
+                ]
+            })
+            .collect();
+        let mut routed = Routed::default();
+        table.route(&batch, &mut routed);
+        for i in 0..table.len() {
+            for env in &routed.out[i] {
+                let prev = owner.insert(env.source_id().to_owned(), table.sub_at(i));
+                assert!(
+                    prev.is_none() || prev == Some(table.sub_at(i)),
+                    "{} split across members",
+                    env.source_id()
+                );
+            }
+        }
+    }
+    assert_eq!(owner.len(), 20);
+    let on_a = owner.values().filter(|o| **o == a).count();
+    assert!(
+        on_a > 0 && owner.values().any(|o| *o == b),
+        "20 sources spread over both members"
+    );
+    assert!(
+        !is_source_affine("hydrant:source-idx"),
+        "only the exact name or a ':' suffix"
+    );
+}

@@ -198,13 +198,18 @@ fn read_inner(
     let query = parse_query(raw, now_nanos())?;
     let found = {
         let store = cache.store();
-        // A source may be asked for by app name, as Log Cache allows.
-        let ids: Vec<String> =
-            if store.app_name(source_id).is_some() || store.sources_named(source_id).is_empty() {
+        // A source may be asked for by app name, as Log Cache allows; an exact source id
+        // wins, and the by-name scan over all sources runs only for ids the cache lacks.
+        let ids: Vec<String> = if store.contains(source_id) {
+            vec![source_id.to_owned()]
+        } else {
+            let named = store.sources_named(source_id);
+            if named.is_empty() {
                 vec![source_id.to_owned()]
             } else {
-                store.sources_named(source_id)
-            };
+                named
+            }
+        };
         let mut found = Vec::new();
         for id in &ids {
             if !access.allows(id, store.app_name(id)) {

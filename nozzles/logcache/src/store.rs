@@ -441,6 +441,11 @@ impl Store {
         out
     }
 
+    /// Whether the cache holds envelopes of `source_id`.
+    pub fn contains(&self, source_id: &str) -> bool {
+        self.sources.contains_key(source_id)
+    }
+
     /// The `app_name` tag seen on a source's envelopes.
     pub fn app_name(&self, source_id: &str) -> Option<&str> {
         self.sources.get(source_id)?.app_name.as_deref()

@@ -60,6 +60,21 @@ impl AppState {
         }
     }
 
+    /// Forgets the samples of `metric` older than `before` (callers keep 2 × the longest
+    /// window a rule needs, as CF queries).
+    pub fn forget_before(&mut self, metric: &MetricType, before: Time) {
+        if let Some(q) = self.samples.get_mut(metric) {
+            while q.front().is_some_and(|s| s.at < before) {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// The recorded samples of `metric`, oldest first.
+    pub fn samples(&self, metric: &MetricType) -> impl DoubleEndedIterator<Item = &Sample> {
+        self.samples.get(metric).into_iter().flatten()
+    }
+
     /// After a scale that the actuator carried out: start the cooldowns (the acting rule's
     /// `cool_down`, or the per-direction `cool_downs`; target tracking uses only the latter).
     pub fn scaled(&mut self, policy: &Policy, rule: Option<&Rule>, now: Time) {
@@ -293,7 +308,7 @@ pub fn evaluate(
 }
 
 /// The stat window target tracking reads its latest aggregate from (CF's 120 s).
-const TARGET_WINDOW_SECS: i64 = 120;
+pub const TARGET_WINDOW_SECS: i64 = 120;
 
 /// Target tracking with HPA's formula, tolerance and scale-in stabilization.
 fn track(

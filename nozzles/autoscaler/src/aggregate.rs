@@ -1,0 +1,316 @@
+//! Per-app aggregation: container gauges and `http` timers from the Firehose become the
+//! app-level samples the engine judges, computed as Cloud Foundry's aggregator does. Pure:
+//! callers pass envelopes and times.
+//!
+//! - Per instance sample (rounded up, as CF does): `cpu` = ⌈cpu⌉, `cpuutil` =
+//!   ⌈cpu_entitlement⌉, `memoryused` = ⌈memory / MiB⌉, `memoryutil` = ⌈memory / memory_quota
+//!   × 100⌉ (no value without a quota), `disk`/`diskutil` alike. Custom metrics (any other
+//!   gauge name a policy uses) are kept unrounded, since Hydrant accepts float thresholds.
+//! - App-level value at `now`: the mean of every instance sample in the stat window
+//!   `(now − window, now]`, or no value (an *empty* aggregate, which blocks rules) when there
+//!   is none.
+//! - `throughput`: `http` timers in the window ÷ window seconds ÷ instances that served
+//!   them (per-instance requests per second, as CF computes it); 0 without traffic.
+//!   `responsetime`: mean of `stop − start` in ms; 0 without traffic.
+//! - Samples are bucketed per second of event time, so memory per series is bounded by the
+//!   window length, not by the sample rate.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use hydrant_proto::v2::{self, envelope::Message};
+
+use crate::engine::Time;
+use crate::policy::MetricType;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Sum and count of the samples of one second.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    at: Time,
+    sum: f64,
+    count: u32,
+}
+
+/// A series of per-second buckets, pruned to the window.
+#[derive(Debug, Clone, Default)]
+struct Series {
+    buckets: VecDeque<Bucket>,
+}
+
+impl Series {
+    fn add(&mut self, at: Time, value: f64) {
+        let i = self.buckets.partition_point(|b| b.at < at);
+        match self.buckets.get_mut(i) {
+            Some(b) if b.at == at => {
+                b.sum += value;
+                b.count += 1;
+            }
+            _ => self.buckets.insert(
+                i,
+                Bucket {
+                    at,
+                    sum: value,
+                    count: 1,
+                },
+            ),
+        }
+    }
+
+    fn prune(&mut self, oldest: Time) {
+        while self.buckets.front().is_some_and(|b| b.at < oldest) {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// Sum and count over `(from, to]`.
+    fn total(&self, from: Time, to: Time) -> (f64, u32) {
+        self.buckets
+            .iter()
+            .filter(|b| b.at > from && b.at <= to)
+            .fold((0.0, 0), |(s, c), b| (s + b.sum, c + b.count))
+    }
+}
+
+/// What one app's policy needs aggregated.
+#[derive(Debug, Clone, Default)]
+pub struct AppMetrics {
+    series: HashMap<MetricType, Series>,
+    /// `http` timer durations (ms) per second.
+    http: Series,
+    /// Instances that sent `http` timers, with the last second they did.
+    http_instances: HashMap<String, Time>,
+    /// Instances that sent anything, with the last second they did.
+    instances: HashMap<String, Time>,
+    wanted: BTreeSet<MetricType>,
+}
+
+fn ceil_some(v: f64) -> Option<f64> {
+    v.is_finite().then(|| v.ceil())
+}
+
+impl AppMetrics {
+    /// Aggregates the given metric types.
+    pub fn new(wanted: impl IntoIterator<Item = MetricType>) -> AppMetrics {
+        AppMetrics {
+            wanted: wanted.into_iter().collect(),
+            ..AppMetrics::default()
+        }
+    }
+
+    /// The metric types aggregated.
+    pub fn wanted(&self) -> &BTreeSet<MetricType> {
+        &self.wanted
+    }
+
+    /// Takes one envelope of the app. Returns whether it contributed anything. Envelopes
+    /// older than `now − window` or other kinds are ignored.
+    pub fn observe(&mut self, env: &v2::Envelope, now: Time, window: Time) -> bool {
+        let at = (env.timestamp / 1_000_000_000).min(now);
+        if at <= now - window {
+            return false;
+        }
+        let used = match &env.message {
+            Some(Message::Gauge(g)) => self.gauge(g, at),
+            Some(Message::Timer(t)) if t.name == "http" => {
+                let peer = env.tags.get("peer_type").map(String::as_str);
+                if matches!(peer, None | Some("Client")) && self.wants_http() {
+                    let ms = (t.stop - t.start).max(0) as f64 / 1e6;
+                    self.http.add(at, ms);
+                    self.http_instances.insert(env.instance_id.clone(), at);
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        if used {
+            self.instances.insert(env.instance_id.clone(), at);
+        }
+        used
+    }
+
+    fn wants_http(&self) -> bool {
+        self.wanted.contains(&MetricType::Throughput)
+            || self.wanted.contains(&MetricType::ResponseTime)
+    }
+
+    fn gauge(&mut self, g: &v2::Gauge, at: Time) -> bool {
+        let get = |name: &str| g.metrics.get(name).map(|v| v.value);
+        let mut used = false;
+        for metric in &self.wanted {
+            let value = match metric {
+                MetricType::Cpu => get("cpu").and_then(ceil_some),
+                MetricType::CpuUtil => get("cpu_entitlement").and_then(ceil_some),
+                MetricType::MemoryUsed => get("memory").and_then(|m| ceil_some(m / MIB)),
+                MetricType::MemoryUtil => ratio(get("memory"), get("memory_quota")),
+                MetricType::Disk => get("disk").and_then(|d| ceil_some(d / MIB)),
+                MetricType::DiskUtil => ratio(get("disk"), get("disk_quota")),
+                MetricType::Custom(name) => get(name).filter(|v| v.is_finite()),
+                MetricType::Throughput | MetricType::ResponseTime => None,
+            };
+            if let Some(v) = value {
+                self.series.entry(metric.clone()).or_default().add(at, v);
+                used = true;
+            }
+        }
+        used
+    }
+
+    /// The app-level value of `metric` at `now` over the stat window, and drops what has
+    /// left the window.
+    pub fn aggregate(&mut self, metric: &MetricType, now: Time, window: Time) -> Option<f64> {
+        let from = now - window;
+        match metric {
+            MetricType::Throughput | MetricType::ResponseTime => {
+                self.http.prune(from + 1);
+                self.http_instances.retain(|_, t| *t > from);
+                let (sum, count) = self.http.total(from, now);
+                if count == 0 {
+                    return Some(0.0);
+                }
+                if *metric == MetricType::Throughput {
+                    let instances = self.http_instances.len().max(1) as f64;
+                    Some(f64::from(count) / window as f64 / instances)
+                } else {
+                    Some(sum / f64::from(count))
+                }
+            }
+            _ => {
+                let series = self.series.get_mut(metric)?;
+                series.prune(from + 1);
+                let (sum, count) = series.total(from, now);
+                (count > 0).then(|| {
+                    let mean = sum / f64::from(count);
+                    if matches!(metric, MetricType::Custom(_)) {
+                        mean
+                    } else {
+                        mean.ceil()
+                    }
+                })
+            }
+        }
+    }
+
+    /// Distinct instances seen within the window (a count for actuators that cannot read
+    /// one).
+    pub fn instances(&mut self, now: Time, window: Time) -> usize {
+        self.instances.retain(|_, t| *t > now - window);
+        self.instances.len()
+    }
+}
+
+fn ratio(used: Option<f64>, quota: Option<f64>) -> Option<f64> {
+    match (used, quota) {
+        (Some(u), Some(q)) if q > 0.0 => ceil_some(u / q * 100.0),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hydrant_proto::envelope;
+
+    fn gauge(instance: &str, at: Time, metrics: &[(&str, f64)]) -> v2::Envelope {
+        let mut e = envelope::gauge("app", metrics.iter().map(|(n, v)| (*n, *v, "")));
+        e.instance_id = instance.into();
+        e.timestamp = at * 1_000_000_000;
+        e
+    }
+
+    fn http(instance: &str, at: Time, ms: i64) -> v2::Envelope {
+        let mut e = envelope::timer("app", "http", 0, ms * 1_000_000);
+        e.instance_id = instance.into();
+        e.timestamp = at * 1_000_000_000;
+        e.tags.insert("peer_type".into(), "Client".into());
+        e
+    }
+
+    #[test]
+    fn mean_of_every_instance_sample_in_the_window_rounded_up() {
+        let mut m = AppMetrics::new([MetricType::Cpu, MetricType::MemoryUtil]);
+        let q = 100.0 * MIB;
+        assert!(m.observe(
+            &gauge(
+                "0",
+                10,
+                &[("cpu", 80.2), ("memory", 50.0 * MIB), ("memory_quota", q)]
+            ),
+            10,
+            120
+        ));
+        m.observe(&gauge("1", 11, &[("cpu", 60.0)]), 11, 120);
+        m.observe(&gauge("1", 12, &[("cpu", 40.0)]), 12, 120);
+        // ⌈80.2⌉ = 81, 60, 40 → mean 60.33 → 61.
+        assert_eq!(m.aggregate(&MetricType::Cpu, 12, 120), Some(61.0));
+        assert_eq!(m.aggregate(&MetricType::MemoryUtil, 12, 120), Some(50.0));
+        assert_eq!(m.instances(12, 120), 2);
+        // Two minutes later the samples have left the window: an empty aggregate.
+        assert_eq!(m.aggregate(&MetricType::Cpu, 131, 120), Some(40.0));
+        assert_eq!(m.aggregate(&MetricType::Cpu, 132, 120), None);
+        assert_eq!(m.instances(132, 120), 0);
+    }
+
+    #[test]
+    fn metrics_no_policy_uses_are_not_kept() {
+        let mut m = AppMetrics::new([MetricType::Custom("queue_depth".into())]);
+        assert!(!m.observe(&gauge("0", 5, &[("cpu", 99.0)]), 5, 60));
+        assert!(m.observe(&gauge("0", 5, &[("queue_depth", 0.25)]), 5, 60));
+        assert_eq!(
+            m.aggregate(&MetricType::Custom("queue_depth".into()), 5, 60),
+            Some(0.25),
+            "custom metrics are not rounded"
+        );
+        assert_eq!(m.aggregate(&MetricType::Cpu, 5, 60), None);
+    }
+
+    #[test]
+    fn memory_util_needs_a_quota() {
+        let mut m = AppMetrics::new([MetricType::MemoryUtil]);
+        assert!(!m.observe(&gauge("0", 5, &[("memory", MIB)]), 5, 60));
+        assert!(!m.observe(
+            &gauge("0", 5, &[("memory", MIB), ("memory_quota", 0.0)]),
+            5,
+            60
+        ));
+        assert_eq!(m.aggregate(&MetricType::MemoryUtil, 5, 60), None);
+    }
+
+    #[test]
+    fn throughput_is_per_instance_and_response_time_a_mean() {
+        let mut m = AppMetrics::new([MetricType::Throughput, MetricType::ResponseTime]);
+        assert_eq!(m.aggregate(&MetricType::Throughput, 100, 10), Some(0.0));
+        assert_eq!(m.aggregate(&MetricType::ResponseTime, 100, 10), Some(0.0));
+        for i in 0..40 {
+            let instance = if i % 2 == 0 { "0" } else { "1" };
+            m.observe(&http(instance, 91 + i % 10, 10 + i), 100, 10);
+        }
+        // 40 requests over 10 s on 2 instances: 2 rps per instance.
+        assert_eq!(m.aggregate(&MetricType::Throughput, 100, 10), Some(2.0));
+        // Durations 10..49 ms: mean 29.5.
+        assert_eq!(m.aggregate(&MetricType::ResponseTime, 100, 10), Some(29.5));
+        let mut server = http("0", 100, 5);
+        server.tags.insert("peer_type".into(), "Server".into());
+        assert!(
+            !m.observe(&server, 100, 10),
+            "only the router's (client) timers count"
+        );
+    }
+
+    #[test]
+    fn late_and_future_samples() {
+        let mut m = AppMetrics::new([MetricType::Cpu]);
+        assert!(
+            !m.observe(&gauge("0", 10, &[("cpu", 50.0)]), 200, 120),
+            "too old"
+        );
+        assert!(m.observe(&gauge("0", 900, &[("cpu", 50.0)]), 200, 120));
+        assert_eq!(
+            m.aggregate(&MetricType::Cpu, 200, 120),
+            Some(50.0),
+            "a clock ahead of ours counts as now"
+        );
+    }
+}

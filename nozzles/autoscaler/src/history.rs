@@ -1,0 +1,255 @@
+//! Scaling history: one record per evaluation that changed something (or failed, or was
+//! ignored for a new reason), with Cloud Foundry's `scaling_histories` fields plus Hydrant's
+//! explanation (rule, window summary, constraints, scheduler response). Pure.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::engine::Time;
+
+/// Records kept per app (the oldest go first).
+pub const MAX_RECORDS_PER_APP: usize = 1000;
+
+/// How long records are kept (CF's operator prunes after 240 h).
+pub const RETENTION_SECS: Time = 240 * 3600;
+
+/// `scaling_type`.
+pub const DYNAMIC: u8 = 0;
+/// `scaling_type`.
+pub const SCHEDULE: u8 = 1;
+
+/// `status`.
+pub const SUCCEEDED: u8 = 0;
+/// `status`.
+pub const FAILED: u8 = 1;
+/// `status`.
+pub const IGNORED: u8 = 2;
+
+/// The window a rule judged, summarised.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowSummary {
+    /// Metric type.
+    pub metric: String,
+    /// Breach duration.
+    pub breach_duration_secs: u64,
+    /// Samples in the window.
+    pub samples: usize,
+    /// Lowest value.
+    pub min: Option<f64>,
+    /// Mean value.
+    pub mean: Option<f64>,
+    /// Highest value.
+    pub max: Option<f64>,
+}
+
+/// One history row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// The app's platform id (guid), or the policy's app when unresolved.
+    pub app_id: String,
+    /// When, UNIX nanoseconds.
+    pub timestamp: i64,
+    /// 0 = dynamic, 1 = schedule.
+    pub scaling_type: u8,
+    /// 0 = succeeded, 1 = failed, 2 = ignored.
+    pub status: u8,
+    /// Count before (−1 when unknown).
+    pub old_instances: i64,
+    /// Count after (−1 when unknown).
+    pub new_instances: i64,
+    /// Why, e.g. `+1 instance(s) because cpu > 70% for 300 seconds`.
+    pub reason: String,
+    /// Constraints, e.g. `limited by max instances 3`.
+    pub message: String,
+    /// What failed.
+    pub error: String,
+    /// Hydrant: the policy's app (name or guid).
+    pub app: String,
+    /// Hydrant: the acting rule's index.
+    pub rule: Option<usize>,
+    /// Hydrant: the acting rule's window.
+    pub window: Option<WindowSummary>,
+    /// Hydrant: every constraint that shaped the outcome.
+    pub constraints: Vec<String>,
+    /// Hydrant: what the scheduler answered.
+    pub response: String,
+}
+
+/// Query parameters of `GET /v1/apps/{app}/scaling_histories`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    /// Inclusive, nanoseconds.
+    pub start: i64,
+    /// Inclusive, nanoseconds.
+    pub end: i64,
+    /// Oldest first?
+    pub ascending: bool,
+    /// 1-based.
+    pub page: usize,
+    /// Page size.
+    pub per_page: usize,
+}
+
+impl Default for Query {
+    fn default() -> Query {
+        Query {
+            start: 0,
+            end: i64::MAX,
+            ascending: false,
+            page: 1,
+            per_page: 50,
+        }
+    }
+}
+
+/// One page of history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    /// Matching records.
+    pub total_results: usize,
+    /// Pages at this size.
+    pub total_pages: usize,
+    /// This page.
+    pub page: usize,
+    /// The records.
+    pub resources: Vec<Record>,
+}
+
+/// Every app's records.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    apps: BTreeMap<String, VecDeque<Record>>,
+}
+
+impl History {
+    /// Appends a record under the policy's app.
+    pub fn push(&mut self, record: Record) {
+        let q = self.apps.entry(record.app.clone()).or_default();
+        let cutoff = record.timestamp - RETENTION_SECS * 1_000_000_000;
+        while q
+            .front()
+            .is_some_and(|r| r.timestamp < cutoff || q.len() >= MAX_RECORDS_PER_APP)
+        {
+            q.pop_front();
+        }
+        q.push_back(record);
+    }
+
+    /// The records of `app` (policy app or `app_id`), paged.
+    pub fn query(&self, app: &str, q: Query) -> Page {
+        let rows = self
+            .apps
+            .get(app)
+            .or_else(|| {
+                self.apps
+                    .values()
+                    .find(|rows| rows.back().is_some_and(|r| r.app_id == app))
+            })
+            .into_iter()
+            .flatten()
+            .filter(|r| r.timestamp >= q.start && r.timestamp <= q.end);
+        let mut rows: Vec<&Record> = rows.collect();
+        if !q.ascending {
+            rows.reverse();
+        }
+        let per_page = q.per_page.max(1);
+        let total_results = rows.len();
+        let page = q.page.max(1);
+        let resources = rows
+            .into_iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .cloned()
+            .collect();
+        Page {
+            total_results,
+            total_pages: total_results.div_ceil(per_page),
+            page,
+            resources,
+        }
+    }
+
+    /// The newest record of `app`.
+    pub fn last(&self, app: &str) -> Option<&Record> {
+        self.apps.get(app).and_then(VecDeque::back)
+    }
+
+    /// Forgets an app (its policy was removed).
+    pub fn remove(&mut self, app: &str) {
+        self.apps.remove(app);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(app: &str, t: i64) -> Record {
+        Record {
+            app_id: format!("guid-{app}"),
+            timestamp: t,
+            scaling_type: DYNAMIC,
+            status: SUCCEEDED,
+            old_instances: 1,
+            new_instances: 2,
+            reason: String::new(),
+            message: String::new(),
+            error: String::new(),
+            app: app.into(),
+            rule: Some(0),
+            window: None,
+            constraints: Vec::new(),
+            response: String::new(),
+        }
+    }
+
+    #[test]
+    fn pages_newest_first_by_default_and_filters_by_time() {
+        let mut h = History::default();
+        for t in 1..=5 {
+            h.push(record("a", t));
+        }
+        h.push(record("b", 3));
+        let page = h.query(
+            "a",
+            Query {
+                per_page: 2,
+                ..Query::default()
+            },
+        );
+        assert_eq!((page.total_results, page.total_pages), (5, 3));
+        let times: Vec<i64> = page.resources.iter().map(|r| r.timestamp).collect();
+        assert_eq!(times, [5, 4]);
+        let page = h.query(
+            "guid-a",
+            Query {
+                start: 2,
+                end: 4,
+                ascending: true,
+                ..Query::default()
+            },
+        );
+        let times: Vec<i64> = page.resources.iter().map(|r| r.timestamp).collect();
+        assert_eq!(times, [2, 3, 4], "by guid, ascending, within [start, end]");
+        assert_eq!(h.query("nobody", Query::default()).total_results, 0);
+    }
+
+    #[test]
+    fn bounded_by_count_and_age() {
+        let mut h = History::default();
+        for t in 0..(MAX_RECORDS_PER_APP as i64 + 10) {
+            h.push(record("a", t));
+        }
+        assert_eq!(
+            h.query("a", Query::default()).total_results,
+            MAX_RECORDS_PER_APP
+        );
+        h.push(record("a", (RETENTION_SECS + 5_000) * 1_000_000_000));
+        assert_eq!(
+            h.query("a", Query::default()).total_results,
+            1,
+            "older than 240 h is pruned"
+        );
+    }
+}

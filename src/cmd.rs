@@ -12,6 +12,7 @@ use hydrant_proto::transport::Tls;
 use tokio::net::TcpListener;
 
 pub(crate) mod apps_cmd;
+pub(crate) mod autoscaler_cmd;
 pub(crate) mod logs_cmd;
 pub(crate) mod pipeline;
 pub(crate) mod policy_cmd;

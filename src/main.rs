@@ -11,7 +11,7 @@ mod cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use cmd::{SchedulerArgs, apps_cmd, logs_cmd, pipeline, policy_cmd};
+use cmd::{SchedulerArgs, apps_cmd, autoscaler_cmd, logs_cmd, pipeline, policy_cmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +52,8 @@ enum Command {
     Logs(logs_cmd::LogsArgs),
     /// Validate autoscaling policies: `hydrant policy check FILE…`.
     Policy(policy_cmd::PolicyArgs),
+    /// Scale apps by policy from the Firehose; `history APP` and `explain APP` query it.
+    Autoscaler(Box<autoscaler_cmd::AutoscalerArgs>),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -69,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logcache(a) => logs_cmd::logcache(a).await,
         Command::Logs(a) => logs_cmd::logs(a).await,
         Command::Policy(a) => policy_cmd::policy(a).await,
+        Command::Autoscaler(a) => autoscaler_cmd::autoscaler(*a).await,
     }
 }
 

@@ -281,14 +281,7 @@ impl Table {
     }
 }
 
-/// Reserved `deterministic_name`: members of a shard group that set it (or a name starting
-/// with it and `:`, e.g. `hydrant:source-id:autoscaler-0`, which also orders the members)
-/// receive every envelope of a given source id, of every kind, on the same member:
-/// `crc64(source_id) % members`. Loggregator's own `deterministic_name` hashes metric names,
-/// which scatters one app over all members; stateful per-app consumers such as the
-/// autoscaler need all of an app's metrics in one place. Clients that never send this
-/// value see no change.
-pub const SOURCE_AFFINITY: &str = "hydrant:source-id";
+pub use hydrant_proto::firehose::SOURCE_AFFINITY;
 
 fn is_source_affine(name: &str) -> bool {
     name == SOURCE_AFFINITY

@@ -70,6 +70,7 @@ pub fn all() -> Vec<&'static Metric> {
     METRICS
         .iter()
         .chain(hydrant_logcache::telemetry::METRICS)
+        .chain(hydrant_autoscaler::telemetry::METRICS)
         .collect()
 }
 

@@ -176,8 +176,25 @@ fn process_json(app: &App) -> Value {
         "command": app.spec.command,
         "memory_in_mb": app.spec.memory_mb,
         "disk_in_mb": app.spec.disk_mb,
+        "relationships": { "app": { "data": { "guid": app.guid } } },
         "links": { "app": { "href": format!("/v3/apps/{}", app.guid) } },
     })
+}
+
+/// `GET /v3/processes`: every app's web process (the only type a cell runs), so a client
+/// can read every desired instance count in one call, as on Cloud Foundry.
+async fn processes(State(cell): Shared) -> axum::Json<Value> {
+    let apps = cell.apps();
+    let resources: Vec<Value> = apps
+        .values()
+        .filter(|a| !a.deleted)
+        .map(process_json)
+        .collect();
+    let total = resources.len();
+    axum::Json(json!({
+        "pagination": { "total_results": total, "total_pages": 1, "first": { "href": "/v3/processes" }, "last": { "href": "/v3/processes" }, "next": null, "previous": null },
+        "resources": resources,
+    }))
 }
 
 type Shared = State<Arc<Cell>>;
@@ -419,6 +436,7 @@ pub fn router(cell: Arc<Cell>) -> Router {
         .route("/v3/apps", post(create).get(list))
         .route("/v3/apps/{guid}", get(show).delete(delete))
         .route("/v3/apps/{guid}/processes/web/actions/scale", post(scale))
+        .route("/v3/processes", get(processes))
         .route("/v3/processes/{guid}/actions/scale", post(scale))
         .route("/v3/apps/{guid}/processes/web/stats", get(stats))
         .route("/v3/processes/{guid}/stats", get(stats))

@@ -1,6 +1,7 @@
 //! End-to-end tests, one module per concern.
 
 mod agent;
+mod autoscaler;
 mod bad_input;
 mod cell;
 mod cli;

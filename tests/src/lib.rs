@@ -1,5 +1,6 @@
 //! Test harness: in-process dopplers and agents on port 0, Firehose collectors, a minimal
-//! HTTP client for `/metrics`, and the `hydrant` binary for process-level tests.
+//! HTTP client for `/metrics`, the `hydrant` binary for process-level tests, and real
+//! third-party servers ([`servers`]).
 //!
 //! Every wait is bounded: helpers poll with a deadline and fail with what they saw.
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(test)]
 mod e2e;
+pub mod servers;
 
 /// Default bound for any wait in the tests.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -326,6 +328,23 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// Like [`eventually`] with its own bound, for waits longer than `WAIT` (scaling, real
+/// servers starting).
+pub async fn eventually_within<F, Fut>(what: &str, bound: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {bound:?} waiting for: {what}");
 }
 
 /// Waits until `/healthz` answers.

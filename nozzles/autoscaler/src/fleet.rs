@@ -99,6 +99,8 @@ pub struct AlertChange {
     pub metric: String,
     /// Rule text, e.g. `cpu > 70% for 5 seconds`.
     pub summary: String,
+    /// The rule's adjustment, e.g. `+1`.
+    pub adjustment: String,
     /// The change.
     pub transition: Transition,
     /// Latest aggregate.
@@ -574,6 +576,7 @@ fn alerts(key: &str, m: &mut Managed, now: Time, effects: &mut Vec<Effect>) {
             rule: i,
             metric: rule.metric.name().to_owned(),
             summary: explain::rule_text(rule),
+            adjustment: explain::adjustment_text(rule),
             transition,
             value,
             since,

@@ -390,3 +390,96 @@ pub fn load(file: &Path) -> Loaded {
         },
     }
 }
+
+fn is_policy_file(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yml" | "yaml" | "json")
+    )
+}
+
+/// The policy files `paths` name: files as given, directories expanded to their `.yml`,
+/// `.yaml` and `.json` files in name order.
+pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let entries = std::fs::read_dir(p).map_err(|e| Problem {
+                severity: Severity::Error,
+                file: p.clone(),
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: format!("cannot read the directory: {e}"),
+            })?;
+            let mut inside: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && is_policy_file(f))
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Every policy in `paths`, with every problem; two policies for the same app are an error.
+#[derive(Debug, Default)]
+pub struct LoadedSet {
+    /// Files read.
+    pub files: Vec<PathBuf>,
+    /// Valid policies.
+    pub policies: Vec<Policy>,
+    /// The file of each policy.
+    pub origins: Vec<PathBuf>,
+    /// Every problem, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl LoadedSet {
+    /// Errors (warnings excluded).
+    pub fn errors(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// Loads every policy file in `paths` (see [`files`]).
+pub fn load_all(paths: &[PathBuf]) -> LoadedSet {
+    let mut set = LoadedSet::default();
+    let files = match files(paths) {
+        Ok(f) => f,
+        Err(p) => {
+            set.problems.push(p);
+            return set;
+        }
+    };
+    let mut owners: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in &files {
+        let loaded = load(file);
+        set.problems.extend(loaded.problems);
+        if let Some(p) = loaded.policy {
+            if let Some(first) = owners.get(&p.app) {
+                set.problems.push(Problem {
+                    severity: Severity::Error,
+                    file: file.clone(),
+                    line: 0,
+                    column: 0,
+                    path: "app".into(),
+                    message: format!("app {} already has a policy in {}", p.app, first.display()),
+                });
+                continue;
+            }
+            owners.insert(p.app.clone(), file.clone());
+            set.policies.push(p);
+            set.origins.push(file.clone());
+        }
+    }
+    set.files = files;
+    set
+}

@@ -20,6 +20,15 @@ pub(crate) fn rule_text(rule: &Rule) -> String {
     )
 }
 
+/// A rule's adjustment, e.g. `+1` or `-50%`.
+pub(crate) fn adjustment_text(rule: &Rule) -> String {
+    engine::reason(rule)
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn verdict_text(v: &Verdict, now: Time) -> String {
     match v {
         Verdict::Breached => "breached".into(),
@@ -68,7 +77,7 @@ impl Fleet {
                 json!({
                     "rule": i,
                     "text": rule_text(rule),
-                    "adjustment": engine::reason(rule).split(' ').next(),
+                    "adjustment": adjustment_text(rule),
                     "metric": rule.metric.name(),
                     "value": m.latest.get(&rule.metric).copied().flatten(),
                     "breaching_for_secs": first.map(|t| now - t),

@@ -1,0 +1,280 @@
+//! The autoscaler's HTTP API: `GET /v1/apps`, `GET /v1/apps/{app}/scaling_histories`
+//! (Cloud Foundry's fields and query parameters), `GET /v1/apps/{app}/explain`, plus
+//! `/metrics` and `/healthz`. `{app}` is the policy's app, the app name or its guid.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hydrant_proto::observe::{Observe, Text};
+use serde_json::{Value, json};
+
+use crate::history::Query;
+use crate::service::{Autoscaler, unix_now};
+use crate::telemetry::{METRICS, names};
+
+/// An API error, in the shape of CF's autoscaler API (`{"code", "message"}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.status.canonical_reason().unwrap_or("Error");
+        let body = json!({ "code": code, "message": self.message });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    }
+}
+
+type Shared = State<Arc<Autoscaler>>;
+
+/// Parses CF's history query parameters.
+pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
+    let mut q = Query::default();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let int = |name: &str| -> Result<i64, ApiError> {
+            v.parse::<i64>()
+                .map_err(|_| bad(format!("{name} must be an integer, got {v:?}")))
+        };
+        match k.as_ref() {
+            "start-time" => q.start = int("start-time")?,
+            "end-time" => q.end = int("end-time")?,
+            "order-direction" | "order" => {
+                q.ascending = match v.to_ascii_lowercase().as_str() {
+                    "asc" => true,
+                    "desc" => false,
+                    _ => {
+                        return Err(bad(format!(
+                            "order-direction must be asc or desc, got {v:?}"
+                        )));
+                    }
+                }
+            }
+            "page" => {
+                let n = int("page")?;
+                if n < 1 {
+                    return Err(bad("page must be greater than 0".into()));
+                }
+                q.page = n as usize;
+            }
+            "results-per-page" => {
+                let n = int("results-per-page")?;
+                if !(1..=1000).contains(&n) {
+                    return Err(bad("results-per-page must be between 1 and 1000".into()));
+                }
+                q.per_page = n as usize;
+            }
+            _ => {}
+        }
+    }
+    if q.start > q.end {
+        return Err(bad("start-time must not be after end-time".into()));
+    }
+    Ok(q)
+}
+
+async fn histories(
+    State(s): Shared,
+    Path(app): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<Value>, ApiError> {
+    let q = parse_query(raw.as_deref())?;
+    let fleet = s.fleet();
+    let key = fleet.resolve(&app).unwrap_or(&app).to_owned();
+    let page = fleet.history().query(&key, q);
+    let link = |p: usize| {
+        format!(
+            "/v1/apps/{app}/scaling_histories?page={p}&results-per-page={}",
+            q.per_page
+        )
+    };
+    let mut body = serde_json::to_value(&page).unwrap_or_default();
+    body["prev_url"] = if page.page > 1 {
+        json!(link(page.page - 1))
+    } else {
+        Value::Null
+    };
+    body["next_url"] = if page.page < page.total_pages {
+        json!(link(page.page + 1))
+    } else {
+        Value::Null
+    };
+    Ok(axum::Json(body))
+}
+
+async fn explain(State(s): Shared, Path(app): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+    s.fleet()
+        .explain(&app, unix_now())
+        .map(axum::Json)
+        .ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no policy for app {app}"),
+        })
+}
+
+async fn apps(State(s): Shared) -> axum::Json<Value> {
+    let fleet = s.fleet();
+    let apps: Vec<Value> = fleet
+        .apps()
+        .iter()
+        .map(|(key, m)| {
+            json!({
+                "app": key,
+                "guid": m.guid,
+                "instances": m.current,
+                "instance_min_count": m.policy.min,
+                "instance_max_count": m.policy.max,
+                "rules": m.policy.rules.len(),
+                "target_tracking": m.policy.target.is_some(),
+                "schedules": m.policy.schedules.is_some(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "total_results": apps.len(), "resources": apps }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such endpoint".into(),
+    }
+}
+
+/// The API routes.
+pub fn router(scaler: Arc<Autoscaler>) -> Router {
+    let observe: Arc<dyn Observe> = Arc::clone(&scaler) as Arc<dyn Observe>;
+    Router::new()
+        .route("/v1/apps", get(apps))
+        .route("/v1/apps/{app}/scaling_histories", get(histories))
+        .route("/v1/apps/{app}/explain", get(explain))
+        .with_state(scaler)
+        .merge(hydrant_proto::observe::router(observe))
+        .fallback(not_found)
+}
+
+impl Observe for Autoscaler {
+    fn metrics(&self) -> String {
+        let mut t = Text::new(METRICS);
+        let s = &self.stats;
+        let (apps, observed) = {
+            let fleet = self.fleet();
+            (fleet.apps().len(), fleet.observed)
+        };
+        t.sample(names::APPS, &[], apps as f64);
+        t.sample(names::OBSERVED, &[], observed as f64);
+        t.sample(names::RECEIVED, &[], s.received.load(Relaxed) as f64);
+        t.sample(names::TICKS, &[], s.ticks.load(Relaxed) as f64);
+        t.sample(
+            names::TICK_SECONDS,
+            &[],
+            s.tick_micros.load(Relaxed) as f64 / 1e6,
+        );
+        for (i, status) in ["succeeded", "failed", "ignored"].iter().enumerate() {
+            for (j, kind) in ["dynamic", "schedule"].iter().enumerate() {
+                t.sample(
+                    names::DECISIONS,
+                    &[("status", status), ("type", kind)],
+                    s.decisions[i][j].load(Relaxed) as f64,
+                );
+            }
+        }
+        for (result, c) in [
+            ("ok", &s.scale_ok),
+            ("error", &s.scale_failed),
+            ("shadow", &s.scale_shadow),
+        ] {
+            t.sample(
+                names::SCALE_CALLS,
+                &[("result", result)],
+                c.load(Relaxed) as f64,
+            );
+        }
+        t.sample(names::LIST_ERRORS, &[], s.list_errors.load(Relaxed) as f64);
+        let n = self.notify_stats();
+        t.sample(names::ALERTS_FIRING, &[], n.firing.load(Relaxed) as f64);
+        for (receiver, result, c) in [
+            ("alertmanager", "ok", &n.alertmanager_ok),
+            ("alertmanager", "failed", &n.alertmanager_failed),
+            ("webhook", "ok", &n.webhook_ok),
+            ("webhook", "failed", &n.webhook_failed),
+            ("any", "dropped", &n.dropped),
+        ] {
+            t.sample(
+                names::ALERT_NOTIFICATIONS,
+                &[("receiver", receiver), ("result", result)],
+                c.load(Relaxed) as f64,
+            );
+        }
+        for (result, c) in [("ok", &s.reloads_ok), ("failed", &s.reloads_failed)] {
+            t.sample(
+                names::RELOADS,
+                &[("result", result)],
+                c.load(Relaxed) as f64,
+            );
+        }
+        t.sample(names::RECONNECTS, &[], s.reconnects.load(Relaxed) as f64);
+        t.finish()
+    }
+
+    fn health(&self) -> (bool, Value) {
+        let apps = self.fleet().apps().len();
+        (
+            true,
+            json!({
+                "component": "autoscaler",
+                "status": "ok",
+                "apps": apps,
+                "uptime_secs": self.uptime().as_secs(),
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_query_parameters() {
+        let q = parse_query(Some(
+            "start-time=5&end-time=9&order-direction=ASC&page=2&results-per-page=10",
+        ))
+        .unwrap();
+        assert_eq!(
+            q,
+            Query {
+                start: 5,
+                end: 9,
+                ascending: true,
+                page: 2,
+                per_page: 10
+            }
+        );
+        assert_eq!(parse_query(None).unwrap(), Query::default());
+        for bad in [
+            "page=0",
+            "page=x",
+            "results-per-page=0",
+            "order-direction=up",
+            "start-time=9&end-time=5",
+        ] {
+            let e = parse_query(Some(bad)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+}

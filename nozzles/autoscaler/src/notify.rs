@@ -1,0 +1,260 @@
+//! Alert delivery to Alertmanager's v2 API and to a webhook, off the tick path: the tick
+//! loop hands changes to a bounded queue (drops counted) and one task sends them, retrying
+//! with backoff.
+//!
+//! As Prometheus does: only firing and resolved alerts are sent; firing alerts are re-sent
+//! every [`RESEND_INTERVAL`] with `endsAt` = now + 4 × that interval, so Alertmanager
+//! resolves them by itself if the autoscaler goes away; a resolved alert is sent once with
+//! `endsAt` = the time it resolved.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::Transition;
+use crate::engine::Time;
+use crate::fleet::AlertChange;
+
+/// Alert changes queued for delivery; beyond it changes are dropped and counted.
+pub const ALERT_QUEUE_CAPACITY: usize = 4096;
+
+/// Firing alerts are re-sent this often (Prometheus' `resend_delay` is 1 m).
+pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Attempts per delivery (backoff 250 ms, doubling).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The `alertname` label.
+pub const ALERT_NAME: &str = "HydrantScalingRule";
+
+/// Where alerts go.
+#[derive(Debug, Clone, Default)]
+pub struct Receivers {
+    /// Alertmanager base URLs (each gets every alert, as Prometheus sends to all).
+    pub alertmanagers: Vec<String>,
+    /// Webhook URL (Alertmanager's webhook payload shape).
+    pub webhook: Option<String>,
+    /// This autoscaler's URL, for `generatorURL`.
+    pub external_url: String,
+}
+
+/// Delivery counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Deliveries to Alertmanager that succeeded.
+    pub alertmanager_ok: AtomicU64,
+    /// Deliveries to Alertmanager that failed after every attempt.
+    pub alertmanager_failed: AtomicU64,
+    /// Webhook deliveries that succeeded.
+    pub webhook_ok: AtomicU64,
+    /// Webhook deliveries that failed after every attempt.
+    pub webhook_failed: AtomicU64,
+    /// Changes dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Alerts firing now.
+    pub firing: AtomicU64,
+}
+
+/// The sending half; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    tx: mpsc::Sender<AlertChange>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+impl Notifier {
+    /// Starts the delivery task; it stops when `cancel` fires.
+    pub fn start(receivers: Receivers, cancel: CancellationToken) -> Notifier {
+        let (tx, rx) = mpsc::channel(ALERT_QUEUE_CAPACITY);
+        let stats = Arc::new(Stats::default());
+        tokio::spawn(deliver(receivers, rx, Arc::clone(&stats), cancel));
+        Notifier { tx, stats }
+    }
+
+    /// Queues a change without waiting.
+    pub fn send(&self, change: AlertChange) {
+        if self.tx.try_send(change).is_err() {
+            self.stats.dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn rfc3339(t: Time) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The Alertmanager v2 `postableAlert` for a change.
+pub fn postable(c: &AlertChange, external_url: &str, now: Time) -> Value {
+    let resolved = c.transition == Transition::Resolved;
+    let ends = if resolved {
+        c.at
+    } else {
+        now + 4 * RESEND_INTERVAL.as_secs() as Time
+    };
+    let value = c
+        .value
+        .map_or_else(|| "no data".to_owned(), |v| v.to_string());
+    json!({
+        "labels": {
+            "alertname": ALERT_NAME,
+            "app": c.app,
+            "app_id": c.target,
+            "rule": c.rule.to_string(),
+            "metric": c.metric,
+            "adjustment": c.adjustment,
+            "severity": "warning",
+        },
+        "annotations": {
+            "summary": format!("{}: {}", c.app, c.summary),
+            "description": format!("{} is {value}; rule {} ({}) of {}", c.metric, c.rule, c.adjustment, c.app),
+        },
+        "startsAt": rfc3339(c.since),
+        "endsAt": rfc3339(ends),
+        "generatorURL": format!("{}/v1/apps/{}/explain", external_url.trim_end_matches('/'), c.app),
+    })
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &Value, cancel: &CancellationToken) -> bool {
+    let mut backoff = Duration::from_millis(250);
+    for attempt in 1..=MAX_ATTEMPTS {
+        match http.post(url).json(body).send().await {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                tracing::warn!(%url, status = %r.status(), "alert refused; not retrying");
+                return false;
+            }
+            Ok(r) => tracing::debug!(%url, status = %r.status(), attempt, "alert delivery failed"),
+            Err(e) => tracing::debug!(%url, error = %e, attempt, "alert delivery failed"),
+        }
+        if attempt < MAX_ATTEMPTS {
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = cancel.cancelled() => return false,
+            }
+            backoff *= 2;
+        }
+    }
+    tracing::warn!(%url, "alert delivery failed after {MAX_ATTEMPTS} attempts");
+    false
+}
+
+fn now() -> Time {
+    chrono::Utc::now().timestamp()
+}
+
+async fn deliver(
+    receivers: Receivers,
+    mut rx: mpsc::Receiver<AlertChange>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    // Firing alerts by (app, rule), for re-sending.
+    let mut firing: BTreeMap<(String, usize), AlertChange> = BTreeMap::new();
+    let mut resend = tokio::time::interval(RESEND_INTERVAL);
+    resend.tick().await;
+    loop {
+        let batch: Vec<AlertChange> = tokio::select! {
+            () = cancel.cancelled() => return,
+            c = rx.recv() => match c {
+                Some(c) => {
+                    let mut batch = vec![c];
+                    while let Ok(c) = rx.try_recv() {
+                        batch.push(c);
+                    }
+                    batch
+                }
+                None => return,
+            },
+            _ = resend.tick() => firing.values().cloned().collect(),
+        };
+        let mut send = Vec::new();
+        for c in batch {
+            let key = (c.app.clone(), c.rule);
+            match c.transition {
+                Transition::Firing => {
+                    firing.insert(key, c.clone());
+                }
+                Transition::Resolved => {
+                    firing.remove(&key);
+                }
+                Transition::Pending | Transition::Reset => continue,
+            }
+            send.push(c);
+        }
+        stats.firing.store(firing.len() as u64, Relaxed);
+        if send.is_empty() {
+            continue;
+        }
+        let t = now();
+        let alerts: Vec<Value> = send
+            .iter()
+            .map(|c| postable(c, &receivers.external_url, t))
+            .collect();
+        let body = Value::Array(alerts.clone());
+        for am in &receivers.alertmanagers {
+            let url = format!("{}/api/v2/alerts", am.trim_end_matches('/'));
+            let ok = post(&http, &url, &body, &cancel).await;
+            let counter = if ok {
+                &stats.alertmanager_ok
+            } else {
+                &stats.alertmanager_failed
+            };
+            counter.fetch_add(1, Relaxed);
+        }
+        if let Some(url) = &receivers.webhook {
+            let payload = webhook_payload(&send, alerts, &receivers.external_url);
+            let ok = post(&http, url, &payload, &cancel).await;
+            let counter = if ok {
+                &stats.webhook_ok
+            } else {
+                &stats.webhook_failed
+            };
+            counter.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Alertmanager's webhook payload (version 4) for a batch.
+fn webhook_payload(changes: &[AlertChange], alerts: Vec<Value>, external_url: &str) -> Value {
+    let status_of = |c: &AlertChange| {
+        if c.transition == Transition::Resolved {
+            "resolved"
+        } else {
+            "firing"
+        }
+    };
+    let alerts: Vec<Value> = changes
+        .iter()
+        .zip(alerts)
+        .map(|(c, mut a)| {
+            a["status"] = json!(status_of(c));
+            a
+        })
+        .collect();
+    let status = if changes.iter().any(|c| status_of(c) == "firing") {
+        "firing"
+    } else {
+        "resolved"
+    };
+    json!({
+        "version": "4",
+        "status": status,
+        "receiver": "hydrant-autoscaler",
+        "groupLabels": { "alertname": ALERT_NAME },
+        "commonLabels": { "alertname": ALERT_NAME },
+        "externalURL": external_url,
+        "alerts": alerts,
+    })
+}

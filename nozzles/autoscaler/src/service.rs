@@ -1,0 +1,519 @@
+//! The `hydrant autoscaler` process around the pure [`Fleet`]: Firehose ingest, the tick
+//! loop, actuator calls, instance-count refresh, policy reload, alert delivery and events
+//! back into the Firehose.
+//!
+//! Tasks: one subscription per doppler (shard [`SHARD_ID`], gauges and timers, routed by
+//! source id so each app lands on one instance) → `Fleet::observe` under one mutex per
+//! batch; a tick loop → `Fleet::tick` → effects; each scale runs in its own task (the fleet
+//! keeps at most one per app in flight) and reports back with `Fleet::completed`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use hydrant_proto::envelope;
+use hydrant_proto::firehose::{SOURCE_AFFINITY, Subscriber, request, select};
+use hydrant_proto::ingress::IngressClient;
+use hydrant_proto::transport::{self, Tls};
+use hydrant_proto::v2;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::actuator::Actuator;
+use crate::alert::Transition;
+use crate::engine::Time;
+use crate::fleet::{AlertChange, Effect, Fleet, Settings};
+use crate::history::{self, Record};
+use crate::notify::{Notifier, Receivers};
+use crate::policy;
+
+/// Shard id of the autoscaler's Firehose subscriptions.
+pub const SHARD_ID: &str = "autoscaler";
+
+/// Default evaluation tick.
+pub const DEFAULT_TICK: Duration = Duration::from_secs(10);
+
+/// Default refresh of instance counts from the platform.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(15);
+
+/// How often policy files are checked for changes (SIGHUP reloads at once).
+pub const DEFAULT_RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// `source_type` of the log lines the autoscaler emits for an app.
+pub const SOURCE_TYPE: &str = "AUTOSCALER";
+
+/// Autoscaler settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Dopplers to read the Firehose from.
+    pub dopplers: Vec<String>,
+    /// mTLS towards the dopplers (and the event target).
+    pub tls: Option<Tls>,
+    /// Policy files or directories.
+    pub policies: Vec<PathBuf>,
+    /// What carries out scales.
+    pub actuator: Arc<dyn Actuator>,
+    /// Alert receivers.
+    pub receivers: Receivers,
+    /// Where decisions and alerts are sent as envelopes (empty: nowhere).
+    pub emit_to: Vec<String>,
+    /// Evaluation tick.
+    pub tick: Duration,
+    /// Instance-count refresh.
+    pub refresh: Duration,
+    /// Policy change polling.
+    pub reload_poll: Duration,
+    /// Fleet settings.
+    pub settings: Settings,
+    /// Evaluate and record, but never call the actuator.
+    pub shadow: bool,
+    /// Suffix of the source-affine `deterministic_name` (orders members; optional).
+    pub member: Option<String>,
+}
+
+/// Errors running the autoscaler.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A doppler address or TLS setting is unusable.
+    #[error("autoscaler: {0}")]
+    Transport(#[from] transport::Error),
+    /// The policies do not load.
+    #[error("autoscaler: {errors} error(s) in policies:\n{listing}")]
+    Policies {
+        /// How many errors.
+        errors: usize,
+        /// Every problem, one per line.
+        listing: String,
+    },
+    /// A doppler refused the subscription.
+    #[error("autoscaler: doppler {doppler} refused the subscription: {status}")]
+    Refused {
+        /// Which doppler.
+        doppler: String,
+        /// Its answer.
+        status: tonic::Status,
+    },
+    /// The HTTP server failed.
+    #[error("autoscaler HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Counters of the shell.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Envelopes received.
+    pub received: AtomicU64,
+    /// Ticks.
+    pub ticks: AtomicU64,
+    /// Latest tick duration, µs.
+    pub tick_micros: AtomicU64,
+    /// Scale calls that succeeded.
+    pub scale_ok: AtomicU64,
+    /// Scale calls that failed.
+    pub scale_failed: AtomicU64,
+    /// Scales recorded but not carried out (shadow mode).
+    pub scale_shadow: AtomicU64,
+    /// Failed count refreshes.
+    pub list_errors: AtomicU64,
+    /// Records by (status, scaling type): [succeeded, failed, ignored] × [dynamic, schedule].
+    pub decisions: [[AtomicU64; 2]; 3],
+    /// Policy reloads that succeeded.
+    pub reloads_ok: AtomicU64,
+    /// Policy reloads refused (the previous policies stay).
+    pub reloads_failed: AtomicU64,
+    /// Firehose reconnects.
+    pub reconnects: AtomicU64,
+}
+
+/// The running autoscaler, shared by its tasks and the API.
+pub struct Autoscaler {
+    fleet: Mutex<Fleet>,
+    actuator: Arc<dyn Actuator>,
+    notifier: Notifier,
+    emitter: Option<IngressClient>,
+    shadow: bool,
+    started: Instant,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for Autoscaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Autoscaler")
+            .field("actuator", &self.actuator)
+            .field("shadow", &self.shadow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// UNIX seconds now.
+pub fn unix_now() -> Time {
+    chrono::Utc::now().timestamp()
+}
+
+impl Autoscaler {
+    /// The fleet. Sync mutex: held for one batch or one tick, never across an await.
+    pub fn fleet(&self) -> MutexGuard<'_, Fleet> {
+        self.fleet.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The notifier's counters.
+    pub fn notify_stats(&self) -> &crate::notify::Stats {
+        &self.notifier.stats
+    }
+
+    /// Seconds since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn count(&self, record: &Record) {
+        let status = usize::from(record.status.min(2));
+        let kind = usize::from(record.scaling_type.min(1));
+        self.stats.decisions[status][kind].fetch_add(1, Relaxed);
+    }
+
+    /// Sends a log line and an event about `record` into the Firehose.
+    fn emit_record(&self, record: &Record) {
+        if self.emitter.is_none() {
+            return;
+        }
+        let what = match record.status {
+            history::SUCCEEDED => format!(
+                "Scaled app {} from {} to {} instances",
+                record.app, record.old_instances, record.new_instances
+            ),
+            history::FAILED => format!(
+                "Failed to scale app {} from {} to {} instances",
+                record.app, record.old_instances, record.new_instances
+            ),
+            _ => format!("Scaling app {} ignored", record.app),
+        };
+        let mut line = format!("{what}: {}", record.reason);
+        for extra in [&record.message, &record.error] {
+            if !extra.is_empty() {
+                line.push_str(&format!("; {extra}"));
+            }
+        }
+        let body = serde_json::to_string(record).unwrap_or_default();
+        self.emit(
+            &record.app_id,
+            &record.app,
+            &line,
+            record.status == history::FAILED,
+            &what,
+            body,
+        );
+    }
+
+    fn emit_alert(&self, c: &AlertChange) {
+        if self.emitter.is_none() || c.transition == Transition::Reset {
+            return;
+        }
+        let state = match c.transition {
+            Transition::Pending => "pending",
+            Transition::Firing => "firing",
+            _ => "resolved",
+        };
+        let value = c
+            .value
+            .map_or_else(|| "no data".to_owned(), |v| v.to_string());
+        let line = format!(
+            "Alert {state}: {} (rule {}, {}; {} is {value})",
+            c.summary, c.rule, c.adjustment, c.metric
+        );
+        let title = format!("Alert {state}: {}", c.summary);
+        let body = crate::notify::postable(c, "", c.at).to_string();
+        self.emit(&c.target, &c.app, &line, false, &title, body);
+    }
+
+    fn emit(&self, source_id: &str, app: &str, line: &str, err: bool, title: &str, body: String) {
+        let Some(client) = &self.emitter else { return };
+        let tag = |mut e: v2::Envelope| {
+            e.instance_id = "0".into();
+            e.tags.insert("source_type".into(), SOURCE_TYPE.into());
+            e.tags.insert("app_name".into(), app.into());
+            e.tags.insert("origin".into(), "hydrant-autoscaler".into());
+            e
+        };
+        client.send_envelope(&tag(envelope::log(source_id, line.to_owned(), err)));
+        client.send_envelope(&tag(envelope::event(source_id, title, body)));
+    }
+}
+
+fn listing(set: &policy::LoadedSet) -> String {
+    set.problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A fingerprint of the policy files (names, sizes, modification times).
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    policy::files(paths)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f).ok();
+            let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (f, len, modified)
+        })
+        .collect()
+}
+
+/// Runs the autoscaler until `shutdown`.
+pub async fn run(
+    config: Config,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let set = policy::load_all(&config.policies);
+    for p in set
+        .problems
+        .iter()
+        .filter(|p| p.severity == policy::Severity::Warning)
+    {
+        tracing::warn!("{p}");
+    }
+    if set.errors() > 0 {
+        return Err(Error::Policies {
+            errors: set.errors(),
+            listing: listing(&set),
+        });
+    }
+    let cancel = shutdown.child_token();
+    let mut fleet = Fleet::new(config.settings);
+    let changes = fleet.set_policies(set.policies);
+    tracing::info!(apps = changes.added, "autoscaler: policies loaded");
+    let emitter = if config.emit_to.is_empty() {
+        None
+    } else {
+        let mut c = hydrant_proto::ingress::Config::new(config.emit_to.clone());
+        c.tls = config.tls.clone();
+        Some(IngressClient::start(c)?)
+    };
+    let scaler = Arc::new(Autoscaler {
+        fleet: Mutex::new(fleet),
+        actuator: Arc::clone(&config.actuator),
+        notifier: Notifier::start(config.receivers.clone(), cancel.clone()),
+        emitter,
+        shadow: config.shadow,
+        started: Instant::now(),
+        stats: Stats::default(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let name = match &config.member {
+        Some(m) => format!("{SOURCE_AFFINITY}:{m}"),
+        None => SOURCE_AFFINITY.to_owned(),
+    };
+    for d in &config.dopplers {
+        let mut req = request(SHARD_ID, vec![select::gauge("", &[]), select::timer("")]);
+        req.deterministic_name = name.clone();
+        let sub = Subscriber::new(d, config.tls.as_ref(), req, cancel.clone())?;
+        tasks.spawn(ingest(Arc::clone(&scaler), sub, d.clone()));
+    }
+    tasks.spawn(refresh(Arc::clone(&scaler), config.refresh, cancel.clone()));
+    tasks.spawn(ticks(Arc::clone(&scaler), config.tick, cancel.clone()));
+    tasks.spawn(reload(
+        Arc::clone(&scaler),
+        config.policies.clone(),
+        config.reload_poll,
+        cancel.clone(),
+    ));
+    let server = hydrant_proto::observe::serve(
+        http,
+        crate::api::router(Arc::clone(&scaler)),
+        shutdown.clone(),
+    );
+    let mut server = std::pin::pin!(server);
+    let result = loop {
+        tokio::select! {
+            r = &mut server => break r.map_err(Error::from),
+            Some(done) = tasks.join_next() => {
+                if let Ok(Err(e)) = done {
+                    cancel.cancel();
+                    break Err(e);
+                }
+            }
+        }
+    };
+    cancel.cancel();
+    while tasks.join_next().await.is_some() {}
+    // Flush what was emitted (the emitter is the last user of the client).
+    if let Ok(scaler) = Arc::try_unwrap(scaler)
+        && let Some(e) = scaler.emitter
+    {
+        e.close(Duration::from_secs(2)).await;
+    }
+    result
+}
+
+async fn ingest(
+    scaler: Arc<Autoscaler>,
+    mut sub: Subscriber,
+    doppler: String,
+) -> Result<(), Error> {
+    let mut seen_reconnects = 0;
+    loop {
+        let batch = match sub.next().await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(()),
+            Err(status) => return Err(Error::Refused { doppler, status }),
+        };
+        let envelopes: Vec<v2::Envelope> = batch.batch.iter().map(|e| e.decode()).collect();
+        scaler
+            .stats
+            .received
+            .fetch_add(envelopes.len() as u64, Relaxed);
+        let now = unix_now();
+        {
+            let mut fleet = scaler.fleet();
+            for e in &envelopes {
+                fleet.observe(e, now);
+            }
+        }
+        if sub.reconnects > seen_reconnects {
+            scaler
+                .stats
+                .reconnects
+                .fetch_add(sub.reconnects - seen_reconnects, Relaxed);
+            seen_reconnects = sub.reconnects;
+        }
+    }
+}
+
+async fn ticks(
+    scaler: Arc<Autoscaler>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+        let now = unix_now();
+        let started = Instant::now();
+        let effects = scaler.fleet().tick(now);
+        let took = started.elapsed();
+        scaler.stats.ticks.fetch_add(1, Relaxed);
+        scaler
+            .stats
+            .tick_micros
+            .store(took.as_micros() as u64, Relaxed);
+        for effect in effects {
+            match effect {
+                Effect::Scale(req) => {
+                    let scaler = Arc::clone(&scaler);
+                    tokio::spawn(async move {
+                        let result = if scaler.shadow {
+                            scaler.stats.scale_shadow.fetch_add(1, Relaxed);
+                            Ok("shadow mode: not carried out".to_owned())
+                        } else {
+                            let r = scaler.actuator.scale(&req).await.map_err(|e| e.to_string());
+                            let c = if r.is_ok() {
+                                &scaler.stats.scale_ok
+                            } else {
+                                &scaler.stats.scale_failed
+                            };
+                            c.fetch_add(1, Relaxed);
+                            r
+                        };
+                        if let Err(e) = &result {
+                            tracing::warn!(app = %req.app, error = %e, "scale failed");
+                        }
+                        let record = scaler.fleet().completed(&req.app, result, unix_now());
+                        if let Some(record) = record {
+                            tracing::info!(app = %record.app, from = record.old_instances, to = record.new_instances, status = record.status, reason = %record.reason, "scaling decision");
+                            scaler.count(&record);
+                            scaler.emit_record(&record);
+                        }
+                    });
+                }
+                Effect::Alert(change) => {
+                    scaler.emit_alert(&change);
+                    scaler.notifier.send(change);
+                }
+                Effect::Recorded(record) => {
+                    scaler.count(&record);
+                    scaler.emit_record(&record);
+                }
+            }
+        }
+    }
+}
+
+async fn refresh(
+    scaler: Arc<Autoscaler>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+        match scaler.actuator.list().await {
+            Ok(Some(apps)) => {
+                let mut fleet = scaler.fleet();
+                for a in apps {
+                    fleet.set_instances(&a.id, &a.name, a.instances);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                scaler.stats.list_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "cannot read instance counts");
+            }
+        }
+    }
+}
+
+async fn reload(
+    scaler: Arc<Autoscaler>,
+    paths: Vec<PathBuf>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut seen = fingerprint(&paths);
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = interval.tick() => false,
+            _ = hup.recv() => true,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let now = fingerprint(&paths);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        let set = policy::load_all(&paths);
+        if set.errors() > 0 {
+            scaler.stats.reloads_failed.fetch_add(1, Relaxed);
+            tracing::error!(
+                "policies not reloaded; the previous ones stay in force:\n{}",
+                listing(&set)
+            );
+            continue;
+        }
+        let c = scaler.fleet().set_policies(set.policies);
+        scaler.stats.reloads_ok.fetch_add(1, Relaxed);
+        tracing::info!(
+            added = c.added,
+            changed = c.changed,
+            removed = c.removed,
+            kept = c.kept,
+            "policies reloaded"
+        );
+    }
+}

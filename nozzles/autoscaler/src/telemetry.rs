@@ -1,0 +1,28 @@
+//! The autoscaler's metrics, declared once (gathered by `hydrant::telemetry::all`).
+
+hydrant_proto::metrics! {
+    APPS = "hydrant_autoscaler_apps", Gauge,
+        "Apps with a policy.";
+    OBSERVED = "hydrant_autoscaler_observed_envelopes_total", Counter,
+        "Firehose envelopes that belonged to an app with a policy.";
+    RECEIVED = "hydrant_autoscaler_received_envelopes_total", Counter,
+        "Firehose envelopes received (gauges and timers of every app).";
+    TICKS = "hydrant_autoscaler_ticks_total", Counter,
+        "Evaluation ticks.";
+    TICK_SECONDS = "hydrant_autoscaler_tick_duration_seconds", Gauge,
+        "Duration of the latest tick (aggregation and evaluation of every app).";
+    DECISIONS = "hydrant_autoscaler_decisions_total", Counter,
+        "History records written, by status (succeeded, failed, ignored) and type (dynamic, schedule).";
+    SCALE_CALLS = "hydrant_autoscaler_scale_calls_total", Counter,
+        "Actuator scale calls, by result (ok, error, shadow).";
+    LIST_ERRORS = "hydrant_autoscaler_list_errors_total", Counter,
+        "Failed reads of instance counts from the platform.";
+    ALERTS_FIRING = "hydrant_autoscaler_alerts_firing", Gauge,
+        "Rule alerts firing now.";
+    ALERT_NOTIFICATIONS = "hydrant_autoscaler_alert_notifications_total", Counter,
+        "Alert deliveries, by receiver (alertmanager, webhook) and result (ok, failed, dropped).";
+    RELOADS = "hydrant_autoscaler_policy_reloads_total", Counter,
+        "Policy reloads, by result (ok, failed).";
+    RECONNECTS = "hydrant_autoscaler_firehose_reconnects_total", Counter,
+        "Firehose subscriptions re-established.";
+}

@@ -1,0 +1,410 @@
+//! Flags and glue for `hydrant autoscaler` (the process) and its `history` and `explain`
+//! clients.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use hydrant::{apps, shutdown};
+use hydrant_autoscaler::actuator::{self, Actuator};
+use hydrant_autoscaler::fleet::Settings;
+use hydrant_autoscaler::notify::Receivers;
+use hydrant_autoscaler::service;
+use serde_json::Value;
+
+use super::{TlsArgs, bind, parse_duration};
+
+/// Default autoscaler API URL.
+pub(crate) const DEFAULT_AUTOSCALER: &str = "http://127.0.0.1:9500";
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct AutoscalerArgs {
+    #[command(subcommand)]
+    command: Option<AutoscalerCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum AutoscalerCommand {
+    /// Show an app's scaling history (newest first).
+    History {
+        /// App name or guid.
+        app: String,
+        /// Autoscaler API URL.
+        #[arg(long, env = "HYDRANT_AUTOSCALER", default_value = DEFAULT_AUTOSCALER)]
+        autoscaler: String,
+        /// Most records to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the live state of an app's rules and what would happen next.
+    Explain {
+        /// App name or guid.
+        app: String,
+        /// Autoscaler API URL.
+        #[arg(long, env = "HYDRANT_AUTOSCALER", default_value = DEFAULT_AUTOSCALER)]
+        autoscaler: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which platform carries out scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ActuatorKind {
+    /// A Hydrant cell or Cloud Foundry (`--scheduler`, optional token or UAA).
+    Scheduler,
+    /// Kubernetes deployments (`--kube-api`, `--kube-namespace`).
+    Kubernetes,
+    /// A webhook receiving each scale as JSON (`--webhook-url`).
+    Webhook,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Doppler to read the Firehose from; repeat to read several.
+    #[arg(long = "from", default_value = "127.0.0.1:8082")]
+    dopplers: Vec<String>,
+    /// Policy files or directories; repeatable.
+    #[arg(long = "policies", default_value = "hydrant-data/policies")]
+    policies: Vec<PathBuf>,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:9500")]
+    http: SocketAddr,
+    /// What carries out scales.
+    #[arg(long, value_enum, default_value_t = ActuatorKind::Scheduler)]
+    actuator: ActuatorKind,
+    /// Scheduler API URL (a Hydrant cell or Cloud Foundry's Cloud Controller).
+    #[arg(long, env = "HYDRANT_SCHEDULER", default_value = apps::DEFAULT_SCHEDULER)]
+    scheduler: String,
+    /// Bearer token for the scheduler API.
+    #[arg(long, env = "HYDRANT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// UAA URL: get scheduler tokens with client credentials (Cloud Foundry).
+    #[arg(long, requires_all = ["uaa_client_id", "uaa_client_secret"])]
+    uaa_url: Option<String>,
+    /// UAA client id.
+    #[arg(long)]
+    uaa_client_id: Option<String>,
+    /// UAA client secret.
+    #[arg(long, env = "HYDRANT_UAA_CLIENT_SECRET", hide_env_values = true)]
+    uaa_client_secret: Option<String>,
+    /// Kubernetes API URL.
+    #[arg(long, default_value = "https://kubernetes.default.svc")]
+    kube_api: String,
+    /// Kubernetes namespace of the deployments.
+    #[arg(long, default_value = "default")]
+    kube_namespace: String,
+    /// Kubernetes bearer token file (in a pod: the service account's).
+    #[arg(long)]
+    kube_token_file: Option<PathBuf>,
+    /// CA bundle (PEM) that signed the Kubernetes API's certificate.
+    #[arg(long)]
+    kube_ca: Option<PathBuf>,
+    /// Webhook actuator URL.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Bearer token for the webhook actuator.
+    #[arg(long, env = "HYDRANT_WEBHOOK_TOKEN", hide_env_values = true)]
+    webhook_token: Option<String>,
+    /// Alertmanager base URL; repeat to send to several.
+    #[arg(long)]
+    alertmanager: Vec<String>,
+    /// Webhook receiving alerts (Alertmanager's webhook payload).
+    #[arg(long)]
+    alert_webhook: Option<String>,
+    /// Alerts keep firing this long after their condition stops.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    keep_firing_for: Duration,
+    /// Where decisions and alerts go as log lines and events (default: the first --from).
+    #[arg(long)]
+    emit_to: Vec<String>,
+    /// Do not emit decisions and alerts into the Firehose.
+    #[arg(long, conflicts_with = "emit_to")]
+    no_emit: bool,
+    /// Evaluation tick.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    tick: Duration,
+    /// Stat window of each aggregate (CF: 120 s).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    stat_window: Duration,
+    /// How often instance counts are read from the platform.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    refresh: Duration,
+    /// Consecutive actuator failures that pause an app's scaling.
+    #[arg(long, default_value_t = 3)]
+    breaker_failures: u32,
+    /// First pause after the breaker trips (doubles up to 24 × this).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    breaker_backoff: Duration,
+    /// Evaluate and record decisions without carrying them out.
+    #[arg(long)]
+    shadow: bool,
+    /// Name of this member of the autoscaler group (orders members; optional).
+    #[arg(long)]
+    member: Option<String>,
+    /// Name the dopplers' certificates must carry.
+    #[arg(long, default_value = "doppler")]
+    tls_server_name: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+fn build_actuator(a: &RunArgs) -> anyhow::Result<Arc<dyn Actuator>> {
+    Ok(match a.actuator {
+        ActuatorKind::Scheduler => {
+            let auth = match (&a.uaa_url, &a.token) {
+                (Some(url), _) => actuator::Auth::Uaa {
+                    url: url.clone(),
+                    client_id: a.uaa_client_id.clone().unwrap_or_default(),
+                    client_secret: a.uaa_client_secret.clone().unwrap_or_default(),
+                },
+                (None, Some(t)) => actuator::Auth::Bearer(t.clone()),
+                (None, None) => actuator::Auth::None,
+            };
+            Arc::new(actuator::CloudController::new(&a.scheduler, auth))
+        }
+        ActuatorKind::Kubernetes => Arc::new(actuator::Kubernetes::new(
+            &a.kube_api,
+            &a.kube_namespace,
+            a.kube_token_file.clone(),
+            a.kube_ca.clone(),
+        )?),
+        ActuatorKind::Webhook => {
+            let Some(url) = &a.webhook_url else {
+                bail!("--actuator webhook needs --webhook-url");
+            };
+            Arc::new(actuator::Webhook::new(url, a.webhook_token.clone()))
+        }
+    })
+}
+
+async fn serve(a: RunArgs) -> anyhow::Result<()> {
+    for (flag, d) in [
+        ("--tick", a.tick),
+        ("--stat-window", a.stat_window),
+        ("--refresh", a.refresh),
+    ] {
+        if d < Duration::from_secs(1) {
+            bail!("{flag} must be at least 1s");
+        }
+    }
+    if a.breaker_failures == 0 {
+        bail!("--breaker-failures must be at least 1");
+    }
+    let emit_to = match (a.no_emit, a.emit_to.is_empty()) {
+        (true, _) => Vec::new(),
+        (false, true) => a.dopplers.iter().take(1).cloned().collect(),
+        (false, false) => a.emit_to.clone(),
+    };
+    let config = service::Config {
+        dopplers: a.dopplers.clone(),
+        tls: a.tls.load(&a.tls_server_name)?,
+        policies: a.policies.clone(),
+        actuator: build_actuator(&a)?,
+        receivers: Receivers {
+            alertmanagers: a.alertmanager.clone(),
+            webhook: a.alert_webhook.clone(),
+            external_url: format!("http://{}", a.http),
+        },
+        emit_to,
+        tick: a.tick,
+        refresh: a.refresh,
+        reload_poll: service::DEFAULT_RELOAD_POLL,
+        settings: Settings {
+            stat_window: a.stat_window.as_secs() as i64,
+            keep_firing_for: a.keep_firing_for,
+            breaker_failures: a.breaker_failures,
+            breaker_backoff: a.breaker_backoff,
+            breaker_backoff_max: a.breaker_backoff * 24,
+        },
+        shadow: a.shadow,
+        member: a.member.clone(),
+    };
+    let http = bind("--http", a.http).await?;
+    tracing::info!(http = %a.http, dopplers = ?a.dopplers, actuator = ?a.actuator, shadow = a.shadow, "autoscaler listening");
+    service::run(config, http, shutdown::on_signal()).await?;
+    Ok(())
+}
+
+async fn get(base: &str, path: &str) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let resp = reqwest::get(&url).await.with_context(|| {
+        format!("cannot reach the autoscaler at {base}; is `hydrant autoscaler` running? (set --autoscaler or HYDRANT_AUTOSCALER)")
+    })?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let msg = body["message"].as_str().unwrap_or("request failed");
+        bail!("{msg} ({status})");
+    }
+    Ok(body)
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn time(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(ns / 1_000_000_000, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Renders history records as the cf CLI's autoscaling-history table.
+pub(crate) fn history_table(records: &[Value]) -> String {
+    let mut rows = vec![[
+        "Scaling Type".to_owned(),
+        "Status".into(),
+        "Instance Changes".into(),
+        "Time".into(),
+        "Action".into(),
+        "Error".into(),
+    ]];
+    for r in records {
+        let kind = if r["scaling_type"] == 1 {
+            "scheduled"
+        } else {
+            "dynamic"
+        };
+        let status = match r["status"].as_u64() {
+            Some(0) => "succeeded",
+            Some(1) => "failed",
+            _ => "ignored",
+        };
+        let mut action = r["reason"].as_str().unwrap_or_default().to_owned();
+        if let Some(m) = r["message"].as_str().filter(|m| !m.is_empty()) {
+            action.push_str(&format!(" ({m})"));
+        }
+        rows.push([
+            kind.into(),
+            status.into(),
+            format!("{}->{}", r["old_instances"], r["new_instances"]),
+            time(r["timestamp"].as_i64().unwrap_or(0)),
+            action,
+            r["error"].as_str().unwrap_or_default().to_owned(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn explain_text(x: &Value) -> String {
+    let opt = |v: &Value| {
+        if v.is_null() {
+            "-".to_owned()
+        } else {
+            v.to_string()
+        }
+    };
+    let mut out = format!(
+        "app {} (guid {}): {} instance(s), limits [{}, {}]\n",
+        x["app"].as_str().unwrap_or_default(),
+        x["guid"].as_str().unwrap_or("unknown"),
+        opt(&x["instances"]),
+        x["limits"]["min"],
+        x["limits"]["max"],
+    );
+    out.push_str(&format!(
+        "cooldown: scale-out {} s, scale-in {} s; breaker: {} failure(s), open {} s\n",
+        opt(&x["cooldown"]["scale_out_remaining_secs"]),
+        opt(&x["cooldown"]["scale_in_remaining_secs"]),
+        x["breaker"]["failures"],
+        opt(&x["breaker"]["open_remaining_secs"]),
+    ));
+    for r in x["rules"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "rule {}: {} ({}): value {}, breaching for {} s, {}; alert {}\n",
+            r["rule"],
+            r["text"].as_str().unwrap_or_default(),
+            r["adjustment"].as_str().unwrap_or_default(),
+            opt(&r["value"]),
+            opt(&r["breaching_for_secs"]),
+            r["verdict"].as_str().unwrap_or_default(),
+            r["alert"]["state"].as_str().unwrap_or_default(),
+        ));
+    }
+    if let Some(t) = x["target"].as_object() {
+        out.push_str(&format!(
+            "target tracking: value {}, ratio {}, recommends {} (stabilized {})\n",
+            opt(&t["value"]),
+            opt(&t["ratio"]),
+            t["recommended"],
+            t["stabilized"],
+        ));
+    }
+    out.push_str(&format!(
+        "next: {}\n",
+        x["next"].as_str().unwrap_or_default()
+    ));
+    if x["last_decision"].is_object() {
+        out.push_str("last decision:\n");
+        out.push_str(&history_table(std::slice::from_ref(&x["last_decision"])));
+    }
+    out
+}
+
+/// `hydrant autoscaler …`.
+pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
+    match a.command {
+        None => serve(a.run).await,
+        Some(AutoscalerCommand::History {
+            app,
+            autoscaler,
+            limit,
+            json,
+        }) => {
+            let path = format!(
+                "/v1/apps/{}/scaling_histories?results-per-page={}",
+                enc(&app),
+                limit.clamp(1, 1000)
+            );
+            let body = get(&autoscaler, &path).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                return Ok(());
+            }
+            let records = body["resources"].as_array().cloned().unwrap_or_default();
+            if records.is_empty() {
+                println!("No scaling history for app {app}.");
+            } else {
+                print!("{}", history_table(&records));
+            }
+            Ok(())
+        }
+        Some(AutoscalerCommand::Explain {
+            app,
+            autoscaler,
+            json,
+        }) => {
+            let body = get(&autoscaler, &format!("/v1/apps/{}/explain", enc(&app))).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", explain_text(&body));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The autoscaler end to end with real processes: a cell runs an app whose instances burn
+//! CPU while a switch file exists; agent → doppler → autoscaler (in-process) evaluates
+//! `cpu > 40 for 5 s → +1` (max 3) and `cpu < 10 for 5 s → -1` (min 1), scales through the
+//! cell's API, sends alerts to a real Alertmanager, and emits its decisions into the
+//! Firehose, where the log cache and `hydrant logs` show them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hydrant::telemetry::names;
+use hydrant::{agent, doppler};
+use hydrant_autoscaler::actuator::{Auth, CloudController};
+use hydrant_autoscaler::fleet::Settings;
+use hydrant_autoscaler::notify::Receivers;
+use hydrant_autoscaler::service;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::servers::Alertmanager;
+use crate::{
+    TestAgent, TestCell, TestDoppler, TestLogCache, eventually, eventually_within, hydrant_bin,
+    listener, wait_healthy,
+};
+
+const POLICY: &str = "app: burner
+instance_min_count: 1
+instance_max_count: 3
+scaling_rules:
+  - {metric_type: cpu, operator: '>', threshold: 40, breach_duration: 5s, cool_down: 5s, adjustment: '+1'}
+  - {metric_type: cpu, operator: '<', threshold: 10, breach_duration: 5s, cool_down: 5s, adjustment: '-1'}
+";
+
+/// Burns CPU in a shell loop while `$BURN` exists, otherwise sleeps.
+const BURNER: &str = r#"while :; do if [ -e "$BURN" ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 0.2; fi; done"#;
+
+async fn get(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+async fn instances(cell: &TestCell, guid: &str) -> u64 {
+    let app = get(&format!("{}/v3/apps/{guid}", cell.url)).await;
+    app["instances"].as_u64().unwrap_or(0)
+}
+
+fn run_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(hydrant_bin())
+        .args(args)
+        .output()
+        .expect("run hydrant");
+    assert!(
+        out.status.success(),
+        "hydrant {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burning_cpu_scales_out_in_steps_then_back_in() {
+    let am = Alertmanager::start().await;
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let a = TestAgent::start(agent::Config::default(), &[d.grpc]).await;
+    let cache = TestLogCache::start(
+        hydrant_logcache::Config::new(vec![d.grpc.to_string()]),
+        &[&d],
+    )
+    .await;
+    let cell = TestCell::start(TestCell::config(a.grpc)).await;
+
+    let dir = std::env::temp_dir().join(format!("hydrant-autoscaler-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("burner.yml"), POLICY).unwrap();
+    let burn = dir.join("burn");
+    std::fs::write(&burn, "").unwrap();
+    let env = BTreeMap::from([("BURN".to_owned(), burn.display().to_string())]);
+    let app = cell
+        .client()
+        .push("burner", BURNER, 1, 64, 64, &env)
+        .await
+        .unwrap();
+    let guid = app["guid"].as_str().unwrap().to_owned();
+
+    let http = listener().await;
+    let api = http.local_addr().unwrap();
+    let config = service::Config {
+        dopplers: vec![d.grpc.to_string()],
+        tls: None,
+        policies: vec![dir.clone()],
+        actuator: Arc::new(CloudController::new(&cell.url, Auth::None)),
+        receivers: Receivers {
+            alertmanagers: vec![am.url.clone()],
+            webhook: None,
+            external_url: format!("http://{api}"),
+        },
+        emit_to: vec![d.grpc.to_string()],
+        tick: Duration::from_secs(1),
+        refresh: Duration::from_secs(1),
+        reload_poll: Duration::from_millis(500),
+        settings: Settings {
+            stat_window: 2,
+            ..Settings::default()
+        },
+        shadow: false,
+        member: None,
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(service::run(config, http, shutdown.clone()));
+    wait_healthy(api).await;
+    eventually("autoscaler subscribed", || async {
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "autoscaler")])
+            .await
+            == 1.0
+    })
+    .await;
+
+    // Out: 1 → 2 → 3, one step per breach plus cooldown.
+    eventually_within("scaled out to 3", Duration::from_secs(90), || async {
+        instances(&cell, &guid).await == 3
+    })
+    .await;
+    eventually_within("alert in Alertmanager", Duration::from_secs(30), || async {
+        am.alerts().await.iter().any(|a| {
+            a["labels"]["alertname"] == "HydrantScalingRule"
+                && a["labels"]["app"] == "burner"
+                && a["labels"]["rule"] == "0"
+                && a["status"]["state"] == "active"
+        })
+    })
+    .await;
+
+    // Load stops: back in to the minimum.
+    std::fs::remove_file(&burn).unwrap();
+    eventually_within("scaled back in to 1", Duration::from_secs(90), || async {
+        instances(&cell, &guid).await == 1
+    })
+    .await;
+
+    let base = format!("http://{api}");
+    let history = get(&format!(
+        "{base}/v1/apps/burner/scaling_histories?order-direction=asc"
+    ))
+    .await;
+    let rows: Vec<&Value> = history["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == 0)
+        .collect();
+    let steps: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["old_instances"].as_i64().unwrap(),
+                r["new_instances"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps, [(1, 2), (2, 3), (3, 2), (2, 1)], "{history:#}");
+    for pair in rows.windows(2) {
+        let gap = pair[1]["timestamp"].as_i64().unwrap() - pair[0]["timestamp"].as_i64().unwrap();
+        assert!(
+            gap >= 5_000_000_000,
+            "cooldown of 5 s respected: {gap} ns apart"
+        );
+    }
+    assert_eq!(rows[0]["app_id"], guid.as_str());
+    assert_eq!(
+        rows[0]["reason"],
+        "+1 instance(s) because cpu > 40% for 5 seconds"
+    );
+    assert_eq!(rows[0]["window"]["metric"], "cpu");
+    assert!(
+        rows[0]["window"]["min"].as_f64().unwrap() > 40.0,
+        "{:#}",
+        rows[0]
+    );
+    assert_eq!(
+        rows[3]["reason"],
+        "-1 instance(s) because cpu < 10% for 5 seconds"
+    );
+
+    // The CLI renders the same history and the live explanation.
+    let table = run_cli(&["autoscaler", "history", "burner", "--autoscaler", &base]);
+    for step in ["1->2", "2->3", "3->2", "2->1"] {
+        assert!(table.contains(step), "{table}");
+    }
+    assert!(table.starts_with("Scaling Type"), "{table}");
+    let explained = run_cli(&["autoscaler", "explain", &guid, "--autoscaler", &base]);
+    assert!(explained.contains("app burner"), "{explained}");
+    assert!(
+        explained.contains("rule 0: cpu > 40 for 5 seconds (+1)"),
+        "{explained}"
+    );
+
+    // Decisions and alerts are in the app's logs.
+    eventually_within("decisions in hydrant logs", Duration::from_secs(20), || async {
+        let out = std::process::Command::new(hydrant_bin())
+            .args(["logs", "burner", "--recent", "--log-cache", &cache.url, "--scheduler", &cell.url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.contains("[AUTOSCALER/0] OUT Scaled app burner from 1 to 2 instances: +1 instance(s) because cpu > 40% for 5 seconds")
+            && text.contains("[AUTOSCALER/0] OUT Alert firing: cpu > 40 for 5 seconds")
+            && text.contains("Scaled app burner from 2 to 1 instances")
+    })
+    .await;
+
+    let metrics = crate::metric(
+        api,
+        "hydrant_autoscaler_decisions_total",
+        &[("status", "succeeded"), ("type", "dynamic")],
+    )
+    .await;
+    assert_eq!(metrics, 4.0);
+    assert!(
+        crate::metric(
+            api,
+            "hydrant_autoscaler_alert_notifications_total",
+            &[("receiver", "alertmanager"), ("result", "ok")]
+        )
+        .await
+            >= 1.0
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("autoscaler stops")
+        .unwrap()
+        .unwrap();
+    cell.stop().await;
+    cache.stop().await;
+    a.stop().await;
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

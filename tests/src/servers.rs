@@ -1,0 +1,98 @@
+//! Real third-party servers from Debian packages, started on 127.0.0.1 for a test and killed
+//! when dropped: Alertmanager (`prometheus-alertmanager`). `.ci/run` installs them; a test
+//! that needs one fails with the install command when it is missing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{eventually_within, http_get};
+
+/// A free loopback port (bound and released; the server binds it right after).
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("hydrant-{name}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn binary(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+        let p = PathBuf::from(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed; run `apt-get install -y {package}` (.ci/run does)");
+}
+
+/// A running Alertmanager.
+#[derive(Debug)]
+pub struct Alertmanager {
+    /// HTTP address.
+    pub addr: SocketAddr,
+    /// `http://…` base URL.
+    pub url: String,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager with one no-op receiver, clustering off, and waits until ready.
+    pub async fn start() -> Alertmanager {
+        let bin = binary("prometheus-alertmanager", "prometheus-alertmanager");
+        let dir = scratch("alertmanager");
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n",
+        )
+        .expect("write alertmanager.yml");
+        let addr = free_port();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus-alertmanager");
+        let am = Alertmanager {
+            addr,
+            url: format!("http://{addr}"),
+            child,
+            dir,
+        };
+        eventually_within("alertmanager ready", Duration::from_secs(30), || async {
+            matches!(http_get(addr, "/-/ready").await, Ok((200, _)))
+        })
+        .await;
+        am
+    }
+
+    /// The active alerts (`GET /api/v2/alerts`).
+    pub async fn alerts(&self) -> Vec<serde_json::Value> {
+        let url = format!("{}/api/v2/alerts", self.url);
+        match reqwest::get(&url).await {
+            Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests, one module per concern.
 
+mod actuators;
 mod agent;
 mod autoscaler;
 mod bad_input;

@@ -12,10 +12,13 @@ use hydrant::{apps, shutdown};
 use hydrant_autoscaler::actuator::{self, Actuator};
 use hydrant_autoscaler::fleet::Settings;
 use hydrant_autoscaler::notify::Receivers;
-use hydrant_autoscaler::service;
+use hydrant_autoscaler::{replay, service};
 use serde_json::Value;
 
 use super::{TlsArgs, bind, parse_duration};
+
+/// Default storage nozzle query API.
+pub(crate) const DEFAULT_STORAGE: &str = "http://127.0.0.1:9400";
 
 /// Default autoscaler API URL.
 pub(crate) const DEFAULT_AUTOSCALER: &str = "http://127.0.0.1:9500";
@@ -42,6 +45,34 @@ enum AutoscalerCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay stored metrics through a policy and print the decisions it would have taken
+    /// (a dry run; nothing is scaled).
+    Replay {
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Prometheus-compatible query API holding the metrics (the storage nozzle).
+        #[arg(long, env = "HYDRANT_STORAGE", default_value = DEFAULT_STORAGE)]
+        storage: String,
+        /// Start: RFC 3339, UNIX seconds, or relative (`now-1h`).
+        #[arg(long)]
+        from: String,
+        /// End.
+        #[arg(long, default_value = "now")]
+        to: String,
+        /// Evaluation tick.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        step: Duration,
+        /// Stat window of each aggregate.
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        stat_window: Duration,
+        /// Instance count at the start (default: the instances stored then).
+        #[arg(long)]
+        instances: Option<u32>,
+        /// One JSON record per line.
         #[arg(long)]
         json: bool,
     },
@@ -391,6 +422,72 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
             } else {
                 print!("{}", history_table(&records));
             }
+            Ok(())
+        }
+        Some(AutoscalerCommand::Replay {
+            policy,
+            storage,
+            from,
+            to,
+            step,
+            stat_window,
+            instances,
+            json,
+        }) => {
+            let loaded = hydrant_autoscaler::policy::load(&policy);
+            for p in &loaded.problems {
+                eprintln!("{p}");
+            }
+            let Some(policy) = loaded.policy else {
+                bail!("the policy has errors");
+            };
+            let now = chrono::Utc::now().timestamp();
+            let from =
+                replay::parse_time(&from, now).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+            let to = replay::parse_time(&to, now).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+            if from > to {
+                bail!("--from must not be after --to");
+            }
+            if step < Duration::from_secs(1) || stat_window < Duration::from_secs(1) {
+                bail!("--step and --stat-window must be at least 1s");
+            }
+            let r = replay::Replay {
+                policy,
+                storage,
+                from,
+                to,
+                step: step.as_secs() as i64,
+                instances,
+                settings: Settings {
+                    stat_window: stat_window.as_secs() as i64,
+                    ..Settings::default()
+                },
+            };
+            let records = replay::run(&r).await?;
+            if json {
+                for rec in &records {
+                    println!("{}", serde_json::to_string(rec)?);
+                }
+                return Ok(());
+            }
+            let values: Vec<Value> = records
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .collect();
+            if values.is_empty() {
+                println!(
+                    "No decisions between {} and {}.",
+                    time(from * 1_000_000_000),
+                    time(to * 1_000_000_000)
+                );
+            } else {
+                print!("{}", history_table(&values));
+            }
+            let scales = records.iter().filter(|r| r.status == 0).count();
+            println!(
+                "{} decision(s), {scales} scale(s) (dry run: nothing was scaled)",
+                records.len()
+            );
             Ok(())
         }
         Some(AutoscalerCommand::Explain {

@@ -10,6 +10,7 @@ mod delivery;
 mod fanout;
 mod logcache;
 mod logs;
+mod replay;
 mod restart;
 mod tidy;
 mod tls;

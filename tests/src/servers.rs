@@ -1,6 +1,7 @@
 //! Real third-party servers from Debian packages, started on 127.0.0.1 for a test and killed
-//! when dropped: Alertmanager (`prometheus-alertmanager`). `.ci/run` installs them; a test
-//! that needs one fails with the install command when it is missing.
+//! when dropped: Alertmanager (`prometheus-alertmanager`) and VictoriaMetrics
+//! (`victoria-metrics`). `.ci/run` installs them; a test that needs one fails with the
+//! install command when it is missing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,6 +91,76 @@ impl Alertmanager {
 }
 
 impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running VictoriaMetrics (single node).
+#[derive(Debug)]
+pub struct VictoriaMetrics {
+    /// HTTP address.
+    pub addr: SocketAddr,
+    /// `http://…` base URL (Prometheus query API under `/api/v1`).
+    pub url: String,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl VictoriaMetrics {
+    /// Starts VictoriaMetrics with its data in a scratch directory and waits until ready.
+    pub async fn start() -> VictoriaMetrics {
+        let bin = binary("victoria-metrics", "victoria-metrics");
+        let dir = scratch("victoria-metrics");
+        let addr = free_port();
+        let child = Command::new(bin)
+            .arg(format!("-httpListenAddr={addr}"))
+            .arg(format!("-storageDataPath={}", dir.display()))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.latencyOffset=0s")
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start victoria-metrics");
+        let vm = VictoriaMetrics {
+            addr,
+            url: format!("http://{addr}"),
+            child,
+            dir,
+        };
+        eventually_within(
+            "victoria-metrics ready",
+            Duration::from_secs(30),
+            || async { matches!(http_get(addr, "/health").await, Ok((200, _))) },
+        )
+        .await;
+        vm
+    }
+
+    /// Imports Prometheus text lines (`name{labels} value timestamp_ms`) and makes them
+    /// searchable at once.
+    pub async fn import(&self, lines: &str) {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/api/v1/import/prometheus", self.url))
+            .body(lines.to_owned())
+            .send()
+            .await
+            .expect("import");
+        assert!(r.status().is_success(), "import: {}", r.status());
+        let r = http
+            .get(format!("{}/internal/force_flush", self.url))
+            .send()
+            .await
+            .expect("flush");
+        assert!(r.status().is_success(), "flush: {}", r.status());
+    }
+}
+
+impl Drop for VictoriaMetrics {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -3,6 +3,7 @@
 //! - [`service`]: the `hydrant autoscaler` process (ingest, ticks, actuation, reload).
 //! - [`api`]: its HTTP API (history, explain, apps, `/metrics`, `/healthz`).
 //! - [`telemetry`]: metric names.
+//! - [`replay`]: a policy's decisions over stored metrics (dry run).
 //! - [`actuator`]: carries out scales (cell/Cloud Foundry, Kubernetes, webhook).
 //! - [`aggregate`]: container gauges and `http` timers → app-level samples, as CF computes them.
 //! - [`fleet`]: the pure core over every app (observe, tick → effects, completed, explain).
@@ -23,6 +24,7 @@ pub mod fleet;
 pub mod history;
 pub mod notify;
 pub mod policy;
+pub mod replay;
 pub mod schedule;
 pub mod service;
 pub mod telemetry;

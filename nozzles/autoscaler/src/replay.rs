@@ -1,0 +1,276 @@
+//! Replay: the decisions a policy would have taken over stored metrics, as a dry run. Reads
+//! any Prometheus-compatible query API (Hydrant's storage nozzle, Prometheus,
+//! VictoriaMetrics) where Loggregator gauges are stored under their names with `source_id`
+//! and `instance_id` labels, and `http` timers as `http_seconds` samples.
+//!
+//! Every stored per-instance value is turned back into the envelope it came from and fed
+//! through the same [`Fleet`] as live traffic, ticking at `step`; scales are recorded as if
+//! they succeeded. The recorded metrics stay what they were: replay answers "what would
+//! this policy have done with that load", not "what would the load have become".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hydrant_proto::envelope;
+use serde_json::Value;
+
+use crate::engine::Time;
+use crate::fleet::{Effect, Fleet, Settings};
+use crate::history::Record;
+use crate::policy::{MetricType, Policy};
+
+/// Most synthesized `http` timers per instance and step (bounds memory for busy apps).
+pub const MAX_TIMERS_PER_STEP: u64 = 10_000;
+
+/// Errors replaying.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The query API could not be reached or answered badly.
+    #[error("{url}: {message}")]
+    Query {
+        /// The request.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// No stored series for the app.
+    #[error("no stored metrics for app {0} (looked for source_id and app_name labels)")]
+    NoData(String),
+}
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The policy.
+    pub policy: Policy,
+    /// Query API base URL.
+    pub storage: String,
+    /// First tick (UNIX seconds).
+    pub from: Time,
+    /// Last tick.
+    pub to: Time,
+    /// Tick interval, seconds.
+    pub step: Time,
+    /// Instance count at `from` (default: the instances stored at `from`).
+    pub instances: Option<u32>,
+    /// Fleet settings (stat window).
+    pub settings: Settings,
+}
+
+/// One stored per-instance series: instance id and (time, value) points.
+type Points = Vec<(String, Vec<(Time, f64)>)>;
+
+async fn query_range(
+    http: &reqwest::Client,
+    base: &str,
+    query: &str,
+    r: &Replay,
+) -> Result<Points, Error> {
+    let url = format!("{}/api/v1/query_range", base.trim_end_matches('/'));
+    let fail = |message: String| Error::Query {
+        url: url.clone(),
+        message,
+    };
+    let params = [
+        ("query", query.to_owned()),
+        ("start", r.from.to_string()),
+        ("end", r.to.to_string()),
+        ("step", format!("{}s", r.step)),
+    ];
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let resp = http
+        .get(format!("{url}?{query}"))
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
+    if !status.is_success() || body["status"] != "success" {
+        return Err(fail(format!(
+            "{status}: {}",
+            body["error"].as_str().unwrap_or("query failed")
+        )));
+    }
+    let mut out = Vec::new();
+    for series in body["data"]["result"].as_array().into_iter().flatten() {
+        let instance = series["metric"]["instance_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let points = series["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let t = p[0].as_f64()? as Time;
+                let v: f64 = p[1].as_str()?.parse().ok()?;
+                Some((t, v))
+            })
+            .collect();
+        out.push((instance, points));
+    }
+    Ok(out)
+}
+
+/// The stored gauge names a metric type is computed from.
+fn gauges(metric: &MetricType) -> Vec<&str> {
+    match metric {
+        MetricType::Cpu => vec!["cpu"],
+        MetricType::CpuUtil => vec!["cpu_entitlement"],
+        MetricType::MemoryUsed => vec!["memory"],
+        MetricType::MemoryUtil => vec!["memory", "memory_quota"],
+        MetricType::Disk => vec!["disk"],
+        MetricType::DiskUtil => vec!["disk", "disk_quota"],
+        MetricType::Throughput | MetricType::ResponseTime => Vec::new(),
+        MetricType::Custom(name) => vec![name.as_str()],
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Replays `r`; returns the records it would have written, oldest first.
+pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
+    let http = reqwest::Client::new();
+    let mut wanted: BTreeSet<MetricType> =
+        r.policy.rules.iter().map(|x| x.metric.clone()).collect();
+    wanted.extend(r.policy.target.iter().map(|t| t.metric.clone()));
+    let names: BTreeSet<&str> = wanted.iter().flat_map(gauges).collect();
+    let timers = wanted
+        .iter()
+        .any(|m| matches!(m, MetricType::Throughput | MetricType::ResponseTime));
+    let app = escape(&r.policy.app);
+    // Find how the app is labelled: by source id (guid) or by app name.
+    let mut label = None;
+    for key in ["source_id", "app_name"] {
+        let probe = format!("count by (instance_id) ({{{key}=\"{app}\"}})");
+        if !query_range(&http, &r.storage, &probe, r).await?.is_empty() {
+            label = Some(key);
+            break;
+        }
+    }
+    let Some(label) = label else {
+        return Err(Error::NoData(r.policy.app.clone()));
+    };
+    let selector = format!("{label}=\"{app}\"");
+    // (time, instance) → gauge values of that instant.
+    let mut gauge_at: BTreeMap<(Time, String), Vec<(String, f64)>> = BTreeMap::new();
+    for name in &names {
+        let q = format!("{name}{{{selector}}}");
+        for (instance, points) in query_range(&http, &r.storage, &q, r).await? {
+            for (t, v) in points {
+                gauge_at
+                    .entry((t, instance.clone()))
+                    .or_default()
+                    .push(((*name).to_owned(), v));
+            }
+        }
+    }
+    // (time, instance) → (count, mean seconds) of http timers in the step before it.
+    let mut http_at: BTreeMap<(Time, String), (u64, f64)> = BTreeMap::new();
+    if timers {
+        let window = format!("{}s", r.step);
+        let counts = format!("count_over_time(http_seconds{{{selector}}}[{window}])");
+        let means = format!("avg_over_time(http_seconds{{{selector}}}[{window}])");
+        for (instance, points) in query_range(&http, &r.storage, &counts, r).await? {
+            for (t, c) in points {
+                http_at.entry((t, instance.clone())).or_default().0 = c as u64;
+            }
+        }
+        for (instance, points) in query_range(&http, &r.storage, &means, r).await? {
+            for (t, m) in points {
+                http_at.entry((t, instance.clone())).or_default().1 = m;
+            }
+        }
+    }
+    let start_instances = r.instances.unwrap_or_else(|| {
+        let first = gauge_at.keys().map(|(t, _)| *t).min().unwrap_or(r.from);
+        gauge_at.keys().filter(|(t, _)| *t == first).count().max(1) as u32
+    });
+    let mut fleet = Fleet::new(r.settings);
+    fleet.set_policies([r.policy.clone()]);
+    fleet.set_instances(&r.policy.app, &r.policy.app, start_instances);
+    let mut records = Vec::new();
+    let mut t = r.from;
+    while t <= r.to {
+        for ((_, instance), metrics) in gauge_at.range((t, String::new())..(t + 1, String::new())) {
+            let mut e = envelope::gauge(
+                r.policy.app.clone(),
+                metrics.iter().map(|(n, v)| (n.as_str(), *v, "")),
+            );
+            e.instance_id = instance.clone();
+            e.timestamp = t * 1_000_000_000;
+            fleet.observe(&e, t);
+        }
+        for ((_, instance), (count, mean)) in
+            http_at.range((t, String::new())..(t + 1, String::new()))
+        {
+            let ns = (mean * 1e9) as i64;
+            for _ in 0..(*count).min(MAX_TIMERS_PER_STEP) {
+                let mut e = envelope::timer(r.policy.app.clone(), "http", 0, ns);
+                e.instance_id = instance.clone();
+                e.timestamp = t * 1_000_000_000;
+                fleet.observe(&e, t);
+            }
+        }
+        for effect in fleet.tick(t) {
+            match effect {
+                Effect::Scale(req) => {
+                    let done = fleet.completed(&req.app, Ok("replay: not carried out".into()), t);
+                    records.extend(done);
+                }
+                Effect::Recorded(rec) => records.push(rec),
+                Effect::Alert(_) => {}
+            }
+        }
+        t += r.step.max(1);
+    }
+    Ok(records)
+}
+
+/// Parses a time for `--from`/`--to`: RFC 3339, UNIX seconds, `now`, or `now-1h` / `-1h`.
+pub fn parse_time(s: &str, now: Time) -> Result<Time, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now);
+    }
+    if let Some(ago) = s.strip_prefix("now-").or_else(|| s.strip_prefix('-')) {
+        let (num, unit) = ago.split_at(
+            ago.find(|c: char| c.is_ascii_alphabetic())
+                .unwrap_or(ago.len()),
+        );
+        let n: i64 = num.parse().map_err(|_| format!("invalid time {s:?}"))?;
+        let secs = match unit {
+            "s" | "" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(format!("invalid time unit in {s:?} (use s, m, h or d)")),
+        };
+        return Ok(now - secs);
+    }
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|d| d.timestamp())
+        .map_err(|_| format!("invalid time {s:?} (RFC 3339, UNIX seconds, now or now-1h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("now", 1000), Ok(1000));
+        assert_eq!(parse_time("now-1h", 10_000), Ok(6400));
+        assert_eq!(parse_time("-90s", 1000), Ok(910));
+        assert_eq!(parse_time("1700000000", 0), Ok(1_700_000_000));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z", 0), Ok(1_700_000_000));
+        assert!(parse_time("yesterday", 0).is_err());
+        assert!(parse_time("now-3w", 0).is_err());
+    }
+}

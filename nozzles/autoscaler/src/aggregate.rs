@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use hydrant_proto::v2::{self, envelope::Message};
 
-use crate::engine::Time;
+use crate::engine::{InstanceView, Time};
 use crate::policy::MetricType;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -82,7 +82,12 @@ pub struct AppMetrics {
     http_instances: HashMap<String, Time>,
     /// Instances that sent anything, with the last second they did.
     instances: HashMap<String, Time>,
+    /// When each instance started (from `container_age`, else when first seen).
+    started: HashMap<String, Time>,
+    /// Latest per-instance value of the metrics tracked per instance (target tracking).
+    latest: HashMap<MetricType, HashMap<String, (Time, f64)>>,
     wanted: BTreeSet<MetricType>,
+    per_instance: BTreeSet<MetricType>,
 }
 
 fn ceil_some(v: f64) -> Option<f64> {
@@ -98,6 +103,12 @@ impl AppMetrics {
         }
     }
 
+    /// Also keeps the latest value of each instance for these metrics.
+    pub fn per_instance(mut self, metrics: impl IntoIterator<Item = MetricType>) -> AppMetrics {
+        self.per_instance = metrics.into_iter().collect();
+        self
+    }
+
     /// The metric types aggregated.
     pub fn wanted(&self) -> &BTreeSet<MetricType> {
         &self.wanted
@@ -111,7 +122,13 @@ impl AppMetrics {
             return false;
         }
         let used = match &env.message {
-            Some(Message::Gauge(g)) => self.gauge(g, at),
+            Some(Message::Gauge(g)) => {
+                if let Some(age) = g.metrics.get("container_age") {
+                    let started = at - (age.value / 1e9) as Time;
+                    self.started.insert(env.instance_id.clone(), started);
+                }
+                self.gauge(g, at, &env.instance_id)
+            }
             Some(Message::Timer(t)) if t.name == "http" => {
                 let peer = env.tags.get("peer_type").map(String::as_str);
                 if matches!(peer, None | Some("Client")) && self.wants_http() {
@@ -127,6 +144,7 @@ impl AppMetrics {
         };
         if used {
             self.instances.insert(env.instance_id.clone(), at);
+            self.started.entry(env.instance_id.clone()).or_insert(at);
         }
         used
     }
@@ -136,7 +154,7 @@ impl AppMetrics {
             || self.wanted.contains(&MetricType::ResponseTime)
     }
 
-    fn gauge(&mut self, g: &v2::Gauge, at: Time) -> bool {
+    fn gauge(&mut self, g: &v2::Gauge, at: Time, instance: &str) -> bool {
         let get = |name: &str| g.metrics.get(name).map(|v| v.value);
         let mut used = false;
         for metric in &self.wanted {
@@ -152,6 +170,16 @@ impl AppMetrics {
             };
             if let Some(v) = value {
                 self.series.entry(metric.clone()).or_default().add(at, v);
+                if self.per_instance.contains(metric) {
+                    let latest = self.latest.entry(metric.clone()).or_default();
+                    match latest.get_mut(instance) {
+                        Some(l) if l.0 > at => {}
+                        Some(l) => *l = (at, v),
+                        None => {
+                            latest.insert(instance.to_owned(), (at, v));
+                        }
+                    }
+                }
                 used = true;
             }
         }
@@ -193,10 +221,35 @@ impl AppMetrics {
         }
     }
 
+    /// The latest value of each instance that reported `metric` within the window, split
+    /// into ready instances and those younger than `initialization` seconds.
+    pub fn instance_view(
+        &mut self,
+        metric: &MetricType,
+        now: Time,
+        window: Time,
+        initialization: Time,
+    ) -> Option<InstanceView> {
+        let latest = self.latest.get_mut(metric)?;
+        latest.retain(|_, (t, _)| *t > now - window);
+        let mut view = InstanceView::default();
+        for (instance, (_, v)) in latest.iter() {
+            let started = self.started.get(instance).copied().unwrap_or(now);
+            if now - started < initialization {
+                view.unready += 1;
+            } else {
+                view.ready.push(*v);
+            }
+        }
+        Some(view)
+    }
+
     /// Distinct instances seen within the window (a count for actuators that cannot read
     /// one).
     pub fn instances(&mut self, now: Time, window: Time) -> usize {
         self.instances.retain(|_, t| *t > now - window);
+        let live = &self.instances;
+        self.started.retain(|i, _| live.contains_key(i));
         self.instances.len()
     }
 }

@@ -18,8 +18,11 @@ use std::time::Duration;
 
 use crate::policy::{Adjustment, Breach, Conflict, MetricType, OnMissing, Policy, Rule};
 
+mod target;
 #[cfg(test)]
 mod tests;
+
+pub use target::{InstanceView, MetricTrace, TARGET_WINDOW_SECS, TargetTrace, per_instance};
 
 /// Seconds on the caller's clock (UNIX seconds in production, test seconds in tests).
 pub type Time = i64;
@@ -47,6 +50,14 @@ pub struct AppState {
     last_ignored: Option<(usize, String)>,
     /// Target-tracking recommendations, for the scale-in stabilization window.
     recommendations: VecDeque<(Time, u32)>,
+    /// Count changes carried out (time, from, to), for target tracking's rate limits.
+    changes: VecDeque<(Time, u32, u32)>,
+    /// Consecutive target evaluations where every metric had no data.
+    target_failures: u32,
+    /// Last evaluation a target metric was above its activation value.
+    last_active: Option<Time>,
+    /// Per-instance values of target metrics, set by the caller before evaluating.
+    pub instances: BTreeMap<MetricType, InstanceView>,
 }
 
 impl AppState {
@@ -57,6 +68,19 @@ impl AppState {
         q.insert(at, sample);
         while q.len() > MAX_SAMPLES_PER_METRIC {
             q.pop_front();
+        }
+    }
+
+    /// Records a count change that was carried out (any cause), for rate limits.
+    pub fn changed(&mut self, now: Time, from: u32, to: u32) {
+        self.changes.push_back((now, from, to));
+        // Rate-limit periods are short; an hour of history is plenty.
+        while self
+            .changes
+            .front()
+            .is_some_and(|(t, _, _)| *t < now - 3600)
+        {
+            self.changes.pop_front();
         }
     }
 
@@ -161,19 +185,6 @@ pub struct Decision {
     pub target: Option<TargetTrace>,
 }
 
-/// How target tracking saw the app.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetTrace {
-    /// The latest aggregate (None: no data, so no recommendation).
-    pub value: Option<f64>,
-    /// value ÷ target.
-    pub ratio: Option<f64>,
-    /// `ceil(current × ratio)`, or the current count within the tolerance.
-    pub recommended: u32,
-    /// After the scale-in stabilization window (the highest recent recommendation).
-    pub stabilized: u32,
-}
-
 fn unit(metric: &MetricType) -> &'static str {
     match metric {
         MetricType::Cpu | MetricType::CpuUtil | MetricType::MemoryUtil | MetricType::DiskUtil => {
@@ -273,7 +284,7 @@ pub fn evaluate(
     let Some(target) = &policy.target else {
         return decision;
     };
-    let (trace, wanted) = track(target, state, now, current);
+    let (trace, wanted) = target::track(target, state, now, current, policy.min);
     decision.target = Some(trace.clone());
     let to = wanted.clamp(limits.0, limits.1);
     let out = to > current;
@@ -289,84 +300,32 @@ pub fn evaluate(
         decision.outcome = Outcome::Scale { from: current, to };
         decision.rule = None;
         decision.duplicate = false;
+        let decided = trace
+            .metrics
+            .iter()
+            .find(|m| m.recommended.is_some() && m.value == trace.value)
+            .map_or("target", |m| m.metric.as_str());
+        let goal = target
+            .metrics
+            .iter()
+            .find(|m| m.metric.name() == decided)
+            .map_or(0.0, |m| m.value);
         decision.reason = format!(
-            "target tracking: {} {} against target {} (ratio {:.2}) recommends {} instance(s)",
-            target.metric.name(),
-            trace.value.unwrap_or_default(),
-            target.value,
+            "target tracking: {decided} {} against target {goal} (ratio {:.2}) recommends {} instance(s)",
+            trace
+                .value
+                .map_or_else(|| "no data".to_owned(), |v| v.to_string()),
             trace.ratio.unwrap_or(1.0),
             trace.stabilized
         );
-        decision.message = if to != wanted {
-            format!("limited to [{}, {}]", limits.0, limits.1)
-        } else {
-            String::new()
-        };
+        let mut constraints = trace.notes.clone();
+        if to != wanted {
+            constraints.push(format!("limited to [{}, {}]", limits.0, limits.1));
+        }
+        decision.message = constraints.join("; ");
         state.last_ignored = None;
     }
     decision
-}
-
-/// The stat window target tracking reads its latest aggregate from (CF's 120 s).
-pub const TARGET_WINDOW_SECS: i64 = 120;
-
-/// Target tracking with HPA's formula, tolerance and scale-in stabilization.
-fn track(
-    target: &crate::policy::Target,
-    state: &mut AppState,
-    now: Time,
-    current: u32,
-) -> (TargetTrace, u32) {
-    let latest = state
-        .window(&target.metric, now - TARGET_WINDOW_SECS, now)
-        .last()
-        .copied();
-    let Some(v) = latest.and_then(|s| s.value) else {
-        // No data: no recommendation (and so no scale-in on a missing metric).
-        let trace = TargetTrace {
-            value: None,
-            ratio: None,
-            recommended: current,
-            stabilized: current,
-        };
-        return (trace, current);
-    };
-    let ratio = v / target.value;
-    let recommended = if (ratio - 1.0).abs() <= target.tolerance {
-        current
-    } else {
-        (f64::from(current) * ratio).ceil().max(0.0) as u32
-    };
-    let window = target.scale_in_stabilization.as_secs() as i64;
-    state.recommendations.push_back((now, recommended));
-    while state
-        .recommendations
-        .front()
-        .is_some_and(|(t, _)| *t < now - window)
-    {
-        state.recommendations.pop_front();
-    }
-    // Scale-in follows the highest recommendation of the window; scale-out is immediate.
-    let highest = state
-        .recommendations
-        .iter()
-        .map(|(_, r)| *r)
-        .max()
-        .unwrap_or(recommended);
-    let stabilized = if recommended < current {
-        highest.min(current)
-    } else {
-        recommended
-    };
-    (
-        TargetTrace {
-            value: Some(v),
-            ratio: Some(ratio),
-            recommended,
-            stabilized,
-        },
-        stabilized,
-    )
 }
 
 fn evaluate_rules(

@@ -148,7 +148,22 @@ pub struct Managed {
 impl Managed {
     fn new(policy: Arc<Policy>, settings: &Settings) -> Managed {
         let mut wanted: Vec<MetricType> = policy.rules.iter().map(|r| r.metric.clone()).collect();
-        wanted.extend(policy.target.iter().map(|t| t.metric.clone()));
+        let tracked: Vec<MetricType> = policy
+            .target
+            .iter()
+            .flat_map(|t| {
+                t.metrics
+                    .iter()
+                    .filter(|m| !m.total)
+                    .map(|m| m.metric.clone())
+            })
+            .collect();
+        wanted.extend(
+            policy
+                .target
+                .iter()
+                .flat_map(|t| t.metrics.iter().map(|m| m.metric.clone())),
+        );
         let alerts = policy
             .rules
             .iter()
@@ -161,7 +176,7 @@ impl Managed {
             state: AppState::default(),
             schedule: ScheduleState::default(),
             alerts,
-            metrics: AppMetrics::new(wanted),
+            metrics: AppMetrics::new(wanted).per_instance(tracked),
             pending: None,
             breaker: Breaker::default(),
             latest: BTreeMap::new(),
@@ -336,15 +351,29 @@ impl Fleet {
                 m.state.forget_before(&metric, now - keep);
                 m.latest.insert(metric, value);
             }
+            let seen = m.metrics.instances(now, window) as u32;
             if !m.counted {
-                let seen = m.metrics.instances(now, window) as u32;
                 m.current = (seen > 0).then_some(seen);
+            }
+            if let Some(t) = &m.policy.target {
+                let init = t.initialization.as_secs() as Time;
+                for tm in t.metrics.iter().filter(|tm| !tm.total) {
+                    if let Some(view) = m.metrics.instance_view(&tm.metric, now, window, init) {
+                        m.state.instances.insert(tm.metric.clone(), view);
+                    }
+                }
             }
             alerts(key, m, now, &mut effects);
             if m.pending.is_some() || m.breaker.open_until.is_some_and(|t| t > now) {
                 continue;
             }
-            let Some(current) = m.current.filter(|c| *c > 0) else {
+            // Stopped apps are left alone, unless the policy can scale from zero.
+            let from_zero = m.policy.min == 0
+                && m.policy
+                    .target
+                    .as_ref()
+                    .is_some_and(|t| t.activation.is_some());
+            let Some(current) = m.current.filter(|c| *c > 0 || from_zero) else {
                 continue;
             };
             let (limits, action) = schedule::step(&m.policy, &mut m.schedule, now, current);
@@ -441,6 +470,7 @@ impl Fleet {
                 record.response = response;
                 m.current = Some(req.to);
                 m.breaker = Breaker::default();
+                m.state.changed(now, req.from, req.to);
                 if let Kind::Dynamic(rule) = req.kind {
                     let rule = rule.and_then(|i| m.policy.rules.get(i));
                     m.state.scaled(&m.policy, rule, now);

@@ -255,17 +255,80 @@ pub struct Rule {
     pub on_missing: OnMissing,
 }
 
-/// Target tracking (the HPA formula `desired = ceil(current × value / target)`).
+/// One metric of target tracking.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
+pub struct TargetMetric {
     /// Metric to hold at `value`.
     pub metric: MetricType,
     /// The target.
     pub value: f64,
+    /// The metric is an app-wide total (e.g. a queue length), so
+    /// `desired = ceil(value / target)` (KEDA's `AverageValue`), instead of a per-instance
+    /// mean with `desired = ceil(current × value / target)` (HPA's utilization).
+    pub total: bool,
+}
+
+/// How fast target tracking may change the count: the most permissive of the policies
+/// (HPA's `selectPolicy: Max`), measured from the count `period` ago.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// At most this many instances per period.
+    pub instances: Option<u32>,
+    /// At most this percentage of the count per period.
+    pub percent: Option<u32>,
+    /// The period.
+    pub period: Duration,
+}
+
+/// Falls back to a fixed count when the metrics fail (KEDA's `fallback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fallback {
+    /// Consecutive evaluations without data tolerated; one more triggers the fallback.
+    pub failures: u32,
+    /// The count to hold while failing.
+    pub instances: u32,
+}
+
+/// Target tracking (the HPA formula `desired = ceil(current × value / target)`), with
+/// HPA's behaviour (tolerance, scale-in stabilization, rate limits, missing and not-ready
+/// instances, several metrics) and KEDA's (activation, scale to zero, fallback).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The metrics; the largest recommendation wins.
+    pub metrics: Vec<TargetMetric>,
     /// Dead band as a fraction of the target (HPA's 0.1).
     pub tolerance: f64,
     /// Scale-in uses the highest recommendation of this window (HPA's 300 s).
     pub scale_in_stabilization: Duration,
+    /// Scale-out rate (HPA default: 100 % or 4 instances per 15 s).
+    pub scale_up: RateLimit,
+    /// Scale-in rate (HPA default: 100 % per 15 s).
+    pub scale_down: RateLimit,
+    /// Instances younger than this are not ready: for a scale-out their metrics count as 0.
+    pub initialization: Duration,
+    /// Above this value the app is active: it scales from 0 to 1 (KEDA's activation).
+    pub activation: Option<f64>,
+    /// With `instance_min_count: 0`, scale to 0 after this long inactive (KEDA's 300 s).
+    pub scale_to_zero_after: Duration,
+    /// What to do when every metric fails.
+    pub fallback: Option<Fallback>,
+    /// No data counts as 0 instead of a failure (KEDA's `ignoreNullValues`).
+    pub missing_as_zero: bool,
+}
+
+impl Target {
+    /// HPA's default scale-out rate.
+    pub const SCALE_UP: RateLimit = RateLimit {
+        instances: Some(4),
+        percent: Some(100),
+        period: Duration::from_secs(15),
+    };
+    /// HPA's default scale-in rate.
+    pub const SCALE_DOWN: RateLimit = RateLimit {
+        instances: None,
+        percent: Some(100),
+        period: Duration::from_secs(15),
+    };
 }
 
 /// Which of several breached rules acts.

@@ -136,7 +136,12 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
     let http = reqwest::Client::new();
     let mut wanted: BTreeSet<MetricType> =
         r.policy.rules.iter().map(|x| x.metric.clone()).collect();
-    wanted.extend(r.policy.target.iter().map(|t| t.metric.clone()));
+    wanted.extend(
+        r.policy
+            .target
+            .iter()
+            .flat_map(|t| t.metrics.iter().map(|m| m.metric.clone())),
+    );
     let names: BTreeSet<&str> = wanted.iter().flat_map(gauges).collect();
     let timers = wanted
         .iter()

@@ -223,11 +223,15 @@ pub(super) fn parse(text: &str, file: &Path) -> Loaded {
     let max = required(&mut cx, map, &root, "", "instance_max_count")
         .and_then(|n| cx.count(n, "instance_max_count"));
     if let (Some(lo), Some(node)) = (min, map.get_node("instance_min_count")) {
-        if lo < 1 {
+        let activation = map
+            .get_node("target")
+            .and_then(Node::as_mapping)
+            .is_some_and(|t| t.get_node("activation").is_some());
+        if lo < 1 && !activation {
             cx.error(
                 node,
                 "instance_min_count",
-                "must be greater than or equal to 1",
+                "must be greater than or equal to 1 (0 needs target.activation)",
             );
         }
         if let Some(hi) = max
@@ -364,55 +368,6 @@ fn load_error_message(e: &marked_yaml::LoadError) -> String {
     }
 }
 
-fn parse_target(cx: &mut Ctx<'_>, node: &Node) -> Option<Target> {
-    let path = "target";
-    let Some(map) = node.as_mapping() else {
-        cx.error(node, path, "must be a mapping with metric and value");
-        return None;
-    };
-    cx.known_keys(
-        map,
-        path,
-        &["metric", "value", "tolerance", "scale_in_stabilization"],
-    );
-    let metric = required(cx, map, node, "target", "metric")
-        .and_then(|n| cx.scalar(n, "target.metric"))
-        .map(MetricType::parse);
-    let value = required(cx, map, node, "target", "value").and_then(|n| {
-        let v = cx.number(n, "target.value")?;
-        if v <= 0.0 {
-            cx.error(n, "target.value", "must be greater than 0");
-        }
-        Some(v)
-    });
-    let tolerance = match map.get_node("tolerance") {
-        None => 0.1,
-        Some(n) => {
-            let t = cx.number(n, "target.tolerance").unwrap_or(0.1);
-            if !(0.0..1.0).contains(&t) {
-                cx.error(
-                    n,
-                    "target.tolerance",
-                    "must be at least 0 and below 1 (a fraction of the target)",
-                );
-            }
-            t
-        }
-    };
-    let scale_in_stabilization = match map.get_node("scale_in_stabilization") {
-        None => Duration::from_secs(300),
-        Some(n) => cx
-            .duration(n, "target.scale_in_stabilization")
-            .unwrap_or(Duration::from_secs(300)),
-    };
-    Some(Target {
-        metric: metric?,
-        value: value?,
-        tolerance,
-        scale_in_stabilization,
-    })
-}
-
 fn parse_cool_downs(cx: &mut Ctx<'_>, node: &Node) -> CoolDowns {
     let Some(map) = node.as_mapping() else {
         cx.error(
@@ -537,6 +492,9 @@ fn parse_schedules(cx: &mut Ctx<'_>, node: &Node) -> Option<Schedules> {
 
 mod rules;
 mod schedules;
+mod target;
+
+use target::parse_target;
 
 #[cfg(test)]
 pub(crate) use rules::parse_adjustment;

@@ -115,8 +115,17 @@ fn friendlier_forms_and_extensions() {
     );
     let t = p.target.unwrap();
     assert_eq!(
-        (t.metric, t.value, t.tolerance, t.scale_in_stabilization),
-        (MetricType::Cpu, 60.0, 0.05, Duration::from_secs(300))
+        (
+            &t.metrics[0].metric,
+            t.metrics[0].value,
+            t.tolerance,
+            t.scale_in_stabilization
+        ),
+        (&MetricType::Cpu, 60.0, 0.05, Duration::from_secs(300))
+    );
+    assert_eq!(
+        (t.scale_up, t.scale_down),
+        (Target::SCALE_UP, Target::SCALE_DOWN)
     );
     // A 5 s breach window is accepted, with CF's minimum as a warning at its position.
     let warnings = problems(
@@ -292,4 +301,52 @@ fn adjustments_compute_like_cloud_foundry() {
         Some(Duration::from_millis(250))
     );
     assert_eq!(parse::parse_duration("5 min"), None);
+}
+
+#[test]
+fn target_tracking_with_several_metrics_and_keda_fields() {
+    let p = ok(
+        "app: worker\ninstance_min_count: 0\ninstance_max_count: 10\n\
+         target:\n  metrics:\n    - {metric: queue_depth, value: 100, total: true}\n    - {metric: cpu, value: 50}\n  \
+         activation: 5\n  scale_to_zero_after: 5m\n  fallback: {failures: 3, instances: 6}\n  missing_as_zero: false\n  \
+         scale_up: {instances: 2, period: 30s}\n  scale_down: {percent: 50}\n  initialization: 1m\n",
+        "w.yml",
+    );
+    let t = p.target.unwrap();
+    assert_eq!(t.metrics.len(), 2);
+    assert!(t.metrics[0].total && !t.metrics[1].total);
+    assert_eq!(t.activation, Some(5.0));
+    assert_eq!(
+        t.fallback,
+        Some(Fallback {
+            failures: 3,
+            instances: 6
+        })
+    );
+    assert_eq!(
+        t.scale_up,
+        RateLimit {
+            instances: Some(2),
+            percent: None,
+            period: Duration::from_secs(30)
+        }
+    );
+    assert_eq!(t.scale_down.percent, Some(50));
+    assert_eq!(t.initialization, Duration::from_secs(60));
+    assert_eq!(p.min, 0, "0 is allowed with activation");
+
+    let errors = problems(
+        "instance_min_count: 0\ninstance_max_count: 3\ntarget:\n  metric: cpu\n  value: 50\n  metrics: [{metric: cpu, value: 1}]\n  scale_up: {period: 0s}\n  fallback: {failures: 2}\n  total: maybe\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "p.yml:1:21: error: instance_min_count: must be greater than or equal to 1 (0 needs target.activation)",
+            "p.yml:6:12: error: target.metrics: use either metric/value or metrics, not both",
+            "p.yml:7:14: error: target.scale_up: needs instances, percent or both",
+            "p.yml:7:22: error: target.scale_up.period: must be longer than 0s",
+            "p.yml:8:14: error: target.fallback.instances: required field is missing",
+            "p.yml:9:10: error: target.total: with metrics, set total on each entry",
+        ],
+    );
 }

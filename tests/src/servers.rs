@@ -48,14 +48,18 @@ pub struct Alertmanager {
 impl Alertmanager {
     /// Starts Alertmanager with one no-op receiver, clustering off, and waits until ready.
     pub async fn start() -> Alertmanager {
+        Alertmanager::start_with(
+            "route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n",
+        )
+        .await
+    }
+
+    /// Starts Alertmanager with this configuration (YAML).
+    pub async fn start_with(config_yaml: &str) -> Alertmanager {
         let bin = binary("prometheus-alertmanager", "prometheus-alertmanager");
         let dir = scratch("alertmanager");
         let config = dir.join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n",
-        )
-        .expect("write alertmanager.yml");
+        std::fs::write(&config, config_yaml).expect("write alertmanager.yml");
         let addr = free_port();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))

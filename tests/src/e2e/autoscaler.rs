@@ -235,3 +235,81 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
     d.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reference scenario 20 with a real Alertmanager (times scaled down: group_wait 3 s,
+/// group_interval 10 s): alerts A and B of one app, A resolving before the group's first
+/// flush, give one notification with B firing and A not firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_20_alertmanager_groups_an_apps_alerts() {
+    use axum::routing::post;
+    use hydrant_autoscaler::alert::Transition;
+    use hydrant_autoscaler::fleet::AlertChange;
+    use hydrant_autoscaler::notify::Notifier;
+
+    let got: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    let hook = listener().await;
+    let hook_addr = hook.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: axum::Json<Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(body.0);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(hook, app).await });
+    let am = Alertmanager::start_with(&format!(
+        "route:\n  receiver: hook\n  group_by: [app]\n  group_wait: 3s\n  group_interval: 10s\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{hook_addr}/hook\n"
+    ))
+    .await;
+    let cancel = CancellationToken::new();
+    let n = Notifier::start(
+        Receivers {
+            alertmanagers: vec![am.url.clone()],
+            webhook: None,
+            external_url: "http://127.0.0.1:9500".into(),
+        },
+        cancel.clone(),
+    );
+    let now = chrono::Utc::now().timestamp();
+    let change = |rule: usize, transition, at| AlertChange {
+        app: "web".into(),
+        target: "g1".into(),
+        rule,
+        metric: "cpu".into(),
+        summary: format!("rule {rule}"),
+        adjustment: "+1".into(),
+        transition,
+        value: Some(90.0),
+        since: now,
+        at,
+    };
+    n.send(change(0, Transition::Firing, now));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    n.send(change(1, Transition::Firing, now + 1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    n.send(change(0, Transition::Resolved, now + 2));
+    eventually_within(
+        "the group's first notification",
+        Duration::from_secs(20),
+        || async { !got.lock().unwrap().is_empty() },
+    )
+    .await;
+    // Nothing changes afterwards: no second notification within the group interval.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let notes = got.lock().unwrap().clone();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    let firing: Vec<&Value> = notes[0]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "firing")
+        .collect();
+    assert_eq!(firing.len(), 1, "{notes:#?}");
+    assert_eq!(firing[0]["labels"]["rule"], "1", "B fires");
+    assert_eq!(notes[0]["groupLabels"]["app"], "web");
+    cancel.cancel();
+}

@@ -65,7 +65,11 @@ fn bench(c: &mut Criterion) {
     let mut fleet = Fleet::new(Settings::default());
     fleet.set_policies((0..APPS).map(policy));
     for app in 0..APPS {
-        fleet.set_instances(&format!("guid-{app}"), &format!("app-{app}"), INSTANCES as u32);
+        fleet.set_instances(
+            &format!("guid-{app}"),
+            &format!("app-{app}"),
+            INSTANCES as u32,
+        );
     }
     let mut envelopes: Vec<v2::Envelope> = (0..APPS)
         .flat_map(|a| (0..INSTANCES).map(move |i| envelope(a, i, 0)))

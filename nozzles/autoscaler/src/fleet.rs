@@ -14,11 +14,14 @@ use hydrant_proto::v2;
 use crate::aggregate::AppMetrics;
 use crate::alert::{Alert, Transition};
 use crate::engine::{self, AppState, Outcome, Sample, Time, Verdict};
-use crate::history::{self, History, Record, WindowSummary};
+use crate::history::{self, History, Record};
 use crate::policy::{MetricType, Policy};
 use crate::schedule::{self, ScheduleState};
 
 mod explain;
+mod records;
+
+use records::{base_record, summary};
 
 /// Fleet-wide settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -511,74 +514,6 @@ impl Fleet {
             return Some(k);
         }
         self.sources.get(app).map(String::as_str)
-    }
-}
-
-fn base_record(
-    key: &str,
-    m: &Managed,
-    decision: &engine::Decision,
-    current: u32,
-    now: Time,
-) -> Record {
-    let mut constraints = Vec::new();
-    if !decision.message.is_empty() {
-        constraints.push(decision.message.clone());
-    }
-    Record {
-        app_id: m.target(),
-        timestamp: now * 1_000_000_000,
-        scaling_type: history::DYNAMIC,
-        status: history::SUCCEEDED,
-        old_instances: i64::from(current),
-        new_instances: i64::from(current),
-        reason: decision.reason.clone(),
-        message: decision.message.clone(),
-        error: String::new(),
-        app: key.to_owned(),
-        rule: decision.rule,
-        window: decision.rule.map(|i| summary(m, i)),
-        constraints,
-        response: String::new(),
-    }
-}
-
-/// The window of rule `i` as the engine last saw it.
-fn summary(m: &Managed, i: usize) -> WindowSummary {
-    let rule = &m.policy.rules[i];
-    let b = rule.breach_duration.as_secs();
-    let last = m
-        .state
-        .samples(&rule.metric)
-        .next_back()
-        .map_or(0, |s| s.at);
-    let values: Vec<f64> = m
-        .state
-        .samples(&rule.metric)
-        .filter(|s| s.at >= last - b as Time)
-        .filter_map(|s| s.value)
-        .collect();
-    let n = values.len();
-    let (min, mean, max) = if n == 0 {
-        (None, None, None)
-    } else {
-        (
-            Some(values.iter().copied().fold(f64::INFINITY, f64::min)),
-            Some(values.iter().sum::<f64>() / n as f64),
-            Some(values.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
-        )
-    };
-    WindowSummary {
-        metric: rule.metric.name().to_owned(),
-        breach_duration_secs: b,
-        samples: m
-            .state
-            .samples(&rule.metric)
-            .filter(|s| s.at >= last - b as Time)
-            .count(),
-        min,
-        mean,
-        max,
     }
 }
 

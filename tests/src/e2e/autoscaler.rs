@@ -313,3 +313,164 @@ async fn case_20_alertmanager_groups_an_apps_alerts() {
     assert_eq!(notes[0]["groupLabels"]["app"], "web");
     cancel.cancel();
 }
+
+/// Policies reload when their files change; a broken edit is refused as a whole and the
+/// previous policies stay in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_reload_on_change_and_a_broken_edit_keeps_the_old_ones() {
+    let dir = std::env::temp_dir().join(format!("hydrant-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let web = |max: u32| {
+        POLICY.replace("app: burner", "app: web").replace(
+            "instance_max_count: 3",
+            &format!("instance_max_count: {max}"),
+        )
+    };
+    std::fs::write(dir.join("web.yml"), web(3)).unwrap();
+    let http = listener().await;
+    let api = http.local_addr().unwrap();
+    let config = service::Config {
+        dopplers: Vec::new(),
+        tls: None,
+        policies: vec![dir.clone()],
+        actuator: Arc::new(hydrant_autoscaler::actuator::Webhook::new(
+            "http://127.0.0.1:9/",
+            None,
+        )),
+        receivers: Receivers::default(),
+        emit_to: Vec::new(),
+        tick: Duration::from_secs(1),
+        refresh: Duration::from_secs(60),
+        reload_poll: Duration::from_millis(100),
+        settings: Settings::default(),
+        shadow: false,
+        member: None,
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(service::run(config, http, shutdown.clone()));
+    wait_healthy(api).await;
+    let base = format!("http://{api}");
+    let maxes = || async {
+        let apps = get(&format!("{base}/v1/apps")).await;
+        apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["app"].as_str().unwrap().to_owned(),
+                    a["instance_max_count"].as_u64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(maxes().await, [("web".to_owned(), 3)]);
+
+    std::fs::write(dir.join("web.yml"), web(12)).unwrap();
+    eventually("the edit is picked up", || async {
+        maxes().await == [("web".to_owned(), 12)]
+    })
+    .await;
+
+    std::fs::write(dir.join("api.yml"), "app: api\ninstance_min_count: 1\n").unwrap();
+    eventually("the broken edit is refused", || async {
+        crate::metric(
+            api,
+            "hydrant_autoscaler_policy_reloads_total",
+            &[("result", "failed")],
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    assert_eq!(
+        maxes().await,
+        [("web".to_owned(), 12)],
+        "the previous policies stay"
+    );
+
+    std::fs::write(dir.join("api.yml"), web(4).replace("app: web", "app: api")).unwrap();
+    eventually("the fixed file is loaded", || async {
+        maxes().await.len() == 2
+    })
+    .await;
+    assert_eq!(
+        crate::metric(
+            api,
+            "hydrant_autoscaler_policy_reloads_total",
+            &[("result", "ok")]
+        )
+        .await,
+        2.0
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bad policies and flags stop `hydrant autoscaler` with a clear error and exit 1.
+#[test]
+fn bad_policies_and_flags_fail_the_process_clearly() {
+    let dir = std::env::temp_dir().join(format!("hydrant-badpol-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        "app: web\ninstance_min_count: 1\ninstance_max_count: 3\nscaling_rules:\n  - {metric_type: cpuutil, operator: '>', threshold: 170, adjustment: '+1'}\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(hydrant_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let policies = dir.to_str().unwrap();
+    let out = run(&[
+        "autoscaler",
+        "--policies",
+        policies,
+        "--http",
+        "127.0.0.1:0",
+        "--from",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("web.yml:5:")
+            && err.contains("scaling_rules[0].threshold: must be between 1 and 100 for cpuutil"),
+        "{err}"
+    );
+    let out = run(&["autoscaler", "--policies", policies, "--tick", "0s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tick must be at least 1s"));
+    let out = run(&[
+        "autoscaler",
+        "--actuator",
+        "webhook",
+        "--policies",
+        policies,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--actuator webhook needs --webhook-url")
+    );
+    let out = run(&[
+        "autoscaler",
+        "history",
+        "web",
+        "--autoscaler",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot reach the autoscaler at http://127.0.0.1:1")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -276,7 +276,7 @@ fn schedules_are_checked_like_cloud_foundry() {
 }
 
 #[test]
-fn adjustments_compute_like_cloud_foundry() {
+fn case_8_adjustments_round_like_cloud_foundry() {
     for (current, adj, want) in [
         (1, "+10%", 2),
         (3, "-10%", 2),

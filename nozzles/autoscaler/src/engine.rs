@@ -379,6 +379,27 @@ fn evaluate_rules(
             .or_else(|| breached.first().copied()),
     };
     let Some(i) = chosen else {
+        // A breach held back by the cooldown is recorded once per cooldown (CF's message),
+        // so the history says why nothing happened.
+        let cooling = trace.iter().find_map(|t| match t.verdict {
+            Verdict::CoolingDown(until) => Some((t.rule, until)),
+            _ => None,
+        });
+        if let Some((i, until)) = cooling {
+            let message = "app in cooldown period".to_owned();
+            let key = (i, format!("cooldown until {until}"));
+            let duplicate = state.last_ignored.as_ref() == Some(&key);
+            state.last_ignored = Some(key);
+            return Decision {
+                outcome: Outcome::Ignored,
+                rule: Some(i),
+                reason: reason(&policy.rules[i]),
+                message,
+                duplicate,
+                trace,
+                target: None,
+            };
+        }
         return Decision {
             outcome: Outcome::Nothing,
             rule: None,

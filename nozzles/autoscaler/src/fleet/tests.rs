@@ -92,12 +92,16 @@ fn scales_out_in_steps_with_cooldown_then_back_in() {
         .collect();
     assert_eq!(
         ignored,
-        [26],
-        "at the max: one ignored row, duplicates skipped"
+        [7, 17, 26, 37],
+        "one ignored row per cooldown (7, 17, 37) and at the max (26); duplicates skipped"
     );
     let page = fleet.history().query("web", history::Query::default());
-    assert_eq!(page.total_results, 4);
-    let newest = &page.resources[0];
+    assert_eq!(page.total_results, 7);
+    let cooling = &page.resources[0];
+    assert_eq!(cooling.status, history::IGNORED);
+    assert_eq!(cooling.message, "app in cooldown period");
+    assert_eq!(cooling.rule, Some(1));
+    let newest = &page.resources[1];
     assert_eq!((newest.old_instances, newest.new_instances), (3, 2));
     assert_eq!(
         newest.reason,
@@ -106,7 +110,7 @@ fn scales_out_in_steps_with_cooldown_then_back_in() {
     assert_eq!(newest.app_id, "guid-web");
     let w = newest.window.as_ref().unwrap();
     assert_eq!((w.metric.as_str(), w.max), ("cpu", Some(5.0)));
-    let capped = &page.resources[1];
+    let capped = &page.resources[2];
     assert_eq!(capped.status, history::IGNORED);
     assert_eq!(capped.message, "limited by max instances 3");
 }

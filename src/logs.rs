@@ -430,26 +430,47 @@ async fn tail<W: Write>(
             }
         };
         backoff = Duration::from_millis(100);
-        // Catch up on what arrived while (re)connecting, from the cache.
-        if p.last_ts > 0 {
-            let missed = client
-                .read_logs(source_id, p.last_ts, RECENT_LIMIT, false)
-                .await?
-                .unwrap_or_default();
-            for env in &missed {
-                p.print(env)?;
-            }
-            p.out.flush()?;
+        // Catch up on what arrived while (re)connecting, from the cache: now, and once more
+        // after the first event, for lines that were still on their way into the cache.
+        let resume = (p.last_ts > 0).then_some(p.last_ts);
+        if let Some(from) = resume {
+            catch_up(client, source_id, from, p).await?;
         }
-        stream_events(resp, p, deadline).await?;
+        stream_events(
+            resp,
+            p,
+            deadline,
+            resume.map(|from| (client, source_id, from)),
+        )
+        .await?;
     }
 }
 
-/// Prints the events of one SSE response until it ends, with a small reorder window.
+/// Prints what the cache holds for `source_id` since `from` (duplicates are skipped).
+async fn catch_up<W: Write>(
+    client: &Client,
+    source_id: &str,
+    from: i64,
+    p: &mut Printer<'_, W>,
+) -> Result<(), Error> {
+    let missed = client
+        .read_logs(source_id, from, RECENT_LIMIT, false)
+        .await?
+        .unwrap_or_default();
+    for env in &missed {
+        p.print(env)?;
+    }
+    p.out.flush()?;
+    Ok(())
+}
+
+/// Prints the events of one SSE response until it ends, with a small reorder window. On a
+/// resumed stream, the first event triggers a second catch-up from the cache.
 async fn stream_events<W: Write>(
     resp: reqwest::Response,
     p: &mut Printer<'_, W>,
     deadline: Option<Instant>,
+    mut resume: Option<(&Client, &str, i64)>,
 ) -> Result<(), Error> {
     let mut bytes = resp.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
@@ -475,6 +496,10 @@ async fn stream_events<W: Write>(
                 .unwrap_or("message");
             if kind == "closing" {
                 return flush(p, &mut pending, None);
+            }
+            if let Some((client, source_id, from)) = resume.take() {
+                flush(p, &mut pending, None)?;
+                catch_up(client, source_id, from, p).await?;
             }
             if kind != "message" {
                 continue;

@@ -130,6 +130,24 @@ impl Subscriber {
         })
     }
 
+    /// Connects now instead of on the first [`next`](Self::next), so the doppler has
+    /// registered the subscription when this returns `Ok`. A failure to connect is left for
+    /// `next` to retry; only a permanent refusal is returned.
+    pub async fn connect_now(&mut self) -> Result<(), Status> {
+        if self.stream.is_some() {
+            return Ok(());
+        }
+        match self.connect().await {
+            Ok(stream) => {
+                self.connected_once = true;
+                self.stream = Some(stream);
+                Ok(())
+            }
+            Err(status) if permanent(&status) => Err(status),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// The next batch; `Ok(None)` once cancelled; `Err` for a permanent refusal.
     pub async fn next(&mut self) -> Result<Option<RawBatch>, Status> {
         loop {

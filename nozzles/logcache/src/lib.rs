@@ -171,8 +171,12 @@ impl Firehose for Dopplers {
             let mut streams = Vec::new();
             for addr in &self.addrs {
                 let cancel = self.cancel.child_token();
-                let sub = Subscriber::new(addr, self.tls.as_ref(), request.clone(), cancel.clone())
-                    .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+                let mut sub =
+                    Subscriber::new(addr, self.tls.as_ref(), request.clone(), cancel.clone())
+                        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+                // Subscribed before the client hears back, so its catch-up read and the
+                // live stream leave no gap between them.
+                sub.connect_now().await?;
                 // Cancel the subscriber when the client's stream is dropped.
                 let guard = cancel.drop_guard();
                 let stream = futures::stream::unfold((sub, guard), |(mut sub, guard)| async move {

@@ -1,0 +1,455 @@
+//! The storage engine: catalog + write buffer (+ WAL) + Parquet parts, with sealing,
+//! compaction and retention. Reads merge the Parquet parts (through DataFusion) with the
+//! buffer, so a sample is queryable from the moment it is ingested.
+//!
+//! Layout under the data dir: `series.jsonl` (the catalog, append-only, id order),
+//! `wal/<hour>.wal` (per open partition), `metrics/date=…/hour=…/part-*.parquet`.
+//!
+//! Durability: with the WAL on, new series are synced to `series.jsonl` and samples to the
+//! WAL before `ingest` returns, so everything counted as ingested survives a crash.
+//! Sealing writes the part (temp file, sync, rename) before deleting the WAL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, UInt64Array};
+use datafusion::prelude::{ParquetReadOptions, SessionContext, col, lit};
+
+use crate::catalog::{Catalog, SeriesId};
+use crate::model::{Point, SeriesKey};
+
+pub mod buffer;
+pub mod maintain;
+pub mod parts;
+pub mod wal;
+
+use buffer::{Buffer, HOUR_MS, Partition, hour_of};
+use parts::Part;
+
+/// A partition is sealed this long after its hour ends (late samples still land in it).
+pub const SEAL_GRACE_MS: i64 = 5 * 60 * 1000;
+
+/// Default buffer size that forces sealing the oldest partition early.
+pub const DEFAULT_SEAL_ROWS: usize = 8 * 1024 * 1024;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("storage {path}: {source}")]
+    Io {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// DataFusion failed reading parts.
+    #[error("storage query: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// Sync every ingest to a write-ahead log.
+    pub wal: bool,
+    /// Series cap per metric name.
+    pub max_series_per_metric: usize,
+    /// Whole hours older than this are dropped.
+    pub retention: Duration,
+    /// Buffer rows that force an early seal.
+    pub seal_rows: usize,
+}
+
+/// Counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Samples stored (after the WAL sync when enabled).
+    pub ingested: u64,
+    /// Samples refused by the cardinality cap.
+    pub refused: u64,
+    /// Parts written by sealing.
+    pub sealed: u64,
+    /// Compactions done.
+    pub compactions: u64,
+    /// Hours dropped by retention.
+    pub expired_hours: u64,
+    /// WAL samples replayed at start.
+    pub replayed: u64,
+    /// WAL files whose torn tail was dropped at start.
+    pub torn_wals: u64,
+}
+
+/// The engine's state (behind the nozzle's mutex).
+#[derive(Debug)]
+pub struct Store {
+    config: Config,
+    /// The series catalog.
+    pub catalog: Catalog,
+    buffer: Buffer,
+    parts: Vec<Part>,
+    series_log: File,
+    /// Running totals of counted series (request and log-line counters).
+    totals: HashMap<SeriesId, f64>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+fn key_line(id: SeriesId, key: &SeriesKey) -> String {
+    serde_json::json!({"id": id, "name": key.name, "labels": key.labels}).to_string()
+}
+
+impl Store {
+    /// Opens the store in `config.dir`: loads the catalog, finds the parts, replays the WAL.
+    pub fn open(config: Config) -> Result<Store, Error> {
+        let dir = config.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let log_path = dir.join("series.jsonl");
+        let mut catalog = Catalog::new(config.max_series_per_metric);
+        if let Ok(f) = File::open(&log_path) {
+            for line in std::io::BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    break; // a torn last line
+                };
+                let labels = v["labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let key = SeriesKey {
+                    name: v["name"].as_str().unwrap_or_default().to_owned(),
+                    labels,
+                };
+                if v["id"].as_u64() != Some(catalog.len() as u64) {
+                    break;
+                }
+                catalog.insert(key);
+            }
+        }
+        // Rewrite the log when its tail was torn, so appends stay line-aligned.
+        let rewrite = std::fs::read_to_string(&log_path)
+            .map(|t| t.lines().count() != catalog.len() || (!t.is_empty() && !t.ends_with('\n')))
+            .unwrap_or(false);
+        if rewrite {
+            let mut text = String::new();
+            for id in 0..catalog.len() as SeriesId {
+                text.push_str(&key_line(id, catalog.key(id)));
+                text.push('\n');
+            }
+            std::fs::write(&log_path, text).map_err(io(&log_path))?;
+        }
+        let series_log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(&log_path))?;
+        let mut store = Store {
+            parts: parts::discover(&dir),
+            catalog,
+            buffer: Buffer::default(),
+            series_log,
+            totals: HashMap::new(),
+            stats: Stats::default(),
+            config,
+        };
+        let wal_dir = dir.join("wal");
+        for hour in wal::hours(&wal_dir) {
+            let (samples, torn) = wal::replay(&wal_dir, hour).map_err(io(&wal_dir))?;
+            store.stats.torn_wals += u64::from(torn);
+            store.stats.replayed += samples.len() as u64;
+            for (id, ts, v) in samples {
+                if (id as usize) < store.catalog.len() {
+                    store.buffer.insert(id, ts, v);
+                }
+            }
+            if store.config.wal {
+                let w = wal::Wal::open(&wal_dir, hour).map_err(io(&wal_dir))?;
+                store.buffer.partition(hour).wal = Some(w);
+            }
+        }
+        Ok(store)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Samples in the buffer.
+    pub fn buffer_rows(&self) -> usize {
+        self.buffer.rows()
+    }
+
+    /// Parquet parts and their total size.
+    pub fn parts(&self) -> (usize, u64) {
+        (self.parts.len(), self.parts.iter().map(|p| p.bytes).sum())
+    }
+
+    /// Stores points; returns how many were stored (the rest hit the cardinality cap).
+    pub fn ingest(&mut self, points: &[Point]) -> Result<usize, Error> {
+        let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = BTreeMap::new();
+        let mut new_series = String::new();
+        for p in points {
+            let Ok((id, new)) = self.catalog.get_or_insert(&p.key) else {
+                self.stats.refused += 1;
+                continue;
+            };
+            if new {
+                new_series.push_str(&key_line(id, &p.key));
+                new_series.push('\n');
+            }
+            let value = if p.increment {
+                let total = self.totals.entry(id).or_default();
+                *total += p.value;
+                *total
+            } else {
+                p.value
+            };
+            rows.entry(hour_of(p.ts))
+                .or_default()
+                .push((id, p.ts, value));
+        }
+        let log_path = self.config.dir.join("series.jsonl");
+        if !new_series.is_empty() {
+            self.series_log
+                .write_all(new_series.as_bytes())
+                .map_err(io(&log_path))?;
+            if self.config.wal {
+                self.series_log.sync_data().map_err(io(&log_path))?;
+            }
+        }
+        let mut stored = 0;
+        let wal_dir = self.config.dir.join("wal");
+        for (hour, samples) in rows {
+            if self.config.wal {
+                let part = self.buffer.partition(hour);
+                if part.wal.is_none() {
+                    part.wal = Some(wal::Wal::open(&wal_dir, hour).map_err(io(&wal_dir))?);
+                }
+                if let Some(w) = part.wal.as_mut() {
+                    w.append(&samples).map_err(io(&wal_dir))?;
+                }
+            }
+            for (id, ts, v) in &samples {
+                self.buffer.insert(*id, *ts, *v);
+            }
+            stored += samples.len();
+        }
+        self.stats.ingested += stored as u64;
+        Ok(stored)
+    }
+
+    /// Hours to seal at `now` (ms): closed hours past the grace period, and the oldest hour
+    /// while the buffer is over its row budget.
+    pub fn due(&self, now: i64) -> Vec<i64> {
+        let mut hours: Vec<i64> = self
+            .buffer
+            .hours()
+            .into_iter()
+            .filter(|h| (h + 1) * HOUR_MS + SEAL_GRACE_MS <= now)
+            .collect();
+        if hours.is_empty()
+            && self.buffer.rows() > self.config.seal_rows
+            && let Some(oldest) = self.buffer.hours().first()
+        {
+            hours.push(*oldest);
+        }
+        hours
+    }
+
+    /// Takes a partition out of the buffer to seal it, with the part sequence to use.
+    pub fn take(&mut self, hour: i64) -> Option<(Partition, u64)> {
+        let seq = self
+            .parts
+            .iter()
+            .filter(|p| p.hour == hour)
+            .map(|p| p.seq + 1)
+            .max()
+            .unwrap_or(0);
+        self.buffer.take(hour).map(|p| (p, seq))
+    }
+
+    /// Records a sealed part and drops its WAL; or, on failure, puts the partition back.
+    pub fn sealed(
+        &mut self,
+        partition: Partition,
+        result: std::io::Result<Part>,
+    ) -> Result<(), Error> {
+        match result {
+            Ok(part) => {
+                self.parts.push(part);
+                self.parts.sort_by_key(|p| (p.hour, p.seq));
+                self.stats.sealed += 1;
+                if let Some(w) = partition.wal {
+                    let wal_dir = self.config.dir.join("wal");
+                    w.remove().map_err(io(&wal_dir))?;
+                }
+                Ok(())
+            }
+            Err(source) => {
+                self.buffer.restore(partition);
+                Err(Error::Io {
+                    path: self.config.dir.join("metrics"),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Parts overlapping `[start, end]` (ms).
+    pub fn parts_between(&self, start: i64, end: i64) -> Vec<Part> {
+        let (lo, hi) = (hour_of(start), hour_of(end));
+        self.parts
+            .iter()
+            .filter(|p| p.hour >= lo && p.hour <= hi)
+            .cloned()
+            .collect()
+    }
+
+    /// Adds the buffered samples of `ids` in `[start, end]` to `out`.
+    pub fn fetch_buffer(
+        &self,
+        ids: &[SeriesId],
+        start: i64,
+        end: i64,
+        out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>,
+    ) {
+        self.buffer.fetch(ids, start, end, out);
+    }
+
+    /// Every buffered sample as batches (for SQL).
+    pub fn buffer_batches(&self) -> Vec<RecordBatch> {
+        self.buffer.batches()
+    }
+
+    /// Every part (for SQL).
+    pub fn all_parts(&self) -> Vec<Part> {
+        self.parts.clone()
+    }
+
+    /// Hours with more than one part (compaction candidates), excluding open ones.
+    pub fn compactable(&self) -> Vec<(i64, Vec<Part>)> {
+        let open = self.buffer.hours();
+        let mut by_hour: BTreeMap<i64, Vec<Part>> = BTreeMap::new();
+        for p in &self.parts {
+            by_hour.entry(p.hour).or_default().push(p.clone());
+        }
+        by_hour
+            .into_iter()
+            .filter(|(h, parts)| parts.len() > 1 && !open.contains(h))
+            .collect()
+    }
+
+    /// Replaces `old` parts with `new` (compaction); returns the files to delete.
+    pub fn replace(&mut self, old: &[Part], new: Part) -> Vec<Part> {
+        self.parts.retain(|p| !old.contains(p));
+        self.parts.push(new);
+        self.parts.sort_by_key(|p| (p.hour, p.seq));
+        self.stats.compactions += 1;
+        old.to_vec()
+    }
+
+    /// Drops everything older than the retention at `now` (ms); returns the parts to delete.
+    pub fn expire(&mut self, now: i64) -> Vec<Part> {
+        let keep_from = hour_of(now - self.config.retention.as_millis() as i64);
+        let (gone, kept): (Vec<Part>, Vec<Part>) = std::mem::take(&mut self.parts)
+            .into_iter()
+            .partition(|p| p.hour < keep_from);
+        self.parts = kept;
+        let mut hours: Vec<i64> = gone.iter().map(|p| p.hour).collect();
+        for h in self.buffer.hours().into_iter().filter(|h| *h < keep_from) {
+            if let Some(p) = self.buffer.take(h) {
+                hours.push(h);
+                if let Some(w) = p.wal {
+                    let _ = w.remove();
+                }
+            }
+        }
+        hours.sort_unstable();
+        hours.dedup();
+        self.stats.expired_hours += hours.len() as u64;
+        gone
+    }
+}
+
+/// Reads the samples of `ids` in `[start, end]` from `parts` through DataFusion into `out`.
+pub async fn read_parts(
+    parts: &[Part],
+    ids: &[SeriesId],
+    start: i64,
+    end: i64,
+    out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>,
+) -> Result<(), Error> {
+    if parts.is_empty() || ids.is_empty() {
+        return Ok(());
+    }
+    let ctx = SessionContext::new();
+    let paths: Vec<String> = parts
+        .iter()
+        .map(|p| p.path.to_string_lossy().into_owned())
+        .collect();
+    let df = ctx
+        .read_parquet(paths, ParquetReadOptions::default())
+        .await?;
+    let list = ids.iter().map(|id| lit(*id)).collect();
+    let df = df.filter(
+        col("ts")
+            .gt_eq(lit(start))
+            .and(col("ts").lt_eq(lit(end)))
+            .and(col("series_id").in_list(list, false)),
+    )?;
+    for batch in df.collect().await? {
+        push_batch(&batch, out);
+    }
+    Ok(())
+}
+
+/// Appends a `samples`-shaped batch to per-series vectors.
+pub fn push_batch(batch: &RecordBatch, out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>) {
+    let (Some(s), Some(t), Some(v)) = (
+        batch.column(0).as_any().downcast_ref::<UInt64Array>(),
+        batch.column(1).as_any().downcast_ref::<Int64Array>(),
+        batch.column(2).as_any().downcast_ref::<Float64Array>(),
+    ) else {
+        return;
+    };
+    for i in 0..s.len() {
+        out.entry(s.value(i))
+            .or_default()
+            .push((t.value(i), v.value(i)));
+    }
+}
+
+/// Sorts each series by time; for a repeated timestamp the later-added value wins.
+pub fn normalize(out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>) {
+    for points in out.values_mut() {
+        points.sort_by_key(|(t, _)| *t); // stable: later additions stay later
+        let mut dedup: Vec<(i64, f64)> = Vec::with_capacity(points.len());
+        for (t, v) in points.drain(..) {
+            match dedup.last_mut() {
+                Some(last) if last.0 == t => last.1 = v,
+                _ => dedup.push((t, v)),
+            }
+        }
+        *points = dedup;
+    }
+}
+
+#[cfg(test)]
+mod tests;

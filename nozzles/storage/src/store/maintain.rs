@@ -1,0 +1,152 @@
+//! Background work on a shared store: sealing due partitions, compacting hours with several
+//! parts into one, and dropping expired hours; plus the merged read of parts and buffer.
+//! File writes happen outside the store's mutex; `files` (a read-write lock) keeps
+//! compaction and retention from deleting a part a query is reading.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arrow::array::{Float64Array, Int64Array, RecordBatch, UInt64Array};
+use tokio::sync::RwLock;
+
+use super::{Error, Store, buffer, normalize, parts, push_batch, read_parts};
+use crate::catalog::SeriesId;
+
+/// A store shared by ingest, queries and maintenance.
+#[derive(Debug)]
+pub struct Shared {
+    store: Mutex<Store>,
+    /// Held for reading while parts are read; for writing while they are deleted.
+    pub files: RwLock<()>,
+}
+
+impl Shared {
+    /// Shares a store.
+    pub fn new(store: Store) -> Arc<Shared> {
+        Arc::new(Shared {
+            store: Mutex::new(store),
+            files: RwLock::new(()),
+        })
+    }
+
+    /// The store. Held for one batch or one buffer copy, never across an await.
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The samples of `ids` in `[start, end]` (ms), from Parquet and the buffer, sorted.
+    pub async fn fetch(
+        &self,
+        ids: &[SeriesId],
+        start: i64,
+        end: i64,
+    ) -> Result<BTreeMap<SeriesId, Vec<(i64, f64)>>, Error> {
+        let _files = self.files.read().await;
+        let mut buffered = BTreeMap::new();
+        let parts = {
+            let store = self.lock();
+            store.fetch_buffer(ids, start, end, &mut buffered);
+            store.parts_between(start, end)
+        };
+        let mut out = BTreeMap::new();
+        read_parts(&parts, ids, start, end, &mut out).await?;
+        for (id, points) in buffered {
+            out.entry(id).or_default().extend(points);
+        }
+        normalize(&mut out);
+        Ok(out)
+    }
+
+    /// Seals every due partition at `now` (ms); returns how many.
+    pub async fn seal_due(&self, now: i64) -> Result<usize, Error> {
+        let due = self.lock().due(now);
+        let dir = self.lock().config().dir.clone();
+        let mut n = 0;
+        for hour in due {
+            let Some((partition, seq)) = self.lock().take(hour) else {
+                continue;
+            };
+            let batch = partition.to_batch();
+            let written = {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || parts::write(&dir, hour, seq, &batch))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            };
+            self.lock().sealed(partition, written)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Merges each closed hour with several parts into one; returns how many hours.
+    pub async fn compact(&self) -> Result<usize, Error> {
+        let candidates = self.lock().compactable();
+        let dir = self.lock().config().dir.clone();
+        let mut n = 0;
+        for (hour, old) in candidates {
+            let seq = old.iter().map(|p| p.seq).max().unwrap_or(0) + 1;
+            let inputs = old.clone();
+            let dir2 = dir.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let batches = parts::read_all(&inputs)?;
+                let merged = merge(&batches);
+                parts::write(&dir2, hour, seq, &merged)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|source| Error::Io {
+                path: dir.join(parts::hour_dir(hour)),
+                source,
+            })?;
+            let _files = self.files.write().await;
+            let gone = self.lock().replace(&old, written);
+            for p in gone {
+                let _ = std::fs::remove_file(&p.path);
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Drops hours older than the retention at `now` (ms); returns how many parts.
+    pub async fn expire(&self, now: i64) -> usize {
+        let _files = self.files.write().await;
+        let (gone, dir) = {
+            let mut store = self.lock();
+            (store.expire(now), store.config().dir.clone())
+        };
+        for p in &gone {
+            let _ = std::fs::remove_file(&p.path);
+            parts::remove_empty(&dir, p.hour);
+        }
+        gone.len()
+    }
+}
+
+/// Merges batches of parts (in part order) into one sorted batch; for a repeated
+/// (series, ts) the later part wins.
+fn merge(batches: &[RecordBatch]) -> RecordBatch {
+    let mut all = BTreeMap::new();
+    for b in batches {
+        push_batch(b, &mut all);
+    }
+    normalize(&mut all);
+    let (mut s, mut t, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, points) in all {
+        for (ts, value) in points {
+            s.push(id);
+            t.push(ts);
+            v.push(value);
+        }
+    }
+    RecordBatch::try_new(
+        buffer::schema(),
+        vec![
+            Arc::new(UInt64Array::from(s)),
+            Arc::new(Int64Array::from(t)),
+            Arc::new(Float64Array::from(v)),
+        ],
+    )
+    .expect("columns match the schema")
+}

@@ -1,0 +1,182 @@
+//! The engine on a real directory: reads across buffer and Parquet, WAL replay after a
+//! crash, compaction and retention keeping answers identical.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::maintain::Shared;
+use super::*;
+use crate::model::Point;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hydrant-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn config(dir: &Path) -> Config {
+    Config {
+        dir: dir.to_owned(),
+        wal: true,
+        max_series_per_metric: 1000,
+        retention: Duration::from_secs(48 * 3600),
+        seal_rows: DEFAULT_SEAL_ROWS,
+    }
+}
+
+fn point(name: &str, app: &str, ts: i64, value: f64) -> Point {
+    Point {
+        key: SeriesKey {
+            name: name.into(),
+            labels: BTreeMap::from([("app".to_owned(), app.to_owned())]),
+        },
+        ts,
+        value,
+        increment: false,
+    }
+}
+
+/// Three hours of a sample every 10 s for two series.
+fn load(store: &mut Store) -> usize {
+    let mut points = Vec::new();
+    for i in 0..(3 * 360) {
+        let ts = 1_700_000_000_000 / HOUR_MS * HOUR_MS + i * 10_000;
+        points.push(point("cpu", "web", ts, i as f64));
+        points.push(point("cpu", "api", ts, -(i as f64)));
+    }
+    store.ingest(&points).unwrap()
+}
+
+#[tokio::test]
+async fn reads_span_buffer_and_parquet_and_survive_restarts() {
+    let d = dir("reads");
+    let mut store = Store::open(config(&d)).unwrap();
+    assert_eq!(load(&mut store), 2160);
+    let ids = store.catalog.select(&[promql_parser::label::Matcher::new(
+        promql_parser::label::MatchOp::Equal,
+        "__name__",
+        "cpu",
+    )]);
+    assert_eq!(ids.len(), 2);
+    let shared = Shared::new(store);
+    let everything = shared.fetch(&ids, 0, i64::MAX).await.unwrap();
+    assert_eq!(everything[&ids[0]].len(), 1080);
+
+    // Seal the first two hours (the third is still open at "now").
+    let start = everything[&ids[0]][0].0;
+    let now = start + 2 * HOUR_MS + SEAL_GRACE_MS;
+    assert_eq!(shared.seal_due(now).await.unwrap(), 2);
+    {
+        let s = shared.lock();
+        assert_eq!(s.parts().0, 2);
+        assert_eq!(s.buffer_rows(), 720);
+        assert_eq!(
+            wal::hours(&d.join("wal")).len(),
+            1,
+            "sealed hours drop their WAL"
+        );
+    }
+    let mixed = shared
+        .fetch(&ids, start + HOUR_MS - 20_000, start + HOUR_MS * 2 + 20_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        mixed[&ids[0]].len(),
+        2 + 360 + 3,
+        "a range across Parquet and the buffer"
+    );
+    assert_eq!(shared.fetch(&ids, 0, i64::MAX).await.unwrap(), everything);
+
+    // A late sample for a sealed hour lands in a new part; compaction merges it.
+    shared
+        .lock()
+        .ingest(&[point("cpu", "web", start + 5_000, 99.0)])
+        .unwrap();
+    assert_eq!(shared.seal_due(now).await.unwrap(), 1);
+    assert_eq!(shared.lock().parts().0, 3);
+    let before = shared.fetch(&ids, 0, i64::MAX).await.unwrap();
+    assert_eq!(shared.compact().await.unwrap(), 1);
+    assert_eq!(shared.lock().parts().0, 2);
+    assert_eq!(
+        shared.fetch(&ids, 0, i64::MAX).await.unwrap(),
+        before,
+        "compaction keeps answers"
+    );
+    assert_eq!(before[&ids[0]][1], (start + 5_000, 99.0));
+
+    // Restart: catalog, parts and the open hour's WAL come back.
+    drop(shared);
+    let store = Store::open(config(&d)).unwrap();
+    assert_eq!(store.catalog.len(), 2);
+    assert_eq!(store.stats.replayed, 720);
+    let shared = Shared::new(store);
+    assert_eq!(shared.fetch(&ids, 0, i64::MAX).await.unwrap(), before);
+
+    // Retention drops whole hours.
+    let later = start + 49 * HOUR_MS;
+    assert_eq!(shared.expire(later).await, 1, "the first hour's part");
+    let kept = shared.fetch(&ids, 0, i64::MAX).await.unwrap();
+    assert_eq!(kept[&ids[0]].len(), 720);
+    assert!(!d.join(parts::hour_dir(hour_of(start))).exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test]
+async fn counted_series_accumulate_and_the_cap_refuses() {
+    let d = dir("counted");
+    let mut c = config(&d);
+    c.max_series_per_metric = 1;
+    let mut store = Store::open(c).unwrap();
+    let mut p = point("log_lines_total", "web", 1_000, 1.0);
+    p.increment = true;
+    let q = Point {
+        ts: 2_000,
+        ..p.clone()
+    };
+    assert_eq!(
+        store
+            .ingest(&[p, q, point("log_lines_total", "api", 1_000, 1.0)])
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.stats.refused, 1);
+    assert_eq!(store.catalog.overflow["log_lines_total"], 1);
+    let shared = Shared::new(store);
+    let got = shared.fetch(&[0], 0, 10_000).await.unwrap();
+    assert_eq!(got[&0], [(1_000, 1.0), (2_000, 2.0)]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test]
+async fn a_torn_catalog_line_and_wal_tail_are_dropped() {
+    let d = dir("torn");
+    let mut store = Store::open(config(&d)).unwrap();
+    store.ingest(&[point("m", "a", 1_000, 1.0)]).unwrap();
+    drop(store);
+    // Simulate a crash mid-write of a new series and of a WAL record.
+    let mut log = OpenOptions::new()
+        .append(true)
+        .open(d.join("series.jsonl"))
+        .unwrap();
+    log.write_all(b"{\"id\":1,\"na").unwrap();
+    let hour = wal::hours(&d.join("wal"))[0];
+    let mut w = OpenOptions::new()
+        .append(true)
+        .open(d.join("wal").join(format!("{hour}.wal")))
+        .unwrap();
+    w.write_all(&[24, 0, 0, 0, 0]).unwrap();
+    let mut store = Store::open(config(&d)).unwrap();
+    assert_eq!(store.catalog.len(), 1);
+    assert_eq!(store.stats.torn_wals, 1);
+    assert_eq!(store.buffer_rows(), 1);
+    store.ingest(&[point("m", "b", 2_000, 2.0)]).unwrap();
+    drop(store);
+    let store = Store::open(config(&d)).unwrap();
+    assert_eq!(
+        store.catalog.len(),
+        2,
+        "appends after the repair are intact"
+    );
+    assert_eq!(store.buffer_rows(), 2);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -1,0 +1,262 @@
+//! PromQL: parsed by `promql-parser`, evaluated here. Pure: a query is planned into the
+//! selectors and time windows it needs, the caller fetches them (through DataFusion), and
+//! evaluation runs over that data at each step, with Prometheus' semantics (5-minute
+//! lookback, extrapolated `rate`, label matching, name dropping).
+//!
+//! Scope: selectors with every matcher kind, `offset`, range vectors; `rate`, `irate`,
+//! `increase`, `delta`, `deriv`, `*_over_time`; `sum`/`avg`/`min`/`max`/`count`/`group`/
+//! `stddev`/`stdvar`/`topk`/`bottomk`/`quantile` `by|without`; arithmetic, comparison and
+//! set operators between scalars and vectors with `on`/`ignoring`/`group_left`/
+//! `group_right`; `histogram_quantile`, `abs`, `ceil`, `floor`, `round`, `clamp*`, `time`,
+//! `vector`, `scalar`, `label_replace`. Anything else is an error naming it, never a wrong
+//! answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{self, Expr, Offset, VectorSelector};
+
+mod eval;
+mod functions;
+mod ops;
+#[cfg(test)]
+mod tests;
+
+pub use eval::Evaluator;
+
+/// Labels of a series, `__name__` included when it has one.
+pub type Labels = BTreeMap<String, String>;
+
+/// Prometheus' default lookback delta.
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// Most points per series a range query may return (Prometheus' 11,000).
+pub const MAX_POINTS: i64 = 11_000;
+
+/// Most samples a query may load.
+pub const MAX_SAMPLES: usize = 50_000_000;
+
+/// A query error, with Prometheus' error type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The query or its parameters are invalid (HTTP 400 `bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    /// Evaluation failed (HTTP 422 `execution`).
+    #[error("{0}")]
+    Execution(String),
+}
+
+impl Error {
+    /// Prometheus' `errorType`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::BadData(_) => "bad_data",
+            Error::Execution(_) => "execution",
+        }
+    }
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::BadData(format!(
+        "{what} is not supported by Hydrant's PromQL engine"
+    ))
+}
+
+/// A series with its samples (ms, value), sorted by time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Its labels.
+    pub labels: Arc<Labels>,
+    /// Its samples.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// One selector of a query and the window of raw samples it needs.
+#[derive(Debug, Clone)]
+pub struct Need {
+    /// Matchers (the metric name as a `__name__` matcher); a series must match all of
+    /// one group.
+    pub matchers: Vec<Vec<Matcher>>,
+    /// First timestamp needed (ms, inclusive).
+    pub from: i64,
+    /// Last timestamp needed (ms, inclusive).
+    pub to: i64,
+}
+
+/// The series each selector of a query matched, by selector (in planning order).
+#[derive(Debug, Default)]
+pub struct Data {
+    /// Per selector, its series.
+    pub selected: Vec<Vec<Series>>,
+}
+
+/// Parses a query.
+pub fn parse(query: &str) -> Result<Expr, Error> {
+    let expr = parser::parse(query)
+        .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))?;
+    check(&expr)?;
+    Ok(expr)
+}
+
+/// Refuses what the evaluator does not implement, before any data is read.
+fn check(e: &Expr) -> Result<(), Error> {
+    match e {
+        Expr::Subquery(_) => Err(unsupported("a subquery")),
+        Expr::Extension(_) => Err(unsupported("an extension expression")),
+        Expr::VectorSelector(vs) => selector_check(vs),
+        Expr::MatrixSelector(ms) => selector_check(&ms.vs),
+        Expr::Aggregate(a) => {
+            let name = a.op.to_string();
+            if !ops::AGGREGATIONS.contains(&name.as_str()) {
+                return Err(unsupported(&format!("aggregation \"{name}\"")));
+            }
+            check(&a.expr)?;
+            a.param.as_deref().map_or(Ok(()), check)
+        }
+        Expr::Unary(u) => check(&u.expr),
+        Expr::Binary(b) => {
+            if let Some(m) = &b.modifier
+                && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+            {
+                return Err(unsupported("fill()"));
+            }
+            check(&b.lhs)?;
+            check(&b.rhs)
+        }
+        Expr::Paren(p) => check(&p.expr),
+        Expr::Call(c) => {
+            if !functions::SUPPORTED.contains(&c.func.name) {
+                return Err(unsupported(&format!("function \"{}\"", c.func.name)));
+            }
+            c.args.args.iter().try_for_each(|a| check(a))
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
+    }
+}
+
+fn selector_check(vs: &VectorSelector) -> Result<(), Error> {
+    if vs.at.is_some() {
+        return Err(unsupported("the @ modifier"));
+    }
+    Ok(())
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+fn matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
+    let mut base = vs.matchers.matchers.clone();
+    if let Some(name) = &vs.name {
+        base.push(Matcher::new(MatchOp::Equal, "__name__", name));
+    }
+    let mut groups = vec![base];
+    for or in &vs.matchers.or_matchers {
+        let mut g = or.clone();
+        if let Some(name) = &vs.name {
+            g.push(Matcher::new(MatchOp::Equal, "__name__", name));
+        }
+        groups.push(g);
+    }
+    groups.retain(|g| !g.is_empty());
+    groups
+}
+
+/// The selectors of `expr` and the raw windows they need to evaluate it at every step of
+/// `[start, end]` (ms), in the order the evaluator visits them.
+pub fn plan(expr: &Expr, start: i64, end: i64, lookback: i64) -> Vec<Need> {
+    let mut out = Vec::new();
+    walk(expr, start, end, lookback, &mut out);
+    out
+}
+
+fn walk(e: &Expr, start: i64, end: i64, lookback: i64, out: &mut Vec<Need>) {
+    match e {
+        Expr::VectorSelector(vs) => {
+            let off = offset_ms(&vs.offset);
+            out.push(Need {
+                matchers: matchers(vs),
+                from: start - off - lookback,
+                to: end - off,
+            });
+        }
+        Expr::MatrixSelector(ms) => {
+            let off = offset_ms(&ms.vs.offset);
+            out.push(Need {
+                matchers: matchers(&ms.vs),
+                from: start - off - ms.range.as_millis() as i64,
+                to: end - off,
+            });
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                walk(p, start, end, lookback, out);
+            }
+            walk(&a.expr, start, end, lookback, out);
+        }
+        Expr::Unary(u) => walk(&u.expr, start, end, lookback, out),
+        Expr::Binary(b) => {
+            walk(&b.lhs, start, end, lookback, out);
+            walk(&b.rhs, start, end, lookback, out);
+        }
+        Expr::Paren(p) => walk(&p.expr, start, end, lookback, out),
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .for_each(|a| walk(a, start, end, lookback, out)),
+        _ => {}
+    }
+}
+
+/// What a query returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A scalar at a time.
+    Scalar(i64, f64),
+    /// A string at a time.
+    String(i64, String),
+    /// An instant vector at a time.
+    Vector(i64, Vec<(Arc<Labels>, f64)>),
+    /// Series of points.
+    Matrix(Vec<Series>),
+}
+
+/// Checks range-query parameters as Prometheus does.
+pub fn check_range(start: i64, end: i64, step: i64) -> Result<(), Error> {
+    if end < start {
+        return Err(Error::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    if step <= 0 {
+        return Err(Error::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    if (end - start) / step + 1 > MAX_POINTS {
+        return Err(Error::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Formats a sample value as Prometheus does (`NaN`, `+Inf`, `-Inf`, shortest decimal).
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}

@@ -1,0 +1,205 @@
+//! The evaluator: an expression at one time, and range queries as one evaluation per step
+//! over the prefetched series.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
+
+use super::{Data, Error, Labels, Series, Value, functions, offset_ms, ops};
+
+/// An instant-vector element.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sample {
+    pub(crate) labels: Arc<Labels>,
+    pub(crate) value: f64,
+}
+
+/// An intermediate value.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    Scalar(f64),
+    Str(String),
+    Vector(Vec<Sample>),
+    Matrix(Vec<Series>),
+}
+
+impl Val {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => "scalar",
+            Val::Str(_) => "string",
+            Val::Vector(_) => "instant vector",
+            Val::Matrix(_) => "range vector",
+        }
+    }
+}
+
+/// Evaluates one parsed query over the data its plan fetched.
+#[derive(Debug)]
+pub struct Evaluator<'a> {
+    data: &'a Data,
+    index: HashMap<usize, usize>,
+    lookback: i64,
+}
+
+fn collect(e: &Expr, out: &mut Vec<usize>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(vs as *const VectorSelector as usize),
+        Expr::MatrixSelector(ms) => out.push(ms as *const MatrixSelector as usize),
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                collect(p, out);
+            }
+            collect(&a.expr, out);
+        }
+        Expr::Unary(u) => collect(&u.expr, out),
+        Expr::Binary(b) => {
+            collect(&b.lhs, out);
+            collect(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect(&p.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect(a, out)),
+        _ => {}
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator for `expr` (the same value that was planned) over `data`.
+    pub fn new(expr: &Expr, data: &'a Data, lookback: i64) -> Evaluator<'a> {
+        let mut order = Vec::new();
+        collect(expr, &mut order);
+        Evaluator {
+            data,
+            index: order.into_iter().enumerate().map(|(i, p)| (p, i)).collect(),
+            lookback,
+        }
+    }
+
+    fn series(&self, ptr: usize) -> &'a [Series] {
+        self.index
+            .get(&ptr)
+            .and_then(|i| self.data.selected.get(*i))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The value of `expr` at `t` (ms): an instant query.
+    pub fn instant(&self, expr: &Expr, t: i64) -> Result<Value, Error> {
+        Ok(match self.eval(expr, t)? {
+            Val::Scalar(v) => Value::Scalar(t, v),
+            Val::Str(s) => Value::String(t, s),
+            Val::Vector(v) => {
+                unique(&v)?;
+                Value::Vector(t, v.into_iter().map(|s| (s.labels, s.value)).collect())
+            }
+            Val::Matrix(m) => Value::Matrix(m),
+        })
+    }
+
+    /// `expr` at every step of `[start, end]`: a range query.
+    pub fn range(&self, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Value, Error> {
+        let mut out: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut t = start;
+        while t <= end {
+            match self.eval(expr, t)? {
+                Val::Scalar(v) => out.entry(Arc::new(Labels::new())).or_default().push((t, v)),
+                Val::Vector(v) => {
+                    unique(&v)?;
+                    for s in v {
+                        out.entry(s.labels).or_default().push((t, s.value));
+                    }
+                }
+                other => {
+                    return Err(Error::BadData(format!(
+                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                        other.kind()
+                    )));
+                }
+            }
+            t += step;
+        }
+        Ok(Value::Matrix(
+            out.into_iter()
+                .map(|(labels, points)| Series { labels, points })
+                .collect(),
+        ))
+    }
+
+    pub(crate) fn eval(&self, e: &Expr, t: i64) -> Result<Val, Error> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Val::Scalar(v) => Ok(Val::Scalar(-v)),
+                Val::Vector(v) => Ok(Val::Vector(
+                    v.into_iter()
+                        .map(|s| Sample {
+                            labels: ops::drop_name(&s.labels),
+                            value: -s.value,
+                        })
+                        .collect(),
+                )),
+                other => Err(Error::BadData(format!(
+                    "unary minus is not defined on a {}",
+                    other.kind()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.select(vs, t))),
+            Expr::MatrixSelector(ms) => Ok(Val::Matrix(self.window(ms, t))),
+            Expr::Aggregate(a) => ops::aggregate(self, a, t),
+            Expr::Binary(b) => ops::binary(self, b, t),
+            Expr::Call(c) => functions::call(self, c, t),
+            Expr::Subquery(_) | Expr::Extension(_) => Err(super::unsupported("this expression")),
+        }
+    }
+
+    /// An instant vector selector at `t`: each series' newest sample in `[t − lookback, t]`
+    /// (closed, as Prometheus 2.x).
+    fn select(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let at = t - offset_ms(&vs.offset);
+        let from = at - self.lookback;
+        self.series(vs as *const VectorSelector as usize)
+            .iter()
+            .filter_map(|s| {
+                let i = s.points.partition_point(|(ts, _)| *ts <= at);
+                let (ts, v) = *s.points.get(i.checked_sub(1)?)?;
+                (ts >= from).then(|| Sample {
+                    labels: Arc::clone(&s.labels),
+                    value: v,
+                })
+            })
+            .collect()
+    }
+
+    /// A range vector at `t`: each series' samples in `[t − range, t]` (closed, as
+    /// Prometheus 2.x).
+    pub(crate) fn window(&self, ms: &MatrixSelector, t: i64) -> Vec<Series> {
+        let at = t - offset_ms(&ms.vs.offset);
+        let from = at - ms.range.as_millis() as i64;
+        self.series(ms as *const MatrixSelector as usize)
+            .iter()
+            .filter_map(|s| {
+                let lo = s.points.partition_point(|(ts, _)| *ts < from);
+                let hi = s.points.partition_point(|(ts, _)| *ts <= at);
+                (lo < hi).then(|| Series {
+                    labels: Arc::clone(&s.labels),
+                    points: s.points[lo..hi].to_vec(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Prometheus refuses a vector with two elements of the same labels.
+fn unique(v: &[Sample]) -> Result<(), Error> {
+    let mut seen = HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.labels) {
+            return Err(Error::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(())
+}

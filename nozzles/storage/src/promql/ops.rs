@@ -1,0 +1,356 @@
+//! Aggregations and binary operators, with Prometheus' label rules: grouping `by` /
+//! `without`, vector matching on signatures with `on` / `ignoring`, `group_left` /
+//! `group_right` copying labels from the "one" side, comparison filtering and `bool`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use promql_parser::label::Labels as LabelList;
+use promql_parser::parser::{AggregateExpr, BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::eval::{Evaluator, Sample, Val};
+use super::functions::{quantile, variance};
+use super::{Error, Labels};
+
+/// Aggregations the evaluator implements.
+pub(crate) const AGGREGATIONS: &[&str] = &[
+    "sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk", "quantile",
+];
+
+/// The labels without `__name__`.
+pub(crate) fn drop_name(labels: &Arc<Labels>) -> Arc<Labels> {
+    if labels.contains_key("__name__") {
+        let mut l = (**labels).clone();
+        l.remove("__name__");
+        Arc::new(l)
+    } else {
+        Arc::clone(labels)
+    }
+}
+
+fn names(list: &LabelList) -> Vec<&str> {
+    list.labels.iter().map(String::as_str).collect()
+}
+
+fn group_key(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::new(),
+        Some(LabelModifier::Include(list)) => {
+            let keep = names(list);
+            labels
+                .iter()
+                .filter(|(k, _)| keep.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+        Some(LabelModifier::Exclude(list)) => {
+            let drop = names(list);
+            labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != "__name__" && !drop.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+    }
+}
+
+/// Evaluates an aggregation at `t`.
+pub(crate) fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, Error> {
+    let op = a.op.to_string();
+    let param = match &a.param {
+        Some(p) => match ev.eval(p, t)? {
+            Val::Scalar(x) => Some(x),
+            other => {
+                return Err(Error::BadData(format!(
+                    "expected scalar parameter for {op}, got {}",
+                    other.kind()
+                )));
+            }
+        },
+        None => None,
+    };
+    let Val::Vector(input) = ev.eval(&a.expr, t)? else {
+        return Err(Error::BadData(format!("expected instant vector in {op}")));
+    };
+    let mut groups: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    for s in input {
+        groups
+            .entry(group_key(&s.labels, a.modifier.as_ref()))
+            .or_default()
+            .push(s);
+    }
+    let mut out = Vec::new();
+    for (key, members) in groups {
+        if op == "topk" || op == "bottomk" {
+            let k = param.unwrap_or(0.0);
+            if k < 1.0 {
+                continue;
+            }
+            let mut members = members;
+            members.sort_by(|x, y| {
+                let ord = x.value.total_cmp(&y.value);
+                if op == "topk" { ord.reverse() } else { ord }
+            });
+            // NaN sorts last either way.
+            members.sort_by_key(|s| s.value.is_nan());
+            out.extend(members.into_iter().take(k as usize));
+            continue;
+        }
+        let mut values: Vec<f64> = members.iter().map(|s| s.value).collect();
+        let n = values.len() as f64;
+        let value = match op.as_str() {
+            "sum" => values.iter().sum(),
+            "avg" => values.iter().sum::<f64>() / n,
+            "count" => n,
+            "group" => 1.0,
+            "min" => values
+                .iter()
+                .copied()
+                .fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }),
+            "max" => values
+                .iter()
+                .copied()
+                .fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }),
+            "stddev" => variance(&values).sqrt(),
+            "stdvar" => variance(&values),
+            "quantile" => quantile(param.unwrap_or(f64::NAN), &mut values),
+            other => return Err(super::unsupported(&format!("aggregation \"{other}\""))),
+        };
+        out.push(Sample {
+            labels: Arc::new(key),
+            value,
+        });
+    }
+    Ok(Val::Vector(out))
+}
+
+fn arithmetic(op: &str, l: f64, r: f64) -> Option<f64> {
+    Some(match op {
+        "+" => l + r,
+        "-" => l - r,
+        "*" => l * r,
+        "/" => l / r,
+        "%" => l % r,
+        "^" => l.powf(r),
+        "atan2" => l.atan2(r),
+        _ => return None,
+    })
+}
+
+fn comparison(op: &str, l: f64, r: f64) -> Option<bool> {
+    Some(match op {
+        "==" => l == r,
+        "!=" => l != r,
+        ">" => l > r,
+        "<" => l < r,
+        ">=" => l >= r,
+        "<=" => l <= r,
+        _ => return None,
+    })
+}
+
+/// Evaluates a binary expression at `t`.
+pub(crate) fn binary(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val, Error> {
+    let op = b.op.to_string();
+    let lhs = ev.eval(&b.lhs, t)?;
+    let rhs = ev.eval(&b.rhs, t)?;
+    let bool_mod = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    match (lhs, rhs) {
+        (Val::Scalar(l), Val::Scalar(r)) => {
+            if let Some(v) = arithmetic(&op, l, r) {
+                return Ok(Val::Scalar(v));
+            }
+            match comparison(&op, l, r) {
+                Some(c) => Ok(Val::Scalar(if c { 1.0 } else { 0.0 })),
+                None => Err(Error::BadData(format!(
+                    "operator {op} not allowed between scalars"
+                ))),
+            }
+        }
+        (Val::Vector(v), Val::Scalar(x)) => {
+            Ok(Val::Vector(with_scalar(&op, v, x, false, bool_mod)))
+        }
+        (Val::Scalar(x), Val::Vector(v)) => Ok(Val::Vector(with_scalar(&op, v, x, true, bool_mod))),
+        (Val::Vector(l), Val::Vector(r)) => vectors(&op, b, l, r, bool_mod).map(Val::Vector),
+        (l, r) => Err(Error::BadData(format!(
+            "operator {op} not allowed between {} and {}",
+            l.kind(),
+            r.kind()
+        ))),
+    }
+}
+
+fn with_scalar(op: &str, v: Vec<Sample>, x: f64, scalar_left: bool, bool_mod: bool) -> Vec<Sample> {
+    v.into_iter()
+        .filter_map(|s| {
+            let (l, r) = if scalar_left {
+                (x, s.value)
+            } else {
+                (s.value, x)
+            };
+            if let Some(value) = arithmetic(op, l, r) {
+                return Some(Sample {
+                    labels: drop_name(&s.labels),
+                    value,
+                });
+            }
+            let keep = comparison(op, l, r)?;
+            if bool_mod {
+                Some(Sample {
+                    labels: drop_name(&s.labels),
+                    value: if keep { 1.0 } else { 0.0 },
+                })
+            } else {
+                keep.then_some(s)
+            }
+        })
+        .collect()
+}
+
+fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(list)) => {
+            let keep = names(list);
+            labels
+                .iter()
+                .filter(|(k, _)| keep.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+        Some(LabelModifier::Exclude(list)) => {
+            let drop = names(list);
+            labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != "__name__" && !drop.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+        None => labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != "__name__")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+fn fmt_labels(l: &Labels) -> String {
+    let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+fn vectors(
+    op: &str,
+    b: &BinaryExpr,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    bool_mod: bool,
+) -> Result<Vec<Sample>, Error> {
+    let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+    let card = b
+        .modifier
+        .as_ref()
+        .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
+    if matches!(op, "and" | "or" | "unless") {
+        let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+        return Ok(match op {
+            "and" => lhs
+                .into_iter()
+                .filter(|s| right.contains(&signature(&s.labels, matching)))
+                .collect(),
+            "unless" => lhs
+                .into_iter()
+                .filter(|s| !right.contains(&signature(&s.labels, matching)))
+                .collect(),
+            _ => {
+                let left: HashSet<Labels> =
+                    lhs.iter().map(|s| signature(&s.labels, matching)).collect();
+                let mut out = lhs;
+                out.extend(
+                    rhs.into_iter()
+                        .filter(|s| !left.contains(&signature(&s.labels, matching))),
+                );
+                out
+            }
+        });
+    }
+    // The "one" side is indexed; for group_right it is the left.
+    let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    let mut index: HashMap<Labels, Sample> = HashMap::new();
+    for s in one {
+        let sig = signature(&s.labels, matching);
+        if index.insert(sig.clone(), s).is_some() {
+            let side = if one_to_many { "left" } else { "right" };
+            return Err(Error::Execution(format!(
+                "found duplicate series for the match group {} on the {side} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                fmt_labels(&sig)
+            )));
+        }
+    }
+    let include: Vec<&str> = card.labels().map(names).unwrap_or_default();
+    let mut seen_many: HashSet<Labels> = HashSet::new();
+    let mut out = Vec::new();
+    for s in many {
+        let sig = signature(&s.labels, matching);
+        let Some(other) = index.get(&sig) else {
+            continue;
+        };
+        if card == VectorMatchCardinality::OneToOne && !seen_many.insert(sig.clone()) {
+            return Err(Error::Execution(format!(
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); found duplicates for {}",
+                fmt_labels(&sig)
+            )));
+        }
+        let (l, r) = if one_to_many {
+            (other.value, s.value)
+        } else {
+            (s.value, other.value)
+        };
+        let (value, keep) = match arithmetic(op, l, r) {
+            Some(v) => (v, true),
+            None => {
+                let c = comparison(op, l, r).unwrap_or(false);
+                if bool_mod {
+                    (if c { 1.0 } else { 0.0 }, true)
+                } else {
+                    (l, c)
+                }
+            }
+        };
+        if !keep {
+            continue;
+        }
+        let mut labels = (*s.labels).clone();
+        if arithmetic(op, 0.0, 1.0).is_some() || bool_mod {
+            labels.remove("__name__");
+        }
+        if card == VectorMatchCardinality::OneToOne {
+            match matching {
+                Some(LabelModifier::Include(list)) => {
+                    let keep = names(list);
+                    labels.retain(|k, _| keep.contains(&k.as_str()));
+                }
+                Some(LabelModifier::Exclude(list)) => {
+                    let drop = names(list);
+                    labels.retain(|k, _| !drop.contains(&k.as_str()));
+                }
+                None => {}
+            }
+        }
+        for ln in &include {
+            match other.labels.get(*ln) {
+                Some(v) if !v.is_empty() => {
+                    labels.insert((*ln).to_owned(), v.clone());
+                }
+                _ => {
+                    labels.remove(*ln);
+                }
+            }
+        }
+        out.push(Sample {
+            labels: Arc::new(labels),
+            value,
+        });
+    }
+    Ok(out)
+}

@@ -16,6 +16,8 @@ pub(crate) mod autoscaler_cmd;
 pub(crate) mod logs_cmd;
 pub(crate) mod pipeline;
 pub(crate) mod policy_cmd;
+#[cfg(feature = "storage")]
+pub(crate) mod storage_cmd;
 
 /// mTLS flags shared by every gRPC command.
 #[derive(Debug, Args)]
@@ -78,9 +80,10 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         _ => {
             return Err(format!(
-                "invalid duration unit in {s:?} (use ms, s, m or h)"
+                "invalid duration unit in {s:?} (use ms, s, m, h or d)"
             ));
         }
     };

@@ -54,6 +54,9 @@ enum Command {
     Policy(policy_cmd::PolicyArgs),
     /// Scale apps by policy from the Firehose; `history APP` and `explain APP` query it.
     Autoscaler(Box<autoscaler_cmd::AutoscalerArgs>),
+    /// Store every metric from the Firehose and serve PromQL and SQL (Grafana reads it).
+    #[cfg(feature = "storage")]
+    Storage(cmd::storage_cmd::StorageArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -72,6 +75,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(a) => logs_cmd::logs(a).await,
         Command::Policy(a) => policy_cmd::policy(a).await,
         Command::Autoscaler(a) => autoscaler_cmd::autoscaler(*a).await,
+        #[cfg(feature = "storage")]
+        Command::Storage(a) => cmd::storage_cmd::storage(a).await,
     }
 }
 

@@ -67,11 +67,13 @@ hydrant_proto::metrics! {
 
 /// Every declared metric of every component and nozzle.
 pub fn all() -> Vec<&'static Metric> {
-    METRICS
+    let all = METRICS
         .iter()
         .chain(hydrant_logcache::telemetry::METRICS)
-        .chain(hydrant_autoscaler::telemetry::METRICS)
-        .collect()
+        .chain(hydrant_autoscaler::telemetry::METRICS);
+    #[cfg(feature = "storage")]
+    let all = all.chain(hydrant_storage::telemetry::METRICS);
+    all.collect()
 }
 
 /// A text exposition for the metrics declared here.

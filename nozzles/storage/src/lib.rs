@@ -1,12 +1,26 @@
 //! The storage nozzle: every metric from the Firehose in an embedded time-series store,
 //! queryable with PromQL and SQL.
 //!
+//! - [`service`]: the `hydrant storage` process (ingest, maintenance, API).
+//! - [`api`]: the Prometheus-compatible HTTP API and SQL.
+//! - [`telemetry`]: metric names.
 //! - [`model`]: envelopes → series points and log rows.
 //! - [`catalog`]: series ids, labels, the inverted index and the cardinality guard.
 //! - [`promql`]: the PromQL evaluator (pure; planned fetches, Prometheus semantics).
+//! - [`query`]: PromQL against the store, Prometheus' JSON.
+//! - [`sql`]: read-only SQL over `samples`, `series` and `logs`.
+//! - [`logs`]: the bounded log table.
 //! - [`store`]: the engine (write buffer, WAL, Parquet parts, compaction, retention).
 
+pub mod api;
 pub mod catalog;
+pub mod logs;
 pub mod model;
 pub mod promql;
+pub mod query;
+pub mod service;
+pub mod sql;
+pub mod telemetry;
+
+pub use service::{Config, Error, SHARD_ID, run};
 pub mod store;

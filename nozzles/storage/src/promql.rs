@@ -1,7 +1,8 @@
 //! PromQL: parsed by `promql-parser`, evaluated here. Pure: a query is planned into the
 //! selectors and time windows it needs, the caller fetches them (through DataFusion), and
-//! evaluation runs over that data at each step, with Prometheus' semantics (5-minute
-//! lookback, extrapolated `rate`, label matching, name dropping).
+//! evaluation runs over that data at each step, with Prometheus' semantics (a 5-minute
+//! lookback, left-open windows as in Prometheus 3, extrapolated `rate`, label matching,
+//! name dropping).
 //!
 //! Scope: selectors with every matcher kind, `offset`, range vectors; `rate`, `irate`,
 //! `increase`, `delta`, `deriv`, `*_over_time`; `sum`/`avg`/`min`/`max`/`count`/`group`/
@@ -182,7 +183,7 @@ fn walk(e: &Expr, start: i64, end: i64, lookback: i64, out: &mut Vec<Need>) {
             let off = offset_ms(&vs.offset);
             out.push(Need {
                 matchers: matchers(vs),
-                from: start - off - lookback,
+                from: start - off - lookback + 1,
                 to: end - off,
             });
         }
@@ -190,7 +191,7 @@ fn walk(e: &Expr, start: i64, end: i64, lookback: i64, out: &mut Vec<Need>) {
             let off = offset_ms(&ms.vs.offset);
             out.push(Need {
                 matchers: matchers(&ms.vs),
-                from: start - off - ms.range.as_millis() as i64,
+                from: start - off - ms.range.as_millis() as i64 + 1,
                 to: end - off,
             });
         }

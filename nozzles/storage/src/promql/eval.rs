@@ -154,8 +154,8 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// An instant vector selector at `t`: each series' newest sample in `[t − lookback, t]`
-    /// (closed, as Prometheus 2.x).
+    /// An instant vector selector at `t`: each series' newest sample in `(t − lookback, t]`
+    /// (left-open, as Prometheus 3 and VictoriaMetrics).
     fn select(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
         let at = t - offset_ms(&vs.offset);
         let from = at - self.lookback;
@@ -164,7 +164,7 @@ impl<'a> Evaluator<'a> {
             .filter_map(|s| {
                 let i = s.points.partition_point(|(ts, _)| *ts <= at);
                 let (ts, v) = *s.points.get(i.checked_sub(1)?)?;
-                (ts >= from).then(|| Sample {
+                (ts > from).then(|| Sample {
                     labels: Arc::clone(&s.labels),
                     value: v,
                 })
@@ -172,15 +172,15 @@ impl<'a> Evaluator<'a> {
             .collect()
     }
 
-    /// A range vector at `t`: each series' samples in `[t − range, t]` (closed, as
-    /// Prometheus 2.x).
+    /// A range vector at `t`: each series' samples in `(t − range, t]` (left-open, as
+    /// Prometheus 3 and VictoriaMetrics).
     pub(crate) fn window(&self, ms: &MatrixSelector, t: i64) -> Vec<Series> {
         let at = t - offset_ms(&ms.vs.offset);
         let from = at - ms.range.as_millis() as i64;
         self.series(ms as *const MatrixSelector as usize)
             .iter()
             .filter_map(|s| {
-                let lo = s.points.partition_point(|(ts, _)| *ts < from);
+                let lo = s.points.partition_point(|(ts, _)| *ts <= from);
                 let hi = s.points.partition_point(|(ts, _)| *ts <= at);
                 (lo < hi).then(|| Series {
                     labels: Arc::clone(&s.labels),

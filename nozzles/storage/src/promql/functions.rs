@@ -1,4 +1,4 @@
-//! Functions, with Prometheus 2.42's arithmetic: extrapolated `rate`/`increase`/`delta`,
+//! Functions, with Prometheus' arithmetic: extrapolated `rate`/`increase`/`delta`,
 //! `irate`, `deriv` by least squares, `*_over_time`, the math functions, `label_replace`
 //! and `histogram_quantile`.
 

@@ -82,13 +82,13 @@ fn selectors_lookback_and_offset() {
     );
     assert_eq!(vector(run("up", &s, None, 59_999).unwrap())[0].1, 1.0);
     assert_eq!(
-        vector(run("up", &s, None, 360_000).unwrap()).len(),
+        vector(run("up", &s, None, 359_999).unwrap()).len(),
         1,
         "within 5 m"
     );
     assert!(
-        vector(run("up", &s, None, 360_001).unwrap()).is_empty(),
-        "stale after 5 m"
+        vector(run("up", &s, None, 360_000).unwrap()).is_empty(),
+        "(t - 5m, t] is left-open"
     );
     assert_eq!(
         vector(run("up offset 1m", &s, None, 60_000).unwrap())[0].1,
@@ -130,10 +130,11 @@ fn rate_increase_irate_delta_deriv() {
     // A counter reset adds the value before the reset.
     let reset: &[(i64, f64)] = &[(0, 10.0), (10_000, 20.0), (20_000, 5.0), (30_000, 15.0)];
     let s = [("c_total", &[][..], reset)];
-    // 15 − 10, plus 20 for the reset from 20 to 5; the window is fully covered.
+    // (0, 30 s] holds 20, 5, 15: 15 − 20, plus 20 for the reset = 15 over 20 s, extrapolated
+    // 10 s to the window start (under 1.1 × the 10 s spacing): 15 × 30 / 20.
     assert_eq!(
         vector(run("increase(c_total[30s])", &s, None, 30_000).unwrap())[0].1,
-        25.0
+        22.5
     );
     assert!(
         vector(run("rate(c_total[5s])", &s, None, 30_000).unwrap()).is_empty(),
@@ -146,22 +147,22 @@ fn over_time_and_math() {
     let pts: &[(i64, f64)] = &[(0, 1.0), (10_000, 4.0), (20_000, 2.0), (30_000, 3.0)];
     let s = [("g", &[("i", "0")][..], pts)];
     let one = |q: &str| vector(run(q, &s, None, 30_000).unwrap())[0].1;
-    assert_eq!(one("avg_over_time(g[30s])"), 2.5);
-    assert_eq!(one("min_over_time(g[30s])"), 1.0);
-    assert_eq!(one("max_over_time(g[30s])"), 4.0);
-    assert_eq!(one("sum_over_time(g[30s])"), 10.0);
-    assert_eq!(one("count_over_time(g[30s])"), 4.0);
-    assert_eq!(one("last_over_time(g[30s])"), 3.0);
-    assert_eq!(one("quantile_over_time(0.5, g[30s])"), 2.5);
-    assert_eq!(one("stdvar_over_time(g[30s])"), 1.25);
-    assert_eq!(one("present_over_time(g[30s])"), 1.0);
+    assert_eq!(one("avg_over_time(g[40s])"), 2.5);
+    assert_eq!(one("min_over_time(g[40s])"), 1.0);
+    assert_eq!(one("max_over_time(g[40s])"), 4.0);
+    assert_eq!(one("sum_over_time(g[40s])"), 10.0);
+    assert_eq!(one("count_over_time(g[40s])"), 4.0);
+    assert_eq!(one("last_over_time(g[40s])"), 3.0);
+    assert_eq!(one("quantile_over_time(0.5, g[40s])"), 2.5);
+    assert_eq!(one("stdvar_over_time(g[40s])"), 1.25);
+    assert_eq!(one("present_over_time(g[40s])"), 1.0);
     assert_eq!(
-        vector(run("last_over_time(g[30s])", &s, None, 30_000).unwrap())[0].0,
+        vector(run("last_over_time(g[40s])", &s, None, 30_000).unwrap())[0].0,
         "__name__=g,i=0",
         "keeps the name"
     );
     assert_eq!(
-        vector(run("avg_over_time(g[30s])", &s, None, 30_000).unwrap())[0].0,
+        vector(run("avg_over_time(g[40s])", &s, None, 30_000).unwrap())[0].0,
         "i=0"
     );
     assert_eq!(one("abs(-g)"), 3.0);

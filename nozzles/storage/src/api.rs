@@ -1,0 +1,326 @@
+//! The HTTP API: what Grafana's Prometheus data source calls (`query`, `query_range`,
+//! `labels`, `label/{name}/values`, `series`, `status/buildinfo`, and empty-success
+//! `metadata`, `query_exemplars`, `rules`), GET and form POST alike; `POST /api/v1/sql`;
+//! `/metrics` and `/healthz`. Errors use Prometheus' JSON (`bad_data` 400, `execution` 422).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hydrant_proto::observe::{Observe, Text};
+use serde_json::{Value, json};
+
+use crate::promql::{self, Error};
+use crate::query;
+use crate::service::Storage;
+use crate::telemetry::{METRICS, names};
+
+type Shared = State<Arc<Storage>>;
+
+/// Prometheus' error response.
+fn error(e: &Error) -> Response {
+    let status = match e {
+        Error::BadData(_) => StatusCode::BAD_REQUEST,
+        Error::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let body = json!({"status": "error", "errorType": e.kind(), "error": e.to_string()});
+    (status, axum::Json(body)).into_response()
+}
+
+fn success(data: Value) -> Response {
+    axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// Query-string and form parameters, in order (repeated keys kept).
+fn params(raw: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    out.extend(form_urlencoded::parse(body).into_owned());
+    out
+}
+
+fn one<'a>(p: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    p.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn required<'a>(p: &'a [(String, String)], key: &str) -> Result<&'a str, Error> {
+    one(p, key).ok_or_else(|| Error::BadData(format!("invalid parameter \"{key}\": missing")))
+}
+
+fn now_ms() -> i64 {
+    hydrant_proto::envelope::now_nanos() / 1_000_000
+}
+
+async fn instant(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let p = params(raw.as_deref(), &body);
+    let result = async {
+        let q = required(&p, "query")?;
+        let t = one(&p, "time").map_or(Ok(now_ms()), query::parse_time)?;
+        query::instant(&s.shared, q, t).await
+    }
+    .await;
+    respond(&s, 0, result)
+}
+
+async fn range(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let p = params(raw.as_deref(), &body);
+    let result = async {
+        let q = required(&p, "query")?;
+        let start = query::parse_time(required(&p, "start")?)?;
+        let end = query::parse_time(required(&p, "end")?)?;
+        let step = query::parse_duration(required(&p, "step")?)?;
+        query::range(&s.shared, q, start, end, step).await
+    }
+    .await;
+    respond(&s, 1, result)
+}
+
+fn respond(s: &Storage, api: usize, result: Result<promql::Value, Error>) -> Response {
+    match result {
+        Ok(v) => {
+            s.count_query(api, 0);
+            success(query::render(&v))
+        }
+        Err(e) => {
+            s.count_query(api, if matches!(e, Error::BadData(_)) { 1 } else { 2 });
+            error(&e)
+        }
+    }
+}
+
+/// Series ids matching every `match[]` selector (union), or `None` without any.
+fn matched(s: &Storage, p: &[(String, String)]) -> Result<Option<Vec<u64>>, Error> {
+    let selectors: Vec<&str> = p
+        .iter()
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if selectors.is_empty() {
+        return Ok(None);
+    }
+    let mut ids = BTreeSet::new();
+    for sel in selectors {
+        let expr = promql::parse(sel)?;
+        let promql_parser::parser::Expr::VectorSelector(_) = &expr else {
+            return Err(Error::BadData(format!(
+                "invalid parameter \"match[]\": {sel}: not a series selector"
+            )));
+        };
+        for need in promql::plan(&expr, 0, 0, 0) {
+            ids.extend(query::select(&s.shared, &need.matchers));
+        }
+    }
+    Ok(Some(ids.into_iter().collect()))
+}
+
+async fn labels(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let p = params(raw.as_deref(), &body);
+    match matched(&s, &p) {
+        Ok(ids) => {
+            let names = s.shared.lock().catalog.label_names(ids.as_deref());
+            success(json!(names))
+        }
+        Err(e) => error(&e),
+    }
+}
+
+async fn label_values(
+    State(s): Shared,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let p = params(raw.as_deref(), &[]);
+    match matched(&s, &p) {
+        Ok(ids) => {
+            let values = s.shared.lock().catalog.label_values(&name, ids.as_deref());
+            success(json!(values))
+        }
+        Err(e) => error(&e),
+    }
+}
+
+async fn series(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let p = params(raw.as_deref(), &body);
+    match matched(&s, &p) {
+        Ok(None) => error(&Error::BadData("no match[] parameter provided".into())),
+        Ok(Some(ids)) => {
+            let limit = one(&p, "limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .filter(|l| *l > 0);
+            let all = query::labels(&s.shared, &ids);
+            let out: Vec<Value> = all
+                .iter()
+                .take(limit.unwrap_or(usize::MAX))
+                .map(|l| json!(**l))
+                .collect();
+            success(json!(out))
+        }
+        Err(e) => error(&e),
+    }
+}
+
+async fn buildinfo() -> Response {
+    success(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "hydrant",
+        "buildDate": "",
+        "goVersion": "",
+        "features": {},
+    }))
+}
+
+async fn sql(
+    State(s): Shared,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = params(raw.as_deref(), &[]);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    // The statement is the body: plain SQL, or JSON {"query": "…"}.
+    let statement = match serde_json::from_str::<Value>(&text) {
+        Ok(v) if v["query"].is_string() => v["query"].as_str().unwrap_or_default().to_owned(),
+        _ => text,
+    };
+    let arrow = one(&p, "format") == Some("arrow")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("vnd.apache.arrow"));
+    let result = crate::sql::run(&s.shared, &s.logs, &statement).await;
+    let batches = match result {
+        Ok(b) => b,
+        Err(e) => {
+            s.count_query(2, 1);
+            return error(&Error::BadData(e.to_string()));
+        }
+    };
+    s.count_query(2, 0);
+    let encoded = if arrow {
+        crate::sql::to_arrow(&batches).map(|b| ("application/vnd.apache.arrow.stream", b))
+    } else {
+        crate::sql::to_json(&batches).map(|b| ("application/json", b))
+    };
+    match encoded {
+        Ok((ct, bytes)) => ([(header::CONTENT_TYPE, ct)], bytes).into_response(),
+        Err(e) => error(&Error::Execution(e.to_string())),
+    }
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"status": "error", "errorType": "not_found", "error": "no such endpoint"}),
+        ),
+    )
+        .into_response()
+}
+
+/// The API routes.
+pub fn router(storage: Arc<Storage>) -> Router {
+    let observe: Arc<dyn Observe> = Arc::clone(&storage) as Arc<dyn Observe>;
+    Router::new()
+        .route("/api/v1/query", get(instant).post(instant))
+        .route("/api/v1/query_range", get(range).post(range))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/metadata", get(|| async { success(json!({})) }))
+        .route(
+            "/api/v1/query_exemplars",
+            get(|| async { success(json!([])) }).post(|| async { success(json!([])) }),
+        )
+        .route(
+            "/api/v1/rules",
+            get(|| async { success(json!({"groups": []})) }),
+        )
+        .route("/api/v1/sql", post(sql))
+        .with_state(storage)
+        .merge(hydrant_proto::observe::router(observe))
+        .fallback(not_found)
+}
+
+impl Observe for Storage {
+    fn metrics(&self) -> String {
+        let mut t = Text::new(METRICS);
+        let (stats, series, rows, (parts, bytes), overflow) = {
+            let store = self.shared.lock();
+            (
+                store.stats,
+                store.catalog.len(),
+                store.buffer_rows(),
+                store.parts(),
+                store.catalog.overflow.clone(),
+            )
+        };
+        t.sample(
+            names::RECEIVED,
+            &[],
+            self.stats.received.load(Relaxed) as f64,
+        );
+        t.sample(names::INGESTED, &[], stats.ingested as f64);
+        for (metric, n) in &overflow {
+            t.sample(names::REFUSED, &[("metric", metric)], *n as f64);
+        }
+        t.sample(names::SERIES, &[], series as f64);
+        t.sample(names::BUFFER_ROWS, &[], rows as f64);
+        t.sample(names::PARTS, &[], parts as f64);
+        t.sample(names::PARTS_BYTES, &[], bytes as f64);
+        t.sample(names::SEALED, &[], stats.sealed as f64);
+        t.sample(names::COMPACTIONS, &[], stats.compactions as f64);
+        t.sample(names::EXPIRED, &[], stats.expired_hours as f64);
+        let (log_rows, evicted) = {
+            let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            (logs.len(), logs.evicted)
+        };
+        t.sample(names::LOG_ROWS, &[], log_rows as f64);
+        t.sample(names::LOG_EVICTED, &[], evicted as f64);
+        for (i, api) in ["query", "query_range", "sql"].iter().enumerate() {
+            for (j, result) in ["ok", "bad_data", "execution"].iter().enumerate() {
+                t.sample(
+                    names::QUERIES,
+                    &[("api", api), ("result", result)],
+                    self.stats.queries[i][j].load(Relaxed) as f64,
+                );
+            }
+        }
+        t.sample(
+            names::ERRORS,
+            &[("stage", "ingest")],
+            self.stats.ingest_errors.load(Relaxed) as f64,
+        );
+        t.sample(
+            names::ERRORS,
+            &[("stage", "maintenance")],
+            self.stats.maintenance_errors.load(Relaxed) as f64,
+        );
+        t.sample(
+            names::RECONNECTS,
+            &[],
+            self.stats.reconnects.load(Relaxed) as f64,
+        );
+        t.finish()
+    }
+
+    fn health(&self) -> (bool, Value) {
+        let series = self.shared.lock().catalog.len();
+        (
+            true,
+            json!({"component": "storage", "status": "ok", "series": series, "uptime_secs": self.uptime().as_secs()}),
+        )
+    }
+}

@@ -1,0 +1,235 @@
+//! The `hydrant storage` process: Firehose ingest (shard `storage`), background sealing,
+//! compaction and retention, and the HTTP API.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hydrant_proto::firehose::{Subscriber, request, select};
+use hydrant_proto::transport::{self, Tls};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::LogTable;
+use crate::model;
+use crate::store::maintain::Shared;
+use crate::store::{self, Store};
+
+/// Shard id of the storage nozzle's Firehose subscriptions.
+pub const SHARD_ID: &str = "storage";
+
+/// How often sealing, compaction and retention run.
+pub const DEFAULT_MAINTENANCE: Duration = Duration::from_secs(10);
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Dopplers to read the Firehose from.
+    pub dopplers: Vec<String>,
+    /// mTLS towards them.
+    pub tls: Option<Tls>,
+    /// The engine.
+    pub store: store::Config,
+    /// Rows of the log table.
+    pub max_log_rows: usize,
+    /// Maintenance interval.
+    pub maintenance: Duration,
+}
+
+/// Errors running the nozzle.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory could not be opened.
+    #[error("storage: {0}")]
+    Store(#[from] store::Error),
+    /// A doppler address or TLS setting is unusable.
+    #[error("storage: {0}")]
+    Transport(#[from] transport::Error),
+    /// A doppler refused the subscription.
+    #[error("storage: doppler {doppler} refused the subscription: {status}")]
+    Refused {
+        /// Which doppler.
+        doppler: String,
+        /// Its answer.
+        status: tonic::Status,
+    },
+    /// The HTTP server failed.
+    #[error("storage HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Counters of the process.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Envelopes received.
+    pub received: AtomicU64,
+    /// Query results: [query, query_range, sql] × [ok, bad_data, execution].
+    pub queries: [[AtomicU64; 3]; 3],
+    /// Ingest errors (a failed WAL write: the batch is not counted as ingested).
+    pub ingest_errors: AtomicU64,
+    /// Maintenance errors.
+    pub maintenance_errors: AtomicU64,
+    /// Firehose reconnects.
+    pub reconnects: AtomicU64,
+}
+
+/// The running nozzle.
+#[derive(Debug)]
+pub struct Storage {
+    /// The store.
+    pub shared: Arc<Shared>,
+    /// The log table.
+    pub logs: Mutex<LogTable>,
+    /// Counters.
+    pub stats: Stats,
+    started: Instant,
+}
+
+impl Storage {
+    /// Opens the store.
+    pub fn open(config: &Config) -> Result<Arc<Storage>, Error> {
+        let store = Store::open(config.store.clone())?;
+        Ok(Arc::new(Storage {
+            shared: Shared::new(store),
+            logs: Mutex::new(LogTable::new(config.max_log_rows)),
+            stats: Stats::default(),
+            started: Instant::now(),
+        }))
+    }
+
+    /// Uptime.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Maps and stores a batch of envelopes; returns the samples stored.
+    pub fn ingest(&self, envelopes: &[hydrant_proto::v2::Envelope]) -> Result<usize, store::Error> {
+        let mut points = Vec::with_capacity(envelopes.len());
+        let mut rows = Vec::new();
+        for e in envelopes {
+            rows.extend(model::map(e, &mut points));
+        }
+        if !rows.is_empty() {
+            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            for r in rows {
+                logs.push(r);
+            }
+        }
+        self.shared.lock().ingest(&points)
+    }
+
+    /// Counts a query outcome: `api` 0 = query, 1 = query_range, 2 = sql; `result` 0 = ok,
+    /// 1 = bad data, 2 = execution.
+    pub fn count_query(&self, api: usize, result: usize) {
+        self.stats.queries[api.min(2)][result.min(2)].fetch_add(1, Relaxed);
+    }
+}
+
+fn now_ms() -> i64 {
+    hydrant_proto::envelope::now_nanos() / 1_000_000
+}
+
+async fn ingest(storage: Arc<Storage>, mut sub: Subscriber, doppler: String) -> Result<(), Error> {
+    let mut seen = 0;
+    loop {
+        let batch = match sub.next().await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(()),
+            Err(status) => return Err(Error::Refused { doppler, status }),
+        };
+        let envelopes: Vec<_> = batch.batch.iter().map(|e| e.decode()).collect();
+        storage
+            .stats
+            .received
+            .fetch_add(envelopes.len() as u64, Relaxed);
+        let s = Arc::clone(&storage);
+        let result = tokio::task::spawn_blocking(move || s.ingest(&envelopes)).await;
+        if !matches!(result, Ok(Ok(_))) {
+            storage.stats.ingest_errors.fetch_add(1, Relaxed);
+            tracing::error!(?result, "storage: a batch could not be stored");
+        }
+        if sub.reconnects > seen {
+            storage
+                .stats
+                .reconnects
+                .fetch_add(sub.reconnects - seen, Relaxed);
+            seen = sub.reconnects;
+        }
+    }
+}
+
+async fn maintain(
+    storage: Arc<Storage>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+        let now = now_ms();
+        let shared = &storage.shared;
+        let sealed = shared.seal_due(now).await.map(drop);
+        let compacted = shared.compact().await.map(drop);
+        shared.expire(now).await;
+        for r in [sealed, compacted] {
+            if let Err(e) = r {
+                storage.stats.maintenance_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "storage maintenance failed");
+            }
+        }
+    }
+}
+
+/// Runs the nozzle until `shutdown`.
+pub async fn run(
+    config: Config,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let storage = Storage::open(&config)?;
+    let cancel = shutdown.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    for d in &config.dopplers {
+        let sub = Subscriber::new(
+            d,
+            config.tls.as_ref(),
+            request(SHARD_ID, select::all("")),
+            cancel.clone(),
+        )?;
+        tasks.spawn(ingest(Arc::clone(&storage), sub, d.clone()));
+    }
+    tasks.spawn(maintain(
+        Arc::clone(&storage),
+        config.maintenance,
+        cancel.clone(),
+    ));
+    let server = hydrant_proto::observe::serve(
+        http,
+        crate::api::router(Arc::clone(&storage)),
+        shutdown.clone(),
+    );
+    let mut server = std::pin::pin!(server);
+    let result = loop {
+        tokio::select! {
+            r = &mut server => break r.map_err(Error::from),
+            Some(done) = tasks.join_next() => {
+                if let Ok(Err(e)) = done {
+                    cancel.cancel();
+                    break Err(e);
+                }
+            }
+        }
+    };
+    cancel.cancel();
+    while tasks.join_next().await.is_some() {}
+    // Seal whatever is buffered, so a restart starts from Parquet alone (and nothing is
+    // lost when the WAL is off).
+    if let Err(e) = storage.shared.seal_due(i64::MAX).await {
+        tracing::error!(error = %e, "storage: sealing at shutdown failed");
+    }
+    result
+}

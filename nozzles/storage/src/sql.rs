@@ -1,0 +1,121 @@
+//! `POST /api/v1/sql`: read-only SQL through DataFusion over three tables:
+//! `samples(series_id, ts, value)` (every Parquet part plus the buffer),
+//! `series(series_id, name, labels)` (labels as a JSON object) and
+//! `logs(ts, source_id, instance_id, source_type, stream, payload)`.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionContext};
+
+use crate::logs::LogTable;
+use crate::store::buffer;
+use crate::store::maintain::Shared;
+
+/// Errors running SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// DataFusion refused or failed the query.
+    #[error("{0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// The result could not be encoded.
+    #[error("encoding the result: {0}")]
+    Encode(#[from] arrow::error::ArrowError),
+}
+
+fn series_batch(shared: &Shared) -> RecordBatch {
+    let store = shared.lock();
+    let n = store.catalog.len() as u64;
+    let ids: Vec<u64> = (0..n).collect();
+    let names: Vec<String> = ids
+        .iter()
+        .map(|id| store.catalog.key(*id).name.clone())
+        .collect();
+    let labels: Vec<String> = ids
+        .iter()
+        .map(|id| serde_json::to_string(&store.catalog.key(*id).labels).unwrap_or_default())
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("labels", DataType::Utf8, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(UInt64Array::from(ids)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(labels)),
+        ],
+    )
+    .expect("columns match the schema")
+}
+
+/// Runs one read-only statement.
+pub async fn run(
+    shared: &Shared,
+    logs: &Mutex<LogTable>,
+    query: &str,
+) -> Result<Vec<RecordBatch>, Error> {
+    let _files = shared.files.read().await;
+    let ctx = SessionContext::new();
+    let (parts, mut samples) = {
+        let store = shared.lock();
+        (store.all_parts(), store.buffer_batches())
+    };
+    if !parts.is_empty() {
+        let paths: Vec<String> = parts
+            .iter()
+            .map(|p| p.path.to_string_lossy().into_owned())
+            .collect();
+        let df = ctx
+            .read_parquet(paths, ParquetReadOptions::default())
+            .await?;
+        ctx.register_table("samples_parquet", df.into_view())?;
+    }
+    if samples.is_empty() {
+        samples.push(RecordBatch::new_empty(buffer::schema()));
+    }
+    let table = MemTable::try_new(buffer::schema(), vec![samples])?;
+    ctx.register_table("samples_buffer", Arc::new(table))?;
+    let union = if parts.is_empty() {
+        "SELECT * FROM samples_buffer"
+    } else {
+        "SELECT * FROM samples_parquet UNION ALL SELECT * FROM samples_buffer"
+    };
+    ctx.register_table("samples", ctx.sql(union).await?.into_view())?;
+    ctx.register_batch("series", series_batch(shared))?;
+    let log_batch = logs.lock().unwrap_or_else(|p| p.into_inner()).to_batch();
+    ctx.register_batch("logs", log_batch)?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx.sql_with_options(query, options).await?;
+    Ok(df.collect().await?)
+}
+
+/// Rows as a JSON array of objects.
+pub fn to_json(batches: &[RecordBatch]) -> Result<Vec<u8>, Error> {
+    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    w.write_batches(&refs)?;
+    w.finish()?;
+    let out = w.into_inner();
+    Ok(if out.is_empty() { b"[]".to_vec() } else { out })
+}
+
+/// Rows as an Arrow IPC stream.
+pub fn to_arrow(batches: &[RecordBatch]) -> Result<Vec<u8>, Error> {
+    let schema = batches
+        .first()
+        .map_or_else(|| Arc::new(Schema::empty()), RecordBatch::schema);
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    Ok(w.into_inner()?)
+}

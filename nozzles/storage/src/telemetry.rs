@@ -1,0 +1,34 @@
+//! The storage nozzle's metrics, declared once (gathered by `hydrant::telemetry::all`).
+
+hydrant_proto::metrics! {
+    RECEIVED = "hydrant_storage_received_envelopes_total", Counter,
+        "Firehose envelopes received.";
+    INGESTED = "hydrant_storage_ingested_samples_total", Counter,
+        "Samples stored (after the WAL sync when enabled).";
+    REFUSED = "hydrant_storage_refused_samples_total", Counter,
+        "Samples refused because their metric reached the series cap, by metric.";
+    SERIES = "hydrant_storage_series", Gauge,
+        "Series in the catalog.";
+    BUFFER_ROWS = "hydrant_storage_buffer_rows", Gauge,
+        "Samples in the write buffer (queryable, not yet in Parquet).";
+    PARTS = "hydrant_storage_parquet_files", Gauge,
+        "Parquet parts on disk.";
+    PARTS_BYTES = "hydrant_storage_parquet_bytes", Gauge,
+        "Bytes of Parquet parts on disk.";
+    SEALED = "hydrant_storage_sealed_parts_total", Counter,
+        "Parts written by sealing buffer partitions.";
+    COMPACTIONS = "hydrant_storage_compactions_total", Counter,
+        "Hours compacted into one part.";
+    EXPIRED = "hydrant_storage_expired_hours_total", Counter,
+        "Hours dropped by retention.";
+    LOG_ROWS = "hydrant_storage_log_rows", Gauge,
+        "Rows in the log table.";
+    LOG_EVICTED = "hydrant_storage_log_rows_evicted_total", Counter,
+        "Log rows evicted to stay within the bound.";
+    QUERIES = "hydrant_storage_queries_total", Counter,
+        "Queries, by API (query, query_range, sql) and result (ok, bad_data, execution).";
+    ERRORS = "hydrant_storage_errors_total", Counter,
+        "Ingest and maintenance errors, by stage.";
+    RECONNECTS = "hydrant_storage_firehose_reconnects_total", Counter,
+        "Firehose subscriptions re-established.";
+}

@@ -12,6 +12,7 @@ mod logcache;
 mod logs;
 mod replay;
 mod restart;
+mod storage;
 mod tidy;
 mod tls;
 

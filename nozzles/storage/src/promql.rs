@@ -96,7 +96,7 @@ pub struct Data {
 /// Parses a query.
 pub fn parse(query: &str) -> Result<Expr, Error> {
     let expr = parser::parse(query)
-        .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))?;
+        .map_err(|e| Error::BadData(format!("invalid parameter \"query\": parse error: {e}")))?;
     check(&expr)?;
     Ok(expr)
 }

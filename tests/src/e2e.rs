@@ -13,6 +13,7 @@ mod logs;
 mod replay;
 mod restart;
 mod storage;
+mod storage_safety;
 mod tidy;
 mod tls;
 

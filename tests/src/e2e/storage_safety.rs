@@ -1,0 +1,273 @@
+//! The storage nozzle's guarantees: Prometheus-style errors for bad queries and SQL, and
+//! no acknowledged sample lost to a `kill -9` of the real process.
+
+use std::time::Duration;
+
+use hydrant::doppler;
+use hydrant::telemetry::names;
+use hydrant_proto::envelope;
+use hydrant_proto::ingress::{Config as IngressConfig, IngressClient};
+use serde_json::Value;
+
+use super::storage::{TestStorage, get};
+use crate::{TestDoppler, eventually, eventually_within, wait_healthy};
+
+/// A bad request: path, parameters, expected status, a phrase of the error.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+
+/// Bad queries get Prometheus' error JSON and status, never a panic or a wrong answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_get_prometheus_errors() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = std::env::temp_dir().join(format!("hydrant-storage-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let storage = TestStorage::start(&d, dir.clone()).await;
+    let http = reqwest::Client::new();
+    let cases: &[Case<'_>] = &[
+        ("/api/v1/query", &[("query", "sum(")], 400, "parse error"),
+        (
+            "/api/v1/query",
+            &[("query", "changes(cpu[5m])")],
+            400,
+            "function \"changes\" is not supported",
+        ),
+        ("/api/v1/query", &[("query", "cpu[5m:1m]")], 400, "subquery"),
+        ("/api/v1/query", &[], 400, "invalid parameter \"query\""),
+        (
+            "/api/v1/query",
+            &[("query", "cpu"), ("time", "yesterday")],
+            400,
+            "cannot parse",
+        ),
+        (
+            "/api/v1/query_range",
+            &[
+                ("query", "cpu"),
+                ("start", "0"),
+                ("end", "100000000"),
+                ("step", "1"),
+            ],
+            400,
+            "11,000 points",
+        ),
+        (
+            "/api/v1/query_range",
+            &[
+                ("query", "cpu"),
+                ("start", "10"),
+                ("end", "0"),
+                ("step", "1"),
+            ],
+            400,
+            "end timestamp",
+        ),
+        (
+            "/api/v1/query_range",
+            &[
+                ("query", "cpu"),
+                ("start", "0"),
+                ("end", "10"),
+                ("step", "0"),
+            ],
+            400,
+            "zero or negative",
+        ),
+        (
+            "/api/v1/query_range",
+            &[
+                ("query", "cpu[5m]"),
+                ("start", "0"),
+                ("end", "10"),
+                ("step", "1"),
+            ],
+            400,
+            "range vector",
+        ),
+        ("/api/v1/series", &[], 400, "no match[]"),
+        (
+            "/api/v1/series",
+            &[("match[]", "sum(cpu)")],
+            400,
+            "not a series selector",
+        ),
+    ];
+    for (path, params, status, needle) in cases {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        // GET, and the same as a form POST (Grafana's default).
+        for post in [false, true] {
+            let url = format!("{}{path}", storage.url);
+            let req = if post {
+                http.post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(q.clone())
+            } else {
+                http.get(format!("{url}?{q}"))
+            };
+            let resp = req.send().await.unwrap();
+            let code = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            if *path == "/api/v1/series" && post && params.is_empty() {
+                assert_eq!(code, 400);
+                continue;
+            }
+            assert_eq!(code, *status, "{path} {params:?}: {body}");
+            assert_eq!(body["status"], "error", "{body}");
+            assert_eq!(body["errorType"], "bad_data", "{body}");
+            assert!(
+                body["error"].as_str().unwrap().contains(needle),
+                "{path} {params:?}: {body}"
+            );
+        }
+    }
+    // What Grafana probes answers success.
+    for path in [
+        "/api/v1/status/buildinfo",
+        "/api/v1/metadata",
+        "/api/v1/rules",
+        "/api/v1/query_exemplars",
+        "/api/v1/labels",
+        "/api/v1/label/__name__/values",
+    ] {
+        let body: Value = http
+            .get(format!("{}{path}", storage.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["status"], "success", "{path}: {body}");
+    }
+    let health = get(
+        &format!("{}/api/v1/query", storage.url),
+        &[("query", "1+1".into()), ("time", "4".into())],
+    )
+    .await;
+    assert_eq!(
+        health["data"],
+        serde_json::json!({"resultType": "scalar", "result": [4, "2"]}),
+        "Grafana's save & test"
+    );
+    // SQL: read-only, and errors name the problem.
+    let sql = |q: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/sql", storage.url);
+        async move { http.post(url).body(q).send().await.unwrap() }
+    };
+    let r = sql("SELECT count(*) AS n FROM samples").await;
+    assert_eq!(r.status(), 200);
+    let rows: Value = r.json().await.unwrap();
+    assert_eq!(rows, serde_json::json!([{"n": 0}]));
+    for bad in [
+        "DROP TABLE samples",
+        "CREATE TABLE x (a INT)",
+        "SELEC 1",
+        "SELECT * FROM nowhere",
+    ] {
+        let r = sql(bad).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    storage.stop().await;
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Crash safety: `kill -9` of a real `hydrant storage` during ingest loses nothing it had
+/// counted as ingested (the WAL), and the files it left are readable after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
+    use std::process::{Command, Stdio};
+
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = std::env::temp_dir().join(format!("hydrant-storage-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = |addr: std::net::SocketAddr| {
+        Command::new(crate::hydrant_bin())
+            .args([
+                "storage",
+                "--from",
+                &d.grpc.to_string(),
+                "--http",
+                &addr.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hydrant storage")
+    };
+    let addr = crate::servers::free_port();
+    let mut child = start(addr);
+    wait_healthy(addr).await;
+    eventually("storage subscribed", || async {
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "storage")])
+            .await
+            >= 1.0
+    })
+    .await;
+
+    // Emit steadily from a background task: 2 hours of history for 50 series, so the
+    // crash also hits sealing of closed hours.
+    let client = IngressClient::start(IngressConfig::new(vec![d.grpc.to_string()])).unwrap();
+    let sender = client.sender();
+    let now = chrono::Utc::now().timestamp();
+    let emitting = tokio::spawn(async move {
+        for k in 0..720i64 {
+            let batch: Vec<_> = (0..50)
+                .map(|i| {
+                    let mut g = envelope::gauge(format!("src-{i}"), [("load", (k + i) as f64, "")]);
+                    g.timestamp = (now - 7200 + k * 10) * 1_000_000_000;
+                    hydrant_proto::raw::RawEnvelope::from_envelope(&g)
+                })
+                .collect();
+            sender.send_all(batch);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    eventually_within("ingest under way", Duration::from_secs(30), || async {
+        crate::metric(addr, "hydrant_storage_ingested_samples_total", &[]).await >= 5_000.0
+    })
+    .await;
+    let acknowledged = crate::metric(addr, "hydrant_storage_ingested_samples_total", &[]).await;
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    emitting.abort();
+    drop(client);
+
+    let addr = crate::servers::free_port();
+    let mut child = start(addr);
+    wait_healthy(addr).await;
+    let http = reqwest::Client::new();
+    let rows: Value = http
+        .post(format!("http://{addr}/api/v1/sql"))
+        .body("SELECT count(*) AS n, count(DISTINCT series_id) AS s FROM samples")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kept = rows[0]["n"].as_f64().unwrap_or_default();
+    assert!(
+        kept >= acknowledged,
+        "{kept} samples after the crash, {acknowledged} acknowledged before it: {rows}"
+    );
+    // Everything is readable through PromQL too.
+    let sum = get(
+        &format!("http://{addr}/api/v1/query"),
+        &[
+            ("query", "count(count_over_time(load[3h]))".into()),
+            ("time", now.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(sum["status"], "success", "{sum}");
+    assert_eq!(sum["data"]["result"][0]["value"][1], "50", "{sum}");
+    let _ = child.kill();
+    let _ = child.wait();
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

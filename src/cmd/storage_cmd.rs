@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
 use hydrant::shutdown;
+use hydrant_storage::sink::Sink;
+use hydrant_storage::sink::remote_write::RemoteWrite;
 use hydrant_storage::store;
 
 use super::{TlsArgs, bind, parse_duration};
@@ -34,11 +37,58 @@ pub(crate) struct StorageArgs {
     /// Rows kept in the log table.
     #[arg(long, default_value_t = hydrant_storage::logs::DEFAULT_MAX_ROWS)]
     max_log_rows: usize,
+    /// Also send every stored sample to this Prometheus remote-write URL
+    /// (e.g. http://prometheus:9090/api/v1/write).
+    #[arg(long)]
+    remote_write_url: Option<String>,
+    /// Also write every stored sample to this InfluxDB v2 server.
+    #[cfg(feature = "influxdb")]
+    #[arg(long, requires_all = ["influx_org", "influx_bucket"])]
+    influx_url: Option<String>,
+    /// InfluxDB organization.
+    #[cfg(feature = "influxdb")]
+    #[arg(long)]
+    influx_org: Option<String>,
+    /// InfluxDB bucket.
+    #[cfg(feature = "influxdb")]
+    #[arg(long)]
+    influx_bucket: Option<String>,
+    /// InfluxDB token.
+    #[cfg(feature = "influxdb")]
+    #[arg(
+        long,
+        env = "HYDRANT_INFLUX_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    influx_token: String,
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     tls_server_name: String,
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+fn sinks(a: &StorageArgs) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
+    let mut out: Vec<Arc<dyn Sink>> = Vec::new();
+    if let Some(url) = &a.remote_write_url {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            bail!("--remote-write-url must be an http(s) URL, got {url:?}");
+        }
+        out.push(Arc::new(RemoteWrite::new(url)));
+    }
+    #[cfg(feature = "influxdb")]
+    if let Some(url) = &a.influx_url {
+        out.push(Arc::new(hydrant_storage::sink::influx::Influx::new(
+            hydrant_storage::sink::influx::Config {
+                url: url.clone(),
+                org: a.influx_org.clone().unwrap_or_default(),
+                bucket: a.influx_bucket.clone().unwrap_or_default(),
+                token: a.influx_token.clone(),
+            },
+        )));
+    }
+    Ok(out)
 }
 
 /// `hydrant storage`.
@@ -61,6 +111,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         },
         max_log_rows: a.max_log_rows,
         maintenance: hydrant_storage::service::DEFAULT_MAINTENANCE,
+        sinks: sinks(&a)?,
     };
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, data_dir = %a.data_dir.display(), wal = !a.no_wal, "storage listening");

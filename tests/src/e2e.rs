@@ -12,6 +12,7 @@ mod logcache;
 mod logs;
 mod replay;
 mod restart;
+mod sinks;
 mod storage;
 mod storage_safety;
 mod tidy;

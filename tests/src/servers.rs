@@ -1,5 +1,5 @@
 //! Real third-party servers from Debian packages, started on 127.0.0.1 for a test and killed
-//! when dropped: Alertmanager (`prometheus-alertmanager`) and VictoriaMetrics
+//! when dropped: Alertmanager (`prometheus-alertmanager`), Prometheus and VictoriaMetrics
 //! (`victoria-metrics`). `.ci/run` installs them; a test that needs one fails with the
 //! install command when it is missing.
 
@@ -10,10 +10,21 @@ use std::time::Duration;
 
 use crate::{eventually_within, http_get};
 
-/// A free loopback port (bound and released; the server binds it right after).
+/// A free loopback port for a server in another process, which binds it a moment later.
+/// Taken below Linux's ephemeral range (32768–60999), so no listener bound to port 0 in
+/// the meantime (every in-process test server) can take it first.
 pub fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % 64) as u16 * 100;
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % 6400;
+        let port = 20_000 + (offset + n) % 6400;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port in 20000..26400");
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -165,6 +176,64 @@ impl VictoriaMetrics {
 }
 
 impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running Prometheus with the remote-write receiver on.
+#[derive(Debug)]
+pub struct Prometheus {
+    /// HTTP address.
+    pub addr: SocketAddr,
+    /// `http://…` base URL.
+    pub url: String,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    /// Starts Prometheus (no scrape targets) and waits until ready.
+    pub async fn start() -> Prometheus {
+        let bin = binary("prometheus", "prometheus");
+        let dir = scratch("prometheus");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+        )
+        .expect("write prometheus.yml");
+        let addr = free_port();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            addr,
+            url: format!("http://{addr}"),
+            child,
+            dir,
+        };
+        eventually_within("prometheus ready", Duration::from_secs(30), || async {
+            matches!(http_get(addr, "/-/ready").await, Ok((200, _)))
+        })
+        .await;
+        p
+    }
+}
+
+impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

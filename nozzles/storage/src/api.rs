@@ -308,6 +308,26 @@ impl Observe for Storage {
             &[("stage", "maintenance")],
             self.stats.maintenance_errors.load(Relaxed) as f64,
         );
+        for f in &self.forwarders {
+            let labels = [("sink", f.name), ("target", f.target.as_str())];
+            for (result, n) in [
+                ("sent", f.stats.sent.load(Relaxed)),
+                ("failed", f.stats.failed.load(Relaxed)),
+                ("overflow", f.overflowed()),
+            ] {
+                t.sample(
+                    names::SINK_SAMPLES,
+                    &[labels[0], labels[1], ("result", result)],
+                    n as f64,
+                );
+            }
+            t.sample(
+                names::SINK_RETRIES,
+                &labels,
+                f.stats.retries.load(Relaxed) as f64,
+            );
+            t.sample(names::SINK_QUEUE, &labels, f.queued() as f64);
+        }
         t.sample(
             names::RECONNECTS,
             &[],

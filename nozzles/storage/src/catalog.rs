@@ -89,6 +89,11 @@ impl Catalog {
         id
     }
 
+    /// The key of a series, shared.
+    pub fn key_arc(&self, id: SeriesId) -> Arc<SeriesKey> {
+        Arc::clone(&self.keys[id as usize])
+    }
+
     /// The key of a series.
     pub fn key(&self, id: SeriesId) -> &SeriesKey {
         &self.keys[id as usize]

@@ -4,6 +4,7 @@
 //! - [`service`]: the `hydrant storage` process (ingest, maintenance, API).
 //! - [`api`]: the Prometheus-compatible HTTP API and SQL.
 //! - [`telemetry`]: metric names.
+//! - [`sink`]: forwarding to Prometheus remote write and InfluxDB v2.
 //! - [`model`]: envelopes → series points and log rows.
 //! - [`catalog`]: series ids, labels, the inverted index and the cardinality guard.
 //! - [`promql`]: the PromQL evaluator (pure; planned fetches, Prometheus semantics).
@@ -19,6 +20,7 @@ pub mod model;
 pub mod promql;
 pub mod query;
 pub mod service;
+pub mod sink;
 pub mod sql;
 pub mod telemetry;
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::logs::LogTable;
 use crate::model;
+use crate::sink::{Forwarder, Sink};
 use crate::store::maintain::Shared;
 use crate::store::{self, Store};
 
@@ -34,6 +35,8 @@ pub struct Config {
     pub max_log_rows: usize,
     /// Maintenance interval.
     pub maintenance: Duration,
+    /// Where stored samples are also sent.
+    pub sinks: Vec<Arc<dyn Sink>>,
 }
 
 /// Errors running the nozzle.
@@ -82,17 +85,24 @@ pub struct Storage {
     pub logs: Mutex<LogTable>,
     /// Counters.
     pub stats: Stats,
+    /// Forwarding sinks.
+    pub forwarders: Vec<Forwarder>,
     started: Instant,
 }
 
 impl Storage {
-    /// Opens the store.
-    pub fn open(config: &Config) -> Result<Arc<Storage>, Error> {
+    /// Opens the store and starts the sinks' forwarders (stopped by `cancel`).
+    pub fn open(config: &Config, cancel: &CancellationToken) -> Result<Arc<Storage>, Error> {
         let store = Store::open(config.store.clone())?;
         Ok(Arc::new(Storage {
             shared: Shared::new(store),
             logs: Mutex::new(LogTable::new(config.max_log_rows)),
             stats: Stats::default(),
+            forwarders: config
+                .sinks
+                .iter()
+                .map(|s| Forwarder::start(Arc::clone(s), cancel.clone()))
+                .collect(),
             started: Instant::now(),
         }))
     }
@@ -115,7 +125,19 @@ impl Storage {
                 logs.push(r);
             }
         }
-        self.shared.lock().ingest(&points)
+        if self.forwarders.is_empty() {
+            return self.shared.lock().ingest(&points);
+        }
+        let mut forward = Vec::with_capacity(points.len());
+        let n = self.shared.lock().ingest_forward(&points, &mut forward)?;
+        // Every sink gets every stored sample; the last one takes the vector itself.
+        if let Some((last, rest)) = self.forwarders.split_last() {
+            for f in rest {
+                f.push(forward.iter().cloned());
+            }
+            last.push(forward);
+        }
+        Ok(n)
     }
 
     /// Counts a query outcome: `api` 0 = query, 1 = query_range, 2 = sql; `result` 0 = ok,
@@ -190,8 +212,8 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let storage = Storage::open(&config)?;
     let cancel = shutdown.child_token();
+    let storage = Storage::open(&config, &cancel)?;
     let mut tasks = tokio::task::JoinSet::new();
     for d in &config.dopplers {
         let sub = Subscriber::new(

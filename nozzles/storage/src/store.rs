@@ -26,7 +26,7 @@ pub mod maintain;
 pub mod parts;
 pub mod wal;
 
-use buffer::{Buffer, HOUR_MS, Partition, hour_of};
+use buffer::{Buffer, HOUR_MS, hour_of};
 use parts::Part;
 
 /// A partition is sealed this long after its hour ends (late samples still land in it).
@@ -105,6 +105,8 @@ pub struct Store {
     totals: HashMap<SeriesId, f64>,
     /// Counters.
     pub stats: Stats,
+    /// Next WAL generation.
+    next_wal: u64,
 }
 
 fn key_line(id: SeriesId, key: &SeriesKey) -> String {
@@ -166,22 +168,23 @@ impl Store {
             series_log,
             totals: HashMap::new(),
             stats: Stats::default(),
+            next_wal: 0,
             config,
         };
         let wal_dir = dir.join("wal");
-        for hour in wal::hours(&wal_dir) {
-            let (samples, torn) = wal::replay(&wal_dir, hour).map_err(io(&wal_dir))?;
+        for id in wal::ids(&wal_dir) {
+            let (samples, torn) = wal::replay(&wal_dir, id).map_err(io(&wal_dir))?;
             store.stats.torn_wals += u64::from(torn);
             store.stats.replayed += samples.len() as u64;
-            for (id, ts, v) in samples {
-                if (id as usize) < store.catalog.len() {
-                    store.buffer.insert(id, ts, v);
+            for (sid, ts, v) in samples {
+                if (sid as usize) < store.catalog.len() {
+                    store.buffer.insert(sid, ts, v);
                 }
             }
-            if store.config.wal {
-                let w = wal::Wal::open(&wal_dir, hour).map_err(io(&wal_dir))?;
-                store.buffer.partition(hour).wal = Some(w);
-            }
+            // The file backs its hour's partition until that is sealed.
+            let w = wal::Wal::open(&wal_dir, id).map_err(io(&wal_dir))?;
+            store.buffer.partition(id.hour).wal.push(w);
+            store.next_wal = store.next_wal.max(id.seq + 1);
         }
         Ok(store)
     }
@@ -203,6 +206,23 @@ impl Store {
 
     /// Stores points; returns how many were stored (the rest hit the cardinality cap).
     pub fn ingest(&mut self, points: &[Point]) -> Result<usize, Error> {
+        self.ingest_into(points, None)
+    }
+
+    /// Stores points and appends what was stored to `forward` (for the sinks).
+    pub fn ingest_forward(
+        &mut self,
+        points: &[Point],
+        forward: &mut Vec<crate::sink::Sample>,
+    ) -> Result<usize, Error> {
+        self.ingest_into(points, Some(forward))
+    }
+
+    fn ingest_into(
+        &mut self,
+        points: &[Point],
+        mut forward: Option<&mut Vec<crate::sink::Sample>>,
+    ) -> Result<usize, Error> {
         let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = BTreeMap::new();
         let mut new_series = String::new();
         for p in points {
@@ -238,16 +258,28 @@ impl Store {
         let wal_dir = self.config.dir.join("wal");
         for (hour, samples) in rows {
             if self.config.wal {
+                let seq = self.next_wal;
                 let part = self.buffer.partition(hour);
-                if part.wal.is_none() {
-                    part.wal = Some(wal::Wal::open(&wal_dir, hour).map_err(io(&wal_dir))?);
+                if part.wal.is_empty() {
+                    let id = wal::WalId { hour, seq };
+                    part.wal
+                        .push(wal::Wal::open(&wal_dir, id).map_err(io(&wal_dir))?);
+                    self.next_wal += 1;
                 }
-                if let Some(w) = part.wal.as_mut() {
+                let part = self.buffer.partition(hour);
+                if let Some(w) = part.wal.last_mut() {
                     w.append(&samples).map_err(io(&wal_dir))?;
                 }
             }
             for (id, ts, v) in &samples {
                 self.buffer.insert(*id, *ts, *v);
+            }
+            if let Some(out) = forward.as_deref_mut() {
+                out.extend(samples.iter().map(|(id, ts, v)| crate::sink::Sample {
+                    key: self.catalog.key_arc(*id),
+                    ts: *ts,
+                    value: *v,
+                }));
             }
             stored += samples.len();
         }
@@ -273,8 +305,9 @@ impl Store {
         hours
     }
 
-    /// Takes a partition out of the buffer to seal it, with the part sequence to use.
-    pub fn take(&mut self, hour: i64) -> Option<(Partition, u64)> {
+    /// Starts sealing `hour`: returns its sorted batch and the part sequence to use. The
+    /// partition stays readable until [`sealed`](Self::sealed).
+    pub fn take(&mut self, hour: i64) -> Option<(RecordBatch, u64)> {
         let seq = self
             .parts
             .iter()
@@ -282,28 +315,27 @@ impl Store {
             .map(|p| p.seq + 1)
             .max()
             .unwrap_or(0);
-        self.buffer.take(hour).map(|p| (p, seq))
+        self.buffer.begin_seal(hour).map(|b| (b, seq))
     }
 
-    /// Records a sealed part and drops its WAL; or, on failure, puts the partition back.
-    pub fn sealed(
-        &mut self,
-        partition: Partition,
-        result: std::io::Result<Part>,
-    ) -> Result<(), Error> {
+    /// Records the written part and drops the partition with its WALs, in one step for
+    /// readers; or, when writing failed, puts the partition back.
+    pub fn sealed(&mut self, hour: i64, result: std::io::Result<Part>) -> Result<(), Error> {
         match result {
             Ok(part) => {
                 self.parts.push(part);
                 self.parts.sort_by_key(|p| (p.hour, p.seq));
                 self.stats.sealed += 1;
-                if let Some(w) = partition.wal {
-                    let wal_dir = self.config.dir.join("wal");
-                    w.remove().map_err(io(&wal_dir))?;
+                let wal_dir = self.config.dir.join("wal");
+                if let Some(p) = self.buffer.end_seal(hour) {
+                    for w in p.wal {
+                        w.remove().map_err(io(&wal_dir))?;
+                    }
                 }
                 Ok(())
             }
             Err(source) => {
-                self.buffer.restore(partition);
+                self.buffer.abort_seal(hour);
                 Err(Error::Io {
                     path: self.config.dir.join("metrics"),
                     source,
@@ -376,7 +408,7 @@ impl Store {
         for h in self.buffer.hours().into_iter().filter(|h| *h < keep_from) {
             if let Some(p) = self.buffer.take(h) {
                 hours.push(h);
-                if let Some(w) = p.wal {
+                for w in p.wal {
                     let _ = w.remove();
                 }
             }

@@ -29,6 +29,12 @@ hydrant_proto::metrics! {
         "Queries, by API (query, query_range, sql) and result (ok, bad_data, execution).";
     ERRORS = "hydrant_storage_errors_total", Counter,
         "Ingest and maintenance errors, by stage.";
+    SINK_SAMPLES = "hydrant_storage_sink_samples_total", Counter,
+        "Samples forwarded, by sink and result (sent, failed after retries or refused, overflow of the queue).";
+    SINK_RETRIES = "hydrant_storage_sink_retries_total", Counter,
+        "Sink requests retried, by sink.";
+    SINK_QUEUE = "hydrant_storage_sink_queue_samples", Gauge,
+        "Samples waiting in each sink's queue.";
     RECONNECTS = "hydrant_storage_firehose_reconnects_total", Counter,
         "Firehose subscriptions re-established.";
 }

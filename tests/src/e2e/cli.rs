@@ -32,7 +32,7 @@ impl Drop for Proc {
 }
 
 async fn free_port() -> std::net::SocketAddr {
-    listener().await.local_addr().unwrap()
+    crate::servers::free_port()
 }
 
 fn spawn(args: &[&str]) -> Proc {

@@ -28,6 +28,14 @@ pub(crate) struct TestStorage {
 
 impl TestStorage {
     pub(crate) async fn start(d: &TestDoppler, dir: std::path::PathBuf) -> TestStorage {
+        TestStorage::with_sinks(d, dir, Vec::new()).await
+    }
+
+    pub(crate) async fn with_sinks(
+        d: &TestDoppler,
+        dir: std::path::PathBuf,
+        sinks: Vec<std::sync::Arc<dyn hydrant_storage::sink::Sink>>,
+    ) -> TestStorage {
         let http = listener().await;
         let addr = http.local_addr().unwrap();
         let config = hydrant_storage::Config {
@@ -42,6 +50,7 @@ impl TestStorage {
             },
             max_log_rows: 10_000,
             maintenance: Duration::from_millis(500),
+            sinks,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(hydrant_storage::run(config, http, shutdown.clone()));

@@ -73,8 +73,8 @@ pub struct Partition {
     series: HashMap<SeriesId, Column>,
     /// Samples held.
     pub rows: usize,
-    /// Its write-ahead log, when enabled.
-    pub wal: Option<Wal>,
+    /// The write-ahead logs holding its samples (the last takes appends).
+    pub wal: Vec<Wal>,
 }
 
 impl Partition {
@@ -83,7 +83,7 @@ impl Partition {
             hour,
             series: HashMap::new(),
             rows: 0,
-            wal: None,
+            wal: Vec::new(),
         }
     }
 
@@ -111,10 +111,12 @@ impl Partition {
     }
 }
 
-/// Open partitions.
+/// Open partitions, and those being sealed (still visible to reads until their part is
+/// recorded, so a query never misses data in flight to Parquet).
 #[derive(Debug, Default)]
 pub struct Buffer {
     parts: BTreeMap<i64, Partition>,
+    sealing: Vec<Partition>,
     rows: usize,
 }
 
@@ -149,17 +151,53 @@ impl Buffer {
         self.parts.keys().copied().collect()
     }
 
-    /// Removes a partition (to seal it).
-    pub fn take(&mut self, hour: i64) -> Option<Partition> {
+    /// Starts sealing `hour`: its partition stays readable; returns its sorted batch.
+    pub fn begin_seal(&mut self, hour: i64) -> Option<RecordBatch> {
         let p = self.parts.remove(&hour)?;
+        let batch = p.to_batch();
+        self.sealing.push(p);
+        Some(batch)
+    }
+
+    /// Ends sealing `hour` (its part is recorded): returns the partition, for its WALs.
+    pub fn end_seal(&mut self, hour: i64) -> Option<Partition> {
+        let i = self.sealing.iter().position(|p| p.hour == hour)?;
+        let p = self.sealing.remove(i);
         self.rows -= p.rows;
         Some(p)
     }
 
-    /// Puts back a partition whose sealing failed.
-    pub fn restore(&mut self, p: Partition) {
-        self.rows += p.rows;
-        self.parts.insert(p.hour, p);
+    /// Sealing `hour` failed: its partition goes back (merged with any newer samples).
+    pub fn abort_seal(&mut self, hour: i64) {
+        let Some(i) = self.sealing.iter().position(|p| p.hour == hour) else {
+            return;
+        };
+        let p = self.sealing.remove(i);
+        match self.parts.get_mut(&hour) {
+            Some(newer) => {
+                for (id, c) in p.series {
+                    let col = newer.series.entry(id).or_default();
+                    for (t, v) in c.ts.into_iter().zip(c.values) {
+                        col.push(t, v);
+                    }
+                    col.sorted = false;
+                }
+                newer.rows += p.rows;
+                let mut wal = p.wal;
+                wal.append(&mut newer.wal);
+                newer.wal = wal;
+            }
+            None => {
+                self.parts.insert(hour, p);
+            }
+        }
+    }
+
+    /// Removes a partition outright (retention).
+    pub fn take(&mut self, hour: i64) -> Option<Partition> {
+        let p = self.parts.remove(&hour)?;
+        self.rows -= p.rows;
+        Some(p)
     }
 
     /// Adds the samples of `ids` within `[start, end]` to `out`.
@@ -170,11 +208,9 @@ impl Buffer {
         end: i64,
         out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>,
     ) {
-        for p in self
-            .parts
-            .range(hour_of(start)..=hour_of(end))
-            .map(|(_, p)| p)
-        {
+        let (lo, hi) = (hour_of(start), hour_of(end));
+        let sealing = self.sealing.iter().filter(|p| p.hour >= lo && p.hour <= hi);
+        for p in self.parts.range(lo..=hi).map(|(_, p)| p).chain(sealing) {
             for id in ids {
                 if let Some(c) = p.series.get(id) {
                     let points = c.points();
@@ -192,7 +228,11 @@ impl Buffer {
 
     /// Every open partition as a batch (for SQL).
     pub fn batches(&self) -> Vec<RecordBatch> {
-        self.parts.values().map(Partition::to_batch).collect()
+        self.parts
+            .values()
+            .chain(&self.sealing)
+            .map(Partition::to_batch)
+            .collect()
     }
 }
 

@@ -63,17 +63,16 @@ impl Shared {
         let dir = self.lock().config().dir.clone();
         let mut n = 0;
         for hour in due {
-            let Some((partition, seq)) = self.lock().take(hour) else {
+            let Some((batch, seq)) = self.lock().take(hour) else {
                 continue;
             };
-            let batch = partition.to_batch();
             let written = {
                 let dir = dir.clone();
                 tokio::task::spawn_blocking(move || parts::write(&dir, hour, seq, &batch))
                     .await
                     .unwrap_or_else(|e| Err(std::io::Error::other(e)))
             };
-            self.lock().sealed(partition, written)?;
+            self.lock().sealed(hour, written)?;
             n += 1;
         }
         Ok(n)

@@ -71,7 +71,7 @@ async fn reads_span_buffer_and_parquet_and_survive_restarts() {
         assert_eq!(s.parts().0, 2);
         assert_eq!(s.buffer_rows(), 720);
         assert_eq!(
-            wal::hours(&d.join("wal")).len(),
+            wal::ids(&d.join("wal")).len(),
             1,
             "sealed hours drop their WAL"
         );
@@ -159,10 +159,10 @@ async fn a_torn_catalog_line_and_wal_tail_are_dropped() {
         .open(d.join("series.jsonl"))
         .unwrap();
     log.write_all(b"{\"id\":1,\"na").unwrap();
-    let hour = wal::hours(&d.join("wal"))[0];
+    let id = wal::ids(&d.join("wal"))[0];
     let mut w = OpenOptions::new()
         .append(true)
-        .open(d.join("wal").join(format!("{hour}.wal")))
+        .open(d.join("wal").join(format!("{}.{}.wal", id.hour, id.seq)))
         .unwrap();
     w.write_all(&[24, 0, 0, 0, 0]).unwrap();
     let mut store = Store::open(config(&d)).unwrap();
@@ -178,5 +178,30 @@ async fn a_torn_catalog_line_and_wal_tail_are_dropped() {
         "appends after the repair are intact"
     );
     assert_eq!(store.buffer_rows(), 2);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test]
+async fn a_sample_arriving_while_its_hour_is_sealed_keeps_its_own_wal() {
+    let d = dir("sealrace");
+    let mut store = Store::open(config(&d)).unwrap();
+    store.ingest(&[point("m", "a", 1_000, 1.0)]).unwrap();
+    let (batch, seq) = store.take(0).unwrap();
+    // Ingest goes on while the part is written.
+    store.ingest(&[point("m", "a", 2_000, 2.0)]).unwrap();
+    assert_eq!(
+        store.buffer_rows(),
+        2,
+        "the sealing partition stays readable"
+    );
+    let part = parts::write(&d, 0, seq, &batch);
+    store.sealed(0, part).unwrap();
+    drop(store);
+    // A crash now: the late sample must come back from its WAL.
+    let store = Store::open(config(&d)).unwrap();
+    assert_eq!(store.buffer_rows(), 1);
+    let shared = Shared::new(store);
+    let got = shared.fetch(&[0], 0, 10_000).await.unwrap();
+    assert_eq!(got[&0], [(1_000, 1.0), (2_000, 2.0)]);
     let _ = std::fs::remove_dir_all(&d);
 }

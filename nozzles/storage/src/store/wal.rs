@@ -1,4 +1,6 @@
-//! The write-ahead log: one file per open hour partition, `wal/<hour>.wal`, of framed
+//! The write-ahead log: files `wal/<hour>.<seq>.wal`, one per generation of an open hour
+//! partition (a late sample for an hour being sealed starts a new generation, so sealing
+//! never deletes a file that still takes appends), of framed
 //! records `[len u32][crc32 u32][payload]`, each payload a run of 24-byte samples
 //! (series id u64, ts i64 ms, value f64, little-endian). A record is acknowledged once
 //! `fdatasync` returns; on replay a torn or corrupt tail (a crash mid-write) ends the file.
@@ -20,20 +22,37 @@ pub type Sample = (SeriesId, i64, f64);
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
+/// Which log file: the hour it holds and its generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WalId {
+    /// The hour partition.
+    pub hour: i64,
+    /// Generation (unique across the data dir).
+    pub seq: u64,
+}
+
+impl WalId {
+    fn file(&self) -> String {
+        format!("{}.{}.wal", self.hour, self.seq)
+    }
+}
+
 /// An open log file.
 #[derive(Debug)]
 pub struct Wal {
+    /// Which file.
+    pub id: WalId,
     path: PathBuf,
     file: File,
 }
 
 impl Wal {
-    /// Opens (or creates) the log of `hour` in `dir` for appending.
-    pub fn open(dir: &Path, hour: i64) -> std::io::Result<Wal> {
+    /// Opens (or creates) the log `id` in `dir` for appending.
+    pub fn open(dir: &Path, id: WalId) -> std::io::Result<Wal> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("{hour}.wal"));
+        let path = dir.join(id.file());
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(Wal { path, file })
+        Ok(Wal { id, path, file })
     }
 
     /// Appends one record and syncs it.
@@ -62,26 +81,30 @@ impl Wal {
     }
 }
 
-/// The hours with a log in `dir`.
-pub fn hours(dir: &Path) -> Vec<i64> {
+/// Every log in `dir`, oldest hour and generation first.
+pub fn ids(dir: &Path) -> Vec<WalId> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut out: Vec<i64> = entries
+    let mut out: Vec<WalId> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            name.strip_suffix(".wal")?.parse().ok()
+            let (hour, seq) = name.strip_suffix(".wal")?.split_once('.')?;
+            Some(WalId {
+                hour: hour.parse().ok()?,
+                seq: seq.parse().ok()?,
+            })
         })
         .collect();
     out.sort_unstable();
     out
 }
 
-/// Reads every intact record of `hour`'s log; returns the samples and whether a torn or
+/// Reads every intact record of log `id`; returns the samples and whether a torn or
 /// corrupt tail was dropped (it is then truncated away so appends continue cleanly).
-pub fn replay(dir: &Path, hour: i64) -> std::io::Result<(Vec<Sample>, bool)> {
-    let path = dir.join(format!("{hour}.wal"));
+pub fn replay(dir: &Path, id: WalId) -> std::io::Result<(Vec<Sample>, bool)> {
+    let path = dir.join(id.file());
     let mut bytes = Vec::new();
     File::open(&path)?.read_to_end(&mut bytes)?;
     let mut out = Vec::new();
@@ -118,31 +141,33 @@ pub fn replay(dir: &Path, hour: i64) -> std::io::Result<(Vec<Sample>, bool)> {
 mod tests {
     use super::*;
 
+    const ID: WalId = WalId { hour: 7, seq: 3 };
+
     #[test]
     fn round_trip_and_torn_tails() {
         let dir = std::env::temp_dir().join(format!("hydrant-wal-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut w = Wal::open(&dir, 7).unwrap();
+        let mut w = Wal::open(&dir, ID).unwrap();
         w.append(&[(1, 10, 1.5), (2, 11, -0.0)]).unwrap();
         w.append(&[(3, 12, f64::NAN)]).unwrap();
         drop(w);
-        let (got, torn) = replay(&dir, 7).unwrap();
+        let (got, torn) = replay(&dir, ID).unwrap();
         assert!(!torn);
         assert_eq!(got.len(), 3);
         assert_eq!(got[0], (1, 10, 1.5));
         assert!(got[2].2.is_nan());
         // A crash mid-write leaves half a record: it is dropped and truncated away.
-        let path = dir.join("7.wal");
+        let path = dir.join("7.3.wal");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[48, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
         drop(f);
-        let (got, torn) = replay(&dir, 7).unwrap();
+        let (got, torn) = replay(&dir, ID).unwrap();
         assert!(torn);
         assert_eq!(got.len(), 3);
-        let mut w = Wal::open(&dir, 7).unwrap();
+        let mut w = Wal::open(&dir, ID).unwrap();
         w.append(&[(4, 13, 2.0)]).unwrap();
         assert_eq!(
-            replay(&dir, 7).unwrap().0.len(),
+            replay(&dir, ID).unwrap().0.len(),
             4,
             "appends continue after the cut"
         );
@@ -151,10 +176,10 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        assert_eq!(replay(&dir, 7).unwrap().0.len(), 3);
-        assert_eq!(hours(&dir), [7]);
+        assert_eq!(replay(&dir, ID).unwrap().0.len(), 3);
+        assert_eq!(ids(&dir), [ID]);
         w.remove().unwrap();
-        assert!(hours(&dir).is_empty());
+        assert!(ids(&dir).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,191 @@
+//! Forwarding sinks: every stored sample is also sent to other systems. One trait, one
+//! [`Forwarder`] per sink: a bounded drop-oldest queue (ingest never waits on a sink),
+//! batching, retries with backoff on 5xx, 429 and connection errors, and counters for
+//! what was sent, retried and dropped. A sink whose server is down never blocks ingest
+//! or the other sinks.
+//!
+//! - [`remote_write`]: Prometheus remote write 1.0 (protobuf + snappy).
+//! - `influx` (feature `influxdb`): InfluxDB v2 line protocol through the `influxdb2` crate.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use hydrant_proto::queue::DropQueue;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::SeriesKey;
+
+#[cfg(feature = "influxdb")]
+pub mod influx;
+pub mod remote_write;
+
+/// Samples queued per sink; beyond it the oldest are dropped (counted).
+pub const QUEUE_SAMPLES: usize = 200_000;
+
+/// Samples per request.
+pub const BATCH_SAMPLES: usize = 5_000;
+
+/// Attempts per batch before it is dropped.
+pub const MAX_ATTEMPTS: u32 = 6;
+
+/// First retry delay (doubling, up to [`MAX_BACKOFF`]).
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Longest retry delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One sample to forward.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The series.
+    pub key: Arc<SeriesKey>,
+    /// Milliseconds since the epoch.
+    pub ts: i64,
+    /// Value.
+    pub value: f64,
+}
+
+/// Why a send failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    /// Whether trying again may help (5xx, 429, no connection).
+    pub retryable: bool,
+    /// What happened.
+    pub message: String,
+}
+
+/// A boxed future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A destination for samples.
+pub trait Sink: Send + Sync + std::fmt::Debug {
+    /// A short name for metrics (`remote_write`, `influxdb`).
+    fn name(&self) -> &'static str;
+    /// Where it sends (a URL), to tell sinks of one kind apart.
+    fn target(&self) -> String;
+    /// Sends one batch.
+    fn send<'a>(&'a self, batch: &'a [Sample]) -> BoxFuture<'a, Result<(), SendError>>;
+}
+
+/// Counters of one sink.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Samples delivered.
+    pub sent: AtomicU64,
+    /// Samples dropped after the last attempt or a permanent refusal.
+    pub failed: AtomicU64,
+    /// Attempts retried.
+    pub retries: AtomicU64,
+}
+
+/// A sink with its queue and delivery task.
+#[derive(Debug)]
+pub struct Forwarder {
+    /// The sink's name.
+    pub name: &'static str,
+    /// Its target.
+    pub target: String,
+    queue: Arc<DropQueue<Sample>>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+impl Forwarder {
+    /// Starts delivering to `sink` until `cancel` (then drains what is queued, once).
+    pub fn start(sink: Arc<dyn Sink>, cancel: CancellationToken) -> Forwarder {
+        let queue = Arc::new(DropQueue::new(QUEUE_SAMPLES, usize::MAX, |_: &Sample| 1));
+        let stats = Arc::new(Stats::default());
+        tokio::spawn(deliver(
+            Arc::clone(&sink),
+            Arc::clone(&queue),
+            Arc::clone(&stats),
+            cancel,
+        ));
+        Forwarder {
+            name: sink.name(),
+            target: sink.target(),
+            queue,
+            stats,
+        }
+    }
+
+    /// Queues samples without waiting.
+    pub fn push(&self, samples: impl IntoIterator<Item = Sample>) {
+        self.queue.push_all(samples);
+    }
+
+    /// Samples waiting.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Samples evicted from a full queue.
+    pub fn overflowed(&self) -> u64 {
+        self.queue.dropped()
+    }
+}
+
+async fn deliver(
+    sink: Arc<dyn Sink>,
+    queue: Arc<DropQueue<Sample>>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(BATCH_SAMPLES);
+    loop {
+        batch.clear();
+        let n = tokio::select! {
+            n = queue.pop_batch(BATCH_SAMPLES, usize::MAX, &mut batch) => n,
+            () = cancel.cancelled() => {
+                queue.close();
+                queue.try_pop_batch(BATCH_SAMPLES, usize::MAX, &mut batch)
+            }
+        };
+        if n == 0 {
+            return;
+        }
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=MAX_ATTEMPTS {
+            match sink.send(&batch).await {
+                Ok(()) => {
+                    stats.sent.fetch_add(n as u64, Relaxed);
+                    break;
+                }
+                Err(e) if e.retryable && attempt < MAX_ATTEMPTS && !cancel.is_cancelled() => {
+                    stats.retries.fetch_add(1, Relaxed);
+                    tracing::debug!(sink = sink.name(), error = %e.message, attempt, "retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(n as u64, Relaxed);
+                    tracing::warn!(sink = sink.name(), error = %e.message, samples = n, "dropping a batch");
+                    break;
+                }
+            }
+        }
+        if cancel.is_cancelled() && queue.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Maps an HTTP status to a send result.
+pub(crate) fn status(code: u16, body: &str) -> Result<(), SendError> {
+    if (200..300).contains(&code) {
+        return Ok(());
+    }
+    Err(SendError {
+        retryable: code >= 500 || code == 429,
+        message: format!(
+            "HTTP {code}: {}",
+            body.chars().take(300).collect::<String>()
+        ),
+    })
+}

@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
         let shared = Shared::new(s);
         rt.block_on(shared.seal_due(now)).expect("seal");
         let (parts, bytes) = shared.lock().parts();
-        let sealed_samples = (series * 360) as f64; // the first full hour
+        let sealed_samples = (series * 720 - shared.lock().buffer_rows()) as f64;
         eprintln!(
             "{series} series: {parts} part(s), {bytes} bytes for {sealed_samples} sealed samples = {:.3} bytes/sample",
             bytes as f64 / sealed_samples

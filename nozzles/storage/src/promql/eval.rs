@@ -1,7 +1,8 @@
 //! The evaluator: an expression at one time, and range queries as one evaluation per step
 //! over the prefetched series.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
@@ -35,12 +36,21 @@ impl Val {
     }
 }
 
+/// Original labels (kept alive) → the same labels without `__name__`, by address.
+type Unnamed = HashMap<usize, (Arc<Labels>, Arc<Labels>)>;
+
+/// A borrowed window of one series: its labels and samples.
+pub(crate) type Window<'a> = (&'a Arc<Labels>, &'a [(i64, f64)]);
+
 /// Evaluates one parsed query over the data its plan fetched.
 #[derive(Debug)]
 pub struct Evaluator<'a> {
     data: &'a Data,
     index: HashMap<usize, usize>,
     lookback: i64,
+    /// Labels without `__name__`, per original labels (kept alive, so addresses stay
+    /// unique): one copy per series for a whole range query instead of one per step.
+    unnamed: RefCell<Unnamed>,
 }
 
 fn collect(e: &Expr, out: &mut Vec<usize>) {
@@ -73,7 +83,20 @@ impl<'a> Evaluator<'a> {
             data,
             index: order.into_iter().enumerate().map(|(i, p)| (p, i)).collect(),
             lookback,
+            unnamed: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// `labels` without `__name__`, shared across steps.
+    pub(crate) fn unnamed(&self, labels: &Arc<Labels>) -> Arc<Labels> {
+        if !labels.contains_key("__name__") {
+            return Arc::clone(labels);
+        }
+        let mut memo = self.unnamed.borrow_mut();
+        let entry = memo
+            .entry(Arc::as_ptr(labels) as usize)
+            .or_insert_with(|| (Arc::clone(labels), ops::drop_name(labels)));
+        Arc::clone(&entry.1)
     }
 
     fn series(&self, ptr: usize) -> &'a [Series] {
@@ -98,15 +121,40 @@ impl<'a> Evaluator<'a> {
 
     /// `expr` at every step of `[start, end]`: a range query.
     pub fn range(&self, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Value, Error> {
-        let mut out: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
+        // Series by the address of an Arc they keep alive (the fast path: selectors and
+        // functions reuse one Arc per series across steps), then by label value.
+        let mut series: Vec<Series> = Vec::new();
+        let mut by_ptr: HashMap<usize, usize> = HashMap::new();
+        let mut by_value: HashMap<Arc<Labels>, usize> = HashMap::new();
+        let mut push = |labels: Arc<Labels>, t: i64, v: f64| {
+            let ptr = Arc::as_ptr(&labels) as usize;
+            let i = match by_ptr.get(&ptr) {
+                Some(i) => *i,
+                None => match by_value.get(&labels) {
+                    Some(i) => *i,
+                    None => {
+                        series.push(Series {
+                            labels: Arc::clone(&labels),
+                            points: Vec::new(),
+                        });
+                        let i = series.len() - 1;
+                        by_ptr.insert(ptr, i);
+                        by_value.insert(labels, i);
+                        i
+                    }
+                },
+            };
+            series[i].points.push((t, v));
+        };
+        let empty = Arc::new(Labels::new());
         let mut t = start;
         while t <= end {
             match self.eval(expr, t)? {
-                Val::Scalar(v) => out.entry(Arc::new(Labels::new())).or_default().push((t, v)),
+                Val::Scalar(v) => push(Arc::clone(&empty), t, v),
                 Val::Vector(v) => {
                     unique(&v)?;
                     for s in v {
-                        out.entry(s.labels).or_default().push((t, s.value));
+                        push(s.labels, t, s.value);
                     }
                 }
                 other => {
@@ -118,11 +166,8 @@ impl<'a> Evaluator<'a> {
             }
             t += step;
         }
-        Ok(Value::Matrix(
-            out.into_iter()
-                .map(|(labels, points)| Series { labels, points })
-                .collect(),
-        ))
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Value::Matrix(series))
     }
 
     pub(crate) fn eval(&self, e: &Expr, t: i64) -> Result<Val, Error> {
@@ -135,7 +180,7 @@ impl<'a> Evaluator<'a> {
                 Val::Vector(v) => Ok(Val::Vector(
                     v.into_iter()
                         .map(|s| Sample {
-                            labels: ops::drop_name(&s.labels),
+                            labels: self.unnamed(&s.labels),
                             value: -s.value,
                         })
                         .collect(),
@@ -173,8 +218,12 @@ impl<'a> Evaluator<'a> {
     }
 
     /// A range vector at `t`: each series' samples in `(t − range, t]` (left-open, as
-    /// Prometheus 3 and VictoriaMetrics).
-    pub(crate) fn window(&self, ms: &MatrixSelector, t: i64) -> Vec<Series> {
+    /// Prometheus 3 and VictoriaMetrics), borrowed from the fetched data.
+    pub(crate) fn window_slices(
+        &self,
+        ms: &MatrixSelector,
+        t: i64,
+    ) -> Vec<Window<'a>> {
         let at = t - offset_ms(&ms.vs.offset);
         let from = at - ms.range.as_millis() as i64;
         self.series(ms as *const MatrixSelector as usize)
@@ -182,10 +231,18 @@ impl<'a> Evaluator<'a> {
             .filter_map(|s| {
                 let lo = s.points.partition_point(|(ts, _)| *ts <= from);
                 let hi = s.points.partition_point(|(ts, _)| *ts <= at);
-                (lo < hi).then(|| Series {
-                    labels: Arc::clone(&s.labels),
-                    points: s.points[lo..hi].to_vec(),
-                })
+                (lo < hi).then(|| (&s.labels, &s.points[lo..hi]))
+            })
+            .collect()
+    }
+
+    /// A range vector at `t`, owned (an instant query's result).
+    pub(crate) fn window(&self, ms: &MatrixSelector, t: i64) -> Vec<Series> {
+        self.window_slices(ms, t)
+            .into_iter()
+            .map(|(labels, points)| Series {
+                labels: Arc::clone(labels),
+                points: points.to_vec(),
             })
             .collect()
     }

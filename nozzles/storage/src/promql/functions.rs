@@ -8,8 +8,7 @@ use std::sync::Arc;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{Evaluator, Sample, Val};
-use super::ops::drop_name;
-use super::{Error, Labels, Series, offset_ms};
+use super::{Error, Labels, offset_ms};
 
 /// Every function the evaluator implements.
 pub(crate) const SUPPORTED: &[&str] = &[
@@ -81,11 +80,11 @@ fn vector(ev: &Evaluator<'_>, e: &Expr, t: i64) -> Result<Vec<Sample>, Error> {
 }
 
 /// Applies `f` to each value, dropping the metric name.
-fn map(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Val {
+fn map(ev: &Evaluator<'_>, v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Val {
     Val::Vector(
         v.into_iter()
             .map(|s| Sample {
-                labels: drop_name(&s.labels),
+                labels: ev.unnamed(&s.labels),
                 value: f(s.value),
             })
             .collect(),
@@ -233,11 +232,11 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64, matrix_arg: usize) -> Result<V
     let range = ms.range.as_millis() as i64;
     let start = end - range;
     let mut out = Vec::new();
-    for Series { labels, points } in ev.window(ms, t) {
+    for (labels, points) in ev.window_slices(ms, t) {
         let value = match name {
-            "rate" => extrapolated(&points, start, end, range as f64 / 1000.0, true, true),
-            "increase" => extrapolated(&points, start, end, range as f64 / 1000.0, true, false),
-            "delta" => extrapolated(&points, start, end, range as f64 / 1000.0, false, false),
+            "rate" => extrapolated(points, start, end, range as f64 / 1000.0, true, true),
+            "increase" => extrapolated(points, start, end, range as f64 / 1000.0, true, false),
+            "delta" => extrapolated(points, start, end, range as f64 / 1000.0, false, false),
             "irate" => {
                 let n = points.len();
                 if n < 2 {
@@ -253,14 +252,14 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64, matrix_arg: usize) -> Result<V
                     (dt > 0.0).then(|| diff / dt)
                 }
             }
-            "deriv" => slope(&points),
-            other => over_time(other, &points, param),
+            "deriv" => slope(points),
+            other => over_time(other, points, param),
         };
         if let Some(value) = value {
             let labels = if name == "last_over_time" {
-                labels
+                Arc::clone(labels)
             } else {
-                drop_name(&labels)
+                ev.unnamed(labels)
             };
             out.push(Sample { labels, value });
         }
@@ -275,9 +274,9 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error> {
         "rate" | "irate" | "increase" | "delta" | "deriv" => range_fn(ev, c, t, 0),
         "quantile_over_time" => range_fn(ev, c, t, 1),
         n if n.ends_with("_over_time") => range_fn(ev, c, t, 0),
-        "abs" => Ok(map(vector(ev, arg(c, 0)?, t)?, f64::abs)),
-        "ceil" => Ok(map(vector(ev, arg(c, 0)?, t)?, f64::ceil)),
-        "floor" => Ok(map(vector(ev, arg(c, 0)?, t)?, f64::floor)),
+        "abs" => Ok(map(ev, vector(ev, arg(c, 0)?, t)?, f64::abs)),
+        "ceil" => Ok(map(ev, vector(ev, arg(c, 0)?, t)?, f64::ceil)),
+        "floor" => Ok(map(ev, vector(ev, arg(c, 0)?, t)?, f64::floor)),
         "round" => {
             let v = vector(ev, arg(c, 0)?, t)?;
             let to = match c.args.args.get(1) {
@@ -285,7 +284,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error> {
                 None => 1.0,
             };
             let inverse = 1.0 / to;
-            Ok(map(v, |x| (x * inverse + 0.5).floor() / inverse))
+            Ok(map(ev, v, |x| (x * inverse + 0.5).floor() / inverse))
         }
         "clamp" => {
             let v = vector(ev, arg(c, 0)?, t)?;
@@ -294,17 +293,17 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error> {
             if hi < lo {
                 return Ok(Val::Vector(Vec::new()));
             }
-            Ok(map(v, |x| x.min(hi).max(lo)))
+            Ok(map(ev, v, |x| x.min(hi).max(lo)))
         }
         "clamp_min" => {
             let v = vector(ev, arg(c, 0)?, t)?;
             let lo = scalar(ev, arg(c, 1)?, t, "clamp_min")?;
-            Ok(map(v, |x| x.max(lo)))
+            Ok(map(ev, v, |x| x.max(lo)))
         }
         "clamp_max" => {
             let v = vector(ev, arg(c, 0)?, t)?;
             let hi = scalar(ev, arg(c, 1)?, t, "clamp_max")?;
-            Ok(map(v, |x| x.min(hi)))
+            Ok(map(ev, v, |x| x.min(hi)))
         }
         "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
         "vector" => Ok(Val::Vector(vec![Sample {

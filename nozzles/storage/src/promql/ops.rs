@@ -168,9 +168,11 @@ pub(crate) fn binary(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val, 
             }
         }
         (Val::Vector(v), Val::Scalar(x)) => {
-            Ok(Val::Vector(with_scalar(&op, v, x, false, bool_mod)))
+            Ok(Val::Vector(with_scalar(ev, &op, v, x, false, bool_mod)))
         }
-        (Val::Scalar(x), Val::Vector(v)) => Ok(Val::Vector(with_scalar(&op, v, x, true, bool_mod))),
+        (Val::Scalar(x), Val::Vector(v)) => {
+            Ok(Val::Vector(with_scalar(ev, &op, v, x, true, bool_mod)))
+        }
         (Val::Vector(l), Val::Vector(r)) => vectors(&op, b, l, r, bool_mod).map(Val::Vector),
         (l, r) => Err(Error::BadData(format!(
             "operator {op} not allowed between {} and {}",
@@ -180,7 +182,14 @@ pub(crate) fn binary(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val, 
     }
 }
 
-fn with_scalar(op: &str, v: Vec<Sample>, x: f64, scalar_left: bool, bool_mod: bool) -> Vec<Sample> {
+fn with_scalar(
+    ev: &Evaluator<'_>,
+    op: &str,
+    v: Vec<Sample>,
+    x: f64,
+    scalar_left: bool,
+    bool_mod: bool,
+) -> Vec<Sample> {
     v.into_iter()
         .filter_map(|s| {
             let (l, r) = if scalar_left {
@@ -190,14 +199,14 @@ fn with_scalar(op: &str, v: Vec<Sample>, x: f64, scalar_left: bool, bool_mod: bo
             };
             if let Some(value) = arithmetic(op, l, r) {
                 return Some(Sample {
-                    labels: drop_name(&s.labels),
+                    labels: ev.unnamed(&s.labels),
                     value,
                 });
             }
             let keep = comparison(op, l, r)?;
             if bool_mod {
                 Some(Sample {
-                    labels: drop_name(&s.labels),
+                    labels: ev.unnamed(&s.labels),
                     value: if keep { 1.0 } else { 0.0 },
                 })
             } else {

@@ -219,11 +219,7 @@ impl<'a> Evaluator<'a> {
 
     /// A range vector at `t`: each series' samples in `(t − range, t]` (left-open, as
     /// Prometheus 3 and VictoriaMetrics), borrowed from the fetched data.
-    pub(crate) fn window_slices(
-        &self,
-        ms: &MatrixSelector,
-        t: i64,
-    ) -> Vec<Window<'a>> {
+    pub(crate) fn window_slices(&self, ms: &MatrixSelector, t: i64) -> Vec<Window<'a>> {
         let at = t - offset_ms(&ms.vs.offset);
         let from = at - ms.range.as_millis() as i64;
         self.series(ms as *const MatrixSelector as usize)

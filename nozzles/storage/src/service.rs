@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hydrant_proto::firehose::{Subscriber, request, select};
+use hydrant_proto::raw::RawBatch;
 use hydrant_proto::transport::{self, Tls};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::logs::LogTable;
@@ -151,24 +153,56 @@ fn now_ms() -> i64 {
     hydrant_proto::envelope::now_nanos() / 1_000_000
 }
 
-async fn ingest(storage: Arc<Storage>, mut sub: Subscriber, doppler: String) -> Result<(), Error> {
-    let mut seen = 0;
-    loop {
-        let batch = match sub.next().await {
-            Ok(Some(b)) => b,
-            Ok(None) => return Ok(()),
-            Err(status) => return Err(Error::Refused { doppler, status }),
-        };
-        let envelopes: Vec<_> = batch.batch.iter().map(|e| e.decode()).collect();
-        storage
-            .stats
-            .received
-            .fetch_add(envelopes.len() as u64, Relaxed);
+/// Firehose batches waiting for the writer. A full queue pauses the reader, so the
+/// doppler's per-subscription buffer absorbs a burst (and counts what it must drop).
+pub const INGEST_QUEUE_BATCHES: usize = 64;
+
+/// Most envelopes stored together: one WAL sync covers them all (group commit).
+pub const GROUP_COMMIT_ENVELOPES: usize = 50_000;
+
+/// Stores queued batches, several per WAL sync when they pile up.
+async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch>) {
+    while let Some(first) = rx.recv().await {
+        let mut n = first.batch.len();
+        let mut raw = vec![first];
+        while n < GROUP_COMMIT_ENVELOPES {
+            match rx.try_recv() {
+                Ok(b) => {
+                    n += b.batch.len();
+                    raw.push(b);
+                }
+                Err(_) => break,
+            }
+        }
         let s = Arc::clone(&storage);
-        let result = tokio::task::spawn_blocking(move || s.ingest(&envelopes)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let envelopes: Vec<_> = raw
+                .iter()
+                .flat_map(|b| b.batch.iter().map(|e| e.decode()))
+                .collect();
+            s.stats.received.fetch_add(envelopes.len() as u64, Relaxed);
+            s.ingest(&envelopes)
+        })
+        .await;
         if !matches!(result, Ok(Ok(_))) {
             storage.stats.ingest_errors.fetch_add(1, Relaxed);
             tracing::error!(?result, "storage: a batch could not be stored");
+        }
+    }
+}
+
+async fn ingest(storage: Arc<Storage>, mut sub: Subscriber, doppler: String) -> Result<(), Error> {
+    let (tx, rx) = mpsc::channel(INGEST_QUEUE_BATCHES);
+    let writer = tokio::spawn(write(Arc::clone(&storage), rx));
+    let mut seen = 0;
+    let result = loop {
+        let batch = match sub.next().await {
+            Ok(Some(b)) => b,
+            Ok(None) => break Ok(()),
+            Err(status) => break Err(Error::Refused { doppler, status }),
+        };
+        if tx.send(batch).await.is_err() {
+            break Ok(());
         }
         if sub.reconnects > seen {
             storage
@@ -177,7 +211,11 @@ async fn ingest(storage: Arc<Storage>, mut sub: Subscriber, doppler: String) -> 
                 .fetch_add(sub.reconnects - seen, Relaxed);
             seen = sub.reconnects;
         }
-    }
+    };
+    // Store what was received before stopping.
+    drop(tx);
+    let _ = writer.await;
+    result
 }
 
 async fn maintain(

@@ -32,26 +32,30 @@ fn names(list: &LabelList) -> Vec<&str> {
     list.labels.iter().map(String::as_str).collect()
 }
 
+/// The labels `m` selects: `Include` keeps the listed ones; `Exclude` drops them and
+/// `__name__`.
+fn project(labels: &Labels, m: &LabelModifier) -> Labels {
+    let (listed, include) = match m {
+        LabelModifier::Include(list) => (names(list), true),
+        LabelModifier::Exclude(list) => (names(list), false),
+    };
+    labels
+        .iter()
+        .filter(|(k, _)| {
+            let named = listed.contains(&k.as_str());
+            if include {
+                named
+            } else {
+                k.as_str() != "__name__" && !named
+            }
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// An aggregation's group: `by`/`without` labels, or one group without a clause.
 fn group_key(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
-    match modifier {
-        None => Labels::new(),
-        Some(LabelModifier::Include(list)) => {
-            let keep = names(list);
-            labels
-                .iter()
-                .filter(|(k, _)| keep.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }
-        Some(LabelModifier::Exclude(list)) => {
-            let drop = names(list);
-            labels
-                .iter()
-                .filter(|(k, _)| k.as_str() != "__name__" && !drop.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }
-    }
+    modifier.map_or_else(Labels::new, |m| project(labels, m))
 }
 
 /// Evaluates an aggregation at `t`.
@@ -216,29 +220,14 @@ fn with_scalar(
         .collect()
 }
 
+/// A sample's match signature: `on`/`ignoring` labels, or all but `__name__`.
 fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
     match matching {
-        Some(LabelModifier::Include(list)) => {
-            let keep = names(list);
-            labels
-                .iter()
-                .filter(|(k, _)| keep.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }
-        Some(LabelModifier::Exclude(list)) => {
-            let drop = names(list);
-            labels
-                .iter()
-                .filter(|(k, _)| k.as_str() != "__name__" && !drop.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }
-        None => labels
-            .iter()
-            .filter(|(k, _)| k.as_str() != "__name__")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        Some(m) => project(labels, m),
+        None => project(
+            labels,
+            &LabelModifier::Exclude(LabelList { labels: Vec::new() }),
+        ),
     }
 }
 

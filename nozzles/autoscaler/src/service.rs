@@ -323,25 +323,14 @@ pub async fn run(
         config.reload_poll,
         cancel.clone(),
     ));
-    let server = hydrant_proto::observe::serve(
+    let result = hydrant_proto::observe::serve_with_tasks(
         http,
         crate::api::router(Arc::clone(&scaler)),
-        shutdown.clone(),
-    );
-    let mut server = std::pin::pin!(server);
-    let result = loop {
-        tokio::select! {
-            r = &mut server => break r.map_err(Error::from),
-            Some(done) = tasks.join_next() => {
-                if let Ok(Err(e)) = done {
-                    cancel.cancel();
-                    break Err(e);
-                }
-            }
-        }
-    };
-    cancel.cancel();
-    while tasks.join_next().await.is_some() {}
+        shutdown,
+        cancel,
+        tasks,
+    )
+    .await;
     // Flush what was emitted (the emitter is the last user of the client).
     if let Ok(scaler) = Arc::try_unwrap(scaler)
         && let Some(e) = scaler.emitter

@@ -267,25 +267,14 @@ pub async fn run(
         config.maintenance,
         cancel.clone(),
     ));
-    let server = hydrant_proto::observe::serve(
+    let result = hydrant_proto::observe::serve_with_tasks(
         http,
         crate::api::router(Arc::clone(&storage)),
-        shutdown.clone(),
-    );
-    let mut server = std::pin::pin!(server);
-    let result = loop {
-        tokio::select! {
-            r = &mut server => break r.map_err(Error::from),
-            Some(done) = tasks.join_next() => {
-                if let Ok(Err(e)) = done {
-                    cancel.cancel();
-                    break Err(e);
-                }
-            }
-        }
-    };
-    cancel.cancel();
-    while tasks.join_next().await.is_some() {}
+        shutdown,
+        cancel,
+        tasks,
+    )
+    .await;
     // Seal whatever is buffered, so a restart starts from Parquet alone (and nothing is
     // lost when the WAL is off).
     if let Err(e) = storage.shared.seal_due(i64::MAX).await {

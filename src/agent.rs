@@ -7,6 +7,7 @@
 //! Shutdown order: stop ingress, flush the queue to the dopplers (bounded by the grace
 //! period; what cannot be sent is counted), stop the HTTP server.
 
+use hydrant_proto::observe::selfmetrics;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Time allowed for flushing on stop.
     pub grace: Duration,
+    /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
+    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             min_batch_interval: client::MIN_BATCH_INTERVAL,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             grace: shutdown::DEFAULT_GRACE,
+            self_metrics: None,
         }
     }
 }
@@ -219,6 +223,11 @@ pub async fn run(
     let observe: Arc<dyn Observe> = Arc::new(Observed {
         state: Arc::clone(&state),
     });
+    selfmetrics::start(
+        Arc::clone(&observe),
+        config.self_metrics.as_ref(),
+        &shutdown,
+    )?;
     let http_server = admin::run(http, observe, http_stop.clone());
 
     let mut grpc_server = std::pin::pin!(grpc_server);

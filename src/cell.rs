@@ -13,6 +13,7 @@
 //! (SIGTERM, then SIGKILL after the grace period), then queued envelopes are flushed to the
 //! agent.
 
+use hydrant_proto::observe::selfmetrics;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -70,6 +71,8 @@ pub struct Config {
     pub cores: u64,
     /// Name of this cell in lifecycle messages.
     pub cell_id: String,
+    /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
+    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
 }
 
 impl Config {
@@ -87,6 +90,7 @@ impl Config {
             memory_capacity_bytes: host_memory_bytes().unwrap_or(8 << 30),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
             cell_id: format!("cell-{}", std::process::id()),
+            self_metrics: None,
         }
     }
 }
@@ -309,6 +313,8 @@ pub async fn run(
         stats: Stats::default(),
     });
 
+    let observe: Arc<dyn hydrant_proto::observe::Observe> = Arc::clone(&cell) as _;
+    selfmetrics::start(observe, cell.config.self_metrics.as_ref(), &shutdown)?;
     let stop_loops = CancellationToken::new();
     let converger = tokio::spawn(Arc::clone(&cell).converge_loop(stop_loops.clone()));
     let observer = tokio::spawn(observe::run(Arc::clone(&cell), stop_loops.clone()));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use hydrant::apps;
+use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::transport::Tls;
 use tokio::net::TcpListener;
 
@@ -41,6 +42,45 @@ impl TlsArgs {
             self.tls_key.as_deref(),
             server_name,
         )?)
+    }
+}
+
+/// Self-metrics flags shared by every long-running component.
+#[derive(Debug, Args)]
+pub(crate) struct SelfMetricsArgs {
+    /// Agent to send this component's own metrics to, as envelopes with the component's
+    /// name as source_id (default 127.0.0.1:3458; an agent sends to its own --grpc).
+    #[arg(long)]
+    pub(crate) self_metrics_agent: Option<String>,
+    /// Time between two snapshots of the component's own metrics.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) self_metrics_interval: Duration,
+    /// Do not send own metrics as envelopes (they stay on /metrics).
+    #[arg(long)]
+    pub(crate) no_self_metrics: bool,
+}
+
+/// The default agent address.
+pub(crate) const DEFAULT_AGENT: &str = "127.0.0.1:3458";
+
+impl SelfMetricsArgs {
+    /// The setting for component `name`, told apart from its peers by its HTTP address.
+    pub(crate) fn config(
+        &self,
+        name: &str,
+        http: SocketAddr,
+        tls: Option<Tls>,
+    ) -> Option<selfmetrics::SelfMetrics> {
+        (!self.no_self_metrics).then(|| selfmetrics::SelfMetrics {
+            agent: self
+                .self_metrics_agent
+                .clone()
+                .unwrap_or_else(|| DEFAULT_AGENT.to_owned()),
+            tls,
+            source_id: name.to_owned(),
+            instance_id: http.to_string(),
+            interval: self.self_metrics_interval,
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 //! close every subscription buffer so subscribers receive what is buffered and their streams
 //! end, then stop the servers — all within the grace period.
 
+use hydrant_proto::observe::selfmetrics;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub struct Config {
     pub buffer: BufferLimits,
     /// Time allowed for an orderly stop.
     pub grace: Duration,
+    /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
+    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
                 bytes: DEFAULT_SUBSCRIPTION_BUFFER_BYTES,
             },
             grace: shutdown::DEFAULT_GRACE,
+            self_metrics: None,
         }
     }
 }
@@ -68,6 +72,9 @@ pub enum Error {
     /// The gRPC server failed (bad TLS material, listener error).
     #[error("doppler gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The self-metrics agent address is unusable.
+    #[error("doppler: {0}")]
+    Transport(#[from] hydrant_proto::transport::Error),
     /// The HTTP server failed.
     #[error("doppler HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -99,6 +106,11 @@ pub async fn run(
         .add_service(egress)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
     let observe: Arc<dyn Observe> = Arc::new(Observed(Arc::clone(&hub)));
+    selfmetrics::start(
+        Arc::clone(&observe),
+        config.self_metrics.as_ref(),
+        &shutdown,
+    )?;
     let firehose = Arc::new(egress::HubFirehose(Arc::clone(&hub)));
     let sse = axum::routing::get(
         move |axum::extract::RawQuery(raw): axum::extract::RawQuery| {

@@ -69,6 +69,7 @@ hydrant_proto::metrics! {
 pub fn all() -> Vec<&'static Metric> {
     let all = METRICS
         .iter()
+        .chain(hydrant_proto::observe::selfmetrics::METRICS)
         .chain(hydrant_logcache::telemetry::METRICS)
         .chain(hydrant_autoscaler::telemetry::METRICS);
     #[cfg(feature = "storage")]

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use hydrant::{apps, cell, shutdown};
 
-use super::{SchedulerArgs, TlsArgs, bind, parse_duration, parse_tag, read_token};
+use super::{SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration, parse_tag, read_token};
 
 #[derive(Debug, Args)]
 pub(crate) struct CellArgs {
@@ -37,6 +37,8 @@ pub(crate) struct CellArgs {
     /// Name the agent's certificate must carry.
     #[arg(long, default_value = "metron")]
     pub(crate) tls_server_name: String,
+    #[command(flatten)]
+    pub(crate) self_metrics: SelfMetricsArgs,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
 }
@@ -85,7 +87,16 @@ pub(crate) struct DeleteArgs {
 
 /// `hydrant cell`.
 pub(crate) async fn cell(a: CellArgs) -> anyhow::Result<()> {
+    let mut self_metrics = a
+        .self_metrics
+        .config("cell", a.api, a.tls.load(&a.tls_server_name)?);
+    if let Some(c) = &mut self_metrics
+        && a.self_metrics.self_metrics_agent.is_none()
+    {
+        c.agent.clone_from(&a.agent);
+    }
     let mut config = cell::Config::new(a.agent, a.data_dir);
+    config.self_metrics = self_metrics;
     config.agent_tls = a.tls.load(&a.tls_server_name)?;
     config.metrics_interval = a.metrics_interval;
     config.log_rate_limit = a.log_rate_limit;

@@ -15,7 +15,7 @@ use hydrant_autoscaler::notify::Receivers;
 use hydrant_autoscaler::{replay, service};
 use serde_json::Value;
 
-use super::{TlsArgs, bind, parse_duration};
+use super::{SelfMetricsArgs, TlsArgs, bind, parse_duration};
 
 /// Default storage nozzle query API.
 pub(crate) const DEFAULT_STORAGE: &str = "http://127.0.0.1:9400";
@@ -187,6 +187,8 @@ struct RunArgs {
     #[arg(long, default_value = "doppler")]
     tls_server_name: String,
     #[command(flatten)]
+    self_metrics: SelfMetricsArgs,
+    #[command(flatten)]
     tls: TlsArgs,
 }
 
@@ -248,6 +250,9 @@ async fn serve(a: RunArgs) -> anyhow::Result<()> {
             external_url: format!("http://{}", a.http),
         },
         emit_to,
+        self_metrics: a
+            .self_metrics
+            .config("autoscaler", a.http, a.tls.load("metron")?),
         tick: a.tick,
         refresh: a.refresh,
         reload_poll: service::DEFAULT_RELOAD_POLL,

@@ -8,7 +8,9 @@ use anyhow::bail;
 use clap::Args;
 use hydrant::{apps, shutdown};
 
-use super::{SchedulerArgs, TlsArgs, bind, parse_bytes, parse_duration, parse_regex};
+use super::{
+    SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_bytes, parse_duration, parse_regex,
+};
 
 #[derive(Debug, Args)]
 pub(crate) struct LogcacheArgs {
@@ -30,6 +32,8 @@ pub(crate) struct LogcacheArgs {
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
+    #[command(flatten)]
+    pub(crate) self_metrics: SelfMetricsArgs,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
 }
@@ -78,6 +82,9 @@ pub(crate) async fn logcache(a: LogcacheArgs) -> anyhow::Result<()> {
     let mut config = hydrant_logcache::Config::new(a.dopplers.clone());
     config.tls = a.tls.load(&a.tls_server_name)?;
     config.limits.max_per_source = a.max_per_source;
+    config.self_metrics = a
+        .self_metrics
+        .config("logcache", a.http, a.tls.load("metron")?);
     config.limits.memory_bytes = a.memory_limit;
     config.auth = a
         .auth_file

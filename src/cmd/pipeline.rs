@@ -9,7 +9,7 @@ use anyhow::bail;
 use clap::Args;
 use hydrant::{agent, certs, doppler, emit, firehose, shutdown};
 
-use super::{TlsArgs, bind, parse_duration, parse_tag};
+use super::{SelfMetricsArgs, TlsArgs, bind, parse_duration, parse_tag};
 
 #[derive(Debug, Args)]
 pub(crate) struct DopplerArgs {
@@ -31,6 +31,8 @@ pub(crate) struct DopplerArgs {
     /// Seconds allowed for an orderly stop.
     #[arg(long, default_value_t = shutdown::DEFAULT_GRACE.as_secs())]
     pub(crate) grace_secs: u64,
+    #[command(flatten)]
+    pub(crate) self_metrics: SelfMetricsArgs,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
 }
@@ -71,6 +73,8 @@ pub(crate) struct AgentArgs {
     /// Seconds allowed for flushing on stop.
     #[arg(long, default_value_t = shutdown::DEFAULT_GRACE.as_secs())]
     pub(crate) grace_secs: u64,
+    #[command(flatten)]
+    pub(crate) self_metrics: SelfMetricsArgs,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
 }
@@ -162,6 +166,9 @@ pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
             bytes: a.subscription_buffer_bytes,
         },
         grace: Duration::from_secs(a.grace_secs),
+        self_metrics: a
+            .self_metrics
+            .config("doppler", a.http, a.tls.load("metron")?),
     };
     let grpc = bind("--grpc", a.grpc).await?;
     let http = bind("--http", a.http).await?;
@@ -173,6 +180,7 @@ pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
 /// `hydrant agent`.
 pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let tls = a.tls.load(&a.tls_server_name)?;
+    let self_metrics = self_metrics(&a, a.tls.load("metron")?);
     let config = agent::Config {
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),
@@ -184,12 +192,27 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         min_batch_interval: a.min_batch_interval,
         max_message_bytes: a.max_message_bytes,
         grace: Duration::from_secs(a.grace_secs),
+        self_metrics,
     };
     let grpc = bind("--grpc", a.grpc).await?;
     let http = bind("--http", a.http).await?;
     tracing::info!(grpc = %a.grpc, http = %a.http, dopplers = ?a.dopplers, "agent listening");
     agent::run(config, grpc, http, shutdown::on_signal()).await?;
     Ok(())
+}
+
+/// An agent sends its own metrics to its own ingress unless told otherwise.
+fn self_metrics(
+    a: &AgentArgs,
+    tls: Option<hydrant_proto::transport::Tls>,
+) -> Option<hydrant_proto::observe::selfmetrics::SelfMetrics> {
+    let mut config = a.self_metrics.config("agent", a.http, tls);
+    if let Some(c) = &mut config
+        && a.self_metrics.self_metrics_agent.is_none()
+    {
+        c.agent = a.grpc.to_string();
+    }
+    config
 }
 
 /// `hydrant emit`.

@@ -12,7 +12,7 @@ use hydrant_storage::sink::Sink;
 use hydrant_storage::sink::remote_write::RemoteWrite;
 use hydrant_storage::store;
 
-use super::{TlsArgs, bind, parse_duration};
+use super::{SelfMetricsArgs, TlsArgs, bind, parse_duration};
 
 #[derive(Debug, Args)]
 pub(crate) struct StorageArgs {
@@ -66,6 +66,8 @@ pub(crate) struct StorageArgs {
     #[arg(long, default_value = "doppler")]
     tls_server_name: String,
     #[command(flatten)]
+    self_metrics: SelfMetricsArgs,
+    #[command(flatten)]
     tls: TlsArgs,
 }
 
@@ -112,6 +114,9 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         max_log_rows: a.max_log_rows,
         maintenance: hydrant_storage::service::DEFAULT_MAINTENANCE,
         sinks: sinks(&a)?,
+        self_metrics: a
+            .self_metrics
+            .config("storage", a.http, a.tls.load("metron")?),
     };
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, data_dir = %a.data_dir.display(), wal = !a.no_wal, "storage listening");

@@ -7,6 +7,7 @@
 //! batch; a tick loop → `Fleet::tick` → effects; each scale runs in its own task (the fleet
 //! keeps at most one per app in flight) and reports back with `Fleet::completed`.
 
+use hydrant_proto::observe::selfmetrics;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -70,6 +71,8 @@ pub struct Config {
     pub shadow: bool,
     /// Suffix of the source-affine `deterministic_name` (orders members; optional).
     pub member: Option<String>,
+    /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
+    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
 }
 
 /// Errors running the autoscaler.
@@ -304,6 +307,8 @@ pub async fn run(
         started: Instant::now(),
         stats: Stats::default(),
     });
+    let observe: Arc<dyn hydrant_proto::observe::Observe> = Arc::clone(&scaler) as _;
+    selfmetrics::start(observe, config.self_metrics.as_ref(), &shutdown)?;
     let mut tasks = tokio::task::JoinSet::new();
     let name = match &config.member {
         Some(m) => format!("{SOURCE_AFFINITY}:{m}"),

@@ -12,6 +12,7 @@
 //! → [`store::Store`] behind one mutex, taken once per batch. Reads copy what they need out
 //! under the lock and decode and render outside it.
 
+use hydrant_proto::observe::selfmetrics;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -62,6 +63,8 @@ pub struct Config {
     pub max_response_bytes: usize,
     /// `/v2/read` timing.
     pub timing: gateway::Timing,
+    /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
+    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
 }
 
 impl Config {
@@ -77,6 +80,7 @@ impl Config {
             auth: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             timing: gateway::Timing::default(),
+            self_metrics: None,
         }
     }
 }
@@ -241,6 +245,8 @@ pub async fn run(
         started: Instant::now(),
         stats: Stats::default(),
     });
+    let observe: Arc<dyn Observe> = Arc::clone(&cache) as _;
+    selfmetrics::start(observe, config.self_metrics.as_ref(), &shutdown)?;
     let mut ingesters = tokio::task::JoinSet::new();
     for d in &config.dopplers {
         ingesters.spawn(ingest(

@@ -1,6 +1,7 @@
 //! The `hydrant storage` process: Firehose ingest (shard `storage`), background sealing,
 //! compaction and retention, and the HTTP API.
 
+use hydrant_proto::observe::selfmetrics;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ pub struct Config {
     pub maintenance: Duration,
     /// Where stored samples are also sent.
     pub sinks: Vec<Arc<dyn Sink>>,
+    /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
+    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
 }
 
 /// Errors running the nozzle.
@@ -252,6 +255,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     let cancel = shutdown.child_token();
     let storage = Storage::open(&config, &cancel)?;
+    let observe: Arc<dyn hydrant_proto::observe::Observe> = Arc::clone(&storage) as _;
+    selfmetrics::start(observe, config.self_metrics.as_ref(), &shutdown)?;
     let mut tasks = tokio::task::JoinSet::new();
     for d in &config.dopplers {
         let sub = Subscriber::new(

@@ -84,6 +84,7 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
+        self_metrics: None,
         dopplers: vec![d.grpc.to_string()],
         tls: None,
         policies: vec![dir.clone()],
@@ -330,6 +331,7 @@ async fn policies_reload_on_change_and_a_broken_edit_keeps_the_old_ones() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
+        self_metrics: None,
         dopplers: Vec::new(),
         tls: None,
         policies: vec![dir.clone()],

@@ -39,6 +39,7 @@ impl TestStorage {
         let http = listener().await;
         let addr = http.local_addr().unwrap();
         let config = hydrant_storage::Config {
+            self_metrics: None,
             dopplers: vec![d.grpc.to_string()],
             tls: None,
             store: store::Config {

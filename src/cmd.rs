@@ -14,11 +14,13 @@ use tokio::net::TcpListener;
 
 pub(crate) mod apps_cmd;
 pub(crate) mod autoscaler_cmd;
+pub(crate) mod config;
 pub(crate) mod logs_cmd;
 pub(crate) mod pipeline;
 pub(crate) mod policy_cmd;
 #[cfg(feature = "storage")]
 pub(crate) mod storage_cmd;
+pub(crate) mod up_cmd;
 
 /// mTLS flags shared by every gRPC command.
 #[derive(Debug, Args)]

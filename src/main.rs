@@ -1,9 +1,12 @@
 //! The `hydrant` command: one binary, one subcommand per component or tool. Flags and glue
 //! are in `cmd/`; the components themselves are the `hydrant` library and the nozzle crates.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod cmd;
 
@@ -11,7 +14,9 @@ mod cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use cmd::{SchedulerArgs, apps_cmd, autoscaler_cmd, logs_cmd, pipeline, policy_cmd};
+use cmd::{
+    SchedulerArgs, apps_cmd, autoscaler_cmd, config, logs_cmd, pipeline, policy_cmd, up_cmd,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,12 +25,20 @@ use cmd::{SchedulerArgs, apps_cmd, autoscaler_cmd, logs_cmd, pipeline, policy_cm
     about = "A Loggregator-compatible observability pipeline"
 )]
 struct Cli {
+    /// Config file setting the components' flags (default: ./hydrant.yaml when it exists).
+    #[arg(long, global = true, env = "HYDRANT_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system on this machine: doppler, agent, cell, log cache, storage and
+    /// autoscaler, supervised; `--demo` also pushes an app that scales.
+    Up(up_cmd::UpArgs),
+    /// Check a config file: `hydrant config check [FILE]`.
+    Config(up_cmd::ConfigArgs),
     /// Receive envelopes from agents and serve them as the Firehose.
     Doppler(pipeline::DopplerArgs),
     /// Accept envelopes from local emitters and forward them to dopplers.
@@ -57,10 +70,16 @@ enum Command {
     /// Store every metric from the Firehose and serve PromQL and SQL (Grafana reads it).
     #[cfg(feature = "storage")]
     Storage(cmd::storage_cmd::StorageArgs),
+    /// The demo app `up --demo` pushes (run by a cell: it reads PORT and VCAP_APPLICATION).
+    #[command(hide = true)]
+    DemoApp,
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, file: Option<config::File>) -> anyhow::Result<()> {
     match cli.command {
+        Command::Up(a) => up_cmd::up(a, file).await,
+        Command::Config(a) => up_cmd::config(a, cli.config),
+        Command::DemoApp => up_cmd::demo_app().await,
         Command::Doppler(a) => pipeline::doppler(a).await,
         Command::Agent(a) => pipeline::agent(a).await,
         Command::Emit(a) => pipeline::emit(a).await,
@@ -80,8 +99,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The command line with the config file's flags for the subcommand's section added
+/// (flags given on the command line win), and the file.
+fn parse(argv: Vec<OsString>) -> Result<(Cli, Option<config::File>), ParseError> {
+    let command = Cli::command().mut_subcommands(|c| c.args_override_self(true));
+    let matches = command.clone().try_get_matches_from(&argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let path = match &cli.config {
+        Some(p) => p.clone(),
+        None if std::path::Path::new(config::DEFAULT_FILE).exists() => config::DEFAULT_FILE.into(),
+        None => return Ok((cli, None)),
+    };
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok((cli, None));
+    };
+    // `config check` reports problems itself; other commands take no section.
+    if !config::SECTIONS.contains(&name) || sub.subcommand().is_some() {
+        return Ok((cli, None));
+    }
+    let file = config::load(&path, &command)?;
+    let extra = file.args(name, |id| {
+        sub.value_source(id) == Some(ValueSource::CommandLine)
+    });
+    if extra.is_empty() {
+        return Ok((cli, Some(file)));
+    }
+    let mut argv = argv;
+    argv.extend(extra);
+    let matches = command
+        .try_get_matches_from(&argv)
+        .map_err(|e| ParseError::Merged(path.display().to_string(), e))?;
+    Ok((Cli::from_arg_matches(&matches)?, Some(file)))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ParseError {
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error("with the flags from {0}: {1}")]
+    Merged(String, clap::Error),
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, file) = match parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {}", e.to_string().trim_end());
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -100,7 +169,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

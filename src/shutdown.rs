@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 /// on loopback, short enough that an operator's second Ctrl-C is rarely needed.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
-/// A token cancelled on the first SIGINT or SIGTERM.
+/// A token cancelled on the first SIGINT or SIGTERM (or, for a component run by `hydrant
+/// up`, when its supervisor goes away).
 ///
 /// # Panics
 /// Must be called inside a tokio runtime.
@@ -21,7 +22,24 @@ pub fn on_signal() -> CancellationToken {
         tracing::info!("signal received; shutting down");
         t.cancel();
     });
+    if std::env::var_os(crate::up::SUPERVISED_ENV).is_some() {
+        let t = token.clone();
+        // A plain thread: a blocking read must not hold up the runtime's exit.
+        std::thread::spawn(move || {
+            stdin_closed();
+            tracing::info!("supervisor gone (stdin closed); shutting down");
+            t.cancel();
+        });
+    }
     token
+}
+
+/// Returns when stdin reaches end of file: a supervised component's supervisor is gone.
+fn stdin_closed() {
+    use std::io::Read as _;
+    let mut stdin = std::io::stdin();
+    let mut buf = [0u8; 64];
+    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
 }
 
 async fn wait_for_signal() {

@@ -32,6 +32,13 @@ pub(crate) struct AutoscalerArgs {
     run: RunArgs,
 }
 
+impl AutoscalerArgs {
+    /// The API address of the autoscaler process (when run without a subcommand).
+    pub(crate) fn http(&self) -> Option<SocketAddr> {
+        self.command.is_none().then_some(self.run.http)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum AutoscalerCommand {
     /// Show an app's scaling history (newest first).

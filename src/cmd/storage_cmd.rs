@@ -21,7 +21,7 @@ pub(crate) struct StorageArgs {
     dopplers: Vec<String>,
     /// Address of the query API (Prometheus-compatible, plus /api/v1/sql).
     #[arg(long, default_value = "127.0.0.1:9400")]
-    http: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// Data directory.
     #[arg(long, default_value = "hydrant-data/storage")]
     data_dir: PathBuf,

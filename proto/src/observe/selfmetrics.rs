@@ -146,12 +146,7 @@ pub fn envelopes(text: &str, source_id: &str, instance_id: &str, timestamp: i64)
     out
 }
 
-fn finish(
-    mut e: Envelope,
-    instance_id: &str,
-    timestamp: i64,
-    labels: Labels,
-) -> Envelope {
+fn finish(mut e: Envelope, instance_id: &str, timestamp: i64, labels: Labels) -> Envelope {
     e.instance_id = instance_id.to_owned();
     e.timestamp = timestamp;
     e.tags.extend(labels);

@@ -1,0 +1,426 @@
+//! Flags and glue for `hydrant up` (the whole system under one supervisor), `hydrant config
+//! check`, and the demo app. `up` plans each component's command line from its own
+//! defaults, the config file and a few of its own (data under `--data-dir`), parses it
+//! with the component's own flag definitions to learn its addresses, and hands the list to
+//! [`hydrant::up::Supervisor`].
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, CommandFactory as _, Subcommand};
+use hydrant::up::{Spec, StopEvent, Supervisor};
+use hydrant::{apps, demo, shutdown};
+
+use super::config;
+use super::parse_duration;
+use crate::Command;
+
+/// Start order: each component's dependencies come first.
+const START: &[&str] = &[
+    "doppler",
+    "agent",
+    "cell",
+    "logcache",
+    "storage",
+    "autoscaler",
+];
+
+/// Stop order: the apps and ingress first, the router next, the nozzles (which flush) last.
+const STOP: &[&str] = &[
+    "cell",
+    "agent",
+    "doppler",
+    "autoscaler",
+    "logcache",
+    "storage",
+];
+
+/// Name of the demo app and of its policy file.
+const DEMO: &str = "demo";
+
+/// The example policy written into an empty policy directory.
+const EXAMPLE_POLICY: &str = "\
+# An example policy, written by `hydrant up` into an empty policy directory. It scales the
+# app \"demo\" (`hydrant up --demo` pushes it) on CPU. Edit it or add files beside it: the
+# autoscaler reloads them. Check them with `hydrant policy check DIR`.
+app: demo
+instance_min_count: 1
+instance_max_count: 3
+scaling_rules:
+  - {metric_type: cpu, operator: '>', threshold: 60, breach_duration: 30s, cool_down: 30s, adjustment: '+1'}
+  - {metric_type: cpu, operator: '<', threshold: 15, breach_duration: 60s, cool_down: 60s, adjustment: '-1'}
+";
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Directory for everything: instances, storage, policies, each component's log.
+    #[arg(long, default_value = "hydrant-data")]
+    pub(crate) data_dir: PathBuf,
+    /// Also push the demo app, which the example policy scales.
+    #[arg(long)]
+    pub(crate) demo: bool,
+    /// Time each component gets to stop before it is killed.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub(crate) grace: Duration,
+    /// Time each component gets to become healthy.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) start_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a config file (default: --config, else ./hydrant.yaml) and print every problem.
+    Check {
+        /// The file.
+        file: Option<PathBuf>,
+    },
+}
+
+/// A component as `up` runs it.
+#[derive(Debug)]
+struct Planned {
+    spec: Spec,
+    /// The address of its main API or port, and what it is for.
+    main: (String, &'static str),
+}
+
+/// `hydrant config check`.
+pub(crate) fn config(a: ConfigArgs, global: Option<PathBuf>) -> anyhow::Result<()> {
+    let ConfigCommand::Check { file } = a.command;
+    let path = file
+        .or(global)
+        .unwrap_or_else(|| config::DEFAULT_FILE.into());
+    let command = crate::Cli::command();
+    let file = config::load(&path, &command)?;
+    // Flags that are fine alone may still clash together (a missing companion flag).
+    for section in file.sections() {
+        let mut argv: Vec<OsString> = vec!["hydrant".into(), section.into()];
+        argv.extend(file.args(section, |_| false));
+        if let Err(e) = command.clone().try_get_matches_from(&argv) {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            bail!(
+                "{}: {section}: {}",
+                path.display(),
+                first.trim_start_matches("error: ")
+            );
+        }
+    }
+    println!("{}: ok ({})", path.display(), file.sections().join(", "));
+    Ok(())
+}
+
+/// The hidden `hydrant demo-app`.
+pub(crate) async fn demo_app() -> anyhow::Result<()> {
+    let env = demo::Env::from_env().map_err(anyhow::Error::msg)?;
+    demo::run(env, shutdown::on_signal()).await?;
+    Ok(())
+}
+
+/// Flags `up` sets for a component unless the config file does.
+fn own_flags(name: &str, data: &Path) -> Vec<(&'static str, String)> {
+    let d = |sub: &str| data.join(sub).display().to_string();
+    match name {
+        "cell" => vec![("data-dir", d("cell")), ("metrics-interval", "5s".into())],
+        "storage" => vec![("data-dir", d("storage"))],
+        "autoscaler" => vec![("policies", d("policies")), ("stat-window", "30s".into())],
+        _ => Vec::new(),
+    }
+}
+
+/// Loopback form of a listen address, for probes and for people.
+fn reach(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow::Result<Planned> {
+    let mut args: Vec<OsString> = vec![name.into()];
+    for (long, value) in own_flags(name, data) {
+        if !file.is_some_and(|f| f.sets(name, long)) {
+            args.push(format!("--{long}={value}").into());
+        }
+    }
+    if let Some(f) = file {
+        args.push("--config".into());
+        args.push(
+            f.path()
+                .canonicalize()
+                .unwrap_or(f.path().to_owned())
+                .into(),
+        );
+    }
+    let mut argv: Vec<OsString> = vec!["hydrant".into()];
+    argv.extend(args.iter().cloned());
+    let (cli, _) = crate::parse(argv).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let (http, main) = match &cli.command {
+        Command::Doppler(a) => (a.http, (reach(a.grpc), "Firehose and ingress (gRPC)")),
+        Command::Agent(a) => (
+            a.http,
+            (reach(a.grpc), "ingress for apps and components (gRPC)"),
+        ),
+        Command::Cell(a) => (
+            a.api,
+            (
+                format!("http://{}", reach(a.api)),
+                "scheduler API: hydrant push, apps, scale",
+            ),
+        ),
+        Command::Logcache(a) => (
+            a.http,
+            (
+                format!("http://{}", reach(a.http)),
+                "Log Cache API: hydrant logs APP",
+            ),
+        ),
+        #[cfg(feature = "storage")]
+        Command::Storage(a) => (
+            a.http,
+            (
+                format!("http://{}", reach(a.http)),
+                "Prometheus query API (Grafana), /api/v1/sql",
+            ),
+        ),
+        Command::Autoscaler(a) => {
+            let http = a.http().context("autoscaler: no address")?;
+            (
+                http,
+                (
+                    format!("http://{}", reach(http)),
+                    "autoscaler API: history, explain",
+                ),
+            )
+        }
+        other => bail!("{name}: not a component ({other:?})"),
+    };
+    Ok(Planned {
+        spec: Spec {
+            name,
+            args,
+            health: format!("http://{}/healthz", reach(http)),
+        },
+        main,
+    })
+}
+
+/// `hydrant up`.
+pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let components: Vec<&'static str> = START
+        .iter()
+        .copied()
+        .filter(|n| cfg!(feature = "storage") || *n != "storage")
+        .collect();
+    let planned = components
+        .iter()
+        .map(|n| plan(n, &a.data_dir, file.as_ref()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let policies = policy_dir(&planned, &a.data_dir);
+    write_example_policy(&policies)?;
+    if let Some(f) = &file {
+        println!("config: {}", f.path().display());
+    }
+    let logs = a.data_dir.join("logs");
+    let mut sup = Supervisor::new(exe.clone(), &logs)?;
+    let signal = shutdown::on_signal();
+    for p in &planned {
+        print!("starting {:<11}", p.spec.name);
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let started = tokio::select! {
+            r = sup.start(&p.spec, a.start_timeout) => r,
+            () = signal.cancelled() => {
+                println!("interrupted");
+                stop_all(&mut sup, a.grace).await;
+                return Ok(());
+            }
+        };
+        match started {
+            Ok(took) => println!("ready in {:.1}s", took.as_secs_f64()),
+            Err(e) => {
+                println!("failed");
+                stop_all(&mut sup, a.grace).await;
+                return Err(e.into());
+            }
+        }
+    }
+    print_endpoints(&planned, &logs, &policies);
+    if a.demo {
+        push_demo(&planned, &exe).await?;
+    }
+    println!("Ctrl-C stops everything.");
+    tokio::select! {
+        () = signal.cancelled() => {
+            println!("\nstopping…");
+            stop_all(&mut sup, a.grace).await;
+            Ok(())
+        }
+        (name, status, tail) = sup.exited() => {
+            println!("\n{name} exited unexpectedly ({status}); the end of its log:\n{tail}");
+            stop_all(&mut sup, a.grace).await;
+            bail!("{name} exited; see {}", logs.join(format!("{name}.log")).display())
+        }
+    }
+}
+
+/// The autoscaler's policy directory: its `--policies` from the plan.
+fn policy_dir(planned: &[Planned], data: &Path) -> PathBuf {
+    planned
+        .iter()
+        .find(|p| p.spec.name == "autoscaler")
+        .and_then(|p| {
+            p.spec.args.iter().find_map(|a| {
+                a.to_str()
+                    .and_then(|s| s.strip_prefix("--policies="))
+                    .map(PathBuf::from)
+            })
+        })
+        .unwrap_or_else(|| data.join("policies"))
+}
+
+/// Writes the example policy when the policy directory does not exist yet.
+fn write_example_policy(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{DEMO}.yml"));
+    std::fs::write(&path, EXAMPLE_POLICY).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote an example policy: {}", path.display());
+    Ok(())
+}
+
+async fn stop_all(sup: &mut Supervisor, grace: Duration) {
+    sup.stop(STOP, grace, |e| match e {
+        StopEvent::Stopping(n) => {
+            print!("stopping {n:<11}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+        StopEvent::Slow(n, t) => {
+            print!("\n  {n} is slow to stop ({:.0}s)… ", t.as_secs_f64());
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+        StopEvent::Stopped(_, t, _) => println!("stopped in {:.1}s", t.as_secs_f64()),
+        StopEvent::Killed(n, t) => {
+            println!("killed: {n} did not stop within {:.0}s", t.as_secs_f64());
+        }
+    })
+    .await;
+}
+
+fn endpoint<'a>(planned: &'a [Planned], name: &str) -> Option<&'a str> {
+    planned
+        .iter()
+        .find(|p| p.spec.name == name)
+        .map(|p| p.main.0.as_str())
+}
+
+fn print_endpoints(planned: &[Planned], logs: &Path, policies: &Path) {
+    println!("\nHydrant is up:\n");
+    for p in planned {
+        println!("  {:<11} {:<24} {}", p.spec.name, p.main.0, p.main.1);
+    }
+    println!(
+        "\n  every component serves /metrics and /healthz; logs in {}/\n  policies in {}/ (reloaded on change)",
+        logs.display(),
+        policies.display()
+    );
+    let env = [
+        ("HYDRANT_SCHEDULER", "cell", apps::DEFAULT_SCHEDULER),
+        ("HYDRANT_LOG_CACHE", "logcache", "http://127.0.0.1:8080"),
+        (
+            "HYDRANT_AUTOSCALER",
+            "autoscaler",
+            super::autoscaler_cmd::DEFAULT_AUTOSCALER,
+        ),
+        (
+            "HYDRANT_STORAGE",
+            "storage",
+            super::autoscaler_cmd::DEFAULT_STORAGE,
+        ),
+    ];
+    let exports: Vec<String> = env
+        .iter()
+        .filter_map(|(var, name, default)| {
+            endpoint(planned, name)
+                .filter(|e| e != default)
+                .map(|e| format!("export {var}={e}"))
+        })
+        .collect();
+    println!("\nNext:");
+    if !exports.is_empty() {
+        println!("  {}    # non-default addresses", exports.join("; "));
+    }
+    let storage = endpoint(planned, "storage").unwrap_or(super::autoscaler_cmd::DEFAULT_STORAGE);
+    println!(
+        "  hydrant push hello -- 'while true; do echo hello; sleep 1; done'\n  \
+         hydrant logs hello\n  \
+         curl -s '{storage}/api/v1/query?query=cpu'\n  \
+         Grafana: add {storage} as a Prometheus data source, import dashboards/*.json\n"
+    );
+}
+
+/// Pushes the demo app and says how to load it.
+async fn push_demo(planned: &[Planned], exe: &Path) -> anyhow::Result<()> {
+    let scheduler = endpoint(planned, "cell").context("no cell")?;
+    let agent = endpoint(planned, "agent").context("no agent")?;
+    let client = apps::Client::new(scheduler, None);
+    let command = format!("exec {} demo-app", shell_quote(&exe.display().to_string()));
+    let env = BTreeMap::from([("HYDRANT_AGENT".to_owned(), agent.to_owned())]);
+    let app = client
+        .push(DEMO, &command, 1, 128, 256, &env)
+        .await
+        .context("pushing the demo app")?;
+    let guid = app["guid"].as_str().unwrap_or_default().to_owned();
+    let mut port = None;
+    for _ in 0..50 {
+        let stats = client.stats(&guid).await.unwrap_or_default();
+        port = stats
+            .iter()
+            .find(|s| s["state"] == "RUNNING")
+            .and_then(|s| s["port"].as_u64());
+        if port.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let port = port.map_or_else(|| "PORT".to_owned(), |p| p.to_string());
+    println!("The demo app is pushed, with a policy that scales it on CPU (1 to 3 instances):");
+    for (command, what) in [
+        (format!("hydrant logs {DEMO}"), "its logs, live"),
+        (
+            format!("curl 127.0.0.1:{port}/burn?seconds=300"),
+            "burn a core: it scales out in 1-2 min",
+        ),
+        ("hydrant apps".to_owned(), "instances and CPU"),
+        (
+            format!("hydrant autoscaler explain {DEMO}"),
+            "each rule's value and what comes next",
+        ),
+        (
+            format!("hydrant autoscaler history {DEMO}"),
+            "what it decided, and why",
+        ),
+    ] {
+        println!("  {command:<44} # {what}");
+    }
+    println!();
+    Ok(())
+}
+
+/// `s` quoted for `/bin/sh`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

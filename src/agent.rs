@@ -7,7 +7,6 @@
 //! Shutdown order: stop ingress, flush the queue to the dopplers (bounded by the grace
 //! period; what cannot be sent is counted), stop the HTTP server.
 
-use hydrant_proto::observe::selfmetrics;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -15,6 +14,7 @@ use std::time::Duration;
 
 use hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES;
 use hydrant_proto::ingress::{self as client, IngressClient, Sender};
+use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::raw::{Kind, RawEnvelope};
 use hydrant_proto::transport::{self, Tls};
 use tokio::net::TcpListener;

@@ -13,7 +13,6 @@
 //! (SIGTERM, then SIGKILL after the grace period), then queued envelopes are flushed to the
 //! agent.
 
-use hydrant_proto::observe::selfmetrics;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -21,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use hydrant_proto::ingress::{self as client, IngressClient, Sender};
+use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::Envelope;

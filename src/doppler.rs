@@ -5,12 +5,12 @@
 //! close every subscription buffer so subscribers receive what is buffered and their streams
 //! end, then stop the servers — all within the grace period.
 
-use hydrant_proto::observe::selfmetrics;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES;
+use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::raw::grpc::egress_server::EgressServer;
 use hydrant_proto::transport::Tls;
 use tokio::net::TcpListener;

@@ -65,6 +65,42 @@ hydrant_proto::metrics! {
         "1 while the component runs, by component.";
 }
 
+/// Series about apps rather than components: the cell's container metrics, and what the
+/// storage nozzle derives from logs and `http` timers. Dashboards may use these names too.
+pub mod app {
+    hydrant_proto::metrics! {
+        CPU = "cpu", Gauge,
+            "CPU of an instance, percent of one core (cell container metric).";
+        CPU_ENTITLEMENT = "cpu_entitlement", Gauge,
+            "CPU of an instance as a percentage of its memory-proportional share of the cell.";
+        MEMORY = "memory", Gauge,
+            "Resident memory of an instance, bytes.";
+        MEMORY_QUOTA = "memory_quota", Gauge,
+            "Memory quota of an instance, bytes.";
+        DISK = "disk", Gauge,
+            "Disk used by an instance, bytes.";
+        DISK_QUOTA = "disk_quota", Gauge,
+            "Disk quota of an instance, bytes.";
+        CONTAINER_AGE = "container_age", Gauge,
+            "Time since the instance started, nanoseconds.";
+        LOG_LINES = "log_lines_total", Counter,
+            "Log lines, by source_id, instance_id, source_type and stream (storage nozzle).";
+        HTTP_SECONDS = "http_seconds", Gauge,
+            "Duration of each request, from `http` timers (storage nozzle).";
+        HTTP_REQUESTS = "http_requests_total", Counter,
+            "Requests, from `http` timers (storage nozzle).";
+    }
+}
+
+/// Every name a dashboard may use: the components' metrics and the app series.
+pub fn dashboard_names() -> Vec<&'static str> {
+    all()
+        .into_iter()
+        .chain(app::METRICS)
+        .map(|m| m.name)
+        .collect()
+}
+
 /// Every declared metric of every component and nozzle.
 pub fn all() -> Vec<&'static Metric> {
     let all = METRICS
@@ -85,6 +121,16 @@ pub fn text() -> Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "storage")]
+    #[test]
+    fn app_series_match_the_storage_mapping() {
+        assert_eq!(app::names::LOG_LINES, hydrant_storage::model::LOG_LINES);
+        assert_eq!(
+            app::names::HTTP_REQUESTS,
+            hydrant_storage::model::HTTP_REQUESTS
+        );
+    }
 
     #[test]
     fn names_are_unique_and_prefixed() {

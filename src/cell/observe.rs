@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Cell;
 use super::usage::{disk_usage, sample_groups};
+use crate::telemetry::app::names as app;
 
 /// Last measured usage of an instance.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -135,11 +136,11 @@ pub async fn sample(cell: &Arc<Cell>) {
         let disk_quota = disk_mb * 1024 * 1024;
         let tags = Cell::tags(&t.guid, &name, t.index, &t.instance_guid);
         cell.send(&tags.metrics([
-            ("cpu", cpu, "percentage"),
-            ("memory", g.rss_bytes as f64, "bytes"),
-            ("disk", disk as f64, "bytes"),
-            ("memory_quota", memory_quota as f64, "bytes"),
-            ("disk_quota", disk_quota as f64, "bytes"),
+            (app::CPU, cpu, "percentage"),
+            (app::MEMORY, g.rss_bytes as f64, "bytes"),
+            (app::DISK, disk as f64, "bytes"),
+            (app::MEMORY_QUOTA, memory_quota as f64, "bytes"),
+            (app::DISK_QUOTA, disk_quota as f64, "bytes"),
         ]));
         // Entitlement: a share of the cell's cores proportional to the memory quota.
         let capacity = cell.config.memory_capacity_bytes.max(1) as f64;
@@ -151,8 +152,8 @@ pub async fn sample(cell: &Arc<Cell>) {
         };
         let age = now.saturating_duration_since(started).as_nanos() as f64;
         cell.send(&tags.metrics([
-            ("cpu_entitlement", entitlement, "percentage"),
-            ("container_age", age, "nanoseconds"),
+            (app::CPU_ENTITLEMENT, entitlement, "percentage"),
+            (app::CONTAINER_AGE, age, "nanoseconds"),
         ]));
 
         if cell.cgroups.is_none() && g.rss_bytes > memory_quota && !process.oom.swap(true, Relaxed)

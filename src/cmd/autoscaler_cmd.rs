@@ -37,6 +37,11 @@ impl AutoscalerArgs {
     pub(crate) fn http(&self) -> Option<SocketAddr> {
         self.command.is_none().then_some(self.run.http)
     }
+
+    /// The policy files or directories of the autoscaler process.
+    pub(crate) fn policies(&self) -> &[PathBuf] {
+        &self.run.policies
+    }
 }
 
 #[derive(Debug, Subcommand)]

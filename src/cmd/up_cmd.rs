@@ -92,6 +92,8 @@ struct Planned {
     spec: Spec,
     /// The address of its main API or port, and what it is for.
     main: (String, &'static str),
+    /// The autoscaler's first policy path.
+    policies: Option<PathBuf>,
 }
 
 /// `hydrant config check`.
@@ -166,6 +168,7 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
     let mut argv: Vec<OsString> = vec!["hydrant".into()];
     argv.extend(args.iter().cloned());
     let (cli, _) = crate::parse(argv).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let mut policies = None;
     let (http, main) = match &cli.command {
         Command::Doppler(a) => (a.http, (reach(a.grpc), "Firehose and ingress (gRPC)")),
         Command::Agent(a) => (
@@ -196,6 +199,7 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
         ),
         Command::Autoscaler(a) => {
             let http = a.http().context("autoscaler: no address")?;
+            policies = a.policies().first().cloned();
             (
                 http,
                 (
@@ -213,6 +217,7 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
             health: format!("http://{}/healthz", reach(http)),
         },
         main,
+        policies,
     })
 }
 
@@ -275,18 +280,11 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
     }
 }
 
-/// The autoscaler's policy directory: its `--policies` from the plan.
+/// The autoscaler's policy directory, as planned.
 fn policy_dir(planned: &[Planned], data: &Path) -> PathBuf {
     planned
         .iter()
-        .find(|p| p.spec.name == "autoscaler")
-        .and_then(|p| {
-            p.spec.args.iter().find_map(|a| {
-                a.to_str()
-                    .and_then(|s| s.strip_prefix("--policies="))
-                    .map(PathBuf::from)
-            })
-        })
+        .find_map(|p| p.policies.clone())
         .unwrap_or_else(|| data.join("policies"))
 }
 

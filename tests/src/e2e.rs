@@ -6,6 +6,7 @@ mod autoscaler;
 mod bad_input;
 mod cell;
 mod cli;
+mod dashboards;
 mod delivery;
 mod fanout;
 mod logcache;
@@ -17,6 +18,7 @@ mod storage;
 mod storage_safety;
 mod tidy;
 mod tls;
+mod up;
 
 use std::net::SocketAddr;
 use std::time::Duration;

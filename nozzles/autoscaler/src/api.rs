@@ -171,11 +171,13 @@ impl Observe for Autoscaler {
     fn metrics(&self) -> String {
         let mut t = Text::new(METRICS);
         let s = &self.stats;
-        let (apps, observed) = {
+        let (apps, observed, cooling) = {
             let fleet = self.fleet();
-            (fleet.apps().len(), fleet.observed)
+            let now = crate::service::unix_now();
+            (fleet.apps().len(), fleet.observed, fleet.cooling_down(now))
         };
         t.sample(names::APPS, &[], apps as f64);
+        t.sample(names::COOLING_DOWN, &[], cooling as f64);
         t.sample(names::OBSERVED, &[], observed as f64);
         t.sample(names::RECEIVED, &[], s.received.load(Relaxed) as f64);
         t.sample(names::TICKS, &[], s.ticks.load(Relaxed) as f64);

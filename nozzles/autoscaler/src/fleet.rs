@@ -290,6 +290,17 @@ impl Fleet {
         &self.apps
     }
 
+    /// Apps in a cooldown (either direction) at `now`.
+    pub fn cooling_down(&self, now: Time) -> usize {
+        self.apps
+            .values()
+            .filter(|m| {
+                m.state.out_until.is_some_and(|t| now < t)
+                    || m.state.in_until.is_some_and(|t| now < t)
+            })
+            .count()
+    }
+
     /// What the platform reports for an app: its guid, name and desired count.
     pub fn set_instances(&mut self, guid: &str, name: &str, instances: u32) {
         let key = if self.apps.contains_key(guid) {

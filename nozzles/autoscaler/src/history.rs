@@ -41,6 +41,8 @@ pub struct WindowSummary {
     pub mean: Option<f64>,
     /// Highest value.
     pub max: Option<f64>,
+    /// Start (UNIX s) of the latest unbroken run of breaching aggregates, if any.
+    pub breaching_since: Option<i64>,
 }
 
 /// One history row.

@@ -7,7 +7,7 @@
 //! batch; a tick loop → `Fleet::tick` → effects; each scale runs in its own task (the fleet
 //! keeps at most one per app in flight) and reports back with `Fleet::completed`.
 
-use hydrant_proto::observe::selfmetrics;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hydrant_proto::envelope;
 use hydrant_proto::firehose::{SOURCE_AFFINITY, Subscriber, request, select};
 use hydrant_proto::ingress::IngressClient;
+use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2;
 use tokio::net::TcpListener;
@@ -28,6 +29,7 @@ use crate::fleet::{AlertChange, Effect, Fleet, Settings};
 use crate::history::{self, Record};
 use crate::notify::{Notifier, Receivers};
 use crate::policy;
+use crate::telemetry::names;
 
 /// Shard id of the autoscaler's Firehose subscriptions.
 pub const SHARD_ID: &str = "autoscaler";
@@ -135,6 +137,8 @@ pub struct Autoscaler {
     actuator: Arc<dyn Actuator>,
     notifier: Notifier,
     emitter: Option<IngressClient>,
+    /// Per-app scales carried out, sent as counters every tick: (app guid, direction).
+    app_totals: Mutex<HashMap<(String, &'static str), u64>>,
     shadow: bool,
     started: Instant,
     /// Counters.
@@ -200,6 +204,7 @@ impl Autoscaler {
             }
         }
         let body = serde_json::to_string(record).unwrap_or_default();
+        self.emit_record_metrics(record);
         self.emit(
             &record.app_id,
             &record.app,
@@ -208,6 +213,67 @@ impl Autoscaler {
             &what,
             body,
         );
+    }
+
+    /// Counts a carried-out scale for the per-app counters and, for a dynamic scale, sends
+    /// the time from the start of the breach to the scale.
+    fn emit_record_metrics(&self, record: &Record) {
+        let Some(client) = &self.emitter else { return };
+        if record.status != history::SUCCEEDED || record.new_instances == record.old_instances {
+            return;
+        }
+        let direction = if record.new_instances > record.old_instances {
+            "out"
+        } else {
+            "in"
+        };
+        *self
+            .app_totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((record.app_id.clone(), direction))
+            .or_insert(0) += 1;
+        let since = record.window.as_ref().and_then(|w| w.breaching_since);
+        if let (history::DYNAMIC, Some(since)) = (record.scaling_type, since) {
+            let seconds = (record.timestamp / 1_000_000_000 - since).max(0) as f64;
+            let mut gauge = envelope::gauge(
+                &record.app_id,
+                [(names::APP_BREACH_TO_SCALE, seconds, "seconds")],
+            );
+            gauge.instance_id = "0".into();
+            gauge.tags.insert("app_name".into(), record.app.clone());
+            client.send_envelope(&gauge);
+        }
+    }
+
+    /// Sends every managed app's scale counters (zeros included, so the first scale is an
+    /// increase a query can see).
+    fn emit_app_counters(&self) {
+        let Some(client) = &self.emitter else { return };
+        let apps: Vec<(String, String)> = self
+            .fleet()
+            .apps()
+            .iter()
+            .filter_map(|(name, m)| m.guid.clone().map(|g| (g, name.clone())))
+            .collect();
+        let totals = self
+            .app_totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (guid, name) in apps {
+            for direction in ["out", "in"] {
+                let total = totals.get(&(guid.clone(), direction)).copied().unwrap_or(0);
+                let mut e = envelope::counter(&guid, names::APP_SCALINGS, 0);
+                if let Some(v2::envelope::Message::Counter(c)) = &mut e.message {
+                    c.total = total;
+                }
+                e.instance_id = "0".into();
+                e.tags.insert("app_name".into(), name.clone());
+                e.tags.insert("direction".into(), direction.into());
+                client.send_envelope(&e);
+            }
+        }
     }
 
     fn emit_alert(&self, c: &AlertChange) {
@@ -303,6 +369,7 @@ pub async fn run(
         actuator: Arc::clone(&config.actuator),
         notifier: Notifier::start(config.receivers.clone(), cancel.clone()),
         emitter,
+        app_totals: Mutex::default(),
         shadow: config.shadow,
         started: Instant::now(),
         stats: Stats::default(),
@@ -400,6 +467,7 @@ async fn ticks(
             .stats
             .tick_micros
             .store(took.as_micros() as u64, Relaxed);
+        scaler.emit_app_counters();
         for effect in effects {
             match effect {
                 Effect::Scale(req) => {

@@ -23,6 +23,12 @@ hydrant_proto::metrics! {
         "Alert deliveries, by receiver (alertmanager, webhook) and result (ok, failed, dropped).";
     RELOADS = "hydrant_autoscaler_policy_reloads_total", Counter,
         "Policy reloads, by result (ok, failed).";
+    COOLING_DOWN = "hydrant_autoscaler_apps_cooling_down", Gauge,
+        "Apps in a cooldown now (either direction).";
+    APP_SCALINGS = "hydrant_autoscaler_app_scalings_total", Counter,
+        "Per app (envelopes only, source_id = the app's guid, sent every tick): scales carried out, by direction (out, in).";
+    APP_BREACH_TO_SCALE = "hydrant_autoscaler_app_breach_to_scale_seconds", Gauge,
+        "Per app (envelopes only): from the start of the breach to the scale, at each dynamic scale.";
     RECONNECTS = "hydrant_autoscaler_firehose_reconnects_total", Counter,
         "Firehose subscriptions re-established.";
 }

@@ -12,13 +12,13 @@
 //! → [`store::Store`] behind one mutex, taken once per batch. Reads copy what they need out
 //! under the lock and decode and render outside it.
 
-use hydrant_proto::observe::selfmetrics;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures::StreamExt;
 use hydrant_proto::firehose::{Subscriber, request, select};
+use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::observe::{Observe, Text};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::EgressBatchRequest;

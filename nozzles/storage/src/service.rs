@@ -1,12 +1,12 @@
 //! The `hydrant storage` process: Firehose ingest (shard `storage`), background sealing,
 //! compaction and retention, and the HTTP API.
 
-use hydrant_proto::observe::selfmetrics;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hydrant_proto::firehose::{Subscriber, request, select};
+use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::raw::RawBatch;
 use hydrant_proto::transport::{self, Tls};
 use tokio::net::TcpListener;

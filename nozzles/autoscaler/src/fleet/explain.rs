@@ -58,17 +58,8 @@ impl Fleet {
             .enumerate()
             .map(|(i, rule)| {
                 let trace = &decision.trace[i];
-                let samples: Vec<_> = m.state.samples(&rule.metric).collect();
                 // How long the latest run of breaching aggregates has lasted.
-                let first = samples
-                    .iter()
-                    .rev()
-                    .take_while(|s| {
-                        s.value
-                            .is_some_and(|v| rule.operator.holds(v, rule.threshold))
-                    })
-                    .last()
-                    .map(|s| s.at);
+                let first = super::records::breaching_since(m, i);
                 let alert = match m.alerts[i].state {
                     State::Inactive => json!({"state": "inactive"}),
                     State::Pending { since } => json!({"state": "pending", "since": since}),

@@ -34,6 +34,21 @@ pub(super) fn base_record(
     }
 }
 
+/// Start of the latest unbroken run of aggregates for which rule `i`'s condition holds.
+pub(super) fn breaching_since(m: &Managed, i: usize) -> Option<Time> {
+    let rule = &m.policy.rules[i];
+    let samples: Vec<_> = m.state.samples(&rule.metric).collect();
+    samples
+        .iter()
+        .rev()
+        .take_while(|s| {
+            s.value
+                .is_some_and(|v| rule.operator.holds(v, rule.threshold))
+        })
+        .last()
+        .map(|s| s.at)
+}
+
 /// The window of rule `i` as the engine last saw it.
 pub(super) fn summary(m: &Managed, i: usize) -> WindowSummary {
     let rule = &m.policy.rules[i];
@@ -70,5 +85,6 @@ pub(super) fn summary(m: &Managed, i: usize) -> WindowSummary {
         min,
         mean,
         max,
+        breaching_since: breaching_since(m, i),
     }
 }

@@ -1,0 +1,384 @@
+//! `hydrant up --demo` as a user runs it (the real binary, a config file setting every
+//! port): the demo app takes HTTP traffic and a CPU burn, the autoscaler scales it, every
+//! dashboard query returns data from the storage nozzle (with a remote-write sink to a real
+//! VictoriaMetrics), and Ctrl-C stops the components in order. Bad config files are
+//! refused with file:line.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::servers::{VictoriaMetrics, free_port};
+use crate::{eventually_within, hydrant_bin};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::Command;
+
+use super::dashboards::{APP, dashboards, queries};
+
+/// Self-metrics and container metrics every second, so the test sees several samples soon.
+const FAST: &str = "1s";
+
+struct Ports {
+    doppler_grpc: SocketAddr,
+    doppler_http: SocketAddr,
+    agent_grpc: SocketAddr,
+    agent_http: SocketAddr,
+    cell: SocketAddr,
+    logcache: SocketAddr,
+    storage: SocketAddr,
+    autoscaler: SocketAddr,
+}
+
+fn config(p: &Ports, data: &str, policies: &str, vm: &str) -> String {
+    let agent = p.agent_grpc;
+    let doppler = p.doppler_grpc;
+    format!(
+        "# written by the up test\n\
+         up:\n  data-dir: {data}\n  demo: true\n  grace: 20s\n\
+         doppler:\n  grpc: {doppler}\n  http: {}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n\
+         agent:\n  grpc: {agent}\n  http: {}\n  doppler: [{doppler}]\n  self-metrics-interval: {FAST}\n\
+         cell:\n  api: {}\n  agent: {agent}\n  metrics-interval: {FAST}\n  self-metrics-interval: {FAST}\n  stop-grace: 3s\n\
+         logcache:\n  http: {}\n  from: {doppler}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n\
+         storage:\n  http: {}\n  from: {doppler}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n  remote-write-url: {vm}/api/v1/write\n\
+         autoscaler:\n  http: {}\n  from: {doppler}\n  scheduler: http://{}\n  policies: {policies}\n  tick: 1s\n  stat-window: 3s\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n",
+        p.doppler_http, p.agent_http, p.cell, p.logcache, p.storage, p.autoscaler, p.cell
+    )
+}
+
+/// Scales out quickly on a burning core; scales in after a quiet spell.
+const POLICY: &str = "app: demo\ninstance_min_count: 1\ninstance_max_count: 2\nscaling_rules:\n  \
+    - {metric_type: cpu, operator: '>', threshold: 40, breach_duration: 3s, cool_down: 5s, adjustment: '+1'}\n  \
+    - {metric_type: cpu, operator: '<', threshold: 2, breach_duration: 120s, cool_down: 5s, adjustment: '-1'}\n";
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
+    let r = client.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// The demo app's guid and the port of its instance 0.
+async fn demo(client: &reqwest::Client, cell: SocketAddr) -> Option<(String, u64)> {
+    let apps = get_json(client, &format!("http://{cell}/v3/apps")).await?;
+    let guid = apps["resources"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == APP)?["guid"]
+        .as_str()?
+        .to_owned();
+    let stats = get_json(
+        client,
+        &format!("http://{cell}/v3/apps/{guid}/processes/web/stats"),
+    )
+    .await?;
+    let port = stats["resources"]
+        .as_array()?
+        .iter()
+        .find(|s| s["index"] == 0 && s["state"] == "RUNNING")?["port"]
+        .as_u64()?;
+    Some((guid, port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order() {
+    let vm = VictoriaMetrics::start().await;
+    let dir = std::env::temp_dir().join(format!("hydrant-up-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("demo.yml"), POLICY).unwrap();
+    let ports = Ports {
+        doppler_grpc: free_port(),
+        doppler_http: free_port(),
+        agent_grpc: free_port(),
+        agent_http: free_port(),
+        cell: free_port(),
+        logcache: free_port(),
+        storage: free_port(),
+        autoscaler: free_port(),
+    };
+    let file = dir.join("hydrant.yaml");
+    let data = dir.join("data");
+    std::fs::write(
+        &file,
+        config(
+            &ports,
+            &data.display().to_string(),
+            &policies.display().to_string(),
+            &vm.url,
+        ),
+    )
+    .unwrap();
+
+    let mut up = Command::new(hydrant_bin())
+        .arg("--config")
+        .arg(&file)
+        .arg("up")
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start hydrant up");
+    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Ctrl-C stops everything") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(ready, Ok(true)), "up did not come up:\n{banner}");
+    for name in [
+        "doppler",
+        "agent",
+        "cell",
+        "logcache",
+        "storage",
+        "autoscaler",
+    ] {
+        assert!(
+            banner.contains(&format!("starting {name:<11}ready in")),
+            "{banner}"
+        );
+    }
+    assert!(
+        banner.contains(&format!("http://{}", ports.storage)),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("export HYDRANT_SCHEDULER="),
+        "non-default ports are exported:\n{banner}"
+    );
+    assert!(banner.contains("The demo app is pushed"), "{banner}");
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (guid, port) = loop {
+        if let Some(found) = demo(&client, ports.cell).await {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo app does not run"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Traffic spread over a few seconds (rates need two samples), then a burning core.
+    for i in 0..30 {
+        let body = client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .expect("demo answers")
+            .text()
+            .await
+            .unwrap();
+        assert!(body.starts_with("hello from demo/0"), "{body}");
+        if i % 5 == 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let burn = client
+        .get(format!("http://127.0.0.1:{port}/burn?seconds=60"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(burn.contains("burning one core for 60s"), "{burn}");
+
+    let history = format!(
+        "http://{}/v1/apps/{guid}/scaling_histories",
+        ports.autoscaler
+    );
+    eventually_within(
+        "the autoscaler scales the demo out",
+        Duration::from_secs(90),
+        || {
+            let client = client.clone();
+            let history = history.clone();
+            async move {
+                let Some(h) = get_json(&client, &history).await else {
+                    return false;
+                };
+                h["resources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["status"] == 0 && r["new_instances"] == 2)
+            }
+        },
+    )
+    .await;
+    // More traffic after the scale, so request rates cover the whole window.
+    for _ in 0..10 {
+        let _ = client.get(format!("http://127.0.0.1:{port}/")).send().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Every panel and annotation query returns data over the last 10 minutes.
+    let range = format!("http://{}/api/v1/query_range", ports.storage);
+    for (file, d) in dashboards() {
+        for (place, expr) in queries(&d) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let end = chrono::Utc::now().timestamp();
+                let form = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("query", &expr)
+                    .append_pair("start", &(end - 600).to_string())
+                    .append_pair("end", &end.to_string())
+                    .append_pair("step", "5")
+                    .finish();
+                let r = client
+                    .post(&range)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form)
+                    .send()
+                    .await
+                    .expect("query_range");
+                let body: Value = r.json().await.unwrap_or_default();
+                assert_eq!(body["status"], "success", "{file} {place}: {expr}: {body}");
+                let has_data = body["data"]["result"].as_array().is_some_and(|series| {
+                    series
+                        .iter()
+                        .any(|s| s["values"].as_array().is_some_and(|v| !v.is_empty()))
+                });
+                if has_data {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{file} {place}: {expr}: no data in 60 s: {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    // The storage sink delivered the same metrics to VictoriaMetrics.
+    let vm_query = format!(
+        "{}/api/v1/query?query=hydrant_doppler_ingress_envelopes_total",
+        vm.url
+    );
+    eventually_within(
+        "samples reach VictoriaMetrics",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let q = vm_query.clone();
+            async move {
+                get_json(&client, &q).await.is_some_and(|v| {
+                    v["data"]["result"]
+                        .as_array()
+                        .is_some_and(|r| !r.is_empty())
+                })
+            }
+        },
+    )
+    .await;
+
+    // Ctrl-C: everything stops in order, within the grace period.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    let drained = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "up did not stop:\n{rest}");
+    let status = up.wait().await.unwrap();
+    assert!(status.success(), "{status}\n{rest}");
+    let order: Vec<usize> = [
+        "cell",
+        "agent",
+        "doppler",
+        "autoscaler",
+        "logcache",
+        "storage",
+    ]
+    .iter()
+    .map(|n| {
+        rest.find(&format!("stopping {n:<11}stopped in"))
+            .unwrap_or_else(|| panic!("{n} did not stop cleanly:\n{rest}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "stop order:\n{rest}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn bad_config_files_are_refused_with_file_line_and_field() {
+    let dir = std::env::temp_dir().join(format!("hydrant-config-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hydrant.yaml");
+    std::fs::write(
+        &file,
+        "storage:\n  retention: forever\nagent:\n  colour: blue\n",
+    )
+    .unwrap();
+    let out = Command::new(hydrant_bin())
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let path = file.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{path}:2:14: storage.retention: invalid value 'forever'"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{path}:4:3: agent.colour: unknown flag --colour")),
+        "{err}"
+    );
+
+    // A component refuses to start on the same file, naming the same places.
+    let out = Command::new(hydrant_bin())
+        .arg("--config")
+        .arg(&file)
+        .arg("storage")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":2:14: storage.retention"));
+
+    // A valid file passes.
+    std::fs::write(&file, "storage:\n  retention: 2d\n  no-wal: true\n").unwrap();
+    let out = Command::new(hydrant_bin())
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok (storage)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

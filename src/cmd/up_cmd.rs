@@ -234,7 +234,7 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         .map(|n| plan(n, &a.data_dir, file.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let policies = policy_dir(&planned, &a.data_dir);
-    write_example_policy(&policies)?;
+    write_example_policy(&policies, a.demo)?;
     if let Some(f) = &file {
         println!("config: {}", f.path().display());
     }
@@ -288,13 +288,15 @@ fn policy_dir(planned: &[Planned], data: &Path) -> PathBuf {
         .unwrap_or_else(|| data.join("policies"))
 }
 
-/// Writes the example policy when the policy directory does not exist yet.
-fn write_example_policy(dir: &Path) -> anyhow::Result<()> {
-    if dir.exists() {
+/// Writes the example policy when the policy directory does not exist yet, or, for
+/// `--demo`, when no policy file for the demo app is there.
+fn write_example_policy(dir: &Path, demo: bool) -> anyhow::Result<()> {
+    let path = dir.join(format!("{DEMO}.yml"));
+    let demo_missing = demo && !path.exists() && !dir.join(format!("{DEMO}.yaml")).exists();
+    if dir.exists() && !demo_missing {
         return Ok(());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("{DEMO}.yml"));
     std::fs::write(&path, EXAMPLE_POLICY).with_context(|| format!("writing {}", path.display()))?;
     println!("wrote an example policy: {}", path.display());
     Ok(())

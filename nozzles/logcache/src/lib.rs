@@ -256,20 +256,14 @@ pub async fn run(
             cancel.clone(),
         ));
     }
-    let server =
-        hydrant_proto::observe::serve(http, api::router(Arc::clone(&cache)), shutdown.clone());
-    let mut server = std::pin::pin!(server);
-    loop {
-        tokio::select! {
-            r = &mut server => return r.map_err(Error::from),
-            Some(done) = ingesters.join_next() => {
-                if let Ok(Err(e)) = done {
-                    cancel.cancel();
-                    return Err(e);
-                }
-            }
-        }
-    }
+    hydrant_proto::observe::serve_with_tasks(
+        http,
+        api::router(Arc::clone(&cache)),
+        shutdown,
+        cancel,
+        ingesters,
+    )
+    .await
 }
 
 impl Observe for LogCache {

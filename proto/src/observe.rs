@@ -17,6 +17,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod exposition;
 pub mod selfmetrics;
 
 /// Prometheus metric type.

@@ -229,6 +229,29 @@ async fn not_found() -> Response {
         .into_response()
 }
 
+/// `POST /api/v1/import/prometheus`: 204 once every sample is stored, 400 naming the first
+/// bad line (nothing is stored then).
+async fn import(State(s): Shared, body: Bytes) -> Response {
+    let stored = tokio::task::spawn_blocking(move || -> Result<usize, Error> {
+        let text = std::str::from_utf8(&body).map_err(|e| {
+            Error::BadData(format!("the body is not UTF-8 (byte {})", e.valid_up_to()))
+        })?;
+        let n = crate::import::check(text).map_err(|e| Error::BadData(e.to_string()))?;
+        crate::import::for_each_chunk(text, now_ms(), |chunk| {
+            s.store_points(chunk)
+                .map(drop)
+                .map_err(|e| Error::Execution(format!("storing samples: {e}")))
+        })?;
+        Ok(n)
+    })
+    .await;
+    match stored {
+        Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => error(&e),
+        Err(e) => error(&Error::Execution(format!("import task failed: {e}"))),
+    }
+}
+
 /// The API routes.
 pub fn router(storage: Arc<Storage>) -> Router {
     let observe: Arc<dyn Observe> = Arc::clone(&storage) as Arc<dyn Observe>;
@@ -249,6 +272,12 @@ pub fn router(storage: Arc<Storage>) -> Router {
             get(|| async { success(json!({"groups": []})) }),
         )
         .route("/api/v1/sql", post(sql))
+        .route(
+            "/api/v1/import/prometheus",
+            post(import).layer(axum::extract::DefaultBodyLimit::max(
+                crate::import::MAX_IMPORT_BYTES,
+            )),
+        )
         .with_state(storage)
         .merge(hydrant_proto::observe::router(observe))
         .fallback(not_found)

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod import;
 pub mod logs;
 pub mod model;
 pub mod promql;

@@ -130,11 +130,17 @@ impl Storage {
                 logs.push(r);
             }
         }
+        self.store_points(&points)
+    }
+
+    /// Stores samples (WAL first when on) and hands them to the sinks; returns the number
+    /// stored.
+    pub fn store_points(&self, points: &[model::Point]) -> Result<usize, store::Error> {
         if self.forwarders.is_empty() {
-            return self.shared.lock().ingest(&points);
+            return self.shared.lock().ingest(points);
         }
         let mut forward = Vec::with_capacity(points.len());
-        let n = self.shared.lock().ingest_forward(&points, &mut forward)?;
+        let n = self.shared.lock().ingest_forward(points, &mut forward)?;
         // Every sink gets every stored sample; the last one takes the vector itself.
         if let Some((last, rest)) = self.forwarders.split_last() {
             for f in rest {

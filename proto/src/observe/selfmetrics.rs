@@ -122,7 +122,13 @@ pub fn envelopes(text: &str, source_id: &str, instance_id: &str, timestamp: i64)
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let Some((name, labels, value)) = parse_sample(line) else {
+        let Ok(super::exposition::Sample {
+            name,
+            labels,
+            value,
+            ..
+        }) = super::exposition::parse(line)
+        else {
             continue;
         };
         if counters.get(&name).copied().unwrap_or(false) {
@@ -151,48 +157,6 @@ fn finish(mut e: Envelope, instance_id: &str, timestamp: i64, labels: Labels) ->
     e.timestamp = timestamp;
     e.tags.extend(labels);
     e
-}
-
-/// `name{k="v",…} value` → its parts.
-fn parse_sample(line: &str) -> Option<(String, Labels, f64)> {
-    let (name, rest) = match line.find(['{', ' ']) {
-        Some(i) => line.split_at(i),
-        None => return None,
-    };
-    let mut labels = Vec::new();
-    let rest = if let Some(mut s) = rest.strip_prefix('{') {
-        loop {
-            s = s.trim_start_matches(',');
-            if let Some(after) = s.strip_prefix('}') {
-                break after;
-            }
-            let (key, after) = s.split_once("=\"")?;
-            let mut value = String::new();
-            let mut chars = after.char_indices();
-            let end = loop {
-                let (i, c) = chars.next()?;
-                match c {
-                    '\\' => match chars.next()?.1 {
-                        'n' => value.push('\n'),
-                        other => value.push(other),
-                    },
-                    '"' => break i,
-                    c => value.push(c),
-                }
-            };
-            labels.push((key.trim().to_owned(), value));
-            s = &after[end + 1..];
-        }
-    } else {
-        rest
-    };
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some((name.to_owned(), labels, value))
 }
 
 /// Resident memory and CPU time of this process, from /proc (none elsewhere).

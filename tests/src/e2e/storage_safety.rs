@@ -271,3 +271,54 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
     d.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Text import (VictoriaMetrics' format): samples land with their timestamps and are
+/// queryable; a body with a bad line is refused whole, naming the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_import_is_all_or_nothing_and_names_the_bad_line() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = std::env::temp_dir().join(format!("hydrant-storage-import-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let storage = TestStorage::start(&d, dir.clone()).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/import/prometheus", storage.url);
+    let t0 = (chrono::Utc::now().timestamp() - 600) * 1000;
+    let good: String = (0..30)
+        .map(|i| format!("imported{{job=\"a\"}} {i} {}\n", t0 + i * 10_000))
+        .collect();
+    let r = http.post(&url).body(good).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let bad = format!("imported{{job=\"b\"}} 1 {t0}\nimported{{job=b}} 2 {t0}\n");
+    let r = http.post(&url).body(bad).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errorType"], "bad_data");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2: label \"job\""),
+        "{body}"
+    );
+    let r = http.post(&url).body(vec![0xff, 0xfe]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    let v = get(
+        &format!("{}/api/v1/query_range", storage.url),
+        &[
+            ("query", "imported".to_owned()),
+            ("start", (t0 / 1000).to_string()),
+            ("end", (t0 / 1000 + 290).to_string()),
+            ("step", "10".to_owned()),
+        ],
+    )
+    .await;
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "job=b stored nothing: {v}");
+    assert_eq!(result[0]["metric"]["job"], "a");
+    let values = result[0]["values"].as_array().unwrap();
+    assert_eq!(values.len(), 30);
+    assert_eq!(values[29][1], "29");
+    storage.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

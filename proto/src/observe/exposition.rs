@@ -1,0 +1,121 @@
+//! Parsing one sample line of the Prometheus text exposition format:
+//! `name{label="value",…} value [timestamp_ms]`. Used to turn a component's own `/metrics`
+//! into envelopes and by the storage nozzle's text import.
+
+/// One parsed sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name, as written.
+    pub name: String,
+    /// Labels in the order written, values unescaped.
+    pub labels: Vec<(String, String)>,
+    /// Value (`NaN`, `+Inf` and `-Inf` included).
+    pub value: f64,
+    /// Timestamp in milliseconds since the epoch, when the line has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Parses a sample line; the error says what is wrong with it. Comment and blank lines
+/// are not samples: callers skip them first.
+pub fn parse(line: &str) -> Result<Sample, String> {
+    let line = line.trim();
+    let end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .ok_or("a sample needs a value after the metric name")?;
+    let (name, rest) = line.split_at(end);
+    if name.is_empty() {
+        return Err("missing metric name".into());
+    }
+    let mut labels = Vec::new();
+    let rest = match rest.strip_prefix('{') {
+        Some(mut s) => loop {
+            s = s.trim_start().trim_start_matches(',').trim_start();
+            if let Some(after) = s.strip_prefix('}') {
+                break after;
+            }
+            let (key, after) = s.split_once('=').ok_or("a label needs name=\"value\"")?;
+            let after = after
+                .trim_start()
+                .strip_prefix('"')
+                .ok_or_else(|| format!("label {:?}: the value must be quoted", key.trim()))?;
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let close = loop {
+                let (i, c) = chars
+                    .next()
+                    .ok_or_else(|| format!("label {:?}: unterminated value", key.trim()))?;
+                match c {
+                    '\\' => match chars.next().map(|(_, c)| c) {
+                        Some('n') => value.push('\n'),
+                        Some(other) => value.push(other),
+                        None => return Err(format!("label {:?}: unterminated value", key.trim())),
+                    },
+                    '"' => break i,
+                    c => value.push(c),
+                }
+            };
+            labels.push((key.trim().to_owned(), value));
+            s = &after[close + 1..];
+        },
+        None => rest,
+    };
+    let mut fields = rest.split_whitespace();
+    let value = fields.next().ok_or("a sample needs a value")?;
+    let value = match value {
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v
+            .parse()
+            .map_err(|_| format!("value {v:?} is not a number"))?,
+    };
+    let timestamp_ms = match fields.next() {
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| format!("timestamp {t:?} is not an integer (milliseconds)"))?,
+        ),
+        None => None,
+    };
+    if let Some(extra) = fields.next() {
+        return Err(format!("unexpected {extra:?} after the timestamp"));
+    }
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+        timestamp_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_labels_values_and_timestamps() {
+        let s = parse(r#"load{job="a \"b\"",x="1\n"} 4.5 1700000000000"#).unwrap();
+        assert_eq!(s.name, "load");
+        assert_eq!(
+            s.labels,
+            [
+                ("job".to_owned(), "a \"b\"".to_owned()),
+                ("x".into(), "1\n".into())
+            ]
+        );
+        assert_eq!((s.value, s.timestamp_ms), (4.5, Some(1_700_000_000_000)));
+        let s = parse("up 1").unwrap();
+        assert_eq!((s.labels.len(), s.timestamp_ms), (0, None));
+        assert!(parse("x{} NaN").unwrap().value.is_nan());
+        assert_eq!(parse("x -Inf").unwrap().value, f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        assert!(parse("load").unwrap_err().contains("needs a value"));
+        assert!(parse("load{a=b} 1").unwrap_err().contains("quoted"));
+        assert!(parse("load{a=\"b} 1").unwrap_err().contains("unterminated"));
+        assert!(parse("load abc").unwrap_err().contains("not a number"));
+        assert!(parse("load 1 12.5").unwrap_err().contains("milliseconds"));
+        assert!(parse("load 1 2 3").unwrap_err().contains("unexpected"));
+    }
+}

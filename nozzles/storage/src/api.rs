@@ -89,7 +89,11 @@ fn respond(s: &Storage, api: usize, result: Result<promql::Value, Error>) -> Res
     match result {
         Ok(v) => {
             s.count_query(api, 0);
-            success(query::render(&v))
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                query::render(&v),
+            )
+                .into_response()
         }
         Err(e) => {
             s.count_query(api, if matches!(e, Error::BadData(_)) { 1 } else { 2 });

@@ -193,9 +193,13 @@ fn point(out: &mut Vec<u8>, t: i64, x: f64) {
 
 fn time(out: &mut Vec<u8>, t: i64) {
     use std::io::Write as _;
-    let _ = match time_json(t) {
-        Json::Number(n) => write!(out, "{n}"),
-        _ => write!(out, "null"),
+    let _ = if t % 1000 == 0 {
+        write!(out, "{}", t / 1000)
+    } else {
+        match time_json(t) {
+            Json::Number(n) => write!(out, "{n}"),
+            _ => write!(out, "null"),
+        }
     };
 }
 

@@ -431,13 +431,13 @@ pub async fn read_parts(
     if parts.is_empty() || ids.is_empty() {
         return Ok(());
     }
-    let ctx = SessionContext::new();
     let paths: Vec<String> = parts
         .iter()
         .map(|p| p.path.to_string_lossy().into_owned())
         .collect();
-    let df = ctx
-        .read_parquet(paths, ParquetReadOptions::default())
+    let schema = buffer::schema();
+    let df = fetch_context()
+        .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
         .await?;
     let list = ids.iter().map(|id| lit(*id)).collect();
     let df = df.filter(
@@ -450,6 +450,20 @@ pub async fn read_parts(
         push_batch(&batch, out);
     }
     Ok(())
+}
+
+/// The DataFusion session every PromQL fetch uses: made once (a session registers hundreds
+/// of functions), with filters pushed into the Parquet decoder so only the wanted series'
+/// rows are decoded.
+fn fetch_context() -> &'static SessionContext {
+    static CONTEXT: std::sync::OnceLock<SessionContext> = std::sync::OnceLock::new();
+    CONTEXT.get_or_init(|| {
+        let mut config = datafusion::prelude::SessionConfig::new();
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
+        SessionContext::new_with_config(config)
+    })
 }
 
 /// Appends a `samples`-shaped batch to per-series vectors.

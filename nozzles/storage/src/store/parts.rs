@@ -16,8 +16,9 @@ use parquet::schema::types::ColumnPath;
 
 use super::buffer::HOUR_MS;
 
-/// Rows per row group.
-pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
+/// Rows per row group: small enough that min/max statistics on the sorted series_id skip
+/// most of a part when a query wants a few series, large enough to compress well.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// One Parquet file.
 #[derive(Debug, Clone, PartialEq, Eq)]

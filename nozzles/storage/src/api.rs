@@ -127,9 +127,35 @@ fn matched(s: &Storage, p: &[(String, String)]) -> Result<Option<Vec<u64>>, Erro
     Ok(Some(ids.into_iter().collect()))
 }
 
+/// [`matched`], narrowed to the series with samples in the hours `start`..`end` touch
+/// when either is given (Prometheus answers from the blocks the range overlaps).
+async fn scoped(s: &Storage, p: &[(String, String)]) -> Result<Option<Vec<u64>>, Error> {
+    let ids = matched(s, p)?;
+    let (start, end) = (one(p, "start"), one(p, "end"));
+    if start.is_none() && end.is_none() {
+        return Ok(ids);
+    }
+    let start = start.map_or(Ok(i64::MIN / 2), query::parse_time)?;
+    let end = end.map_or(Ok(now_ms()), query::parse_time)?;
+    if end < start {
+        return Err(Error::BadData(
+            "invalid parameter \"end\": end timestamp must not be before start time".into(),
+        ));
+    }
+    let within = s
+        .shared
+        .series_between(start, end)
+        .await
+        .map_err(|e| Error::Execution(e.to_string()))?;
+    Ok(Some(match ids {
+        Some(ids) => ids.into_iter().filter(|id| within.contains(id)).collect(),
+        None => within.into_iter().collect(),
+    }))
+}
+
 async fn labels(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     let p = params(raw.as_deref(), &body);
-    match matched(&s, &p) {
+    match scoped(&s, &p).await {
         Ok(ids) => {
             let names = s.shared.lock().catalog.label_names(ids.as_deref());
             success(json!(names))
@@ -144,7 +170,7 @@ async fn label_values(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let p = params(raw.as_deref(), &[]);
-    match matched(&s, &p) {
+    match scoped(&s, &p).await {
         Ok(ids) => {
             let values = s.shared.lock().catalog.label_values(&name, ids.as_deref());
             success(json!(values))
@@ -155,7 +181,10 @@ async fn label_values(
 
 async fn series(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     let p = params(raw.as_deref(), &body);
-    match matched(&s, &p) {
+    if !p.iter().any(|(k, _)| k == "match[]") {
+        return error(&Error::BadData("no match[] parameter provided".into()));
+    }
+    match scoped(&s, &p).await {
         Ok(None) => error(&Error::BadData("no match[] parameter provided".into())),
         Ok(Some(ids)) => {
             let limit = one(&p, "limit")

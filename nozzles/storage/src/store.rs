@@ -354,6 +354,17 @@ impl Store {
             .collect()
     }
 
+    /// Adds the ids of buffered series with samples in the hours `[start, end]` touches.
+    pub fn buffer_series_between(
+        &self,
+        start: i64,
+        end: i64,
+        out: &mut std::collections::BTreeSet<SeriesId>,
+    ) {
+        self.buffer
+            .series_between(hour_of(start), hour_of(end), out);
+    }
+
     /// Adds the buffered samples of `ids` in `[start, end]` to `out`.
     pub fn fetch_buffer(
         &self,

@@ -322,3 +322,82 @@ async fn text_import_is_all_or_nothing_and_names_the_bad_line() {
     storage.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `/labels`, `/label/{name}/values` and `/series` answer for the hours a `start`/`end`
+/// range touches, sealed Parquet parts and the buffer alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_apis_honour_the_time_range() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = std::env::temp_dir().join(format!("hydrant-storage-range-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let storage = TestStorage::start(&d, dir.clone()).await;
+    let http = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp();
+    let old = (now - 5 * 3600) * 1000;
+    let body = format!(
+        "old_metric{{stale=\"yes\"}} 1 {old}\nfresh_metric{{fresh=\"yes\"}} 2 {}\n",
+        now * 1000
+    );
+    let r = http
+        .post(format!("{}/api/v1/import/prometheus", storage.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // The old hour is sealed into Parquet by the next maintenance pass.
+    eventually_within(
+        "the old hour is sealed",
+        Duration::from_secs(10),
+        || async { crate::metric(storage.http, "hydrant_storage_parquet_files", &[]).await >= 1.0 },
+    )
+    .await;
+
+    let recent = [("start", (now - 600).to_string()), ("end", now.to_string())];
+    let all_time = [
+        ("start", (now - 86_400).to_string()),
+        ("end", now.to_string()),
+    ];
+    let names = |v: Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let url = |path: &str| format!("{}{path}", storage.url);
+    let v = get(&url("/api/v1/label/__name__/values"), &recent).await;
+    assert_eq!(names(v), ["fresh_metric"]);
+    let v = get(&url("/api/v1/label/__name__/values"), &all_time).await;
+    assert_eq!(names(v), ["fresh_metric", "old_metric"]);
+    let v = get(&url("/api/v1/label/__name__/values"), &[]).await;
+    assert_eq!(
+        names(v),
+        ["fresh_metric", "old_metric"],
+        "no range: all time"
+    );
+    let v = get(&url("/api/v1/labels"), &recent).await;
+    assert!(names(v.clone()).contains(&"fresh".to_owned()), "{v}");
+    assert!(!names(v.clone()).contains(&"stale".to_owned()), "{v}");
+    let v = get(&url("/api/v1/labels"), &all_time).await;
+    assert!(names(v.clone()).contains(&"stale".to_owned()), "{v}");
+
+    let mut q = recent.to_vec();
+    q.push(("match[]", "old_metric".to_owned()));
+    let v = get(&url("/api/v1/series"), &q).await;
+    assert_eq!(v["data"], serde_json::json!([]), "{v}");
+    let mut q = all_time.to_vec();
+    q.push(("match[]", "old_metric".to_owned()));
+    let v = get(&url("/api/v1/series"), &q).await;
+    assert_eq!(v["data"][0]["stale"], "yes", "{v}");
+
+    let v = get(
+        &url("/api/v1/labels"),
+        &[("start", now.to_string()), ("end", (now - 60).to_string())],
+    )
+    .await;
+    assert_eq!(v["errorType"], "bad_data", "{v}");
+    storage.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -226,6 +226,14 @@ impl Buffer {
         }
     }
 
+    /// Adds the ids of series with samples in hours `lo..=hi` to `out`.
+    pub fn series_between(&self, lo: i64, hi: i64, out: &mut std::collections::BTreeSet<SeriesId>) {
+        let sealing = self.sealing.iter().filter(|p| p.hour >= lo && p.hour <= hi);
+        for p in self.parts.range(lo..=hi).map(|(_, p)| p).chain(sealing) {
+            out.extend(p.series.keys());
+        }
+    }
+
     /// Every open partition as a batch (for SQL).
     pub fn batches(&self) -> Vec<RecordBatch> {
         self.parts

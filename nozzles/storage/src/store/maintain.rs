@@ -3,7 +3,8 @@
 //! File writes happen outside the store's mutex; `files` (a read-write lock) keeps
 //! compaction and retention from deleting a part a query is reading.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, UInt64Array};
@@ -16,6 +17,8 @@ use crate::catalog::SeriesId;
 #[derive(Debug)]
 pub struct Shared {
     store: Mutex<Store>,
+    /// Distinct series ids per part, read once per part (parts never change).
+    part_series: Mutex<HashMap<PathBuf, Arc<Vec<SeriesId>>>>,
     /// Held for reading while parts are read; for writing while they are deleted.
     pub files: RwLock<()>,
 }
@@ -25,6 +28,7 @@ impl Shared {
     pub fn new(store: Store) -> Arc<Shared> {
         Arc::new(Shared {
             store: Mutex::new(store),
+            part_series: Mutex::default(),
             files: RwLock::new(()),
         })
     }
@@ -54,6 +58,54 @@ impl Shared {
             out.entry(id).or_default().extend(points);
         }
         normalize(&mut out);
+        Ok(out)
+    }
+
+    /// The series with samples in the hours `[start, end]` (ms) touches: Prometheus'
+    /// block-level answer for `/labels` and `/series` with a time range, at hour
+    /// granularity.
+    pub async fn series_between(&self, start: i64, end: i64) -> Result<BTreeSet<SeriesId>, Error> {
+        let _files = self.files.read().await;
+        let mut out = BTreeSet::new();
+        let parts = {
+            let store = self.lock();
+            store.buffer_series_between(start, end, &mut out);
+            store.parts_between(start, end)
+        };
+        for part in parts {
+            let cached = self
+                .part_series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&part.path)
+                .cloned();
+            let ids = match cached {
+                Some(ids) => ids,
+                None => {
+                    let p = part.clone();
+                    let read = tokio::task::spawn_blocking(move || parts::series_ids(&p)).await;
+                    let ids = read
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                        .map_err(|source| Error::Io {
+                            path: part.path.clone(),
+                            source,
+                        })?;
+                    let ids = Arc::new(ids);
+                    let live: Vec<PathBuf> = self
+                        .lock()
+                        .all_parts()
+                        .into_iter()
+                        .map(|p| p.path)
+                        .collect();
+                    let mut cache = self.part_series.lock().unwrap_or_else(|p| p.into_inner());
+                    // Forget compacted and expired parts.
+                    cache.retain(|path, _| live.contains(path));
+                    cache.insert(part.path.clone(), Arc::clone(&ids));
+                    ids
+                }
+            };
+            out.extend(ids.iter());
+        }
         Ok(out)
     }
 

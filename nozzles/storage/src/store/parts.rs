@@ -153,6 +153,37 @@ pub fn read_all(parts: &[Part]) -> std::io::Result<Vec<RecordBatch>> {
     Ok(out)
 }
 
+/// The distinct series ids in a part, ascending (only the `series_id` column is read).
+pub fn series_ids(part: &Part) -> std::io::Result<Vec<u64>> {
+    use arrow::array::{Array, UInt64Array};
+    let file = File::open(&part.path)?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(std::io::Error::other)?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [0]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(std::io::Error::other)?;
+    let mut out: Vec<u64> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(std::io::Error::other)?;
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| std::io::Error::other("series_id is not UInt64"))?;
+        for i in 0..ids.len() {
+            let id = ids.value(i);
+            if out.last() != Some(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 /// Removes an hour's directory when it holds no more parts.
 pub fn remove_empty(dir: &Path, hour: i64) {
     let folder = dir.join(hour_dir(hour));

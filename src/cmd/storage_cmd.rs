@@ -34,7 +34,8 @@ pub(crate) struct StorageArgs {
     /// Series per metric name beyond which new series are refused (and counted).
     #[arg(long, default_value_t = hydrant_storage::catalog::DEFAULT_MAX_SERIES_PER_METRIC)]
     max_series_per_metric: usize,
-    /// Rows kept in the log table.
+    /// Log rows held in memory between two writes to Parquet (the oldest are dropped
+    /// beyond it, counted).
     #[arg(long, default_value_t = hydrant_storage::logs::DEFAULT_MAX_ROWS)]
     max_log_rows: usize,
     /// Also send every stored sample to this Prometheus remote-write URL

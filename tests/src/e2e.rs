@@ -15,6 +15,7 @@ mod replay;
 mod restart;
 mod sinks;
 mod storage;
+mod storage_logs;
 mod storage_safety;
 mod tidy;
 mod tls;

@@ -345,12 +345,22 @@ impl Observe for Storage {
         t.sample(names::SEALED, &[], stats.sealed as f64);
         t.sample(names::COMPACTIONS, &[], stats.compactions as f64);
         t.sample(names::EXPIRED, &[], stats.expired_hours as f64);
-        let (log_rows, evicted) = {
+        let (log_rows, evicted, written, log_parts) = {
             let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-            (logs.len(), logs.evicted)
+            let parts = logs.parts();
+            let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
+            (
+                logs.rows_in_memory(),
+                logs.buffer().evicted,
+                logs.written,
+                (parts.len(), bytes),
+            )
         };
         t.sample(names::LOG_ROWS, &[], log_rows as f64);
         t.sample(names::LOG_EVICTED, &[], evicted as f64);
+        t.sample(names::LOG_WRITTEN, &[], written as f64);
+        t.sample(names::LOG_PARTS, &[], log_parts.0 as f64);
+        t.sample(names::LOG_BYTES, &[], log_parts.1 as f64);
         for (i, api) in ["query", "query_range", "sql"].iter().enumerate() {
             for (j, result) in ["ok", "bad_data", "execution"].iter().enumerate() {
                 t.sample(

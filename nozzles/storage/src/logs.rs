@@ -1,6 +1,7 @@
-//! The log table: the most recent log and event rows, bounded by count (the oldest go
-//! first, counted), for SQL. Log Cache serves per-app reads; this is for analysis across
-//! sources.
+//! The log table: log and event rows for SQL, across sources (Log Cache serves per-app
+//! reads). Rows wait in a bounded buffer (the oldest go first beyond it, counted) and are
+//! written to hourly Parquet parts at each maintenance pass (`store.rs` in this module's
+//! `store`), compacted and expired like the samples' parts.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::model::LogRow;
 
-/// Default rows kept.
+pub mod store;
+
+/// Default rows held in memory between two writes.
 pub const DEFAULT_MAX_ROWS: usize = 1_000_000;
 
 /// The schema of the `logs` table (`payload` is the line, invalid UTF-8 replaced).
@@ -67,22 +70,43 @@ impl LogTable {
 
     /// Every row as one batch.
     pub fn to_batch(&self) -> RecordBatch {
-        let col = |f: fn(&LogRow) -> String| -> Arc<StringArray> {
-            Arc::new(StringArray::from_iter_values(self.rows.iter().map(f)))
-        };
-        RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(self.rows.iter().map(|r| r.ts))),
-                col(|r| r.source_id.clone()),
-                col(|r| r.instance_id.clone()),
-                col(|r| r.source_type.clone()),
-                col(|r| r.stream.to_owned()),
-                col(|r| String::from_utf8_lossy(&r.payload).into_owned()),
-            ],
-        )
-        .expect("columns match the schema")
+        to_batch(self.rows.iter())
     }
+
+    /// Takes every row out.
+    pub fn take(&mut self) -> Vec<LogRow> {
+        self.rows.drain(..).collect()
+    }
+
+    /// Puts rows back in front (a write that failed), within the bound.
+    pub fn restore(&mut self, rows: Vec<LogRow>) {
+        for row in rows.into_iter().rev() {
+            if self.rows.len() >= self.max_rows {
+                self.evicted += 1;
+                continue;
+            }
+            self.rows.push_front(row);
+        }
+    }
+}
+
+/// Rows as one `logs` batch.
+pub fn to_batch<'a>(rows: impl Iterator<Item = &'a LogRow> + Clone) -> RecordBatch {
+    let col = |f: fn(&LogRow) -> String| -> Arc<StringArray> {
+        Arc::new(StringArray::from_iter_values(rows.clone().map(f)))
+    };
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.clone().map(|r| r.ts))),
+            col(|r| r.source_id.clone()),
+            col(|r| r.instance_id.clone()),
+            col(|r| r.source_type.clone()),
+            col(|r| r.stream.to_owned()),
+            col(|r| String::from_utf8_lossy(&r.payload).into_owned()),
+        ],
+    )
+    .expect("columns match the schema")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::logs::LogTable;
+use crate::logs::store::{self as log_store, LogStore};
 use crate::model;
 use crate::sink::{Forwarder, Sink};
 use crate::store::maintain::Shared;
@@ -87,7 +87,9 @@ pub struct Storage {
     /// The store.
     pub shared: Arc<Shared>,
     /// The log table.
-    pub logs: Mutex<LogTable>,
+    pub logs: Mutex<LogStore>,
+    /// How long log parts are kept (the samples' retention).
+    retention: Duration,
     /// Counters.
     pub stats: Stats,
     /// Forwarding sinks.
@@ -101,7 +103,8 @@ impl Storage {
         let store = Store::open(config.store.clone())?;
         Ok(Arc::new(Storage {
             shared: Shared::new(store),
-            logs: Mutex::new(LogTable::new(config.max_log_rows)),
+            logs: Mutex::new(LogStore::open(&config.store.dir, config.max_log_rows)),
+            retention: config.store.retention,
             stats: Stats::default(),
             forwarders: config
                 .sinks
@@ -149,6 +152,15 @@ impl Storage {
             last.push(forward);
         }
         Ok(n)
+    }
+
+    /// Writes buffered log rows to parts, merges finished hours, drops expired ones.
+    pub async fn maintain_logs(&self, now: i64) {
+        let pass = log_store::maintain(&self.logs, &self.shared.files, now, self.retention).await;
+        if let Err(e) = pass {
+            self.stats.maintenance_errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, "storage: log maintenance failed");
+        }
     }
 
     /// Counts a query outcome: `api` 0 = query, 1 = query_range, 2 = sql; `result` 0 = ok,
@@ -250,6 +262,7 @@ async fn maintain(
                 tracing::warn!(error = %e, "storage maintenance failed");
             }
         }
+        storage.maintain_logs(now).await;
     }
 }
 
@@ -291,5 +304,6 @@ pub async fn run(
     if let Err(e) = storage.shared.seal_due(i64::MAX).await {
         tracing::error!(error = %e, "storage: sealing at shutdown failed");
     }
+    storage.maintain_logs(now_ms()).await;
     result
 }

@@ -1,7 +1,8 @@
 //! `POST /api/v1/sql`: read-only SQL through DataFusion over three tables:
 //! `samples(series_id, ts, value)` (every Parquet part plus the buffer),
 //! `series(series_id, name, labels)` (labels as a JSON object) and
-//! `logs(ts, source_id, instance_id, source_type, stream, payload)`.
+//! `logs(ts, source_id, instance_id, source_type, stream, payload)` (every log part plus
+//! the rows in memory).
 
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionContext};
 
-use crate::logs::LogTable;
+use crate::logs::store::LogStore;
 use crate::store::buffer;
 use crate::store::maintain::Shared;
 
@@ -56,45 +57,59 @@ fn series_batch(shared: &Shared) -> RecordBatch {
 /// Runs one read-only statement.
 pub async fn run(
     shared: &Shared,
-    logs: &Mutex<LogTable>,
+    logs: &Mutex<LogStore>,
     query: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
     let _files = shared.files.read().await;
     let ctx = SessionContext::new();
-    let (parts, mut samples) = {
+    let (parts, samples) = {
         let store = shared.lock();
         (store.all_parts(), store.buffer_batches())
     };
-    if !parts.is_empty() {
-        let paths: Vec<String> = parts
-            .iter()
-            .map(|p| p.path.to_string_lossy().into_owned())
-            .collect();
-        let df = ctx
-            .read_parquet(paths, ParquetReadOptions::default())
-            .await?;
-        ctx.register_table("samples_parquet", df.into_view())?;
-    }
-    if samples.is_empty() {
-        samples.push(RecordBatch::new_empty(buffer::schema()));
-    }
-    let table = MemTable::try_new(buffer::schema(), vec![samples])?;
-    ctx.register_table("samples_buffer", Arc::new(table))?;
-    let union = if parts.is_empty() {
-        "SELECT * FROM samples_buffer"
-    } else {
-        "SELECT * FROM samples_parquet UNION ALL SELECT * FROM samples_buffer"
-    };
-    ctx.register_table("samples", ctx.sql(union).await?.into_view())?;
+    register(&ctx, "samples", buffer::schema(), &parts, samples).await?;
     ctx.register_batch("series", series_batch(shared))?;
-    let log_batch = logs.lock().unwrap_or_else(|p| p.into_inner()).to_batch();
-    ctx.register_batch("logs", log_batch)?;
+    let (log_parts, log_rows) = {
+        let l = logs.lock().unwrap_or_else(|p| p.into_inner());
+        (l.parts(), l.batches())
+    };
+    register(&ctx, "logs", crate::logs::schema(), &log_parts, log_rows).await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
     let df = ctx.sql_with_options(query, options).await?;
     Ok(df.collect().await?)
+}
+
+/// Registers `name` as its Parquet parts plus the batches still in memory.
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    schema: arrow::datatypes::SchemaRef,
+    parts: &[crate::store::parts::Part],
+    mut memory: Vec<RecordBatch>,
+) -> Result<(), Error> {
+    if memory.is_empty() {
+        memory.push(RecordBatch::new_empty(Arc::clone(&schema)));
+    }
+    let table = MemTable::try_new(Arc::clone(&schema), vec![memory])?;
+    let in_memory = format!("{name}_memory");
+    ctx.register_table(in_memory.as_str(), Arc::new(table))?;
+    let union = if parts.is_empty() {
+        format!("SELECT * FROM {in_memory}")
+    } else {
+        let paths: Vec<String> = parts
+            .iter()
+            .map(|p| p.path.to_string_lossy().into_owned())
+            .collect();
+        let df = ctx
+            .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
+            .await?;
+        ctx.register_table(format!("{name}_parquet").as_str(), df.into_view())?;
+        format!("SELECT * FROM {name}_parquet UNION ALL SELECT * FROM {in_memory}")
+    };
+    ctx.register_table(name, ctx.sql(&union).await?.into_view())?;
+    Ok(())
 }
 
 /// Rows as a JSON array of objects.

@@ -22,9 +22,15 @@ hydrant_proto::metrics! {
     EXPIRED = "hydrant_storage_expired_hours_total", Counter,
         "Hours dropped by retention.";
     LOG_ROWS = "hydrant_storage_log_rows", Gauge,
-        "Rows in the log table.";
+        "Log rows in memory, not yet in a Parquet part.";
     LOG_EVICTED = "hydrant_storage_log_rows_evicted_total", Counter,
-        "Log rows evicted to stay within the bound.";
+        "Log rows dropped to keep the in-memory bound between two writes.";
+    LOG_WRITTEN = "hydrant_storage_log_rows_written_total", Counter,
+        "Log rows written to Parquet parts.";
+    LOG_PARTS = "hydrant_storage_log_files", Gauge,
+        "Parquet parts of the log table on disk.";
+    LOG_BYTES = "hydrant_storage_log_bytes", Gauge,
+        "Bytes of the log table's Parquet parts on disk.";
     QUERIES = "hydrant_storage_queries_total", Counter,
         "Queries, by API (query, query_range, sql) and result (ok, bad_data, execution).";
     ERRORS = "hydrant_storage_errors_total", Counter,

@@ -33,10 +33,18 @@ pub struct Part {
     pub bytes: u64,
 }
 
-/// The directory of an hour, relative to the data dir.
+/// The directory of the samples of an hour, relative to the data dir.
 pub fn hour_dir(hour: i64) -> PathBuf {
+    table_hour_dir(METRICS, hour)
+}
+
+/// The directory holding the samples' parts.
+pub const METRICS: &str = "metrics";
+
+/// The directory of an hour of `table` (`metrics`, `logs`), relative to the data dir.
+pub fn table_hour_dir(table: &str, hour: i64) -> PathBuf {
     let t = chrono::DateTime::from_timestamp_millis(hour * HOUR_MS).unwrap_or_default();
-    PathBuf::from("metrics")
+    PathBuf::from(table)
         .join(t.format("date=%Y-%m-%d").to_string())
         .join(t.format("hour=%H").to_string())
 }
@@ -68,12 +76,24 @@ fn properties() -> WriterProperties {
 
 /// Writes `batch` (already sorted) as part `seq` of `hour` under `dir`.
 pub fn write(dir: &Path, hour: i64, seq: u64, batch: &RecordBatch) -> std::io::Result<Part> {
-    let folder = dir.join(hour_dir(hour));
+    write_table(dir, METRICS, hour, seq, batch, properties())
+}
+
+/// Writes `batch` as part `seq` of `hour` of `table`: to a temporary name, synced, renamed.
+pub fn write_table(
+    dir: &Path,
+    table: &str,
+    hour: i64,
+    seq: u64,
+    batch: &RecordBatch,
+    properties: WriterProperties,
+) -> std::io::Result<Part> {
+    let folder = dir.join(table_hour_dir(table, hour));
     std::fs::create_dir_all(&folder)?;
     let path = folder.join(format!("part-{hour}-{seq:06}.parquet"));
     let tmp = folder.join(format!(".part-{hour}-{seq:06}.tmp"));
     let file = File::create(&tmp)?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties()))
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
         .map_err(std::io::Error::other)?;
     writer.write(batch).map_err(std::io::Error::other)?;
     let file = writer.into_inner().map_err(std::io::Error::other)?;
@@ -93,8 +113,13 @@ pub fn write(dir: &Path, hour: i64, seq: u64, batch: &RecordBatch) -> std::io::R
 /// Every part under `dir`, oldest hour first; temporary files of an interrupted write are
 /// deleted.
 pub fn discover(dir: &Path) -> Vec<Part> {
+    discover_table(dir, METRICS)
+}
+
+/// Every part of `table` under `dir`, as [`discover`].
+pub fn discover_table(dir: &Path, table: &str) -> Vec<Part> {
     let mut out = Vec::new();
-    let metrics = dir.join("metrics");
+    let metrics = dir.join(table);
     let Ok(dates) = std::fs::read_dir(&metrics) else {
         return out;
     };
@@ -186,7 +211,12 @@ pub fn series_ids(part: &Part) -> std::io::Result<Vec<u64>> {
 
 /// Removes an hour's directory when it holds no more parts.
 pub fn remove_empty(dir: &Path, hour: i64) {
-    let folder = dir.join(hour_dir(hour));
+    remove_empty_table(dir, METRICS, hour);
+}
+
+/// Removes an hour's directory of `table` when it holds no more parts.
+pub fn remove_empty_table(dir: &Path, table: &str, hour: i64) {
+    let folder = dir.join(table_hour_dir(table, hour));
     if std::fs::remove_dir(&folder).is_ok()
         && let Some(date) = folder.parent()
     {

@@ -363,13 +363,17 @@ fn print_endpoints(planned: &[Planned], logs: &Path, policies: &Path) {
     if !exports.is_empty() {
         println!("  {}    # non-default addresses", exports.join("; "));
     }
-    let storage = endpoint(planned, "storage").unwrap_or(super::autoscaler_cmd::DEFAULT_STORAGE);
     println!(
         "  hydrant push hello -- 'while true; do echo hello; sleep 1; done'\n  \
-         hydrant logs hello\n  \
-         curl -s '{storage}/api/v1/query?query=cpu'\n  \
-         Grafana: add {storage} as a Prometheus data source, import dashboards/*.json\n"
+         hydrant logs hello"
     );
+    if let Some(storage) = endpoint(planned, "storage") {
+        println!(
+            "  curl -s '{storage}/api/v1/query?query=cpu'\n  \
+             Grafana: add {storage} as a Prometheus data source, import dashboards/*.json"
+        );
+    }
+    println!();
 }
 
 /// Pushes the demo app and says how to load it.

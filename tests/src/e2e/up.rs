@@ -268,6 +268,23 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
         }
     }
 
+    // The Apps dashboard's variable lists the demo app (Grafana asks with start and end).
+    let end = chrono::Utc::now().timestamp();
+    let values = get_json(
+        &client,
+        &format!(
+            "http://{}/api/v1/label/app_name/values?match[]=cpu&start={}&end={end}",
+            ports.storage,
+            end - 600
+        ),
+    )
+    .await
+    .expect("label values");
+    assert!(
+        values["data"].as_array().unwrap().iter().any(|v| v == APP),
+        "{values}"
+    );
+
     // The storage sink delivered the same metrics to VictoriaMetrics.
     let vm_query = format!(
         "{}/api/v1/query?query=hydrant_doppler_ingress_envelopes_total",

@@ -318,6 +318,33 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("broken exited while starting"), "{text}");
         assert!(text.contains("address in use"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_component_that_dies_later_is_reported_with_its_log() {
+        let dir = scratch();
+        let mut s = Supervisor::new("/bin/sh".into(), &dir).unwrap();
+        // Healthy at once: its health URL is the supervisor's own probe of a live server.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+            let _ = axum::serve(listener, app).await;
+        });
+        let mut spec = spec(
+            "flaky",
+            "sleep 0.3; echo 'panicked at storage' >&2; exit 101",
+        );
+        spec.health = format!("http://{addr}/healthz");
+        s.start(&spec, Duration::from_secs(5)).await.unwrap();
+        let (name, status, tail) = tokio::time::timeout(Duration::from_secs(5), s.exited())
+            .await
+            .unwrap();
+        assert_eq!((name, status.code()), ("flaky", Some(101)));
+        assert!(tail.contains("panicked at storage"), "{tail}");
+        assert!(s.names().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

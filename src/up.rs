@@ -386,5 +386,6 @@ mod tests {
             "{events:?}"
         );
         assert!(s.names().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

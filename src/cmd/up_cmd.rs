@@ -405,7 +405,7 @@ async fn push_demo(planned: &[Planned], exe: &Path) -> anyhow::Result<()> {
     for (command, what) in [
         (format!("hydrant logs {DEMO}"), "its logs, live"),
         (
-            format!("curl 127.0.0.1:{port}/burn?seconds=300"),
+            format!("curl '127.0.0.1:{port}/burn?seconds=300'"),
             "burn a core: it scales out in 1-2 min",
         ),
         ("hydrant apps".to_owned(), "instances and CPU"),

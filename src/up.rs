@@ -110,6 +110,41 @@ struct Running {
     _stdin: Option<ChildStdin>,
 }
 
+/// Marks a data directory as used by one `hydrant up`: `<dir>/up.pid`, removed on drop.
+#[derive(Debug)]
+pub struct DirLock {
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// Takes the directory, unless a live process holds it already (a stale file left by
+    /// a killed supervisor is taken over).
+    pub fn take(dir: &Path) -> Result<DirLock, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("up.pid");
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(pid) = text.trim().parse::<i32>()
+            && pid != std::process::id() as i32
+            // Only "no such process" means the holder is gone (EPERM: alive, not ours).
+            && kill(Pid::from_raw(pid), None) != Err(nix::errno::Errno::ESRCH)
+        {
+            return Err(format!(
+                "another `hydrant up` (pid {pid}) uses {}; stop it, or pass another --data-dir",
+                dir.display()
+            ));
+        }
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(DirLock { path })
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Runs and watches child components.
 #[derive(Debug)]
 pub struct Supervisor {
@@ -151,7 +186,18 @@ impl Supervisor {
             path: log.display().to_string(),
             source,
         };
-        let out = std::fs::File::create(&log).map_err(log_err)?;
+        // Appended to, so an earlier run's log stays readable; a header marks each start.
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(log_err)?;
+        let header = format!(
+            "--- hydrant up: starting {} at {} ---\n",
+            spec.name,
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        std::io::Write::write_all(&mut out, header.as_bytes()).map_err(log_err)?;
         let err = out.try_clone().map_err(log_err)?;
         let mut child = Command::new(&self.exe)
             .args(&spec.args)
@@ -277,10 +323,11 @@ impl Supervisor {
     }
 }
 
-/// The last lines of a log file.
+/// The last lines of a log file, from the latest start on.
 pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
+    let latest = text.rfind("--- hydrant up: starting ").map_or(0, |i| i);
+    let lines: Vec<&str> = text[latest..].lines().skip(1).collect();
     let from = lines.len().saturating_sub(LOG_TAIL_LINES);
     lines[from..].join("\n")
 }
@@ -318,6 +365,23 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("broken exited while starting"), "{text}");
         assert!(text.contains("address in use"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn one_supervisor_per_data_dir() {
+        let dir = scratch();
+        let lock = DirLock::take(&dir).unwrap();
+        // The same process may take it again (a restart in a test); another live one may not.
+        std::fs::write(dir.join("up.pid"), "1\n").unwrap();
+        let e = DirLock::take(&dir).unwrap_err();
+        assert!(e.contains("pid 1"), "{e}");
+        // A pid that is not running is stale.
+        std::fs::write(dir.join("up.pid"), format!("{}\n", i32::MAX)).unwrap();
+        let again = DirLock::take(&dir).unwrap();
+        drop(lock);
+        drop(again);
+        assert!(!dir.join("up.pid").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -233,6 +233,7 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         .iter()
         .map(|n| plan(n, &a.data_dir, file.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let _lock = hydrant::up::DirLock::take(&a.data_dir).map_err(anyhow::Error::msg)?;
     let policies = policy_dir(&planned, &a.data_dir);
     write_example_policy(&policies, a.demo)?;
     if let Some(f) = &file {

@@ -65,7 +65,8 @@ fn point(line: usize, text: &str, now_ms: i64) -> Result<Point, ImportError> {
 pub fn check(text: &str) -> Result<usize, ImportError> {
     let mut n = 0;
     for (line, l) in lines(text) {
-        point(line, l, 0)?;
+        // Only parsing can fail; building the point comes in the storing pass.
+        exposition::parse(l).map_err(|message| ImportError { line, message })?;
         n += 1;
     }
     Ok(n)

@@ -66,18 +66,21 @@ pub(crate) struct SelfMetricsArgs {
 pub(crate) const DEFAULT_AGENT: &str = "127.0.0.1:3458";
 
 impl SelfMetricsArgs {
-    /// The setting for component `name`, told apart from its peers by its HTTP address.
+    /// The setting for component `name`, told apart from its peers by its HTTP address;
+    /// without `--self-metrics-agent` it sends to `agent` (the component's own agent, or
+    /// [`DEFAULT_AGENT`]).
     pub(crate) fn config(
         &self,
         name: &str,
         http: SocketAddr,
         tls: Option<Tls>,
+        agent: &str,
     ) -> Option<selfmetrics::SelfMetrics> {
         (!self.no_self_metrics).then(|| selfmetrics::SelfMetrics {
             agent: self
                 .self_metrics_agent
                 .clone()
-                .unwrap_or_else(|| DEFAULT_AGENT.to_owned()),
+                .unwrap_or_else(|| agent.to_owned()),
             tls,
             source_id: name.to_owned(),
             instance_id: http.to_string(),

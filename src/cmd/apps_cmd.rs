@@ -87,17 +87,12 @@ pub(crate) struct DeleteArgs {
 
 /// `hydrant cell`.
 pub(crate) async fn cell(a: CellArgs) -> anyhow::Result<()> {
-    let mut self_metrics = a
-        .self_metrics
-        .config("cell", a.api, a.tls.load(&a.tls_server_name)?);
-    if let Some(c) = &mut self_metrics
-        && a.self_metrics.self_metrics_agent.is_none()
-    {
-        c.agent.clone_from(&a.agent);
-    }
+    // The cell's own metrics go to the agent it sends its apps' envelopes to.
+    let tls = a.tls.load(&a.tls_server_name)?;
+    let self_metrics = a.self_metrics.config("cell", a.api, tls.clone(), &a.agent);
     let mut config = cell::Config::new(a.agent, a.data_dir);
     config.self_metrics = self_metrics;
-    config.agent_tls = a.tls.load(&a.tls_server_name)?;
+    config.agent_tls = tls;
     config.metrics_interval = a.metrics_interval;
     config.log_rate_limit = a.log_rate_limit;
     config.stop_grace = a.stop_grace;

@@ -262,9 +262,12 @@ async fn serve(a: RunArgs) -> anyhow::Result<()> {
             external_url: format!("http://{}", a.http),
         },
         emit_to,
-        self_metrics: a
-            .self_metrics
-            .config("autoscaler", a.http, a.tls.load("metron")?),
+        self_metrics: a.self_metrics.config(
+            "autoscaler",
+            a.http,
+            a.tls.load("metron")?,
+            super::DEFAULT_AGENT,
+        ),
         tick: a.tick,
         refresh: a.refresh,
         reload_poll: service::DEFAULT_RELOAD_POLL,

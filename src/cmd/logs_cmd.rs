@@ -82,9 +82,12 @@ pub(crate) async fn logcache(a: LogcacheArgs) -> anyhow::Result<()> {
     let mut config = hydrant_logcache::Config::new(a.dopplers.clone());
     config.tls = a.tls.load(&a.tls_server_name)?;
     config.limits.max_per_source = a.max_per_source;
-    config.self_metrics = a
-        .self_metrics
-        .config("logcache", a.http, a.tls.load("metron")?);
+    config.self_metrics = a.self_metrics.config(
+        "logcache",
+        a.http,
+        a.tls.load("metron")?,
+        super::DEFAULT_AGENT,
+    );
     config.limits.memory_bytes = a.memory_limit;
     config.auth = a
         .auth_file

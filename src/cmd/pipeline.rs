@@ -166,9 +166,12 @@ pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
             bytes: a.subscription_buffer_bytes,
         },
         grace: Duration::from_secs(a.grace_secs),
-        self_metrics: a
-            .self_metrics
-            .config("doppler", a.http, a.tls.load("metron")?),
+        self_metrics: a.self_metrics.config(
+            "doppler",
+            a.http,
+            a.tls.load("metron")?,
+            super::DEFAULT_AGENT,
+        ),
     };
     let grpc = bind("--grpc", a.grpc).await?;
     let http = bind("--http", a.http).await?;
@@ -180,7 +183,10 @@ pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
 /// `hydrant agent`.
 pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let tls = a.tls.load(&a.tls_server_name)?;
-    let self_metrics = self_metrics(&a, a.tls.load("metron")?);
+    // An agent sends its own metrics to its own ingress unless told otherwise.
+    let self_metrics =
+        a.self_metrics
+            .config("agent", a.http, a.tls.load("metron")?, &a.grpc.to_string());
     let config = agent::Config {
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),
@@ -199,20 +205,6 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     tracing::info!(grpc = %a.grpc, http = %a.http, dopplers = ?a.dopplers, "agent listening");
     agent::run(config, grpc, http, shutdown::on_signal()).await?;
     Ok(())
-}
-
-/// An agent sends its own metrics to its own ingress unless told otherwise.
-fn self_metrics(
-    a: &AgentArgs,
-    tls: Option<hydrant_proto::transport::Tls>,
-) -> Option<hydrant_proto::observe::selfmetrics::SelfMetrics> {
-    let mut config = a.self_metrics.config("agent", a.http, tls);
-    if let Some(c) = &mut config
-        && a.self_metrics.self_metrics_agent.is_none()
-    {
-        c.agent = a.grpc.to_string();
-    }
-    config
 }
 
 /// `hydrant emit`.

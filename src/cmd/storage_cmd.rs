@@ -115,9 +115,12 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         max_log_rows: a.max_log_rows,
         maintenance: hydrant_storage::service::DEFAULT_MAINTENANCE,
         sinks: sinks(&a)?,
-        self_metrics: a
-            .self_metrics
-            .config("storage", a.http, a.tls.load("metron")?),
+        self_metrics: a.self_metrics.config(
+            "storage",
+            a.http,
+            a.tls.load("metron")?,
+            super::DEFAULT_AGENT,
+        ),
     };
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, data_dir = %a.data_dir.display(), wal = !a.no_wal, "storage listening");

@@ -1,7 +1,7 @@
 //! A Firehose subscriber (`Egress.BatchedReceiver`) that reconnects with backoff.
 //!
 //! Nozzles call [`Subscriber::next`] in a loop. A broken or refused connection is retried
-//! with exponential backoff (counted in [`Subscriber::reconnects`]); an answer that retrying
+//! with exponential backoff (counted, see [`Subscriber::take_reconnects`]); an answer that retrying
 //! cannot fix (`InvalidArgument`, `Unauthenticated`, `PermissionDenied`, `Unimplemented`)
 //! is returned as an error instead, so a misconfigured nozzle fails loudly.
 
@@ -95,8 +95,9 @@ pub struct Subscriber {
     backoff: Duration,
     connected_once: bool,
     cancel: CancellationToken,
-    /// Streams re-established after the first.
-    pub reconnects: u64,
+    /// Streams re-established after the first and not yet taken by
+    /// [`take_reconnects`](Self::take_reconnects).
+    reconnects: u64,
 }
 
 fn permanent(status: &Status) -> bool {
@@ -146,6 +147,11 @@ impl Subscriber {
             Err(status) if permanent(&status) => Err(status),
             Err(_) => Ok(()),
         }
+    }
+
+    /// Streams re-established since the last call (for adding to a counter).
+    pub fn take_reconnects(&mut self) -> u64 {
+        std::mem::take(&mut self.reconnects)
     }
 
     /// The next batch; `Ok(None)` once cancelled; `Err` for a permanent refusal.

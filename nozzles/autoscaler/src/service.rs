@@ -287,7 +287,6 @@ async fn ingest(
     mut sub: Subscriber,
     doppler: String,
 ) -> Result<(), Error> {
-    let mut seen_reconnects = 0;
     loop {
         let batch = match sub.next().await {
             Ok(Some(b)) => b,
@@ -306,13 +305,10 @@ async fn ingest(
                 fleet.observe(e, now);
             }
         }
-        if sub.reconnects > seen_reconnects {
-            scaler
-                .stats
-                .reconnects
-                .fetch_add(sub.reconnects - seen_reconnects, Relaxed);
-            seen_reconnects = sub.reconnects;
-        }
+        scaler
+            .stats
+            .reconnects
+            .fetch_add(sub.take_reconnects(), Relaxed);
     }
 }
 

@@ -205,18 +205,14 @@ async fn ingest(
 ) -> Result<(), Error> {
     let req = request(SHARD_ID, select::all(""));
     let mut sub = Subscriber::new(&doppler, tls.as_ref(), req, cancel)?;
-    let mut seen_reconnects = 0;
     loop {
         match sub.next().await {
             Ok(Some(batch)) => {
                 cache.store().insert_all(&batch.batch);
-                if sub.reconnects > seen_reconnects {
-                    cache
-                        .stats
-                        .reconnects
-                        .fetch_add(sub.reconnects - seen_reconnects, Relaxed);
-                    seen_reconnects = sub.reconnects;
-                }
+                cache
+                    .stats
+                    .reconnects
+                    .fetch_add(sub.take_reconnects(), Relaxed);
             }
             Ok(None) => return Ok(()),
             Err(status) => return Err(Error::Refused { doppler, status }),

@@ -215,7 +215,6 @@ async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch>) {
 async fn ingest(storage: Arc<Storage>, mut sub: Subscriber, doppler: String) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel(INGEST_QUEUE_BATCHES);
     let writer = tokio::spawn(write(Arc::clone(&storage), rx));
-    let mut seen = 0;
     let result = loop {
         let batch = match sub.next().await {
             Ok(Some(b)) => b,
@@ -225,13 +224,10 @@ async fn ingest(storage: Arc<Storage>, mut sub: Subscriber, doppler: String) -> 
         if tx.send(batch).await.is_err() {
             break Ok(());
         }
-        if sub.reconnects > seen {
-            storage
-                .stats
-                .reconnects
-                .fetch_add(sub.reconnects - seen, Relaxed);
-            seen = sub.reconnects;
-        }
+        storage
+            .stats
+            .reconnects
+            .fetch_add(sub.take_reconnects(), Relaxed);
     };
     // Store what was received before stopping.
     drop(tx);

@@ -106,6 +106,12 @@ async fn send(req: reqwest::RequestBuilder, url: &str) -> Result<(u16, Value), E
     let resp = req.send().await.map_err(unreachable)?;
     let status = resp.status().as_u16();
     let text = resp.text().await.map_err(unreachable)?;
+    answer(url, status, &text)
+}
+
+/// A response as JSON (`null` when it is not), or an error carrying the start of the body
+/// for a non-2xx status.
+fn answer(url: &str, status: u16, text: &str) -> Result<(u16, Value), Error> {
     if !(200..300).contains(&status) {
         return Err(Error::Status {
             url: url.to_owned(),
@@ -113,7 +119,7 @@ async fn send(req: reqwest::RequestBuilder, url: &str) -> Result<(u16, Value), E
             body: text.chars().take(500).collect(),
         });
     }
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    Ok((status, serde_json::from_str(text).unwrap_or(Value::Null)))
 }
 
 fn summary(status: u16, body: &Value, field: &str) -> String {
@@ -323,14 +329,7 @@ impl Kubernetes {
             headers.push(("content-type", c.to_owned()));
         }
         let (status, text) = self.http.send(method, url, &headers, body).await?;
-        if !(200..300).contains(&status) {
-            return Err(Error::Status {
-                url: url.to_owned(),
-                status,
-                body: text.chars().take(500).collect(),
-            });
-        }
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        answer(url, status, &text)
     }
 }
 

@@ -436,6 +436,21 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
     parse::parse(text, file)
 }
 
+/// Parses a policy that must have no errors (warnings are fine): for tests.
+#[cfg(test)]
+pub(crate) fn parse_valid(text: &str, file: &str) -> Policy {
+    let loaded = parse(text, Path::new(file));
+    assert!(
+        loaded
+            .problems
+            .iter()
+            .all(|p| p.severity == Severity::Warning),
+        "{:?}",
+        loaded.problems
+    );
+    loaded.policy.expect("a policy without errors")
+}
+
 /// Loads a policy file.
 pub fn load(file: &Path) -> Loaded {
     match std::fs::read_to_string(file) {

@@ -187,23 +187,13 @@ pub fn step(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
     use crate::engine::{AppState, Outcome, Sample, evaluate};
     use crate::policy::MetricType;
 
     fn policy(yaml: &str) -> Policy {
-        let loaded = crate::policy::parse(yaml, Path::new("app.yml"));
-        assert!(
-            loaded
-                .problems
-                .iter()
-                .all(|p| p.severity == crate::policy::Severity::Warning),
-            "{:?}",
-            loaded.problems
-        );
-        loaded.policy.unwrap()
+        crate::policy::parse_valid(yaml, "app.yml")
     }
 
     /// 2026-11-23 (a Monday) at `h:m` in Berlin (UTC+1 in November), as UNIX seconds.

@@ -1,23 +1,11 @@
 //! The fleet driven by envelopes and a simulated clock (one tick per second).
 
-use std::path::Path;
-
 use hydrant_proto::envelope;
 
 use super::*;
-use crate::policy;
 
 fn policy(yaml: &str) -> Policy {
-    let loaded = policy::parse(yaml, Path::new("web.yml"));
-    assert!(
-        loaded
-            .problems
-            .iter()
-            .all(|p| p.severity == policy::Severity::Warning),
-        "{:?}",
-        loaded.problems
-    );
-    loaded.policy.unwrap()
+    crate::policy::parse_valid(yaml, "web.yml")
 }
 
 const BURN: &str = "app: web

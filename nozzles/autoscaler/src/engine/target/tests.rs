@@ -2,23 +2,12 @@
 //! 16 (missing and not-ready instances), 17 (a failing metric among several) and 18 (KEDA
 //! activation, scale to zero, fallback), each asserting the decision and its explanation.
 
-use std::path::Path;
-
 use super::*;
 use crate::engine::{Outcome, Sample, evaluate};
-use crate::policy::{self, MetricType, Policy};
+use crate::policy::{MetricType, Policy};
 
 fn policy(yaml: &str) -> Policy {
-    let loaded = policy::parse(yaml, Path::new("app.yml"));
-    assert!(
-        loaded
-            .problems
-            .iter()
-            .all(|p| p.severity == policy::Severity::Warning),
-        "{:?}",
-        loaded.problems
-    );
-    loaded.policy.unwrap()
+    crate::policy::parse_valid(yaml, "app.yml")
 }
 
 fn record(s: &mut AppState, metric: &MetricType, t: Time, value: Option<f64>) {

@@ -131,14 +131,36 @@ mod tests {
     }
 }
 
+/// Writes `s` as a JSON string.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Writes string pairs as a JSON object, in the order given.
+pub fn write_str_map<K, V>(out: &mut Vec<u8>, pairs: impl IntoIterator<Item = (K, V)>)
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    out.push(b'{');
+    for (i, (k, v)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k.as_ref());
+        out.push(b':');
+        write_str(out, v.as_ref());
+    }
+    out.push(b'}');
+}
+
 /// Writes one envelope as protojson straight into `out`: the same document as
 /// [`envelope`], without building a `Value` tree (reads of a thousand envelopes are this
 /// loop).
 pub fn write_envelope(env: &Envelope, out: &mut Vec<u8>) {
     use std::io::Write as _;
-    let string = |out: &mut Vec<u8>, s: &str| {
-        let _ = serde_json::to_writer(&mut *out, s);
-    };
+    let string = write_str;
     let _ = write!(out, "{{\"timestamp\":\"{}\",\"source_id\":", env.timestamp);
     string(out, &env.source_id);
     out.extend_from_slice(b",\"instance_id\":");
@@ -152,16 +174,8 @@ pub fn write_envelope(env: &Envelope, out: &mut Vec<u8>) {
         out.push(b':');
         let _ = serde_json::to_writer(&mut *out, &value(v));
     }
-    out.extend_from_slice(b"},\"tags\":{");
-    for (i, (k, v)) in env.tags.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, k);
-        out.push(b':');
-        string(out, v);
-    }
-    out.push(b'}');
+    out.extend_from_slice(b"},\"tags\":");
+    write_str_map(out, &env.tags);
     match &env.message {
         Some(Message::Log(l)) => {
             out.extend_from_slice(b",\"log\":{\"payload\":\"");

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use hydrant_proto::json::{write_str, write_str_map};
 #[cfg(test)]
 use serde_json::json;
 use serde_json::{Number, Value as Json};
@@ -118,7 +119,7 @@ pub fn render(v: &Value) -> Vec<u8> {
             out.extend_from_slice(br#"string","result":["#);
             time(&mut out, *t);
             out.push(b',');
-            string(&mut out, s);
+            write_str(&mut out, s);
             out.push(b']');
         }
         Value::Vector(t, samples) => {
@@ -128,7 +129,7 @@ pub fn render(v: &Value) -> Vec<u8> {
                     out.push(b',');
                 }
                 out.extend_from_slice(br#"{"metric":"#);
-                metric(&mut out, labels);
+                write_str_map(&mut out, labels.iter());
                 out.extend_from_slice(br#","value":"#);
                 point(&mut out, *t, *x);
                 out.push(b'}');
@@ -142,7 +143,7 @@ pub fn render(v: &Value) -> Vec<u8> {
                     out.push(b',');
                 }
                 out.extend_from_slice(br#"{"metric":"#);
-                metric(&mut out, &s.labels);
+                write_str_map(&mut out, s.labels.iter());
                 out.extend_from_slice(br#","values":["#);
                 for (j, (t, x)) in s.points.iter().enumerate() {
                     if j > 0 {
@@ -157,24 +158,6 @@ pub fn render(v: &Value) -> Vec<u8> {
     }
     out.extend_from_slice(b"}}");
     out
-}
-
-fn metric(out: &mut Vec<u8>, labels: &Labels) {
-    out.push(b'{');
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, k);
-        out.push(b':');
-        string(out, v);
-    }
-    out.push(b'}');
-}
-
-fn string(out: &mut Vec<u8>, s: &str) {
-    // Writing a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// `[time, "value"]`.

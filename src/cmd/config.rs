@@ -246,26 +246,21 @@ fn entry(sub: &clap::Command, name: &str, long: &str, node: &Node) -> Result<Ent
     match arg.get_action() {
         ArgAction::SetTrue => {
             let (value, at) = &scalars[0];
-            match value.as_str() {
-                "true" => Ok(Entry {
-                    section: name.to_owned(),
-                    long: long.to_owned(),
-                    id,
-                    values: Vec::new(),
-                    off: false,
-                }),
-                "false" => Ok(Entry {
-                    section: name.to_owned(),
-                    long: long.to_owned(),
-                    id,
-                    values: Vec::new(),
-                    off: true,
-                }),
-                _ => Err((
-                    Some(*at),
-                    format!("is a switch: true or false, not {value:?}"),
-                )),
-            }
+            let off = match value.as_str() {
+                "true" => false,
+                "false" => true,
+                _ => {
+                    let message = format!("is a switch: true or false, not {value:?}");
+                    return Err((Some(*at), message));
+                }
+            };
+            Ok(Entry {
+                section: name.to_owned(),
+                long: long.to_owned(),
+                id,
+                values: Vec::new(),
+                off,
+            })
         }
         ArgAction::Set | ArgAction::Append => {
             for (value, at) in &scalars {

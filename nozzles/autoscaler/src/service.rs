@@ -136,8 +136,9 @@ pub struct Autoscaler {
     actuator: Arc<dyn Actuator>,
     notifier: Notifier,
     emitter: Option<IngressClient>,
-    /// Per-app scales carried out, sent as counters every tick: (app guid, direction).
-    app_totals: Mutex<HashMap<(String, &'static str), u64>>,
+    /// Per-app scales carried out, out and in (see `emit::DIRECTIONS`), sent as counters
+    /// every tick, by app guid.
+    app_totals: Mutex<HashMap<String, [u64; 2]>>,
     shadow: bool,
     started: Instant,
     /// Counters.

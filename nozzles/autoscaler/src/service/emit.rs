@@ -11,6 +11,9 @@ use crate::fleet::AlertChange;
 use crate::history::{self, Record};
 use crate::telemetry::names;
 
+/// The `direction` label of the per-app scale counters, by index in `app_totals`.
+const DIRECTIONS: [&str; 2] = ["out", "in"];
+
 impl Autoscaler {
     /// Sends a log line and an event about `record` into the Firehose.
     pub(super) fn emit_record(&self, record: &Record) {
@@ -53,17 +56,12 @@ impl Autoscaler {
         if record.status != history::SUCCEEDED || record.new_instances == record.old_instances {
             return;
         }
-        let direction = if record.new_instances > record.old_instances {
-            "out"
-        } else {
-            "in"
-        };
-        *self
-            .app_totals
+        let direction = usize::from(record.new_instances < record.old_instances);
+        self.app_totals
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry((record.app_id.clone(), direction))
-            .or_insert(0) += 1;
+            .entry(record.app_id.clone())
+            .or_default()[direction] += 1;
         let since = record.window.as_ref().and_then(|w| w.breaching_since);
         if let (history::DYNAMIC, Some(since)) = (record.scaling_type, since) {
             let seconds = (record.timestamp / 1_000_000_000 - since).max(0) as f64;
@@ -87,14 +85,10 @@ impl Autoscaler {
             .iter()
             .filter_map(|(name, m)| m.guid.clone().map(|g| (g, name.clone())))
             .collect();
-        let totals = self
-            .app_totals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let totals = self.app_totals.lock().unwrap_or_else(|p| p.into_inner());
         for (guid, name) in apps {
-            for direction in ["out", "in"] {
-                let total = totals.get(&(guid.clone(), direction)).copied().unwrap_or(0);
+            let counts = totals.get(&guid).copied().unwrap_or_default();
+            for (direction, total) in DIRECTIONS.into_iter().zip(counts) {
                 let mut e = envelope::counter(&guid, names::APP_SCALINGS, 0);
                 if let Some(v2::envelope::Message::Counter(c)) = &mut e.message {
                     c.total = total;

@@ -285,6 +285,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir)?;
+    process::reap_leftovers(&config.data_dir);
     let mut emit_config = client::Config::new(vec![config.agent.clone()]);
     emit_config.tls = config.agent_tls.clone();
     let emitter = IngressClient::start(emit_config)?;

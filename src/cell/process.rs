@@ -1,10 +1,11 @@
 //! Launching and supervising one instance: a `/bin/sh -c COMMAND` child in its own process
 //! group and working directory, its stdout/stderr pumped line by line into log envelopes,
 //! graceful stops (SIGTERM to the group, SIGKILL after the grace period), and exit reports
-//! that feed the converger (crash → backoff → restart).
+//! that feed the converger (crash → backoff → restart). A watcher in each instance's group
+//! kills it when the cell ends, however it ends (see `WATCHED`).
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::logs::{AppTags, LineSplitter, RateLimit, Verdict};
 use super::model::{Instance, State};
 use super::observe::Usage;
+use super::usage;
 use super::{App, Cell, Slot};
 
 /// Read size for instance output pipes.
@@ -45,6 +47,41 @@ pub struct Handle {
     pub cgroup: Option<PathBuf>,
     /// Previous CPU sample (ticks, when) for rate computation.
     pub cpu_prev: Option<(u64, Instant)>,
+}
+
+/// The shell script an instance starts as: a watcher joins the instance's process group,
+/// then the leader becomes the app's own `/bin/sh -c COMMAND` (same pid, so the group id
+/// and exit status are the app's).
+///
+/// The watcher blocks reading the leader's stdin, a pipe whose only writer is the cell.
+/// Whenever the cell ends (a stop, a panic, a dropped runtime, `kill -9`) the pipe closes,
+/// `read` returns, and the watcher kills its whole group: an instance never outlives its
+/// cell. It ignores the graceful SIGTERM so the guarantee holds during a stop's grace
+/// period; the cell kills the group (watcher included) once the leader has exited. The app
+/// itself gets `/dev/null` as stdin, as before.
+const WATCHED: &str = "exec 3<&0
+(trap '' TERM INT HUP; read -r _ <&3; kill -9 0) </dev/null >/dev/null 2>&1 &
+exec /bin/sh -c \"$1\" 3<&- </dev/null";
+
+/// `$0` of the watching script (shown by `ps` until the app's shell replaces it).
+const INSTANCE_ARGV0: &str = "hydrant-instance";
+
+/// Kills what an earlier run of a cell on `data_dir` left running (see
+/// [`usage::leftover_groups`]): normally nothing, since every instance's watcher kills its
+/// group when its cell ends, but a watcher can itself have been killed.
+pub(crate) fn reap_leftovers(data_dir: &Path) {
+    let own = nix::unistd::getpgrp().as_raw();
+    let groups = usage::leftover_groups(data_dir, own);
+    for pgid in &groups {
+        let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+    }
+    if !groups.is_empty() {
+        tracing::warn!(
+            groups = ?groups,
+            data_dir = %data_dir.display(),
+            "cell: killed instances an earlier run left behind"
+        );
+    }
 }
 
 fn free_port() -> u16 {
@@ -145,6 +182,8 @@ fn spawn(
     });
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
+        .arg(WATCHED)
+        .arg(INSTANCE_ARGV0)
         .arg(&app.spec.command)
         .current_dir(dir)
         .env_clear()
@@ -164,7 +203,7 @@ fn spawn(
         .env("MEMORY_LIMIT", format!("{}m", app.spec.memory_mb))
         .env("VCAP_APPLICATION", vcap.to_string())
         .envs(&app.spec.env)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -268,6 +307,8 @@ async fn supervise(
             Arc::clone(&limiter),
         )));
     }
+    // The write end of the watcher's pipe: held until the instance is gone (see WATCHED).
+    let _watched = child.stdin.take();
     let pgid = Pid::from_raw(child.id().map_or(0, |p| p as i32));
     let grace = cell.config.stop_grace;
     let (status, requested) = tokio::select! {

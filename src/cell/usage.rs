@@ -83,6 +83,61 @@ pub fn sample_groups(host: &Host, pgids: &[i32]) -> HashMap<i32, GroupSample> {
     out
 }
 
+/// Process groups that instances of an earlier run of a cell on `data_dir` left behind:
+/// the groups of processes whose working directory lies under `data_dir` (instances run in
+/// `<data_dir>/<app>/<index>`) and whose environment carries `CF_INSTANCE_GUID`, which the
+/// cell gives every instance. Both must hold, so an operator's shell that is merely inside
+/// the data directory is never taken for an instance. `own_pgrp` (the cell's group) and
+/// groups 0 and 1 are never returned. One pass over `/proc`; sorted, without duplicates.
+pub fn leftover_groups(data_dir: &Path, own_pgrp: i32) -> Vec<i32> {
+    let Ok(root) = data_dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let proc_dir = entry.path();
+        // A process that exits while we look is skipped.
+        let Ok(cwd) = std::fs::read_link(proc_dir.join("cwd")) else {
+            continue;
+        };
+        // The kernel marks a removed working directory with a suffix.
+        let cwd = cwd.to_string_lossy();
+        let cwd = Path::new(cwd.strip_suffix(" (deleted)").unwrap_or(&cwd));
+        if !cwd.starts_with(&root) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(proc_dir.join("environ")) else {
+            continue;
+        };
+        if !environ
+            .split(|b| *b == 0)
+            .any(|var| var.starts_with(b"CF_INSTANCE_GUID="))
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
+            continue;
+        };
+        if let Some((pgrp, _, _)) = parse_stat(&stat)
+            && pgrp > 1
+            && pgrp != own_pgrp
+        {
+            out.push(pgrp);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Bytes allocated on disk under `path` (blocks × 512, like `du`); unreadable entries count 0.
 pub fn disk_usage(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;

@@ -5,6 +5,7 @@ mod agent;
 mod autoscaler;
 mod bad_input;
 mod cell;
+mod cell_lifetime;
 mod cli;
 mod dashboards;
 mod delivery;

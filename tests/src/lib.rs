@@ -22,10 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(test)]
 mod e2e;
+pub mod guard;
 pub mod servers;
 
 /// Default bound for any wait in the tests.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Binds 127.0.0.1:0.
 pub async fn listener() -> TcpListener {
@@ -178,13 +179,20 @@ impl TestCell {
     }
 
     /// Stops every instance and the cell.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.task)
+        tokio::time::timeout(WAIT, &mut self.task)
             .await
             .expect("cell stops")
             .unwrap()
             .unwrap();
+    }
+}
+
+/// Removes the data dir however the test ends. Instances need no help: each one's group is
+/// killed when its cell's end drops the pipe its watcher reads (`cell::process`).
+impl Drop for TestCell {
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

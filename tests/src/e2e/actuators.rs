@@ -18,6 +18,7 @@ use hydrant_autoscaler::notify::{Notifier, Receivers};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::Scratch;
 use crate::{eventually, listener};
 
 /// One request as the server saw it.
@@ -320,7 +321,7 @@ async fn alert_webhook_gets_alertmanager_payloads_with_retries() {
 
 #[tokio::test]
 async fn kubernetes_patches_the_scale_subresource_over_tls() {
-    let dir = std::env::temp_dir().join(format!("hydrant-kube-{}", std::process::id()));
+    let dir = Scratch::new("kube");
     hydrant::certs::generate_all(&dir, &["kube".to_owned()]).unwrap();
     std::fs::write(dir.join("token"), "sa-token\n").unwrap();
     let (r, addr) = tls_recorder(&dir, |s| match s.method.as_str() {
@@ -377,7 +378,6 @@ async fn kubernetes_patches_the_scale_subresource_over_tls() {
     // Unusable files are named.
     let e = Kubernetes::new("https://x", "ns", None, Some(dir.join("token"))).unwrap_err();
     assert!(e.to_string().contains("token"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The recorder behind TLS with `dir/kube.pem`.

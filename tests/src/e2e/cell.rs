@@ -96,6 +96,7 @@ async fn running(stack: &Stack, guid: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_logs_and_container_metrics_reach_the_firehose() {
+    let _cpu = crate::guard::cpu_heavy().await;
     let stack = Stack::start(|_| {}).await;
     // Instance 0 burns a core in a child process (same process group); instance 1 idles.
     let command = r#"if [ "$INSTANCE_INDEX" = 0 ]; then (while :; do :; done) & fi
@@ -131,9 +132,12 @@ async fn app_logs_and_container_metrics_reach_the_firehose() {
             .unwrap()
     };
     let (busy, idle) = (last_cpu("0"), last_cpu("1"));
+    // What a burner gets depends on what else the machine runs, so it is compared with the
+    // idle instance beside it rather than with a fixed share: on a 2-core machine with one
+    // other core-burner and another test running, it still gets far more than 10 %.
     assert!(
-        busy > 50.0,
-        "a CPU-burning instance reports > 50% cpu, got {busy}"
+        busy > 10.0 && busy > 5.0 * idle.max(1.0),
+        "a CPU-burning instance reports far more cpu than an idle one: busy {busy}, idle {idle}"
     );
     assert!(
         idle < 10.0,

@@ -1,42 +1,16 @@
 //! The real binary: `hydrant doppler`, `agent`, `emit` and `firehose --stats` as separate
 //! processes on loopback, and clear errors for bad flags.
 
+use crate::guard::{Proc, Scratch};
 use crate::{eventually, hydrant_bin, listener, wait_healthy};
-use std::process::{Child, Command, Stdio};
-
-/// Kills the child on drop so a failing test leaves no process behind.
-struct Proc(Option<Child>);
-
-impl Proc {
-    /// Waits for the child to exit by itself and returns its stdout.
-    fn wait_output(mut self) -> String {
-        use std::io::Read as _;
-        let mut child = self.0.take().expect("child");
-        let mut out = String::new();
-        if let Some(mut s) = child.stdout.take() {
-            let _ = s.read_to_string(&mut out);
-        }
-        let status = child.wait().expect("wait");
-        assert!(status.success(), "exited with {status}");
-        out
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use std::process::{Command, Stdio};
 
 async fn free_port() -> std::net::SocketAddr {
     crate::servers::free_port()
 }
 
 fn spawn(args: &[&str]) -> Proc {
-    Proc(Some(
+    Proc::new(
         Command::new(hydrant_bin())
             .args(args)
             .env("RUST_LOG", "warn")
@@ -44,7 +18,7 @@ fn spawn(args: &[&str]) -> Proc {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn hydrant"),
-    ))
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,13 +201,13 @@ async fn sigterm_makes_the_agent_flush_what_it_accepted() {
 
     // Hand the agent 50,000 envelopes, then SIGTERM it straight away.
     super::send(a_grpc, super::numbered_logs("term", 50_000)).await;
-    let pid = agent.0.as_ref().unwrap().id().to_string();
+    let pid = agent.child().id().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("run kill");
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || agent.0.take().unwrap().wait())
+    let status = tokio::task::spawn_blocking(move || agent.child().wait())
         .await
         .unwrap()
         .unwrap();
@@ -347,7 +321,7 @@ fn scheduler_unreachable_is_explained() {
 
 #[test]
 fn policy_check_reports_every_problem_and_exits_non_zero() {
-    let dir = std::env::temp_dir().join(format!("hydrant-policies-{}", std::process::id()));
+    let dir = Scratch::new("policies");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("web.yml"), "instance_min_count: 1\ninstance_max_count: 3\nscaling_rules:\n  - {metric_type: cpu, operator: '>', threshold: 70, adjustment: '+1'}\n").unwrap();
     let run = |args: &[&std::path::Path]| {
@@ -381,5 +355,4 @@ fn policy_check_reports_every_problem_and_exits_non_zero() {
         stdout.contains("2 file(s): 2 error(s), 0 warning(s)"),
         "{stdout}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

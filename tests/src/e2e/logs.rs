@@ -12,6 +12,7 @@ use hydrant_proto::v2::Envelope;
 use serde_json::Value;
 
 use super::logcache::{T0, app_log, cached, cf_line, get, send};
+use crate::guard::Proc;
 use crate::{TestDoppler, TestLogCache, eventually, hydrant_bin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +115,8 @@ async fn live_tail_is_prompt_and_survives_stream_restarts() {
         stream_timeout: Duration::from_secs(1),
     };
     let lc = TestLogCache::start(config, &[&d]).await;
-    let mut child = Command::new(hydrant_bin())
+    let mut child = Proc::new(
+        Command::new(hydrant_bin())
         .args([
             "logs",
             "tail-app",
@@ -126,8 +128,9 @@ async fn live_tail_is_prompt_and_survives_stream_restarts() {
         .env("TZ", "UTC")
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+        .unwrap(),
+    );
+    let stdout = child.child().stdout.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
@@ -180,8 +183,7 @@ async fn live_tail_is_prompt_and_survives_stream_restarts() {
             lines.push(l);
         }
     }
-    let _ = child.kill();
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let _ = tokio::task::spawn_blocking(move || child.kill()).await;
     while let Ok(l) = rx.try_recv() {
         lines.push(l);
     }

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::guard::Scratch;
 use crate::hydrant_bin;
 use crate::servers::VictoriaMetrics;
 
@@ -36,7 +37,7 @@ async fn replay_prints_what_a_policy_would_have_done() {
         }
     }
     vm.import(&lines).await;
-    let dir = std::env::temp_dir().join(format!("hydrant-replay-{}", std::process::id()));
+    let dir = Scratch::new("replay");
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("replayed.yml");
     std::fs::write(&policy, POLICY).unwrap();
@@ -137,5 +138,4 @@ async fn replay_prints_what_a_policy_would_have_done() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no stored metrics for app ghost"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,7 @@ use hydrant_storage::sink::remote_write::RemoteWrite;
 use serde_json::Value;
 
 use super::storage::{TestStorage, get};
+use crate::guard::Scratch;
 use crate::servers::{Prometheus, VictoriaMetrics};
 use crate::{TestDoppler, eventually_within};
 
@@ -27,8 +28,7 @@ async fn sinks_deliver_to_real_servers_and_a_dead_one_never_blocks() {
     let prom = Prometheus::start().await;
     let vm = VictoriaMetrics::start().await;
     let d = TestDoppler::start(doppler::Config::default()).await;
-    let dir = std::env::temp_dir().join(format!("hydrant-sinks-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = Scratch::new("sinks");
     let sinks: Vec<Arc<dyn Sink>> = vec![
         Arc::new(RemoteWrite::new(&format!("{}/api/v1/write", prom.url))),
         Arc::new(Influx::new(InfluxConfig {
@@ -40,7 +40,7 @@ async fn sinks_deliver_to_real_servers_and_a_dead_one_never_blocks() {
         // Nothing listens on port 1.
         Arc::new(RemoteWrite::new("http://127.0.0.1:1/api/v1/write")),
     ];
-    let storage = TestStorage::with_sinks(&d, dir.clone(), sinks).await;
+    let storage = TestStorage::with_sinks(&d, dir.to_path_buf(), sinks).await;
 
     // Three instances, 20 samples each over the last 200 s.
     let now = chrono::Utc::now().timestamp();
@@ -158,5 +158,4 @@ async fn sinks_deliver_to_real_servers_and_a_dead_one_never_blocks() {
     );
     storage.stop().await;
     d.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,7 @@ use hydrant_storage::store;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::Scratch;
 use crate::servers::VictoriaMetrics;
 use crate::{TestDoppler, eventually, eventually_within, listener, wait_healthy};
 
@@ -43,7 +44,7 @@ impl TestStorage {
             dopplers: vec![d.grpc.to_string()],
             tls: None,
             store: store::Config {
-                dir: dir.clone(),
+                dir: dir.to_path_buf(),
                 wal: true,
                 max_series_per_metric: 10_000,
                 retention: Duration::from_secs(15 * 86_400),
@@ -259,9 +260,8 @@ const INSTANT_QUERIES: &[&str] = &[
 async fn promql_answers_match_victoriametrics() {
     let vm = VictoriaMetrics::start().await;
     let d = TestDoppler::start(doppler::Config::default()).await;
-    let dir = std::env::temp_dir().join(format!("hydrant-storage-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let storage = TestStorage::start(&d, dir.clone()).await;
+    let dir = Scratch::new("storage-e2e");
+    let storage = TestStorage::start(&d, dir.to_path_buf()).await;
 
     // 68 minutes of samples every 10 s, ending 2 minutes ago: at least one closed hour is
     // sealed into Parquet while the rest stays in the buffer.
@@ -325,7 +325,6 @@ async fn promql_answers_match_victoriametrics() {
 
     storage.stop().await;
     d.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn compare(q: &str, ours: &Value, theirs: &Value, failures: &mut Vec<String>) {

@@ -9,6 +9,7 @@ use hydrant_proto::ingress::{Config as IngressConfig, IngressClient};
 use serde_json::Value;
 
 use super::storage::TestStorage;
+use crate::guard::Scratch;
 use crate::{TestDoppler, eventually_within};
 
 async fn sql(storage: &TestStorage, statement: &str) -> Value {
@@ -26,9 +27,8 @@ async fn sql(storage: &TestStorage, statement: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_rows_are_written_to_parquet_and_survive_a_restart() {
     let d = TestDoppler::start(doppler::Config::default()).await;
-    let dir = std::env::temp_dir().join(format!("hydrant-storage-logs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let storage = TestStorage::start(&d, dir.clone()).await;
+    let dir = Scratch::new("storage-logs");
+    let storage = TestStorage::start(&d, dir.to_path_buf()).await;
     let client = IngressClient::start(IngressConfig::new(vec![d.grpc.to_string()])).unwrap();
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     for i in 0..300i64 {
@@ -66,7 +66,7 @@ async fn log_rows_are_written_to_parquet_and_survive_a_restart() {
     storage.stop().await;
     drop(client);
 
-    let storage = TestStorage::start(&d, dir.clone()).await;
+    let storage = TestStorage::start(&d, dir.to_path_buf()).await;
     let v = sql(
         &storage,
         "SELECT count(*) AS n, count(DISTINCT source_id) AS s FROM logs",
@@ -86,5 +86,4 @@ async fn log_rows_are_written_to_parquet_and_survive_a_restart() {
     assert!(dir.join("logs").is_dir());
     storage.stop().await;
     d.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,7 @@ use hydrant_proto::ingress::{Config as IngressConfig, IngressClient};
 use serde_json::Value;
 
 use super::storage::{TestStorage, get};
+use crate::guard::{Proc, Scratch};
 use crate::{TestDoppler, eventually, eventually_within, wait_healthy};
 
 /// A bad request: path, parameters, expected status, a phrase of the error.
@@ -19,9 +20,8 @@ type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queries_get_prometheus_errors() {
     let d = TestDoppler::start(doppler::Config::default()).await;
-    let dir = std::env::temp_dir().join(format!("hydrant-storage-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let storage = TestStorage::start(&d, dir.clone()).await;
+    let dir = Scratch::new("storage-bad");
+    let storage = TestStorage::start(&d, dir.to_path_buf()).await;
     let http = reqwest::Client::new();
     let cases: &[Case<'_>] = &[
         ("/api/v1/query", &[("query", "sum(")], 400, "parse error"),
@@ -171,7 +171,6 @@ async fn bad_queries_get_prometheus_errors() {
     }
     storage.stop().await;
     d.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Crash safety: `kill -9` of a real `hydrant storage` during ingest loses nothing it had
@@ -181,9 +180,9 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
     use std::process::{Command, Stdio};
 
     let d = TestDoppler::start(doppler::Config::default()).await;
-    let dir = std::env::temp_dir().join(format!("hydrant-storage-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = Scratch::new("storage-crash");
     let start = |addr: std::net::SocketAddr| {
+        Proc::new(
         Command::new(crate::hydrant_bin())
             .args([
                 "storage",
@@ -193,11 +192,12 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
                 &addr.to_string(),
             ])
             .arg("--data-dir")
-            .arg(&dir)
+            .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start hydrant storage")
+            .expect("start hydrant storage"),
+        )
     };
     let addr = crate::servers::free_port();
     let mut child = start(addr);
@@ -232,8 +232,7 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
     })
     .await;
     let acknowledged = crate::metric(addr, "hydrant_storage_ingested_samples_total", &[]).await;
-    child.kill().expect("kill -9");
-    let _ = child.wait();
+    child.kill();
     emitting.abort();
     drop(client);
 
@@ -266,10 +265,8 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
     .await;
     assert_eq!(sum["status"], "success", "{sum}");
     assert_eq!(sum["data"]["result"][0]["value"][1], "50", "{sum}");
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     d.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Text import (VictoriaMetrics' format): samples land with their timestamps and are
@@ -277,9 +274,8 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_import_is_all_or_nothing_and_names_the_bad_line() {
     let d = TestDoppler::start(doppler::Config::default()).await;
-    let dir = std::env::temp_dir().join(format!("hydrant-storage-import-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let storage = TestStorage::start(&d, dir.clone()).await;
+    let dir = Scratch::new("storage-import");
+    let storage = TestStorage::start(&d, dir.to_path_buf()).await;
     let http = reqwest::Client::new();
     let url = format!("{}/api/v1/import/prometheus", storage.url);
     let t0 = (chrono::Utc::now().timestamp() - 600) * 1000;
@@ -320,7 +316,6 @@ async fn text_import_is_all_or_nothing_and_names_the_bad_line() {
     assert_eq!(values.len(), 30);
     assert_eq!(values[29][1], "29");
     storage.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `/labels`, `/label/{name}/values` and `/series` answer for the hours a `start`/`end`
@@ -328,9 +323,8 @@ async fn text_import_is_all_or_nothing_and_names_the_bad_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_apis_honour_the_time_range() {
     let d = TestDoppler::start(doppler::Config::default()).await;
-    let dir = std::env::temp_dir().join(format!("hydrant-storage-range-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let storage = TestStorage::start(&d, dir.clone()).await;
+    let dir = Scratch::new("storage-range");
+    let storage = TestStorage::start(&d, dir.to_path_buf()).await;
     let http = reqwest::Client::new();
     let now = chrono::Utc::now().timestamp();
     let old = (now - 5 * 3600) * 1000;
@@ -399,5 +393,4 @@ async fn label_apis_honour_the_time_range() {
     .await;
     assert_eq!(v["errorType"], "bad_data", "{v}");
     storage.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 //! mTLS: with a CA configured, clients must present a certificate it signed.
 
+use crate::guard::Scratch;
 use crate::{Collector, TestDoppler, eventually};
 use hydrant::telemetry::names;
 use hydrant::{certs, doppler};
@@ -20,7 +21,7 @@ fn tls(dir: &std::path::Path, name: &str, server_name: &str) -> Tls {
 
 #[tokio::test]
 async fn clients_need_a_certificate_from_the_ca() {
-    let dir = std::env::temp_dir().join(format!("hydrant-tls-{}", std::process::id()));
+    let dir = Scratch::new("tls");
     let names_: Vec<String> = ["doppler", "client"]
         .iter()
         .map(|s| s.to_string())
@@ -85,12 +86,11 @@ async fn clients_need_a_certificate_from_the_ca() {
     }
     trusted.stop().await.unwrap();
     d.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn every_hop_can_run_mtls() {
-    let dir = std::env::temp_dir().join(format!("hydrant-tls-hops-{}", std::process::id()));
+    let dir = Scratch::new("tls-hops");
     let names_: Vec<String> = ["doppler", "metron", "client"]
         .iter()
         .map(|s| s.to_string())
@@ -145,5 +145,4 @@ async fn every_hop_can_run_mtls() {
     sub.stop().await.unwrap();
     a.stop().await;
     d.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

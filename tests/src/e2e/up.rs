@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::guard::Scratch;
 use crate::servers::{VictoriaMetrics, free_port};
 use crate::{eventually_within, hydrant_bin};
 use serde_json::Value;
@@ -48,7 +49,7 @@ fn config(p: &Ports, data: &str, policies: &str, vm: &str) -> String {
 
 /// Scales out quickly on a burning core; scales in after a quiet spell.
 const POLICY: &str = "app: demo\ninstance_min_count: 1\ninstance_max_count: 2\nscaling_rules:\n  \
-    - {metric_type: cpu, operator: '>', threshold: 40, breach_duration: 3s, cool_down: 5s, adjustment: '+1'}\n  \
+    - {metric_type: cpu, operator: '>', threshold: 25, breach_duration: 3s, cool_down: 5s, adjustment: '+1'}\n  \
     - {metric_type: cpu, operator: '<', threshold: 2, breach_duration: 120s, cool_down: 5s, adjustment: '-1'}\n";
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
@@ -83,9 +84,9 @@ async fn demo(client: &reqwest::Client, cell: SocketAddr) -> Option<(String, u64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order() {
+    let _cpu = crate::guard::cpu_heavy().await;
     let vm = VictoriaMetrics::start().await;
-    let dir = std::env::temp_dir().join(format!("hydrant-up-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = Scratch::new("up-e2e");
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(policies.join("demo.yml"), POLICY).unwrap();
@@ -339,12 +340,11 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     })
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "stop order:\n{rest}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn bad_config_files_are_refused_with_file_line_and_field() {
-    let dir = std::env::temp_dir().join(format!("hydrant-config-e2e-{}", std::process::id()));
+    let dir = Scratch::new("config-e2e");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("hydrant.yaml");
     std::fs::write(
@@ -397,5 +397,4 @@ async fn bad_config_files_are_refused_with_file_line_and_field() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok (storage)"));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -91,7 +91,13 @@ async fn kill_9_of_the_cell_leaves_no_instance_behind() {
     let api = crate::servers::free_port();
     let mut cell = Proc::new(
         Command::new(hydrant_bin())
-            .args(["cell", "--api", &api.to_string(), "--agent", &a.grpc.to_string()])
+            .args([
+                "cell",
+                "--api",
+                &api.to_string(),
+                "--agent",
+                &a.grpc.to_string(),
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
@@ -103,7 +109,11 @@ async fn kill_9_of_the_cell_leaves_no_instance_behind() {
     let groups = push_trees(&format!("http://{api}"), "orphan-check", 2).await;
 
     cell.kill();
-    all_gone(&groups, "no process of any instance survives kill -9 of its cell").await;
+    all_gone(
+        &groups,
+        "no process of any instance survives kill -9 of its cell",
+    )
+    .await;
     a.stop().await;
     d.stop().await;
 }

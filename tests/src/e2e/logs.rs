@@ -117,18 +117,18 @@ async fn live_tail_is_prompt_and_survives_stream_restarts() {
     let lc = TestLogCache::start(config, &[&d]).await;
     let mut child = Proc::new(
         Command::new(hydrant_bin())
-        .args([
-            "logs",
-            "tail-app",
-            "--log-cache",
-            &lc.url,
-            "--scheduler",
-            "http://127.0.0.1:9",
-        ])
-        .env("TZ", "UTC")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap(),
+            .args([
+                "logs",
+                "tail-app",
+                "--log-cache",
+                &lc.url,
+                "--scheduler",
+                "http://127.0.0.1:9",
+            ])
+            .env("TZ", "UTC")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
     let stdout = child.child().stdout.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();

@@ -183,20 +183,20 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
     let dir = Scratch::new("storage-crash");
     let start = |addr: std::net::SocketAddr| {
         Proc::new(
-        Command::new(crate::hydrant_bin())
-            .args([
-                "storage",
-                "--from",
-                &d.grpc.to_string(),
-                "--http",
-                &addr.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hydrant storage"),
+            Command::new(crate::hydrant_bin())
+                .args([
+                    "storage",
+                    "--from",
+                    &d.grpc.to_string(),
+                    "--http",
+                    &addr.to_string(),
+                ])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start hydrant storage"),
         )
     };
     let addr = crate::servers::free_port();

@@ -14,18 +14,18 @@ use std::time::Duration;
 
 use hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES;
 use hydrant_proto::ingress::{self as client, IngressClient, Sender};
-use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::raw::{Kind, RawEnvelope};
 use hydrant_proto::transport::{self, Tls};
+use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-use crate::admin::{self, Observe};
 use crate::inbound;
-use crate::shutdown;
 use crate::status::RejectionCounts;
 use crate::telemetry::names;
+use hydrant_runtime::admin::{self, Observe};
+use hydrant_runtime::shutdown;
 
 mod counters;
 
@@ -55,7 +55,7 @@ pub struct Config {
     /// Time allowed for flushing on stop.
     pub grace: Duration,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
-    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
+    pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
 }
 
 impl Default for Config {

@@ -4,7 +4,7 @@
 //!
 //! - [`model`]: desired/actual state and the pure converge plan with crash backoff.
 //! - [`process`]: launching an instance and supervising it (output pumps, stop, exit).
-//! - [`observe`]: container metrics every interval, and quota enforcement.
+//! - [`monitor`]: container metrics every interval, and quota enforcement.
 //! - [`api`]: the Cloud Controller v3 subset over HTTP.
 //! - [`logs`]: line splitting, the log rate limit, envelope builders.
 //! - [`usage`]: `/proc`, disk usage and cgroup v2 plumbing.
@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use hydrant_proto::ingress::{self as client, IngressClient, Sender};
-use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::Envelope;
+use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 pub mod api;
 pub mod logs;
 pub mod model;
-pub mod observe;
+pub mod monitor;
 pub mod process;
 pub mod usage;
 
@@ -72,7 +72,7 @@ pub struct Config {
     /// Name of this cell in lifecycle messages.
     pub cell_id: String,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
-    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
+    pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
 }
 
 impl Config {
@@ -154,7 +154,7 @@ pub struct Slot {
     /// The running process.
     pub process: Option<process::Handle>,
     /// Last measured usage.
-    pub usage: observe::Usage,
+    pub usage: monitor::Usage,
 }
 
 /// The cell's shared state.
@@ -314,11 +314,11 @@ pub async fn run(
         stats: Stats::default(),
     });
 
-    let observe: Arc<dyn hydrant_proto::observe::Observe> = Arc::clone(&cell) as _;
+    let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&cell) as _;
     selfmetrics::start(observe, cell.config.self_metrics.as_ref(), &shutdown)?;
     let stop_loops = CancellationToken::new();
     let converger = tokio::spawn(Arc::clone(&cell).converge_loop(stop_loops.clone()));
-    let observer = tokio::spawn(observe::run(Arc::clone(&cell), stop_loops.clone()));
+    let monitor = tokio::spawn(monitor::run(Arc::clone(&cell), stop_loops.clone()));
     let api_stop = CancellationToken::new();
     let server = tokio::spawn(api::run(Arc::clone(&cell), api, api_stop.clone()));
 
@@ -327,7 +327,7 @@ pub async fn run(
     api_stop.cancel();
     stop_loops.cancel();
     let _ = converger.await;
-    let _ = observer.await;
+    let _ = monitor.await;
     cell.stop_all().await;
     if let Some(c) = &cell.cgroups {
         c.remove();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use hydrant::apps;
-use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::transport::Tls;
+use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 
 pub(crate) mod apps_cmd;

@@ -10,17 +10,17 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES;
-use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::raw::grpc::egress_server::EgressServer;
 use hydrant_proto::transport::Tls;
+use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-use crate::admin::{self, Observe};
 use crate::inbound;
-use crate::shutdown;
 use crate::telemetry::names;
+use hydrant_runtime::admin::{self, Observe};
+use hydrant_runtime::{shutdown, sse};
 
 mod egress;
 mod hub;
@@ -48,7 +48,7 @@ pub struct Config {
     /// Time allowed for an orderly stop.
     pub grace: Duration,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
-    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
+    pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
 }
 
 impl Default for Config {
@@ -111,25 +111,21 @@ pub async fn run(
         config.self_metrics.as_ref(),
         &shutdown,
     )?;
-    let firehose = Arc::new(egress::HubFirehose(Arc::clone(&hub)));
+    let source = Arc::new(egress::HubSource(Arc::clone(&hub)));
     let sse = axum::routing::get(
         move |axum::extract::RawQuery(raw): axum::extract::RawQuery| {
-            let firehose = Arc::clone(&firehose);
+            let source = Arc::clone(&source);
             async move {
                 let pairs: Vec<(String, String)> = raw
                     .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
                     .unwrap_or_default();
-                let timing = hydrant_logcache::gateway::Timing::default();
-                let all = hydrant_logcache::auth::Access::All;
-                hydrant_logcache::gateway::respond(firehose.as_ref(), timing, &pairs, &all, |_| {
-                    None
-                })
-                .await
+                // The doppler's HTTP port serves operators: every subscription is allowed.
+                sse::respond(source.as_ref(), sse::Timing::default(), &pairs, |_| true).await
             }
         },
     );
     let router = admin::router(observe).route("/v2/read", sse);
-    let http_server = hydrant_proto::observe::serve(http, router, servers_stop.clone());
+    let http_server = hydrant_runtime::admin::serve(http, router, servers_stop.clone());
 
     let mut grpc_server = std::pin::pin!(grpc_server);
     let mut http_server = std::pin::pin!(http_server);

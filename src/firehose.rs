@@ -5,9 +5,9 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use hydrant_proto::envelope::now_nanos;
-use hydrant_proto::firehose::{Subscriber, request, select};
 use hydrant_proto::json;
 use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::{Selector, envelope::Message};
 use tokio_util::sync::CancellationToken;

@@ -8,13 +8,13 @@
 //! - [`logs`]: `hydrant logs`, recent and live app logs from the log cache.
 //! - [`emit`] and [`firehose`]: the load generator and the Firehose subscriber CLIs.
 //! - [`certs`]: development mTLS material.
-//! - Cross-cutting: [`admin`] (`/metrics`, `/healthz`), [`telemetry`] (every metric name),
-//!   [`status`] (errors to gRPC statuses), [`inbound`] (reading ingress streams),
-//!   [`shutdown`] (signals and grace periods).
+//! - Cross-cutting: [`telemetry`] (every metric name), [`status`] (errors to gRPC
+//!   statuses), [`inbound`] (reading ingress streams).
 //!
-//! Wire types and clients live in the `hydrant-proto` crate.
+//! Wire types and clients live in the `hydrant-proto` crate; what every component shares
+//! beyond the wire (`/metrics` and `/healthz`, self-metrics, shutdown, the `/v2/read`
+//! gateway) in `hydrant-runtime`.
 
-pub mod admin;
 pub mod agent;
 pub mod apps;
 pub mod cell;
@@ -26,7 +26,6 @@ pub mod firehose;
 pub mod inbound;
 pub mod logs;
 pub mod router;
-pub mod shutdown;
 pub mod status;
 pub mod telemetry;
 pub mod up;

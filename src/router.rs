@@ -281,7 +281,7 @@ impl Table {
     }
 }
 
-pub use hydrant_proto::firehose::SOURCE_AFFINITY;
+pub use hydrant_proto::subscriber::SOURCE_AFFINITY;
 
 fn is_source_affine(name: &str) -> bool {
     name == SOURCE_AFFINITY

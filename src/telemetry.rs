@@ -1,10 +1,10 @@
 //! Every metric the `hydrant` components expose, declared in one place ([`METRICS`]), and
 //! [`all`], which adds the nozzles' tables so dashboards can be checked against every name.
-//! The writer and the HTTP routes are `hydrant_proto::observe`.
+//! The writer is `hydrant_runtime::metrics`; the app series are `hydrant_runtime::series`.
 
-pub use hydrant_proto::observe::{Metric, Text, Type};
+pub use hydrant_runtime::metrics::{Metric, Text, Type};
 
-hydrant_proto::metrics! {
+hydrant_runtime::metrics! {
     DOPPLER_INGRESS = "hydrant_doppler_ingress_envelopes_total", Counter,
         "Envelopes accepted from agents and emitters.";
     DOPPLER_INGRESS_BATCHES = "hydrant_doppler_ingress_batches_total", Counter,
@@ -65,38 +65,11 @@ hydrant_proto::metrics! {
         "1 while the component runs, by component.";
 }
 
-/// Series about apps rather than components: the cell's container metrics, and what the
-/// storage nozzle derives from logs and `http` timers. Dashboards may use these names too.
-pub mod app {
-    hydrant_proto::metrics! {
-        CPU = "cpu", Gauge,
-            "CPU of an instance, percent of one core (cell container metric).";
-        CPU_ENTITLEMENT = "cpu_entitlement", Gauge,
-            "CPU of an instance as a percentage of its memory-proportional share of the cell.";
-        MEMORY = "memory", Gauge,
-            "Resident memory of an instance, bytes.";
-        MEMORY_QUOTA = "memory_quota", Gauge,
-            "Memory quota of an instance, bytes.";
-        DISK = "disk", Gauge,
-            "Disk used by an instance, bytes.";
-        DISK_QUOTA = "disk_quota", Gauge,
-            "Disk quota of an instance, bytes.";
-        CONTAINER_AGE = "container_age", Gauge,
-            "Time since the instance started, nanoseconds.";
-        LOG_LINES = "log_lines_total", Counter,
-            "Log lines, by source_id, instance_id, source_type and stream (storage nozzle).";
-        HTTP_SECONDS = "http_seconds", Gauge,
-            "Duration of each request, from `http` timers (storage nozzle).";
-        HTTP_REQUESTS = "http_requests_total", Counter,
-            "Requests, from `http` timers (storage nozzle).";
-    }
-}
-
 /// Every name a dashboard may use: the components' metrics and the app series.
 pub fn dashboard_names() -> Vec<&'static str> {
     all()
         .into_iter()
-        .chain(app::METRICS)
+        .chain(hydrant_runtime::series::METRICS)
         .map(|m| m.name)
         .collect()
 }
@@ -105,7 +78,7 @@ pub fn dashboard_names() -> Vec<&'static str> {
 pub fn all() -> Vec<&'static Metric> {
     let all = METRICS
         .iter()
-        .chain(hydrant_proto::observe::selfmetrics::METRICS)
+        .chain(hydrant_runtime::selfmetrics::METRICS)
         .chain(hydrant_logcache::telemetry::METRICS)
         .chain(hydrant_autoscaler::telemetry::METRICS);
     #[cfg(feature = "storage")]
@@ -121,16 +94,6 @@ pub fn text() -> Text {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(feature = "storage")]
-    #[test]
-    fn app_series_match_the_storage_mapping() {
-        assert_eq!(app::names::LOG_LINES, hydrant_storage::model::LOG_LINES);
-        assert_eq!(
-            app::names::HTTP_REQUESTS,
-            hydrant_storage::model::HTTP_REQUESTS
-        );
-    }
 
     #[test]
     fn names_are_unique_and_prefixed() {

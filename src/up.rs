@@ -14,12 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use hydrant_runtime::shutdown::SUPERVISED_ENV;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, ChildStdin, Command};
-
-/// Set in a child's environment: stop when stdin reaches end of file.
-pub const SUPERVISED_ENV: &str = "HYDRANT_SUPERVISED";
 
 /// Time between two health probes while a component starts.
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);

@@ -1,5 +1,6 @@
-//! Hydrant's wire layer: the Loggregator v2 protocol (package `loggregator.v2`) and the
-//! clients every Hydrant component and nozzle uses.
+//! Hydrant's wire contract: the Loggregator v2 protocol (package `loggregator.v2`) and the
+//! clients every Hydrant component and nozzle uses, as go-loggregator is for Loggregator.
+//! No servers, no `/proc`, no process lifecycle: those are `hydrant-runtime`'s.
 //!
 //! Reading order:
 //! - [`v2`]: generated prost types and tonic stubs, field-for-field Loggregator's.
@@ -9,8 +10,7 @@
 //! - [`transport`]: mTLS settings and tuned gRPC endpoints shared by servers and clients.
 //! - [`queue`]: the bounded drop-oldest queue (a "diode") used on every hop.
 //! - [`ingress`]: a batching Ingress client that never blocks its caller.
-//! - [`firehose`]: a Firehose subscriber that reconnects with backoff.
-//! - [`observe`]: declared metrics, the Prometheus writer, `/metrics` and `/healthz`.
+//! - [`subscriber`]: a Firehose subscriber that reconnects with backoff, and selectors.
 
 /// Generated Loggregator v2 types, clients and servers.
 #[allow(
@@ -25,12 +25,11 @@ pub mod v2 {
 }
 
 pub mod envelope;
-pub mod firehose;
 pub mod ingress;
 pub mod json;
-pub mod observe;
 pub mod queue;
 pub mod raw;
+pub mod subscriber;
 pub mod transport;
 
 /// Largest gRPC message accepted or sent on any hop (Loggregator uses 10 MiB too).

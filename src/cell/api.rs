@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{AppSpec, State as InstanceState};
 use super::{App, Cell, MAX_INSTANCES};
-use crate::admin::Observe;
 use crate::telemetry::names;
+use hydrant_runtime::admin::Observe;
 
 /// A Cloud Controller error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -447,7 +447,7 @@ pub fn router(cell: Arc<Cell>) -> Router {
         ))
         .with_state(Arc::clone(&cell));
     let observe: Arc<dyn Observe> = cell;
-    v3.merge(crate::admin::router(observe))
+    v3.merge(hydrant_runtime::admin::router(observe))
 }
 
 /// Serves the API until `shutdown` fires.

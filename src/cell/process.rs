@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::logs::{AppTags, LineSplitter, RateLimit, Verdict};
 use super::model::{Instance, State};
-use super::observe::Usage;
+use super::monitor::Usage;
 use super::usage;
 use super::{App, Cell, Slot};
 

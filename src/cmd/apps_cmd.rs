@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use hydrant::{apps, cell, shutdown};
+use hydrant::{apps, cell};
+use hydrant_runtime::shutdown;
 
 use super::{SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration, parse_tag, read_token};
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use hydrant::{apps, shutdown};
+use hydrant::apps;
 use hydrant_autoscaler::actuator::{self, Actuator};
 use hydrant_autoscaler::fleet::Settings;
 use hydrant_autoscaler::notify::Receivers;
 use hydrant_autoscaler::{replay, service};
+use hydrant_runtime::shutdown;
 use serde_json::Value;
 
 use super::{SelfMetricsArgs, TlsArgs, bind, parse_duration};

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use hydrant::{apps, shutdown};
+use hydrant::apps;
+use hydrant_runtime::shutdown;
 
 use super::{
     SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_bytes, parse_duration, parse_regex,

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use hydrant::{agent, certs, doppler, emit, firehose, shutdown};
+use hydrant::{agent, certs, doppler, emit, firehose};
+use hydrant_runtime::shutdown;
 
 use super::{SelfMetricsArgs, TlsArgs, bind, parse_duration, parse_tag};
 

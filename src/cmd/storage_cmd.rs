@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use hydrant::shutdown;
+use hydrant_runtime::shutdown;
 use hydrant_storage::sink::Sink;
 use hydrant_storage::sink::remote_write::RemoteWrite;
 use hydrant_storage::store;

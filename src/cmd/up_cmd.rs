@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, CommandFactory as _, Subcommand};
 use hydrant::up::{Spec, StopEvent, Supervisor};
-use hydrant::{apps, demo, shutdown};
+use hydrant::{apps, demo};
+use hydrant_runtime::shutdown;
 
 use super::config;
 use super::parse_duration;

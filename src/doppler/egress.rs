@@ -71,20 +71,17 @@ impl EgressService {
     }
 }
 
-/// The doppler's own Firehose, for `/v2/read` on its HTTP port: subscriptions straight on
-/// the hub, with the same buffers and accounting as gRPC subscribers.
+/// Where `/v2/read` on the doppler's HTTP port subscribes: straight on the hub, with the
+/// same buffers and accounting as gRPC subscribers.
 #[derive(Debug, Clone)]
-pub(super) struct HubFirehose(pub(super) Arc<Hub>);
+pub(super) struct HubSource(pub(super) Arc<Hub>);
 
-impl hydrant_logcache::gateway::Firehose for HubFirehose {
+impl hydrant_runtime::sse::Source for HubSource {
     fn subscribe(
         &self,
         request: EgressBatchRequest,
-    ) -> Pin<
-        Box<
-            dyn Future<Output = Result<hydrant_logcache::gateway::BatchStream, Status>> + Send + '_,
-        >,
-    > {
+    ) -> Pin<Box<dyn Future<Output = Result<hydrant_runtime::sse::BatchStream, Status>> + Send + '_>>
+    {
         Box::pin(async move {
             let guard = EgressService {
                 hub: Arc::clone(&self.0),
@@ -94,7 +91,7 @@ impl hydrant_logcache::gateway::Firehose for HubFirehose {
                 let batch = guard.next().await?;
                 Some((RawBatch::from(batch), guard))
             });
-            Ok(Box::pin(stream) as hydrant_logcache::gateway::BatchStream)
+            Ok(Box::pin(stream) as hydrant_runtime::sse::BatchStream)
         })
     }
 }

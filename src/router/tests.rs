@@ -1,8 +1,8 @@
 //! Fan-out semantics, table-driven on the pure router.
 
 use hydrant_proto::envelope;
-use hydrant_proto::firehose::{request, select};
 use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::v2::{self, EgressBatchRequest};
 
 use super::*;

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hydrant::{agent, cell, doppler};
-use hydrant_proto::firehose::Subscriber;
 use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::subscriber::Subscriber;
 use hydrant_proto::transport::Tls;
 use hydrant_proto::v2::EgressBatchRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -10,7 +10,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hydrant_proto::observe::{Observe, Text};
+use hydrant_runtime::admin::Observe;
+use hydrant_runtime::metrics::Text;
 use serde_json::{Value, json};
 
 use crate::history::Query;
@@ -163,7 +164,7 @@ pub fn router(scaler: Arc<Autoscaler>) -> Router {
         .route("/v1/apps/{app}/scaling_histories", get(histories))
         .route("/v1/apps/{app}/explain", get(explain))
         .with_state(scaler)
-        .merge(hydrant_proto::observe::router(observe))
+        .merge(hydrant_runtime::admin::router(observe))
         .fallback(not_found)
 }
 

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use hydrant_proto::firehose::{SOURCE_AFFINITY, Subscriber, request, select};
 use hydrant_proto::ingress::IngressClient;
-use hydrant_proto::observe::selfmetrics;
+use hydrant_proto::subscriber::{SOURCE_AFFINITY, Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2;
+use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +73,7 @@ pub struct Config {
     /// Suffix of the source-affine `deterministic_name` (orders members; optional).
     pub member: Option<String>,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
-    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
+    pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
 }
 
 /// Errors running the autoscaler.
@@ -245,7 +245,7 @@ pub async fn run(
         started: Instant::now(),
         stats: Stats::default(),
     });
-    let observe: Arc<dyn hydrant_proto::observe::Observe> = Arc::clone(&scaler) as _;
+    let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&scaler) as _;
     selfmetrics::start(observe, config.self_metrics.as_ref(), &shutdown)?;
     let mut tasks = tokio::task::JoinSet::new();
     let name = match &config.member {
@@ -266,7 +266,7 @@ pub async fn run(
         config.reload_poll,
         cancel.clone(),
     ));
-    let result = hydrant_proto::observe::serve_with_tasks(
+    let result = hydrant_runtime::component::serve_with_tasks(
         http,
         crate::api::router(Arc::clone(&scaler)),
         shutdown,

@@ -1,6 +1,6 @@
 //! The autoscaler's metrics, declared once (gathered by `hydrant::telemetry::all`).
 
-hydrant_proto::metrics! {
+hydrant_runtime::metrics! {
     APPS = "hydrant_autoscaler_apps", Gauge,
         "Apps with a policy.";
     OBSERVED = "hydrant_autoscaler_observed_envelopes_total", Counter,

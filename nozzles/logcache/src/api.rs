@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::LogCache;
 use crate::auth::Access;
-use crate::gateway;
 use crate::store::{Kinds, Query};
+use hydrant_runtime::sse;
 
 /// Most envelopes one read returns (Log Cache's limit).
 pub const MAX_LIMIT: usize = 1000;
@@ -295,22 +295,18 @@ async fn sse(State(cache): Shared, RawQuery(raw): RawQuery, headers: HeaderMap) 
             .filter_map(|(_, id)| store.app_name(id).map(|n| (id.clone(), n.to_owned())))
             .collect()
     };
-    gateway::respond(
-        cache.firehose.as_ref(),
-        cache.timing,
-        &pairs,
-        &access,
-        |id| names.get(id).cloned(),
-    )
+    sse::respond(cache.source.as_ref(), cache.timing, &pairs, |req| {
+        access.may_subscribe(req, |id| names.get(id).cloned())
+    })
     .await
 }
 
 /// The log cache's routes (auth is checked per handler; `/metrics` needs an admin token
 /// when an auth file is configured, `/healthz` is always open).
 pub fn router(cache: Arc<LogCache>) -> Router {
-    let observe: Arc<dyn hydrant_proto::observe::Observe> = Arc::clone(&cache) as _;
+    let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&cache) as _;
     let admin_only = Arc::clone(&cache);
-    let metrics = hydrant_proto::observe::router(observe).route_layer(axum::middleware::from_fn(
+    let metrics = hydrant_runtime::admin::router(observe).route_layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             let cache = Arc::clone(&admin_only);
             async move {

@@ -16,6 +16,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use hydrant_proto::v2::EgressBatchRequest;
 use serde::Deserialize;
 
 /// Errors loading an auth file.
@@ -100,6 +101,21 @@ impl Access {
     /// Whether this is admin access.
     pub fn is_admin(&self) -> bool {
         matches!(self, Access::All)
+    }
+
+    /// Whether this access may open a `/v2/read` subscription: admins always; others only
+    /// when every selector names a source they may read (`app_name` looks a source's app
+    /// name up).
+    pub fn may_subscribe(
+        &self,
+        req: &EgressBatchRequest,
+        app_name: impl Fn(&str) -> Option<String>,
+    ) -> bool {
+        self.is_admin()
+            || req.selectors.iter().all(|s| {
+                !s.source_id.is_empty()
+                    && self.allows(&s.source_id, app_name(&s.source_id).as_deref())
+            })
     }
 }
 
@@ -206,6 +222,29 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(q: &str) -> EgressBatchRequest {
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        hydrant_runtime::sse::request(&pairs).unwrap()
+    }
+
+    #[test]
+    fn non_admins_must_name_readable_sources_to_subscribe() {
+        let scoped = Access::Scoped {
+            sources: ["a".to_owned()].into(),
+            apps: ["web".to_owned()].into(),
+        };
+        let names = |s: &str| (s == "guid-web").then(|| "web".to_owned());
+        assert!(scoped.may_subscribe(&read("source_id=a&log"), names));
+        assert!(scoped.may_subscribe(&read("source_id=guid-web&log"), names));
+        assert!(
+            !scoped.may_subscribe(&read("log"), names),
+            "the whole Firehose is admin-only"
+        );
+        assert!(!scoped.may_subscribe(&read("source_id=a&source_id=b&log"), names));
+        assert!(Access::All.may_subscribe(&read("log"), names));
+    }
 
     const FILE: &str = "tokens:\n  - token: root\n    admin: true\n  - token: team\n    sources: [s1]\n    apps: [web]\n";
 

@@ -4,7 +4,6 @@
 //!
 //! - [`store`]: the pure cache (ordering, eviction, reads).
 //! - [`api`]: the HTTP API (read, meta, info, `/v2/read`, `/metrics`).
-//! - [`gateway`]: `/v2/read` server-sent events over any [`gateway::Firehose`].
 //! - [`auth`]: bearer tokens from a YAML file.
 //! - [`telemetry`]: metric names.
 //!
@@ -17,21 +16,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures::StreamExt;
-use hydrant_proto::firehose::{Subscriber, request, select};
-use hydrant_proto::observe::selfmetrics;
-use hydrant_proto::observe::{Observe, Text};
+use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::EgressBatchRequest;
+use hydrant_runtime::admin::Observe;
+use hydrant_runtime::metrics::Text;
+use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
 pub mod auth;
-pub mod gateway;
 pub mod store;
 pub mod telemetry;
 
-use gateway::{BatchStream, Firehose};
+use hydrant_runtime::sse::{self, BatchStream, Source};
 use store::{Limits, Store};
 use telemetry::{METRICS, names};
 
@@ -62,9 +61,9 @@ pub struct Config {
     /// Read response cap.
     pub max_response_bytes: usize,
     /// `/v2/read` timing.
-    pub timing: gateway::Timing,
+    pub timing: sse::Timing,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
-    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
+    pub self_metrics: Option<selfmetrics::SelfMetrics>,
 }
 
 impl Config {
@@ -79,7 +78,7 @@ impl Config {
             },
             auth: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            timing: gateway::Timing::default(),
+            timing: sse::Timing::default(),
             self_metrics: None,
         }
     }
@@ -132,8 +131,9 @@ impl Stats {
 pub struct LogCache {
     store: Mutex<Store>,
     auth: Option<auth::Auth>,
-    firehose: Box<dyn Firehose>,
-    timing: gateway::Timing,
+    /// Where `/v2/read` subscriptions are opened: every doppler, merged.
+    source: Box<dyn Source>,
+    timing: sse::Timing,
     max_response_bytes: usize,
     memory_limit: usize,
     started: Instant,
@@ -165,7 +165,7 @@ pub struct Dopplers {
     cancel: CancellationToken,
 }
 
-impl Firehose for Dopplers {
+impl Source for Dopplers {
     fn subscribe(
         &self,
         request: EgressBatchRequest,
@@ -230,7 +230,7 @@ pub async fn run(
     let cache = Arc::new(LogCache {
         store: Mutex::new(Store::new(config.limits)),
         auth: config.auth.clone(),
-        firehose: Box::new(Dopplers {
+        source: Box::new(Dopplers {
             addrs: config.dopplers.clone(),
             tls: config.tls.clone(),
             cancel: cancel.clone(),
@@ -252,7 +252,7 @@ pub async fn run(
             cancel.clone(),
         ));
     }
-    hydrant_proto::observe::serve_with_tasks(
+    hydrant_runtime::component::serve_with_tasks(
         http,
         api::router(Arc::clone(&cache)),
         shutdown,

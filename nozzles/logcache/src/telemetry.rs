@@ -1,6 +1,6 @@
 //! The log cache's metrics, declared once (gathered by `hydrant::telemetry::all`).
 
-hydrant_proto::metrics! {
+hydrant_runtime::metrics! {
     INGRESS = "hydrant_logcache_ingress_envelopes_total", Counter,
         "Envelopes received from the Firehose and stored.";
     EVICTED = "hydrant_logcache_evicted_envelopes_total", Counter,

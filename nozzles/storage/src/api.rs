@@ -13,7 +13,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hydrant_proto::observe::{Observe, Text};
+use hydrant_runtime::admin::Observe;
+use hydrant_runtime::metrics::Text;
 use serde_json::{Value, json};
 
 use crate::promql::{self, Error};
@@ -312,7 +313,7 @@ pub fn router(storage: Arc<Storage>) -> Router {
             )),
         )
         .with_state(storage)
-        .merge(hydrant_proto::observe::router(observe))
+        .merge(hydrant_runtime::admin::router(observe))
         .fallback(not_found)
 }
 

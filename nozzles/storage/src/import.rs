@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use hydrant_proto::observe::exposition;
+use hydrant_runtime::exposition;
 
 use crate::model::{self, Point, SeriesKey};
 

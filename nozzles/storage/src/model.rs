@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use hydrant_proto::v2::{self, envelope::Message};
+use hydrant_runtime::series::names as series;
 
 /// A series' identity: metric name and labels (sorted, `__name__` excluded).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,12 +56,6 @@ pub struct LogRow {
     /// The line.
     pub payload: Vec<u8>,
 }
-
-/// Metric name of timer request counts.
-pub const HTTP_REQUESTS: &str = "http_requests_total";
-
-/// Metric name of log line counts.
-pub const LOG_LINES: &str = "log_lines_total";
 
 /// Replaces characters Prometheus does not allow in a metric name.
 pub fn metric_name(s: &str) -> String {
@@ -166,7 +161,7 @@ pub fn map(env: &v2::Envelope, points: &mut Vec<Point>) -> Option<LogRow> {
             if t.name == "http" {
                 points.push(Point {
                     key: SeriesKey {
-                        name: HTTP_REQUESTS.into(),
+                        name: series::HTTP_REQUESTS.into(),
                         labels,
                     },
                     ts,
@@ -196,7 +191,7 @@ pub fn map(env: &v2::Envelope, points: &mut Vec<Point>) -> Option<LogRow> {
             }
             points.push(Point {
                 key: SeriesKey {
-                    name: LOG_LINES.into(),
+                    name: series::LOG_LINES.into(),
                     labels,
                 },
                 ts,
@@ -294,7 +289,7 @@ mod tests {
             (points[0].key.name.as_str(), points[0].value),
             ("http_seconds", 0.25)
         );
-        assert_eq!(points[1].key.name, HTTP_REQUESTS);
+        assert_eq!(points[1].key.name, series::HTTP_REQUESTS);
         assert!(points[1].increment);
 
         let mut l = envelope::log("app", "hello", true);
@@ -307,7 +302,7 @@ mod tests {
             ("ERR", "APP/PROC/WEB")
         );
         assert_eq!(row.payload, b"hello");
-        assert_eq!(points[0].key.name, LOG_LINES);
+        assert_eq!(points[0].key.name, series::LOG_LINES);
         assert_eq!(points[0].key.labels["stream"], "ERR");
 
         let e = envelope::event("app", "Scaled", "1 → 2");

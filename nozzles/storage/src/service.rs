@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hydrant_proto::firehose::{Subscriber, request, select};
-use hydrant_proto::observe::selfmetrics;
 use hydrant_proto::raw::RawBatch;
+use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
+use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,7 @@ pub struct Config {
     /// Where stored samples are also sent.
     pub sinks: Vec<Arc<dyn Sink>>,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
-    pub self_metrics: Option<hydrant_proto::observe::selfmetrics::SelfMetrics>,
+    pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
 }
 
 /// Errors running the nozzle.
@@ -270,7 +270,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let cancel = shutdown.child_token();
     let storage = Storage::open(&config, &cancel)?;
-    let observe: Arc<dyn hydrant_proto::observe::Observe> = Arc::clone(&storage) as _;
+    let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&storage) as _;
     selfmetrics::start(observe, config.self_metrics.as_ref(), &shutdown)?;
     let mut tasks = tokio::task::JoinSet::new();
     for d in &config.dopplers {
@@ -287,7 +287,7 @@ pub async fn run(
         config.maintenance,
         cancel.clone(),
     ));
-    let result = hydrant_proto::observe::serve_with_tasks(
+    let result = hydrant_runtime::component::serve_with_tasks(
         http,
         crate::api::router(Arc::clone(&storage)),
         shutdown,

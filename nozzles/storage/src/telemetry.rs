@@ -1,6 +1,6 @@
 //! The storage nozzle's metrics, declared once (gathered by `hydrant::telemetry::all`).
 
-hydrant_proto::metrics! {
+hydrant_runtime::metrics! {
     RECEIVED = "hydrant_storage_received_envelopes_total", Counter,
         "Firehose envelopes received.";
     INGESTED = "hydrant_storage_ingested_samples_total", Counter,

@@ -8,9 +8,9 @@ use crate::{Collector, TestAgent, TestDoppler, eventually};
 use hydrant::telemetry::names;
 use hydrant::{agent, doppler};
 use hydrant_proto::envelope;
-use hydrant_proto::firehose::{request, select};
 use hydrant_proto::ingress::{Config, IngressClient};
 use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::v2::ingress_client::IngressClient as ProstIngressClient;
 use hydrant_proto::v2::{EnvelopeBatch, envelope::Message};
 

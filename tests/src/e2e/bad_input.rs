@@ -4,8 +4,8 @@
 use crate::{Collector, TestDoppler, eventually};
 use hydrant::doppler;
 use hydrant::telemetry::names;
-use hydrant_proto::firehose::{request, select};
 use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::v2::ingress_client::IngressClient as ProstIngressClient;
 use hydrant_proto::v2::{Envelope, EnvelopeBatch};
 use tokio::io::AsyncWriteExt;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use hydrant::telemetry::names;
 use hydrant::{agent, doppler};
-use hydrant_proto::firehose::{request, select};
 use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::v2::envelope::Message;
 use serde_json::{Value, json};
 

@@ -162,7 +162,7 @@ fn bad_flags_and_files_fail_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_makes_the_agent_flush_what_it_accepted() {
-    use hydrant_proto::firehose::{request, select};
+    use hydrant_proto::subscriber::{request, select};
     let (d_grpc, d_http, a_grpc, a_http) = (
         free_port().await,
         free_port().await,

@@ -7,7 +7,7 @@ use crate::{Collector, TestAgent, TestDoppler, eventually};
 use hydrant::telemetry::names;
 use hydrant::{agent, doppler};
 use hydrant_proto::envelope;
-use hydrant_proto::firehose::{request, select};
+use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::v2::Envelope;
 
 use std::time::Duration;

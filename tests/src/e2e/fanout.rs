@@ -4,7 +4,7 @@ use crate::{Collector, TestDoppler, eventually};
 use hydrant::doppler;
 use hydrant::telemetry::names;
 use hydrant_proto::envelope;
-use hydrant_proto::firehose::{request, select};
+use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::v2::Selector;
 
 use super::{numbered_logs, send};

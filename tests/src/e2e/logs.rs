@@ -110,7 +110,7 @@ async fn live_tail_is_prompt_and_survives_stream_restarts() {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
     // Streams close every second, so the tail must resume several times.
-    config.timing = hydrant_logcache::gateway::Timing {
+    config.timing = hydrant_runtime::sse::Timing {
         heartbeat: Duration::from_millis(200),
         stream_timeout: Duration::from_secs(1),
     };

@@ -6,9 +6,9 @@ use std::time::Duration;
 use crate::{Collector, TestAgent, TestDoppler, eventually};
 use hydrant::telemetry::names;
 use hydrant::{agent, doppler};
-use hydrant_proto::firehose::{request, select};
 use hydrant_proto::ingress::{Config, IngressClient};
 use hydrant_proto::raw::RawEnvelope;
+use hydrant_proto::subscriber::{request, select};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_reconnects_after_doppler_restart_with_bounded_loss() {

@@ -1,5 +1,7 @@
-//! Repository checks: every Rust file opens with a `//!` doc saying what it owns, and no
-//! source file grows past the size where it should be split.
+//! Repository checks: every Rust file opens with a `//!` doc saying what it owns, no source
+//! file grows past the size where it should be split, and dependencies point one way: the
+//! wire contract (`hydrant-proto`) ← the shared runtime (`hydrant-runtime`) ← components
+//! (doppler, agent, cell, nozzles) ← the `hydrant` binary and its CLI.
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +25,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_rust_file_has_a_module_doc_and_a_sane_size() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for dir in ["src", "proto/src", "proto/benches", "tests/src", "nozzles"] {
+    for dir in [
+        "src",
+        "proto/src",
+        "proto/benches",
+        "proto/runtime/src",
+        "tests/src",
+        "nozzles",
+    ] {
         let d = root.join(dir);
         if d.exists() {
             rust_files(&d, &mut files);
@@ -47,6 +56,105 @@ fn every_rust_file_has_a_module_doc_and_a_sane_size() {
                 "{}: {lines} lines (split before {MAX_LINES})",
                 f.display()
             ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Each workspace crate and the `hydrant-*` crates it may depend on (normal and build
+/// dependencies; tests may reach further).
+const LAYERS: &[(&str, &[&str])] = &[
+    ("hydrant-proto", &[]),
+    ("hydrant-runtime", &["hydrant-proto"]),
+    ("hydrant-logcache", &["hydrant-proto", "hydrant-runtime"]),
+    ("hydrant-storage", &["hydrant-proto", "hydrant-runtime"]),
+    ("hydrant-autoscaler", &["hydrant-proto", "hydrant-runtime"]),
+];
+
+/// What the wire contract must never pull in: servers, `/proc` readers, process control.
+const NOT_IN_THE_WIRE_CRATE: &[&str] = &["axum", "hyper", "procfs", "nix", "sysinfo"];
+
+#[test]
+fn crate_dependencies_point_one_way() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = meta["packages"].as_array().unwrap();
+    let deps = |name: &str| -> Vec<String> {
+        let p = packages
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not a workspace package"));
+        p["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"] != "dev")
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut problems = Vec::new();
+    for (krate, allowed) in LAYERS {
+        for d in deps(krate) {
+            if d.starts_with("hydrant") && !allowed.contains(&d.as_str()) {
+                problems.push(format!("{krate} depends on {d}"));
+            }
+        }
+    }
+    for d in deps("hydrant-proto") {
+        if NOT_IN_THE_WIRE_CRATE.contains(&d.as_str()) {
+            problems.push(format!("the wire crate hydrant-proto depends on {d}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The components in the root crate's library never reach into a nozzle: only the binary's
+/// CLI glue (`src/cmd`) and the list of every metric table (`src/telemetry.rs`) name them.
+#[test]
+fn components_never_import_a_nozzle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let allowed = |f: &Path| {
+        f.starts_with(root.join("src/cmd"))
+            || f == root.join("src/cmd.rs")
+            || f == root.join("src/main.rs")
+            || f == root.join("src/telemetry.rs")
+    };
+    let mut problems = Vec::new();
+    for f in files.iter().filter(|f| !allowed(f)) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for nozzle in ["hydrant_logcache", "hydrant_storage", "hydrant_autoscaler"] {
+            if text.contains(nozzle) {
+                problems.push(format!("{} uses {nozzle}", f.display()));
+            }
+        }
+    }
+    let mut wire = Vec::new();
+    rust_files(&root.join("proto/src"), &mut wire);
+    for f in &wire {
+        let text = std::fs::read_to_string(f).unwrap();
+        for runtime in ["axum::", "\"/proc", "hydrant_runtime"] {
+            if text.contains(runtime) {
+                problems.push(format!("{}: the wire crate uses {runtime}", f.display()));
+            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

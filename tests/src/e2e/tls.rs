@@ -4,8 +4,8 @@ use crate::guard::Scratch;
 use crate::{Collector, TestDoppler, eventually};
 use hydrant::telemetry::names;
 use hydrant::{certs, doppler};
-use hydrant_proto::firehose::{request, select};
 use hydrant_proto::ingress::{Config, IngressClient};
+use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::transport::Tls;
 
 fn tls(dir: &std::path::Path, name: &str, server_name: &str) -> Tls {

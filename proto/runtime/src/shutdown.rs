@@ -1,9 +1,14 @@
-//! Turning SIGINT/SIGTERM into a cancellation token, and waiting for work with a deadline.
+//! Turning SIGINT/SIGTERM (or a supervisor's end) into a cancellation token, and waiting
+//! for work with a deadline.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+/// Set in the environment of a component started by a supervisor (`hydrant up`): stop
+/// when stdin reaches end of file, i.e. when the supervisor is gone, however it ended.
+pub const SUPERVISED_ENV: &str = "HYDRANT_SUPERVISED";
 
 /// Grace period for an orderly stop: long enough to flush a full agent buffer to a doppler
 /// on loopback, short enough that an operator's second Ctrl-C is rarely needed.
@@ -22,7 +27,7 @@ pub fn on_signal() -> CancellationToken {
         tracing::info!("signal received; shutting down");
         t.cancel();
     });
-    if std::env::var_os(crate::up::SUPERVISED_ENV).is_some() {
+    if std::env::var_os(SUPERVISED_ENV).is_some() {
         let t = token.clone();
         // A plain thread: a blocking read must not hold up the runtime's exit.
         std::thread::spawn(move || {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Cell;
 use super::usage::{disk_usage, sample_groups};
-use crate::telemetry::app::names as app;
+use hydrant_runtime::series::names as app;
 
 /// Last measured usage of an instance.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -11,11 +11,12 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::Observe;
-use crate::envelope;
-use crate::ingress::{self, IngressClient};
-use crate::transport::{self, Tls};
-use crate::v2::{self, Envelope, envelope::Message};
+use hydrant_proto::envelope;
+use hydrant_proto::ingress::{self, IngressClient};
+use hydrant_proto::transport::{self, Tls};
+use hydrant_proto::v2::{self, Envelope, envelope::Message};
+
+use crate::admin::Observe;
 
 crate::metrics! {
     PROCESS_MEMORY = "hydrant_process_resident_memory_bytes", Gauge,
@@ -122,12 +123,12 @@ pub fn envelopes(text: &str, source_id: &str, instance_id: &str, timestamp: i64)
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let Ok(super::exposition::Sample {
+        let Ok(crate::exposition::Sample {
             name,
             labels,
             value,
             ..
-        }) = super::exposition::parse(line)
+        }) = crate::exposition::parse(line)
         else {
             continue;
         };

@@ -1,24 +1,11 @@
-//! Self-observability shared by every Hydrant component and nozzle: declared metrics, a
-//! Prometheus text writer that refuses undeclared names, and the `/metrics` + `/healthz`
-//! HTTP routes.
+//! Declared metrics and the Prometheus text writer that refuses undeclared names.
 //!
 //! Components keep their counters in atomics and render them on each scrape; nothing is
-//! emitted from inside hot loops. Each crate declares its metrics once with [`metrics!`];
-//! `hydrant::telemetry::all()` gathers every table so dashboards can be checked.
+//! emitted from inside hot loops. Each crate declares its metrics once with
+//! [`metrics!`](crate::metrics!); `hydrant::telemetry::all()` gathers every table so
+//! dashboards can be checked.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
-
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-pub mod exposition;
-pub mod selfmetrics;
 
 /// Prometheus metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +39,8 @@ macro_rules! metrics {
             )*
         }
         /// All metrics declared here.
-        pub const METRICS: &[$crate::observe::Metric] = &[
-            $($crate::observe::Metric { name: $name, kind: $crate::observe::Type::$kind, help: $help },)*
+        pub const METRICS: &[$crate::metrics::Metric] = &[
+            $($crate::metrics::Metric { name: $name, kind: $crate::metrics::Type::$kind, help: $help },)*
         ];
     };
 }
@@ -118,84 +105,6 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// What a component reports about itself.
-pub trait Observe: Send + Sync + 'static {
-    /// Prometheus text exposition of the component's metrics.
-    fn metrics(&self) -> String;
-    /// Whether the component is healthy, and details for humans.
-    fn health(&self) -> (bool, serde_json::Value);
-}
-
-/// The `/metrics` and `/healthz` routes over `observe`.
-pub fn router(observe: Arc<dyn Observe>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .with_state(observe)
-}
-
-async fn metrics(State(o): State<Arc<dyn Observe>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        o.metrics(),
-    )
-}
-
-async fn healthz(State(o): State<Arc<dyn Observe>>) -> impl IntoResponse {
-    let (ok, details) = o.health();
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(details))
-}
-
-/// Serves `router` on `listener` until `shutdown` fires.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-}
-
-/// Serves `router` on `listener` until `shutdown` while `tasks` run: a component's main
-/// loop. The first task that fails cancels `cancel` (the tasks' token) and its error is
-/// returned; every task is awaited before returning, so nothing runs on afterwards.
-pub async fn serve_with_tasks<E>(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-    cancel: CancellationToken,
-    mut tasks: tokio::task::JoinSet<Result<(), E>>,
-) -> Result<(), E>
-where
-    E: From<std::io::Error> + Send + 'static,
-{
-    let server = serve(listener, router, shutdown);
-    let mut server = std::pin::pin!(server);
-    let result = loop {
-        tokio::select! {
-            r = &mut server => break r.map_err(E::from),
-            Some(done) = tasks.join_next() => {
-                if let Ok(Err(e)) = done {
-                    cancel.cancel();
-                    break Err(e);
-                }
-            }
-        }
-    };
-    cancel.cancel();
-    while tasks.join_next().await.is_some() {}
-    result
 }
 
 #[cfg(test)]

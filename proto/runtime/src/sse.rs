@@ -1,6 +1,6 @@
-//! `GET /v2/read`: live envelopes as server-sent events, like Loggregator's RLP gateway, so
+//! `GET /v2/read`: the Firehose as server-sent events, like Loggregator's RLP gateway, so
 //! browsers and curl can tail. Served by the log cache and by the doppler's HTTP port; each
-//! supplies a [`Firehose`] to subscribe to.
+//! supplies a [`Source`] to subscribe to and decides who may read what.
 //!
 //! Query: `source_id` (repeatable), type flags `log`, `counter`, `gauge`, `timer`, `event`
 //! (presence is enough; at least one is required), `counter.name`, `gauge.name` (comma
@@ -16,18 +16,17 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use hydrant_proto::firehose::select;
 use hydrant_proto::json;
 use hydrant_proto::raw::{RawBatch, RawEnvelope};
+use hydrant_proto::subscriber::select;
 use hydrant_proto::v2::{EgressBatchRequest, Selector};
-
-use crate::auth::Access;
 
 /// A stream of Firehose batches; it ends when the source goes away.
 pub type BatchStream = Pin<Box<dyn Stream<Item = RawBatch> + Send + 'static>>;
 
-/// Something to subscribe to: the log cache's dopplers, or a doppler's own hub.
-pub trait Firehose: Send + Sync + 'static {
+/// Where a `/v2/read` subscription is opened: the log cache's dopplers, or a doppler's own
+/// hub.
+pub trait Source: Send + Sync + 'static {
     /// Opens a subscription.
     fn subscribe(
         &self,
@@ -125,20 +124,6 @@ pub fn request(pairs: &[(String, String)]) -> Result<EgressBatchRequest, BadRequ
     })
 }
 
-/// Whether `access` may open this subscription: admins always; others only when every
-/// selector names a source they may read (`app_name` looks a source's app name up).
-pub fn permitted(
-    access: &Access,
-    req: &EgressBatchRequest,
-    app_name: impl Fn(&str) -> Option<String>,
-) -> bool {
-    access.is_admin()
-        || req.selectors.iter().all(|s| {
-            !s.source_id.is_empty()
-                && access.allows(&s.source_id, app_name(&s.source_id).as_deref())
-        })
-}
-
 /// The event stream for a subscription.
 pub fn events(
     batches: BatchStream,
@@ -201,14 +186,13 @@ pub fn events(
     Sse::new(stream)
 }
 
-/// Answers a `/v2/read` request: 400 for a bad query, 404 when `access` may not read what
-/// it asks for, 502 when the subscription fails, else the event stream.
+/// Answers a `/v2/read` request: 400 for a bad query, 404 when `allowed` refuses the
+/// subscription, 502 when it fails, else the event stream.
 pub async fn respond(
-    firehose: &dyn Firehose,
+    source: &dyn Source,
     timing: Timing,
     pairs: &[(String, String)],
-    access: &Access,
-    app_name: impl Fn(&str) -> Option<String>,
+    allowed: impl FnOnce(&EgressBatchRequest) -> bool,
 ) -> Response {
     let error = |status: StatusCode, message: String| {
         (
@@ -221,10 +205,10 @@ pub async fn respond(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
     };
-    if !permitted(access, &request, app_name) {
+    if !allowed(&request) {
         return error(StatusCode::NOT_FOUND, "not found".into());
     }
-    match firehose.subscribe(request).await {
+    match source.subscribe(request).await {
         Ok(batches) => events(batches, timing).into_response(),
         Err(status) => error(StatusCode::BAD_GATEWAY, status.message().to_owned()),
     }
@@ -278,38 +262,5 @@ mod tests {
                 .contains("at least one envelope type")
         );
         assert!(request(&pairs("counter.name=")).is_err());
-    }
-
-    #[test]
-    fn non_admins_must_name_readable_sources() {
-        let scoped = Access::Scoped {
-            sources: ["a".to_owned()].into(),
-            apps: ["web".to_owned()].into(),
-        };
-        let names = |s: &str| (s == "guid-web").then(|| "web".to_owned());
-        assert!(permitted(
-            &scoped,
-            &request(&pairs("source_id=a&log")).unwrap(),
-            names
-        ));
-        assert!(permitted(
-            &scoped,
-            &request(&pairs("source_id=guid-web&log")).unwrap(),
-            names
-        ));
-        assert!(
-            !permitted(&scoped, &request(&pairs("log")).unwrap(), names),
-            "the whole Firehose is admin-only"
-        );
-        assert!(!permitted(
-            &scoped,
-            &request(&pairs("source_id=a&source_id=b&log")).unwrap(),
-            names
-        ));
-        assert!(permitted(
-            &Access::All,
-            &request(&pairs("log")).unwrap(),
-            names
-        ));
     }
 }

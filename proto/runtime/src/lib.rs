@@ -1,0 +1,26 @@
+//! The shared runtime of Hydrant's components and nozzles: everything they have in common
+//! beyond the wire contract (`hydrant-proto`), which stays free of servers and `/proc`.
+//!
+//! Reading order:
+//! - [`metrics`]: declared metrics ([`metrics!`]) and the Prometheus text writer.
+//! - [`series`]: the app series (container metrics, derived log and HTTP series) that
+//!   the cell and the storage nozzle produce and dashboards read.
+//! - [`admin`]: `/metrics` and `/healthz` over what a component reports ([`admin::Observe`]).
+//! - [`selfmetrics`]: a component's own metrics sent as envelopes through an agent, with
+//!   process memory and CPU from `/proc`.
+//! - [`exposition`]: parsing Prometheus text lines.
+//! - [`shutdown`]: signals, the grace period, and stopping when a supervisor goes away.
+//! - [`component`]: a component's main loop (HTTP server + tasks, ended together).
+//! - [`sse`]: `/v2/read`, the Firehose as server-sent events over any [`sse::Source`].
+//!
+//! Dependencies point one way: `hydrant-proto` ← this crate ← components (doppler, agent,
+//! cell, nozzles) ← the `hydrant` binary. A tidy test keeps it so.
+
+pub mod admin;
+pub mod component;
+pub mod exposition;
+pub mod metrics;
+pub mod selfmetrics;
+pub mod series;
+pub mod shutdown;
+pub mod sse;

@@ -25,6 +25,7 @@ use crate::inbound;
 use crate::status::RejectionCounts;
 use crate::telemetry::names;
 use hydrant_runtime::admin::{self, Observe};
+use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::shutdown;
 
 mod counters;
@@ -206,7 +207,9 @@ pub async fn run(
         stats: Stats::default(),
     });
 
-    let stop_ingress = CancellationToken::new();
+    let mut life = Lifecycle::new("agent", config.grace);
+    // Accept: the ingress streams end and the gRPC server stops taking them.
+    let stop_ingress = life.token(Phase::Accept);
     let service = inbound::ingress_server(
         Arc::clone(&state),
         stop_ingress.clone(),
@@ -214,38 +217,41 @@ pub async fn run(
     );
     let builder = inbound::server(config.server_tls.as_ref())?;
     let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
-    let grpc_stop = stop_ingress.clone();
     let grpc_server = builder
         .layer(inbound::remap_layer(Arc::clone(&state)))
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
-    let http_stop = CancellationToken::new();
+        .serve_with_incoming_shutdown(incoming, async move { stop_ingress.cancelled().await });
+    life.spawn(Phase::Accept, "grpc ingress", async move {
+        grpc_server.await.map_err(Error::from)
+    });
+    // Flush: what was accepted goes to the dopplers within what is left of the grace
+    // period; the rest is counted as dropped{reason="shutdown"}.
+    let deadline = life.deadline();
+    let grace = config.grace;
+    life.on_stop(Phase::Flush, "forward to dopplers", async move {
+        forward.close(deadline.remaining(grace)).await;
+        Ok(())
+    });
     let observe: Arc<dyn Observe> = Arc::new(Observed {
         state: Arc::clone(&state),
     });
-    selfmetrics::start(
+    selfmetrics::register(
+        &mut life,
         Arc::clone(&observe),
         config.self_metrics.as_ref(),
-        &shutdown,
     )?;
-    let http_server = admin::run(http, observe, http_stop.clone());
+    // Serve: /metrics and /healthz answer until the end.
+    let http_stop = life.token(Phase::Serve);
+    life.spawn(Phase::Serve, "http", async move {
+        admin::run(http, observe, http_stop)
+            .await
+            .map_err(Error::from)
+    });
 
-    let mut grpc_server = std::pin::pin!(grpc_server);
-    let mut http_server = std::pin::pin!(http_server);
-    tokio::select! {
-        r = &mut grpc_server => return r.map_err(Error::from),
-        r = &mut http_server => return r.map_err(Error::from),
-        () = shutdown.cancelled() => {}
-    }
-    tracing::info!("agent: stopping ingress, flushing to dopplers");
-    stop_ingress.cancel();
-    let grace = config.grace;
-    shutdown::within(grace, "agent ingress", &mut grpc_server).await;
-    forward.close(grace).await;
-    http_stop.cancel();
-    shutdown::within(grace, "agent http", &mut http_server).await;
+    life.run(shutdown).await?;
     let stats = state.forward.stats();
     tracing::info!(
+        accepted = state.stats.ingress.load(Relaxed),
         sent = stats.sent.load(Relaxed),
         dropped = stats.dropped(),
         "agent stopped"

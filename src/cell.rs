@@ -19,10 +19,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt as _;
 use hydrant_proto::ingress::{self as client, IngressClient, Sender};
 use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::Envelope;
+use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -42,6 +44,10 @@ use model::{Action, AppSpec, Backoff, Instance, State};
 
 /// Default interval between container metric envelopes (Cloud Foundry's 15 s).
 pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Time for the last envelopes to reach the agent once every instance has stopped: the
+/// cell's whole stop is bounded by the instances' stop grace plus this.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 /// Most instances one app may ask for: a bound on what one request can make the cell spawn.
 pub const MAX_INSTANCES: u32 = 250;
@@ -314,28 +320,38 @@ pub async fn run(
         stats: Stats::default(),
     });
 
+    let mut life = Lifecycle::new("cell", cell.config.stop_grace + FLUSH_GRACE);
+    // Accept: the API stops taking requests; the converger and the monitor stop.
+    let accept = life.token(Phase::Accept);
+    life.spawn(
+        Phase::Accept,
+        "converger",
+        Arc::clone(&cell).converge_loop(accept.clone()).map(Ok),
+    );
+    life.spawn(
+        Phase::Accept,
+        "monitor",
+        monitor::run(Arc::clone(&cell), accept.clone()).map(Ok),
+    );
+    life.spawn(
+        Phase::Accept,
+        "api",
+        api::run(Arc::clone(&cell), api, accept).map(|r| r.map_err(Error::from)),
+    );
+    // Flush: every instance stops gracefully (SIGTERM, SIGKILL after the stop grace), then
+    // what they and the cell said reaches the agent.
+    let c = Arc::clone(&cell);
+    let deadline = life.deadline();
+    life.on_stop(Phase::Flush, "instances, then the agent", async move {
+        c.stop_all().await;
+        if let Some(cg) = &c.cgroups {
+            cg.remove();
+        }
+        emitter.close(deadline.remaining(FLUSH_GRACE)).await;
+        Ok(())
+    });
     let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&cell) as _;
-    selfmetrics::start(observe, cell.config.self_metrics.as_ref(), &shutdown)?;
-    let stop_loops = CancellationToken::new();
-    let converger = tokio::spawn(Arc::clone(&cell).converge_loop(stop_loops.clone()));
-    let monitor = tokio::spawn(monitor::run(Arc::clone(&cell), stop_loops.clone()));
-    let api_stop = CancellationToken::new();
-    let server = tokio::spawn(api::run(Arc::clone(&cell), api, api_stop.clone()));
-
-    shutdown.cancelled().await;
-    tracing::info!("cell: stopping API, instances, then flushing to the agent");
-    api_stop.cancel();
-    stop_loops.cancel();
-    let _ = converger.await;
-    let _ = monitor.await;
-    cell.stop_all().await;
-    if let Some(c) = &cell.cgroups {
-        c.remove();
-    }
-    emitter.close(cell.config.stop_grace).await;
-    match server.await {
-        Ok(r) => r?,
-        Err(e) => tracing::error!(error = %e, "cell API task failed"),
-    }
+    selfmetrics::register(&mut life, observe, cell.config.self_metrics.as_ref())?;
+    life.run(shutdown).await?;
     Ok(())
 }

@@ -47,6 +47,20 @@ impl TlsArgs {
     }
 }
 
+/// The stop flag of the nozzles: one grace period bounds their whole orderly stop.
+#[derive(Debug, Args)]
+pub(crate) struct GraceArgs {
+    /// Seconds allowed for an orderly stop (what overruns is named, then aborted).
+    #[arg(long, default_value_t = hydrant_runtime::shutdown::DEFAULT_GRACE.as_secs())]
+    pub(crate) grace_secs: u64,
+}
+
+impl GraceArgs {
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_secs)
+    }
+}
+
 /// Self-metrics flags shared by every long-running component.
 #[derive(Debug, Args)]
 pub(crate) struct SelfMetricsArgs {

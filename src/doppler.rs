@@ -20,6 +20,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::inbound;
 use crate::telemetry::names;
 use hydrant_runtime::admin::{self, Observe};
+use hydrant_runtime::lifecycle::{self, Lifecycle, Phase};
 use hydrant_runtime::{shutdown, sse};
 
 mod egress;
@@ -88,9 +89,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let hub = Arc::new(Hub::new(config.buffer));
-    let stop_ingress = CancellationToken::new();
+    let mut life = Lifecycle::new("doppler", config.grace);
+    // Accept: ingress streams end and new ones are refused.
+    let stop_ingress = life.token(Phase::Accept);
     let max = config.max_message_bytes;
-    let ingress = inbound::ingress_server(Arc::clone(&hub), stop_ingress.clone(), max);
+    let ingress = inbound::ingress_server(Arc::clone(&hub), stop_ingress, max);
     let egress = EgressServer::new(egress::EgressService {
         hub: Arc::clone(&hub),
     })
@@ -98,18 +101,34 @@ pub async fn run(
     .max_encoding_message_size(max);
     let builder = inbound::server(config.tls.as_ref())?;
     let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
-    let servers_stop = CancellationToken::new();
-    let grpc_stop = servers_stop.clone();
+    let h = Arc::clone(&hub);
+    life.on_stop(Phase::Accept, "ingress streams", async move {
+        lifecycle::settled(|| h.stats.ingress_streams.load(Relaxed) <= 0).await;
+        Ok(())
+    });
+    // Flush: new subscriptions are refused and every buffer is closed, so subscribers
+    // receive what is buffered and their streams end.
+    let h = Arc::clone(&hub);
+    life.on_stop(Phase::Flush, "subscriptions", async move {
+        h.close();
+        lifecycle::settled(|| h.open_subscriptions() == 0).await;
+        Ok(())
+    });
+    // Serve: the gRPC server (ingress and egress on one port) and the HTTP port.
+    let grpc_stop = life.token(Phase::Serve);
     let grpc_server = builder
         .layer(inbound::remap_layer(Arc::clone(&hub)))
         .add_service(ingress)
         .add_service(egress)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
+    life.spawn(Phase::Serve, "grpc", async move {
+        grpc_server.await.map_err(Error::from)
+    });
     let observe: Arc<dyn Observe> = Arc::new(Observed(Arc::clone(&hub)));
-    selfmetrics::start(
+    selfmetrics::register(
+        &mut life,
         Arc::clone(&observe),
         config.self_metrics.as_ref(),
-        &shutdown,
     )?;
     let source = Arc::new(egress::HubSource(Arc::clone(&hub)));
     let sse = axum::routing::get(
@@ -125,31 +144,13 @@ pub async fn run(
         },
     );
     let router = admin::router(observe).route("/v2/read", sse);
-    let http_server = hydrant_runtime::admin::serve(http, router, servers_stop.clone());
-
-    let mut grpc_server = std::pin::pin!(grpc_server);
-    let mut http_server = std::pin::pin!(http_server);
-    tokio::select! {
-        r = &mut grpc_server => return r.map_err(Error::from),
-        r = &mut http_server => return r.map_err(Error::from),
-        () = shutdown.cancelled() => {}
-    }
-    tracing::info!("doppler: stopping ingress, draining subscriptions");
-    stop_ingress.cancel();
-    hub.close();
-    servers_stop.cancel();
-    let grace = config.grace;
-    let both = async { tokio::join!(&mut grpc_server, &mut http_server) };
-    if let Ok((g, h)) = tokio::time::timeout(grace, both).await {
-        g?;
-        h?;
-    } else {
-        tracing::warn!(
-            component = "doppler",
-            ?grace,
-            "did not stop within the grace period"
-        );
-    }
+    let http_stop = life.token(Phase::Serve);
+    life.spawn(Phase::Serve, "http", async move {
+        admin::serve(http, router, http_stop)
+            .await
+            .map_err(Error::from)
+    });
+    life.run(shutdown).await?;
     Ok(())
 }
 

@@ -191,14 +191,17 @@ impl IngressClient {
     }
 
     /// Stops accepting envelopes and sends what is queued, waiting at most `grace`; whatever
-    /// is still queued after that is counted in `dropped_shutdown`.
+    /// is still queued or in a worker's hand after that is counted in `dropped_shutdown`
+    /// before this returns.
     pub async fn close(mut self, grace: Duration) {
         let queue = &self.sender.queue;
         queue.close();
-        let workers = std::mem::take(&mut self.workers);
-        let all = futures::future::join_all(workers);
+        let mut workers = std::mem::take(&mut self.workers);
+        let all = futures::future::join_all(workers.iter_mut());
         if tokio::time::timeout(grace, all).await.is_err() {
             self.cancel.cancel();
+            // Cancelled workers return at once, counting the batch in their hand.
+            futures::future::join_all(workers).await;
             let mut rest = Vec::new();
             queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
             self.sender
@@ -259,11 +262,46 @@ impl Sender {
     }
 }
 
+/// Dropping the client (without [`IngressClient::close`], or when a shutdown aborts the
+/// close) stops the workers and counts what it still held as `dropped_shutdown`: the queue
+/// here, each worker's batch in hand by the worker's [`InHand`].
 impl Drop for IngressClient {
     fn drop(&mut self) {
         self.cancel.cancel();
         for w in &self.workers {
             w.abort();
+        }
+        let queue = &self.sender.queue;
+        queue.close();
+        let mut rest = Vec::new();
+        queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
+        if !rest.is_empty() {
+            self.sender
+                .stats
+                .dropped_shutdown
+                .fetch_add(rest.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                lost = rest.len(),
+                "ingress client: dropped with envelopes queued"
+            );
+        }
+    }
+}
+
+/// A batch a worker took from the queue and has not handed to a stream yet. It survives
+/// reconnects; if the worker ends still holding it (cancelled, aborted), it is counted as
+/// `dropped_shutdown`, never lost silently.
+struct InHand {
+    batch: Vec<RawEnvelope>,
+    stats: Arc<Stats>,
+}
+
+impl Drop for InHand {
+    fn drop(&mut self) {
+        if !self.batch.is_empty() {
+            self.stats
+                .dropped_shutdown
+                .fetch_add(self.batch.len() as u64, Ordering::Relaxed);
         }
     }
 }
@@ -291,8 +329,11 @@ impl Worker {
     async fn run(self) {
         let mut backoff = BACKOFF_MIN;
         let mut first = true;
-        // A batch taken from the queue but not handed to a stream survives reconnects.
-        let mut pending: Vec<RawEnvelope> = Vec::new();
+        let mut in_hand = InHand {
+            batch: Vec::new(),
+            stats: Arc::clone(&self.stats),
+        };
+        let pending = &mut in_hand.batch;
         loop {
             let channel = tokio::select! {
                 c = self.endpoint.connect() => c,
@@ -319,7 +360,7 @@ impl Worker {
             }
             first = false;
             self.stats.connected.fetch_add(1, Ordering::Relaxed);
-            let ended = self.stream(channel, &mut pending, &mut backoff).await;
+            let ended = self.stream(channel, pending, &mut backoff).await;
             self.stats.connected.fetch_sub(1, Ordering::Relaxed);
             match ended {
                 Ended::Drained | Ended::Cancelled => return,

@@ -16,7 +16,7 @@ use hydrant_autoscaler::{replay, service};
 use hydrant_runtime::shutdown;
 use serde_json::Value;
 
-use super::{SelfMetricsArgs, TlsArgs, bind, parse_duration};
+use super::{GraceArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration};
 
 /// Default storage nozzle query API.
 pub(crate) const DEFAULT_STORAGE: &str = "http://127.0.0.1:9400";
@@ -202,6 +202,8 @@ struct RunArgs {
     #[command(flatten)]
     self_metrics: SelfMetricsArgs,
     #[command(flatten)]
+    grace: GraceArgs,
+    #[command(flatten)]
     tls: TlsArgs,
 }
 
@@ -281,10 +283,11 @@ async fn serve(a: RunArgs) -> anyhow::Result<()> {
         },
         shadow: a.shadow,
         member: a.member.clone(),
+        grace: a.grace.grace(),
     };
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, dopplers = ?a.dopplers, actuator = ?a.actuator, shadow = a.shadow, "autoscaler listening");
-    service::run(config, http, shutdown::on_signal()).await?;
+    service::run(config, http, shutdown::on_signal_except_hangup()).await?;
     Ok(())
 }
 

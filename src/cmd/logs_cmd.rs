@@ -10,7 +10,8 @@ use hydrant::apps;
 use hydrant_runtime::shutdown;
 
 use super::{
-    SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_bytes, parse_duration, parse_regex,
+    GraceArgs, SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_bytes, parse_duration,
+    parse_regex,
 };
 
 #[derive(Debug, Args)]
@@ -35,6 +36,8 @@ pub(crate) struct LogcacheArgs {
     pub(crate) tls_server_name: String,
     #[command(flatten)]
     pub(crate) self_metrics: SelfMetricsArgs,
+    #[command(flatten)]
+    pub(crate) grace: GraceArgs,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
 }
@@ -90,6 +93,7 @@ pub(crate) async fn logcache(a: LogcacheArgs) -> anyhow::Result<()> {
         super::DEFAULT_AGENT,
     );
     config.limits.memory_bytes = a.memory_limit;
+    config.grace = a.grace.grace();
     config.auth = a
         .auth_file
         .as_deref()

@@ -12,7 +12,7 @@ use hydrant_storage::sink::Sink;
 use hydrant_storage::sink::remote_write::RemoteWrite;
 use hydrant_storage::store;
 
-use super::{SelfMetricsArgs, TlsArgs, bind, parse_duration};
+use super::{GraceArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration};
 
 #[derive(Debug, Args)]
 pub(crate) struct StorageArgs {
@@ -69,6 +69,8 @@ pub(crate) struct StorageArgs {
     #[command(flatten)]
     self_metrics: SelfMetricsArgs,
     #[command(flatten)]
+    grace: GraceArgs,
+    #[command(flatten)]
     tls: TlsArgs,
 }
 
@@ -121,6 +123,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
             a.tls.load("metron")?,
             super::DEFAULT_AGENT,
         ),
+        grace: a.grace.grace(),
     };
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, data_dir = %a.data_dir.display(), wal = !a.no_wal, "storage listening");

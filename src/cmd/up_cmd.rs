@@ -15,6 +15,7 @@ use clap::{Args, CommandFactory as _, Subcommand};
 use hydrant::up::{Spec, StopEvent, Supervisor};
 use hydrant::{apps, demo};
 use hydrant_runtime::shutdown;
+use tokio_util::sync::CancellationToken;
 
 use super::config;
 use super::parse_duration;
@@ -235,50 +236,101 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         .map(|n| plan(n, &a.data_dir, file.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let _lock = hydrant::up::DirLock::take(&a.data_dir).map_err(anyhow::Error::msg)?;
+    // SIGINT, SIGTERM, SIGHUP and a closed stdout all lead to the same ordered stop.
+    let signal = shutdown::on_signal();
+    let term = Terminal::new(signal.clone());
     let policies = policy_dir(&planned, &a.data_dir);
-    write_example_policy(&policies, a.demo)?;
+    write_example_policy(&term, &policies, a.demo)?;
     if let Some(f) = &file {
-        println!("config: {}", f.path().display());
+        term.line(format_args!("config: {}", f.path().display()));
     }
     let logs = a.data_dir.join("logs");
     let mut sup = Supervisor::new(exe.clone(), &logs)?;
-    let signal = shutdown::on_signal();
     for p in &planned {
-        print!("starting {:<11}", p.spec.name);
-        let _ = std::io::Write::flush(&mut std::io::stdout());
+        term.part(format_args!("starting {:<11}", p.spec.name));
         let started = tokio::select! {
             r = sup.start(&p.spec, a.start_timeout) => r,
             () = signal.cancelled() => {
-                println!("interrupted");
-                stop_all(&mut sup, a.grace).await;
+                term.line(format_args!("interrupted"));
+                stop_all(&term, &mut sup, a.grace).await;
                 return Ok(());
             }
         };
         match started {
-            Ok(took) => println!("ready in {:.1}s", took.as_secs_f64()),
+            Ok(took) => term.line(format_args!("ready in {:.1}s", took.as_secs_f64())),
             Err(e) => {
-                println!("failed");
-                stop_all(&mut sup, a.grace).await;
+                term.line(format_args!("failed"));
+                stop_all(&term, &mut sup, a.grace).await;
                 return Err(e.into());
             }
         }
     }
-    print_endpoints(&planned, &logs, &policies);
+    print_endpoints(&term, &planned, &logs, &policies);
     if a.demo {
-        push_demo(&planned, &exe).await?;
+        push_demo(&term, &planned, &exe).await?;
     }
-    println!("Ctrl-C stops everything.");
+    term.line(format_args!("Ctrl-C stops everything."));
     tokio::select! {
         () = signal.cancelled() => {
-            println!("\nstopping…");
-            stop_all(&mut sup, a.grace).await;
+            term.line(format_args!("\nstopping…"));
+            stop_all(&term, &mut sup, a.grace).await;
             Ok(())
         }
         (name, status, tail) = sup.exited() => {
-            println!("\n{name} exited unexpectedly ({status}); the end of its log:\n{tail}");
-            stop_all(&mut sup, a.grace).await;
+            term.line(format_args!("\n{name} exited unexpectedly ({status}); the end of its log:\n{tail}"));
+            stop_all(&term, &mut sup, a.grace).await;
             bail!("{name} exited; see {}", logs.join(format!("{name}.log")).display())
         }
+    }
+}
+
+/// `up`'s terminal. Writing never panics: once stdout is gone (`hydrant up | head` after
+/// `head` has exited), what follows goes to stderr and the stop token is cancelled, so
+/// everything stops in order, as on Ctrl-C.
+#[derive(Debug)]
+struct Terminal {
+    stop: CancellationToken,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl Terminal {
+    fn new(stop: CancellationToken) -> Terminal {
+        Terminal {
+            stop,
+            broken: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Writes a line.
+    fn line(&self, args: std::fmt::Arguments<'_>) {
+        self.write(args, true);
+    }
+
+    /// Writes the start of a line (a step whose outcome follows).
+    fn part(&self, args: std::fmt::Arguments<'_>) {
+        self.write(args, false);
+    }
+
+    fn write(&self, args: std::fmt::Arguments<'_>, newline: bool) {
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let end = if newline { "\n" } else { "" };
+        if !self.broken.load(Relaxed) {
+            let mut out = std::io::stdout().lock();
+            if write!(out, "{args}{end}")
+                .and_then(|()| out.flush())
+                .is_ok()
+            {
+                return;
+            }
+            self.broken.store(true, Relaxed);
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nhydrant up: standard output is closed; stopping everything"
+            );
+            self.stop.cancel();
+        }
+        let _ = write!(std::io::stderr(), "{args}{end}");
     }
 }
 
@@ -292,7 +344,7 @@ fn policy_dir(planned: &[Planned], data: &Path) -> PathBuf {
 
 /// Writes the example policy when the policy directory does not exist yet, or, for
 /// `--demo`, when no policy file for the demo app is there.
-fn write_example_policy(dir: &Path, demo: bool) -> anyhow::Result<()> {
+fn write_example_policy(term: &Terminal, dir: &Path, demo: bool) -> anyhow::Result<()> {
     let path = dir.join(format!("{DEMO}.yml"));
     let demo_missing = demo && !path.exists() && !dir.join(format!("{DEMO}.yaml")).exists();
     if dir.exists() && !demo_missing {
@@ -300,23 +352,29 @@ fn write_example_policy(dir: &Path, demo: bool) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(&path, EXAMPLE_POLICY).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote an example policy: {}", path.display());
+    term.line(format_args!("wrote an example policy: {}", path.display()));
     Ok(())
 }
 
-async fn stop_all(sup: &mut Supervisor, grace: Duration) {
+async fn stop_all(term: &Terminal, sup: &mut Supervisor, grace: Duration) {
     sup.stop(STOP, grace, |e| match e {
         StopEvent::Stopping(n) => {
-            print!("stopping {n:<11}");
-            let _ = std::io::Write::flush(&mut std::io::stdout());
+            term.part(format_args!("stopping {n:<11}"));
         }
         StopEvent::Slow(n, t) => {
-            print!("\n  {n} is slow to stop ({:.0}s)… ", t.as_secs_f64());
-            let _ = std::io::Write::flush(&mut std::io::stdout());
+            term.part(format_args!(
+                "\n  {n} is slow to stop ({:.0}s)… ",
+                t.as_secs_f64()
+            ));
         }
-        StopEvent::Stopped(_, t, _) => println!("stopped in {:.1}s", t.as_secs_f64()),
+        StopEvent::Stopped(_, t, _) => {
+            term.line(format_args!("stopped in {:.1}s", t.as_secs_f64()))
+        }
         StopEvent::Killed(n, t) => {
-            println!("killed: {n} did not stop within {:.0}s", t.as_secs_f64());
+            term.line(format_args!(
+                "killed: {n} did not stop within {:.0}s",
+                t.as_secs_f64()
+            ));
         }
     })
     .await;
@@ -329,16 +387,19 @@ fn endpoint<'a>(planned: &'a [Planned], name: &str) -> Option<&'a str> {
         .map(|p| p.main.0.as_str())
 }
 
-fn print_endpoints(planned: &[Planned], logs: &Path, policies: &Path) {
-    println!("\nHydrant is up:\n");
+fn print_endpoints(term: &Terminal, planned: &[Planned], logs: &Path, policies: &Path) {
+    term.line(format_args!("\nHydrant is up:\n"));
     for p in planned {
-        println!("  {:<11} {:<24} {}", p.spec.name, p.main.0, p.main.1);
+        term.line(format_args!(
+            "  {:<11} {:<24} {}",
+            p.spec.name, p.main.0, p.main.1
+        ));
     }
-    println!(
+    term.line(format_args!(
         "\n  every component serves /metrics and /healthz; logs in {}/\n  policies in {}/ (reloaded on change)",
         logs.display(),
         policies.display()
-    );
+    ));
     let env = [
         ("HYDRANT_SCHEDULER", "cell", apps::DEFAULT_SCHEDULER),
         ("HYDRANT_LOG_CACHE", "logcache", "http://127.0.0.1:8080"),
@@ -361,25 +422,28 @@ fn print_endpoints(planned: &[Planned], logs: &Path, policies: &Path) {
                 .map(|e| format!("export {var}={e}"))
         })
         .collect();
-    println!("\nNext:");
+    term.line(format_args!("\nNext:"));
     if !exports.is_empty() {
-        println!("  {}    # non-default addresses", exports.join("; "));
+        term.line(format_args!(
+            "  {}    # non-default addresses",
+            exports.join("; ")
+        ));
     }
-    println!(
+    term.line(format_args!(
         "  hydrant push hello -- 'while true; do echo hello; sleep 1; done'\n  \
          hydrant logs hello"
-    );
+    ));
     if let Some(storage) = endpoint(planned, "storage") {
-        println!(
+        term.line(format_args!(
             "  curl -s '{storage}/api/v1/query?query=cpu'\n  \
              Grafana: add {storage} as a Prometheus data source, import dashboards/*.json"
-        );
+        ));
     }
-    println!();
+    term.line(format_args!(""));
 }
 
 /// Pushes the demo app and says how to load it.
-async fn push_demo(planned: &[Planned], exe: &Path) -> anyhow::Result<()> {
+async fn push_demo(term: &Terminal, planned: &[Planned], exe: &Path) -> anyhow::Result<()> {
     let scheduler = endpoint(planned, "cell").context("no cell")?;
     let agent = endpoint(planned, "agent").context("no agent")?;
     let client = apps::Client::new(scheduler, None);
@@ -403,7 +467,9 @@ async fn push_demo(planned: &[Planned], exe: &Path) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let port = port.map_or_else(|| "PORT".to_owned(), |p| p.to_string());
-    println!("The demo app is pushed, with a policy that scales it on CPU (1 to 3 instances):");
+    term.line(format_args!(
+        "The demo app is pushed, with a policy that scales it on CPU (1 to 3 instances):"
+    ));
     for (command, what) in [
         (format!("hydrant logs {DEMO}"), "its logs, live"),
         (
@@ -420,9 +486,9 @@ async fn push_demo(planned: &[Planned], exe: &Path) -> anyhow::Result<()> {
             "what it decided, and why",
         ),
     ] {
-        println!("  {command:<44} # {what}");
+        term.line(format_args!("  {command:<44} # {what}"));
     }
-    println!();
+    term.line(format_args!(""));
     Ok(())
 }
 

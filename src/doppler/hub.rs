@@ -167,6 +167,15 @@ impl Hub {
         }
     }
 
+    /// Subscriptions still open (their streams have not ended).
+    pub fn open_subscriptions(&self) -> usize {
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .len()
+    }
+
     /// Refuses new subscriptions and closes every buffer: subscribers receive what is
     /// buffered, then their streams end.
     pub fn close(&self) {

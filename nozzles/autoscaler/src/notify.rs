@@ -69,12 +69,16 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the delivery task; it stops when `cancel` fires.
-    pub fn start(receivers: Receivers, cancel: CancellationToken) -> Notifier {
+    /// The notifier and its delivery task, which the caller runs; the task ends when
+    /// `cancel` fires, after sending what was queued by then.
+    pub fn new(
+        receivers: Receivers,
+        cancel: CancellationToken,
+    ) -> (Notifier, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(ALERT_QUEUE_CAPACITY);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(deliver(receivers, rx, Arc::clone(&stats), cancel));
-        Notifier { tx, stats }
+        let delivery = deliver(receivers, rx, Arc::clone(&stats), cancel);
+        (Notifier { tx, stats }, delivery)
     }
 
     /// Queues a change without waiting.
@@ -166,7 +170,18 @@ async fn deliver(
     resend.tick().await;
     loop {
         let batch: Vec<AlertChange> = tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => {
+                // The last changes (a policy removed at the end, a resolution) still go out.
+                let mut last = Vec::new();
+                while let Ok(c) = rx.try_recv() {
+                    last.push(c);
+                }
+                if last.is_empty() {
+                    return;
+                }
+                rx.close();
+                last
+            }
             c = rx.recv() => match c {
                 Some(c) => {
                     let mut batch = vec![c];

@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use hydrant_proto::ingress::IngressClient;
+use hydrant_proto::ingress::{IngressClient, Sender};
 use hydrant_proto::subscriber::{SOURCE_AFFINITY, Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2;
+use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::actuator::Actuator;
 use crate::engine::Time;
@@ -74,6 +76,8 @@ pub struct Config {
     pub member: Option<String>,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
+    /// Time allowed for an orderly stop (scale calls and alerts in flight, emitted records).
+    pub grace: Duration,
 }
 
 /// Errors running the autoscaler.
@@ -135,7 +139,10 @@ pub struct Autoscaler {
     fleet: Mutex<Fleet>,
     actuator: Arc<dyn Actuator>,
     notifier: Notifier,
-    emitter: Option<IngressClient>,
+    /// Where decisions and alerts are sent back into the Firehose.
+    emitter: Option<Sender>,
+    /// Scale calls in flight; stopping waits for them.
+    scale_calls: TaskTracker,
     /// Per-app scales carried out, out and in (see `emit::DIRECTIONS`), sent as counters
     /// every tick, by app guid.
     app_totals: Mutex<HashMap<String, [u64; 2]>>,
@@ -204,6 +211,11 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .collect()
 }
 
+/// Longest wait for emitted records to leave at a stop: a doppler that is gone (`hydrant
+/// up` stops the dopplers before the nozzles) is not worth the whole grace period; what
+/// stays queued is counted as dropped.
+pub const EMIT_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs the autoscaler until `shutdown`.
 pub async fn run(
     config: Config,
@@ -224,7 +236,10 @@ pub async fn run(
             listing: listing(&set),
         });
     }
-    let cancel = shutdown.child_token();
+    let mut life = Lifecycle::new("autoscaler", config.grace);
+    // Accept: subscriptions end, and with them ticks, count refreshes and reloads.
+    let accept = life.token(Phase::Accept);
+    let flush = life.token(Phase::Flush);
     let mut fleet = Fleet::new(config.settings);
     let changes = fleet.set_policies(set.policies);
     tracing::info!(apps = changes.added, "autoscaler: policies loaded");
@@ -235,19 +250,18 @@ pub async fn run(
         c.tls = config.tls.clone();
         Some(IngressClient::start(c)?)
     };
+    let (notifier, delivery) = Notifier::new(config.receivers.clone(), flush);
     let scaler = Arc::new(Autoscaler {
         fleet: Mutex::new(fleet),
         actuator: Arc::clone(&config.actuator),
-        notifier: Notifier::start(config.receivers.clone(), cancel.clone()),
-        emitter,
+        notifier,
+        emitter: emitter.as_ref().map(IngressClient::sender),
+        scale_calls: TaskTracker::new(),
         app_totals: Mutex::default(),
         shadow: config.shadow,
         started: Instant::now(),
         stats: Stats::default(),
     });
-    let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&scaler) as _;
-    selfmetrics::start(observe, config.self_metrics.as_ref(), &shutdown)?;
-    let mut tasks = tokio::task::JoinSet::new();
     let name = match &config.member {
         Some(m) => format!("{SOURCE_AFFINITY}:{m}"),
         None => SOURCE_AFFINITY.to_owned(),
@@ -255,32 +269,67 @@ pub async fn run(
     for d in &config.dopplers {
         let mut req = request(SHARD_ID, vec![select::gauge("", &[]), select::timer("")]);
         req.deterministic_name = name.clone();
-        let sub = Subscriber::new(d, config.tls.as_ref(), req, cancel.clone())?;
-        tasks.spawn(ingest(Arc::clone(&scaler), sub, d.clone()));
+        let sub = Subscriber::new(d, config.tls.as_ref(), req, accept.clone())?;
+        life.spawn(
+            Phase::Accept,
+            format!("firehose {d}"),
+            ingest(Arc::clone(&scaler), sub, d.clone()),
+        );
     }
-    tasks.spawn(refresh(Arc::clone(&scaler), config.refresh, cancel.clone()));
-    tasks.spawn(ticks(Arc::clone(&scaler), config.tick, cancel.clone()));
-    tasks.spawn(reload(
-        Arc::clone(&scaler),
-        config.policies.clone(),
-        config.reload_poll,
-        cancel.clone(),
-    ));
-    let result = hydrant_runtime::component::serve_with_tasks(
-        http,
-        crate::api::router(Arc::clone(&scaler)),
-        shutdown,
-        cancel,
-        tasks,
-    )
-    .await;
-    // Flush what was emitted (the emitter is the last user of the client).
-    if let Ok(scaler) = Arc::try_unwrap(scaler)
-        && let Some(e) = scaler.emitter
-    {
-        e.close(Duration::from_secs(2)).await;
-    }
-    result
+    life.spawn(
+        Phase::Accept,
+        "refresh counts",
+        refresh(Arc::clone(&scaler), config.refresh, accept.clone()),
+    );
+    life.spawn(
+        Phase::Accept,
+        "ticks",
+        ticks(Arc::clone(&scaler), config.tick, accept.clone()),
+    );
+    life.spawn(
+        Phase::Accept,
+        "reload policies",
+        reload(
+            Arc::clone(&scaler),
+            config.policies.clone(),
+            config.reload_poll,
+            accept,
+        ),
+    );
+    // Flush: scale calls in flight complete (their records are emitted), alerts queued by
+    // then reach the receivers, and what was emitted reaches the Firehose.
+    life.spawn(Phase::Flush, "alert delivery", async move {
+        delivery.await;
+        Ok(())
+    });
+    let s = Arc::clone(&scaler);
+    let deadline = life.deadline();
+    let grace = life.grace();
+    life.on_stop(
+        Phase::Flush,
+        "scale calls, then emitted records",
+        async move {
+            s.scale_calls.close();
+            s.scale_calls.wait().await;
+            if let Some(e) = emitter {
+                e.close(deadline.remaining(grace).min(EMIT_CLOSE_GRACE))
+                    .await;
+            }
+            Ok(())
+        },
+    );
+    let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&scaler) as _;
+    selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
+    // Serve: the API answers until the end.
+    let serve = life.token(Phase::Serve);
+    let router = crate::api::router(Arc::clone(&scaler));
+    life.spawn(Phase::Serve, "http", async move {
+        hydrant_runtime::admin::serve(http, router, serve)
+            .await
+            .map_err(Error::from)
+    });
+    life.run(shutdown).await?;
+    Ok(())
 }
 
 async fn ingest(
@@ -338,8 +387,9 @@ async fn ticks(
         for effect in effects {
             match effect {
                 Effect::Scale(req) => {
-                    let scaler = Arc::clone(&scaler);
-                    tokio::spawn(async move {
+                    let s = Arc::clone(&scaler);
+                    scaler.scale_calls.spawn(async move {
+                        let scaler = s;
                         let result = if scaler.shadow {
                             scaler.stats.scale_shadow.fetch_add(1, Relaxed);
                             Ok("shadow mode: not carried out".to_owned())

@@ -20,6 +20,7 @@ use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::EgressBatchRequest;
 use hydrant_runtime::admin::Observe;
+use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::metrics::Text;
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
@@ -64,6 +65,8 @@ pub struct Config {
     pub timing: sse::Timing,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
     pub self_metrics: Option<selfmetrics::SelfMetrics>,
+    /// Time allowed for an orderly stop.
+    pub grace: std::time::Duration,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             timing: sse::Timing::default(),
             self_metrics: None,
+            grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         }
     }
 }
@@ -226,14 +230,16 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let cancel = shutdown.child_token();
+    let mut life = Lifecycle::new("logcache", config.grace);
+    // Accept: the Firehose subscriptions (ingest and `/v2/read` streams) end.
+    let accept = life.token(Phase::Accept);
     let cache = Arc::new(LogCache {
         store: Mutex::new(Store::new(config.limits)),
         auth: config.auth.clone(),
         source: Box::new(Dopplers {
             addrs: config.dopplers.clone(),
             tls: config.tls.clone(),
-            cancel: cancel.clone(),
+            cancel: accept.clone(),
         }),
         timing: config.timing,
         max_response_bytes: config.max_response_bytes,
@@ -241,25 +247,30 @@ pub async fn run(
         started: Instant::now(),
         stats: Stats::default(),
     });
-    let observe: Arc<dyn Observe> = Arc::clone(&cache) as _;
-    selfmetrics::start(observe, config.self_metrics.as_ref(), &shutdown)?;
-    let mut ingesters = tokio::task::JoinSet::new();
     for d in &config.dopplers {
-        ingesters.spawn(ingest(
-            Arc::clone(&cache),
-            d.clone(),
-            config.tls.clone(),
-            cancel.clone(),
-        ));
+        life.spawn(
+            Phase::Accept,
+            format!("firehose {d}"),
+            ingest(
+                Arc::clone(&cache),
+                d.clone(),
+                config.tls.clone(),
+                accept.clone(),
+            ),
+        );
     }
-    hydrant_runtime::component::serve_with_tasks(
-        http,
-        api::router(Arc::clone(&cache)),
-        shutdown,
-        cancel,
-        ingesters,
-    )
-    .await
+    let observe: Arc<dyn Observe> = Arc::clone(&cache) as _;
+    selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
+    // Serve: reads are answered until the end.
+    let serve = life.token(Phase::Serve);
+    let router = api::router(Arc::clone(&cache));
+    life.spawn(Phase::Serve, "http", async move {
+        hydrant_runtime::admin::serve(http, router, serve)
+            .await
+            .map_err(Error::from)
+    });
+    life.run(shutdown).await?;
+    Ok(())
 }
 
 impl Observe for LogCache {

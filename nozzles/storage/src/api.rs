@@ -387,6 +387,7 @@ impl Observe for Storage {
                 ("sent", f.stats.sent.load(Relaxed)),
                 ("failed", f.stats.failed.load(Relaxed)),
                 ("overflow", f.overflowed()),
+                ("shutdown", f.stats.dropped_shutdown.load(Relaxed)),
             ] {
                 t.sample(
                     names::SINK_SAMPLES,

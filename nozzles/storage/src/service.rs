@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hydrant_proto::raw::RawBatch;
 use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
+use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -42,6 +43,8 @@ pub struct Config {
     pub sinks: Vec<Arc<dyn Sink>>,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
+    /// Time allowed for an orderly stop (sealing, draining the sinks).
+    pub grace: Duration,
 }
 
 /// Errors running the nozzle.
@@ -97,22 +100,35 @@ pub struct Storage {
     started: Instant,
 }
 
+/// A forwarder's delivery task.
+pub type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// An opened storage and its forwarders' delivery tasks, named.
+pub type Opened = (Arc<Storage>, Vec<(String, Delivery)>);
+
 impl Storage {
-    /// Opens the store and starts the sinks' forwarders (stopped by `cancel`).
-    pub fn open(config: &Config, cancel: &CancellationToken) -> Result<Arc<Storage>, Error> {
+    /// Opens the store and the sinks' forwarders; returns their delivery tasks, named, for
+    /// the caller to run (they drain and end when `cancel` fires).
+    pub fn open(config: &Config, cancel: &CancellationToken) -> Result<Opened, Error> {
         let store = Store::open(config.store.clone())?;
-        Ok(Arc::new(Storage {
+        let (forwarders, deliveries) = config
+            .sinks
+            .iter()
+            .map(|s| {
+                let (f, delivery) = Forwarder::new(Arc::clone(s), cancel.clone());
+                let name = format!("sink {} {}", f.name, f.target);
+                (f, (name, Box::pin(delivery) as Delivery))
+            })
+            .unzip();
+        let storage = Arc::new(Storage {
             shared: Shared::new(store),
             logs: Mutex::new(LogStore::open(&config.store.dir, config.max_log_rows)),
             retention: config.store.retention,
             stats: Stats::default(),
-            forwarders: config
-                .sinks
-                .iter()
-                .map(|s| Forwarder::start(Arc::clone(s), cancel.clone()))
-                .collect(),
+            forwarders,
             started: Instant::now(),
-        }))
+        });
+        Ok((storage, deliveries))
     }
 
     /// Uptime.
@@ -268,38 +284,57 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let cancel = shutdown.child_token();
-    let storage = Storage::open(&config, &cancel)?;
-    let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&storage) as _;
-    selfmetrics::start(observe, config.self_metrics.as_ref(), &shutdown)?;
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut life = Lifecycle::new("storage", config.grace);
+    // Accept: the Firehose subscriptions end (what was received is stored) and
+    // maintenance stops.
+    let accept = life.token(Phase::Accept);
+    let flush = life.token(Phase::Flush);
+    let (storage, deliveries) = Storage::open(&config, &flush)?;
     for d in &config.dopplers {
         let sub = Subscriber::new(
             d,
             config.tls.as_ref(),
             request(SHARD_ID, select::all("")),
-            cancel.clone(),
+            accept.clone(),
         )?;
-        tasks.spawn(ingest(Arc::clone(&storage), sub, d.clone()));
+        life.spawn(
+            Phase::Accept,
+            format!("firehose {d}"),
+            ingest(Arc::clone(&storage), sub, d.clone()),
+        );
     }
-    tasks.spawn(maintain(
-        Arc::clone(&storage),
-        config.maintenance,
-        cancel.clone(),
-    ));
-    let result = hydrant_runtime::component::serve_with_tasks(
-        http,
-        crate::api::router(Arc::clone(&storage)),
-        shutdown,
-        cancel,
-        tasks,
-    )
-    .await;
-    // Seal whatever is buffered, so a restart starts from Parquet alone (and nothing is
-    // lost when the WAL is off).
-    if let Err(e) = storage.shared.seal_due(i64::MAX).await {
-        tracing::error!(error = %e, "storage: sealing at shutdown failed");
+    life.spawn(
+        Phase::Accept,
+        "maintenance",
+        maintain(Arc::clone(&storage), config.maintenance, accept),
+    );
+    // Flush: seal what is buffered, so a restart starts from Parquet alone (and nothing is
+    // lost when the WAL is off); the sinks drain their queues.
+    let s = Arc::clone(&storage);
+    life.on_stop(Phase::Flush, "seal", async move {
+        if let Err(e) = s.shared.seal_due(i64::MAX).await {
+            s.stats.maintenance_errors.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "storage: sealing at shutdown failed");
+        }
+        s.maintain_logs(now_ms()).await;
+        Ok(())
+    });
+    for (name, delivery) in deliveries {
+        life.spawn(Phase::Flush, name, async move {
+            delivery.await;
+            Ok(())
+        });
     }
-    storage.maintain_logs(now_ms()).await;
-    result
+    let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&storage) as _;
+    selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
+    // Serve: queries are answered until the end.
+    let serve = life.token(Phase::Serve);
+    let router = crate::api::router(Arc::clone(&storage));
+    life.spawn(Phase::Serve, "http", async move {
+        hydrant_runtime::admin::serve(http, router, serve)
+            .await
+            .map_err(Error::from)
+    });
+    life.run(shutdown).await?;
+    Ok(())
 }

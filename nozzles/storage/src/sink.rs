@@ -79,6 +79,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Attempts retried.
     pub retries: AtomicU64,
+    /// Samples still queued (or in a batch being sent) when the stop's grace period ended.
+    pub dropped_shutdown: AtomicU64,
 }
 
 /// A sink with its queue and delivery task.
@@ -94,22 +96,29 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Starts delivering to `sink` until `cancel` (then drains what is queued, once).
-    pub fn start(sink: Arc<dyn Sink>, cancel: CancellationToken) -> Forwarder {
+    /// The forwarder and its delivery task, which the caller runs: it delivers until
+    /// `cancel`, then drains what is queued (retries cut short) and ends. Whatever is left
+    /// when the task is dropped (a stop's grace period over) is counted as
+    /// `dropped_shutdown`.
+    pub fn new(
+        sink: Arc<dyn Sink>,
+        cancel: CancellationToken,
+    ) -> (Forwarder, impl Future<Output = ()> + Send + 'static) {
         let queue = Arc::new(DropQueue::new(QUEUE_SAMPLES, usize::MAX, |_: &Sample| 1));
         let stats = Arc::new(Stats::default());
-        tokio::spawn(deliver(
+        let delivery = deliver(
             Arc::clone(&sink),
             Arc::clone(&queue),
             Arc::clone(&stats),
             cancel,
-        ));
-        Forwarder {
+        );
+        let forwarder = Forwarder {
             name: sink.name(),
             target: sink.target(),
             queue,
             stats,
-        }
+        };
+        (forwarder, delivery)
     }
 
     /// Queues samples without waiting.
@@ -128,20 +137,45 @@ impl Forwarder {
     }
 }
 
+/// Counts what a delivery task still holds when it ends early (dropped by a stop).
+struct Leftover {
+    queue: Arc<DropQueue<Sample>>,
+    stats: Arc<Stats>,
+    batch: Vec<Sample>,
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        self.queue.close();
+        let mut rest = std::mem::take(&mut self.batch);
+        self.queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
+        if !rest.is_empty() {
+            self.stats
+                .dropped_shutdown
+                .fetch_add(rest.len() as u64, Relaxed);
+        }
+    }
+}
+
 async fn deliver(
     sink: Arc<dyn Sink>,
     queue: Arc<DropQueue<Sample>>,
     stats: Arc<Stats>,
     cancel: CancellationToken,
 ) {
-    let mut batch = Vec::with_capacity(BATCH_SAMPLES);
+    let mut held = Leftover {
+        queue: Arc::clone(&queue),
+        stats: Arc::clone(&stats),
+        batch: Vec::with_capacity(BATCH_SAMPLES),
+    };
+    let batch = &mut held.batch;
     loop {
         batch.clear();
         let n = tokio::select! {
-            n = queue.pop_batch(BATCH_SAMPLES, usize::MAX, &mut batch) => n,
+            n = queue.pop_batch(BATCH_SAMPLES, usize::MAX, batch) => n,
             () = cancel.cancelled() => {
                 queue.close();
-                queue.try_pop_batch(BATCH_SAMPLES, usize::MAX, &mut batch)
+                queue.try_pop_batch(BATCH_SAMPLES, usize::MAX, batch)
             }
         };
         if n == 0 {
@@ -149,7 +183,7 @@ async fn deliver(
         }
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=MAX_ATTEMPTS {
-            match sink.send(&batch).await {
+            match sink.send(batch).await {
                 Ok(()) => {
                     stats.sent.fetch_add(n as u64, Relaxed);
                     break;

@@ -10,15 +10,16 @@
 //!   process memory and CPU from `/proc`.
 //! - [`exposition`]: parsing Prometheus text lines.
 //! - [`shutdown`]: signals, the grace period, and stopping when a supervisor goes away.
-//! - [`component`]: a component's main loop (HTTP server + tasks, ended together).
+//! - [`lifecycle`]: the one way a component runs and stops: named tasks, phases (accept,
+//!   flush, serve), one grace period, overruns named.
 //! - [`sse`]: `/v2/read`, the Firehose as server-sent events over any [`sse::Source`].
 //!
 //! Dependencies point one way: `hydrant-proto` ← this crate ← components (doppler, agent,
 //! cell, nozzles) ← the `hydrant` binary. A tidy test keeps it so.
 
 pub mod admin;
-pub mod component;
 pub mod exposition;
+pub mod lifecycle;
 pub mod metrics;
 pub mod selfmetrics;
 pub mod series;

@@ -8,15 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
 use hydrant_proto::envelope;
 use hydrant_proto::ingress::{self, IngressClient};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::{self, Envelope, envelope::Message};
 
 use crate::admin::Observe;
+use crate::lifecycle::{Lifecycle, Phase};
 
 crate::metrics! {
     PROCESS_MEMORY = "hydrant_process_resident_memory_bytes", Gauge,
@@ -56,36 +54,30 @@ pub struct SelfMetrics {
     pub interval: Duration,
 }
 
-/// Starts sending `observe`'s metrics when `config` is set (see [`spawn`]).
-pub fn start(
+/// Registers the sender with `life` when `config` is set: a snapshot every interval, and
+/// a last one when the flush phase begins, handed to the agent within the grace period.
+pub fn register<E: std::fmt::Display + Send + 'static>(
+    life: &mut Lifecycle<E>,
     observe: Arc<dyn Observe>,
     config: Option<&SelfMetrics>,
-    shutdown: &CancellationToken,
 ) -> Result<(), transport::Error> {
-    if let Some(config) = config {
-        spawn(observe, config.clone(), shutdown.clone())?;
-    }
-    Ok(())
-}
-
-/// Starts sending `observe`'s metrics until `shutdown`, when a last snapshot is sent.
-pub fn spawn(
-    observe: Arc<dyn Observe>,
-    config: SelfMetrics,
-    shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, transport::Error> {
+    let Some(config) = config.cloned() else {
+        return Ok(());
+    };
     let mut ingress_config = ingress::Config::new(vec![config.agent.clone()]);
     ingress_config.tls = config.tls.clone();
     ingress_config.buffer_envelopes = QUEUE_ENVELOPES;
     ingress_config.buffer_bytes = QUEUE_BYTES;
     let client = IngressClient::start(ingress_config)?;
-    Ok(tokio::spawn(async move {
+    let flush = life.token(Phase::Flush);
+    let deadline = life.deadline();
+    life.spawn(Phase::Flush, "self-metrics", async move {
         let mut tick = tokio::time::interval(config.interval.max(Duration::from_millis(100)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let last = tokio::select! {
                 _ = tick.tick() => false,
-                () = shutdown.cancelled() => true,
+                () = flush.cancelled() => true,
             };
             let text = observe.metrics();
             let now = envelope::now_nanos();
@@ -102,8 +94,12 @@ pub fn spawn(
                 break;
             }
         }
-        client.close(CLOSE_GRACE).await;
-    }))
+        client
+            .close(deadline.remaining(CLOSE_GRACE).min(CLOSE_GRACE))
+            .await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// Converts a Prometheus text exposition into envelopes: each counter sample becomes a

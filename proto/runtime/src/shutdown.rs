@@ -1,7 +1,7 @@
-//! Turning SIGINT/SIGTERM (or a supervisor's end) into a cancellation token, and waiting
-//! for work with a deadline.
+//! Turning SIGINT, SIGTERM and SIGHUP (or a supervisor's end) into a cancellation token
+//! that starts a component's ordered stop ([`crate::lifecycle`]), and the default grace
+//! period.
 
-use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -14,17 +14,30 @@ pub const SUPERVISED_ENV: &str = "HYDRANT_SUPERVISED";
 /// on loopback, short enough that an operator's second Ctrl-C is rarely needed.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
-/// A token cancelled on the first SIGINT or SIGTERM (or, for a component run by `hydrant
-/// up`, when its supervisor goes away).
+/// A token cancelled on the first SIGINT, SIGTERM or SIGHUP (a closed terminal), or, for a
+/// component run by `hydrant up`, when its supervisor goes away.
 ///
 /// # Panics
 /// Must be called inside a tokio runtime.
 pub fn on_signal() -> CancellationToken {
+    on_signals(true)
+}
+
+/// Like [`on_signal`], but SIGHUP is left to the component (the autoscaler reloads its
+/// policies on it).
+///
+/// # Panics
+/// Must be called inside a tokio runtime.
+pub fn on_signal_except_hangup() -> CancellationToken {
+    on_signals(false)
+}
+
+fn on_signals(hangup: bool) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received; shutting down");
+        let which = wait_for_signal(hangup).await;
+        tracing::info!(signal = which, "signal received; shutting down");
         t.cancel();
     });
     if std::env::var_os(SUPERVISED_ENV).is_some() {
@@ -47,36 +60,19 @@ fn stdin_closed() {
     while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
+/// Waits for the first stopping signal; returns its name.
+async fn wait_for_signal(hangup: bool) -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Awaits `work` for at most `grace`; logs `what` when it overran. Returns whether it finished.
-pub async fn within<F: Future>(grace: Duration, what: &str, work: F) -> bool {
-    match tokio::time::timeout(grace, work).await {
-        Ok(_) => true,
-        Err(_) => {
-            tracing::warn!(
-                component = what,
-                ?grace,
-                "did not stop within the grace period"
-            );
-            false
-        }
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv(), if hangup => "SIGHUP",
     }
 }

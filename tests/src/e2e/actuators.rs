@@ -256,7 +256,7 @@ async fn alert_webhook_gets_alertmanager_payloads_with_retries() {
     })
     .await;
     let cancel = CancellationToken::new();
-    let n = Notifier::start(
+    let (n, delivery) = Notifier::new(
         Receivers {
             alertmanagers: Vec::new(),
             webhook: Some(format!("{url}/alerts")),
@@ -264,6 +264,7 @@ async fn alert_webhook_gets_alertmanager_payloads_with_retries() {
         },
         cancel.clone(),
     );
+    tokio::spawn(delivery);
     let change = |transition, at| AlertChange {
         app: "web".into(),
         target: "g1".into(),

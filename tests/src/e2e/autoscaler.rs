@@ -87,6 +87,7 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
     let api = http.local_addr().unwrap();
     let config = service::Config {
         self_metrics: None,
+        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         dopplers: vec![d.grpc.to_string()],
         tls: None,
         policies: vec![dir.to_path_buf()],
@@ -268,7 +269,7 @@ async fn case_20_alertmanager_groups_an_apps_alerts() {
     ))
     .await;
     let cancel = CancellationToken::new();
-    let n = Notifier::start(
+    let (n, delivery) = Notifier::new(
         Receivers {
             alertmanagers: vec![am.url.clone()],
             webhook: None,
@@ -276,6 +277,7 @@ async fn case_20_alertmanager_groups_an_apps_alerts() {
         },
         cancel.clone(),
     );
+    tokio::spawn(delivery);
     let now = chrono::Utc::now().timestamp();
     let change = |rule: usize, transition, at| AlertChange {
         app: "web".into(),
@@ -333,6 +335,7 @@ async fn policies_reload_on_change_and_a_broken_edit_keeps_the_old_ones() {
     let api = http.local_addr().unwrap();
     let config = service::Config {
         self_metrics: None,
+        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         dopplers: Vec::new(),
         tls: None,
         policies: vec![dir.to_path_buf()],

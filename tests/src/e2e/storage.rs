@@ -53,6 +53,7 @@ impl TestStorage {
             max_log_rows: 10_000,
             maintenance: Duration::from_millis(500),
             sinks,
+            grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(hydrant_storage::run(config, http, shutdown.clone()));

@@ -150,7 +150,23 @@ pub async fn run(
             .await
             .map_err(Error::from)
     });
-    life.run(shutdown).await?;
+    let stopped = life.run(shutdown).await?;
+    // Buffers of subscribers whose streams did not end in time: counted, never lost
+    // silently. For every shard: delivered + dropped = routed to it.
+    let discarded = hub.discard_buffered();
+    let (mut delivered, mut dropped) = (0, 0);
+    for (_, shard, _) in hub.shard_report() {
+        delivered += shard.egress.load(Relaxed);
+        dropped += shard.dropped.load(Relaxed);
+    }
+    tracing::info!(
+        accepted = hub.stats.ingress.load(Relaxed),
+        delivered,
+        dropped,
+        discarded_at_stop = discarded,
+        overran = stopped.overran.len(),
+        "doppler stopped"
+    );
     Ok(())
 }
 

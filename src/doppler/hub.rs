@@ -205,6 +205,21 @@ impl Hub {
         Arc::clone(shards.entry(key.to_owned()).or_default())
     }
 
+    /// Empties every buffer still held at the end of a stop (its subscriber's stream did
+    /// not end in time) and counts what it held as dropped; returns how many.
+    pub fn discard_buffered(&self) -> usize {
+        let guard = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0;
+        for sub in guard.1.values() {
+            sub.queue.close();
+            let mut left = Vec::new();
+            sub.queue.try_pop_batch(usize::MAX, usize::MAX, &mut left);
+            sub.shard.dropped.fetch_add(left.len() as u64, Relaxed);
+            total += left.len();
+        }
+        total
+    }
+
     /// `(shard id, counters, buffered envelopes)` for every shard id seen.
     pub fn shard_report(&self) -> Vec<(String, Arc<ShardStats>, usize)> {
         let shards = self

@@ -14,6 +14,7 @@ mod logcache;
 mod logs;
 mod replay;
 mod restart;
+mod shutdown;
 mod sinks;
 mod storage;
 mod storage_logs;
@@ -21,6 +22,7 @@ mod storage_safety;
 mod tidy;
 mod tls;
 mod up;
+mod up_stop;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -62,6 +62,11 @@ impl Proc {
         Proc(Some(child))
     }
 
+    /// A guard holding nothing (to swap a child out of a guard it must outlive).
+    pub fn empty() -> Proc {
+        Proc(None)
+    }
+
     /// Kills it now (`kill -9`) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.0.take() {

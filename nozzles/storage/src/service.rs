@@ -335,6 +335,19 @@ pub async fn run(
             .await
             .map_err(Error::from)
     });
-    life.run(shutdown).await?;
+    let stopped = life.run(shutdown).await?;
+    for f in &storage.forwarders {
+        tracing::info!(
+            sink = f.name,
+            target = %f.target,
+            sent = f.stats.sent.load(Relaxed),
+            failed = f.stats.failed.load(Relaxed),
+            overflow = f.overflowed(),
+            dropped_at_stop = f.stats.dropped_shutdown.load(Relaxed),
+            "storage sink stopped"
+        );
+    }
+    let ingested = storage.shared.lock().stats.ingested;
+    tracing::info!(ingested, overran = stopped.overran.len(), "storage stopped");
     Ok(())
 }

@@ -20,7 +20,8 @@ use super::dashboards::{APP, dashboards, queries};
 /// Self-metrics and container metrics every second, so the test sees several samples soon.
 const FAST: &str = "1s";
 
-struct Ports {
+/// Every port of a `hydrant up`.
+pub(super) struct Ports {
     doppler_grpc: SocketAddr,
     doppler_http: SocketAddr,
     agent_grpc: SocketAddr,
@@ -31,7 +32,47 @@ struct Ports {
     autoscaler: SocketAddr,
 }
 
-fn config(p: &Ports, data: &str, policies: &str, vm: &str) -> String {
+impl Ports {
+    /// Free loopback ports for every component.
+    pub(super) fn free() -> Ports {
+        Ports {
+            doppler_grpc: free_port(),
+            doppler_http: free_port(),
+            agent_grpc: free_port(),
+            agent_http: free_port(),
+            cell: free_port(),
+            logcache: free_port(),
+            storage: free_port(),
+            autoscaler: free_port(),
+        }
+    }
+}
+
+/// The components in the order `up` stops them.
+pub(super) const STOP_ORDER: [&str; 6] = [
+    "cell",
+    "agent",
+    "doppler",
+    "autoscaler",
+    "logcache",
+    "storage",
+];
+
+/// Asserts that `text` (up's output) shows every component stopped, in order.
+pub(super) fn assert_stopped_in_order(text: &str) {
+    let order: Vec<usize> = STOP_ORDER
+        .iter()
+        .map(|n| {
+            text.find(&format!("stopping {n:<11}stopped in"))
+                .unwrap_or_else(|| panic!("{n} did not stop cleanly:\n{text}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "stop order:\n{text}");
+}
+
+/// A `hydrant.yaml` setting every port, the data dir and the policy dir; storage
+/// remote-writes to `vm`.
+pub(super) fn config(p: &Ports, data: &str, policies: &str, vm: &str) -> String {
     let agent = p.agent_grpc;
     let doppler = p.doppler_grpc;
     format!(
@@ -90,16 +131,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(policies.join("demo.yml"), POLICY).unwrap();
-    let ports = Ports {
-        doppler_grpc: free_port(),
-        doppler_http: free_port(),
-        agent_grpc: free_port(),
-        agent_http: free_port(),
-        cell: free_port(),
-        logcache: free_port(),
-        storage: free_port(),
-        autoscaler: free_port(),
-    };
+    let ports = Ports::free();
     let file = dir.join("hydrant.yaml");
     let data = dir.join("data");
     std::fs::write(
@@ -325,21 +357,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     assert!(drained.is_ok(), "up did not stop:\n{rest}");
     let status = up.wait().await.unwrap();
     assert!(status.success(), "{status}\n{rest}");
-    let order: Vec<usize> = [
-        "cell",
-        "agent",
-        "doppler",
-        "autoscaler",
-        "logcache",
-        "storage",
-    ]
-    .iter()
-    .map(|n| {
-        rest.find(&format!("stopping {n:<11}stopped in"))
-            .unwrap_or_else(|| panic!("{n} did not stop cleanly:\n{rest}"))
-    })
-    .collect();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "stop order:\n{rest}");
+    assert_stopped_in_order(&rest);
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ use hydrant_proto::ingress::{self as client, IngressClient, Sender};
 use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::Envelope;
+use hydrant_runtime::config::{Invalid, require};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
@@ -98,6 +99,24 @@ impl Config {
             cell_id: format!("cell-{}", std::process::id()),
             self_metrics: None,
         }
+    }
+
+    /// Every setting the cell would refuse, by flag.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        require(
+            &mut out,
+            !self.metrics_interval.is_zero(),
+            "metrics-interval",
+            "must be greater than zero",
+        );
+        require(
+            &mut out,
+            self.log_rate_limit != Some(0),
+            "log-rate-limit",
+            "must be at least 1 byte per second",
+        );
+        out
     }
 }
 

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use hydrant::apps;
 use hydrant_proto::transport::Tls;
+use hydrant_runtime::config::Invalid;
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 
@@ -21,6 +22,21 @@ pub(crate) mod policy_cmd;
 #[cfg(feature = "storage")]
 pub(crate) mod storage_cmd;
 pub(crate) mod up_cmd;
+
+/// What a component started with these flags would refuse (nothing for the commands that
+/// are not components): `hydrant config check` runs the same checks as start-up.
+pub(crate) fn refused(command: &crate::Command) -> Vec<Invalid> {
+    use crate::Command;
+    let refused = match command {
+        Command::Cell(a) => apps_cmd::build(a).err(),
+        Command::Logcache(a) => logs_cmd::build(a).err(),
+        Command::Autoscaler(a) => return autoscaler_cmd::check(a),
+        #[cfg(feature = "storage")]
+        Command::Storage(a) => storage_cmd::build(a).err(),
+        _ => None,
+    };
+    refused.map(|e| e.0).unwrap_or_default()
+}
 
 /// mTLS flags shared by every gRPC command.
 #[derive(Debug, Args)]
@@ -44,6 +60,14 @@ impl TlsArgs {
             self.tls_key.as_deref(),
             server_name,
         )?)
+    }
+
+    /// Like `load`, adding a problem (named by the flags) instead of failing.
+    fn check(&self, server_name: &str, problems: &mut Vec<Invalid>) -> Option<Tls> {
+        self.load(server_name).unwrap_or_else(|e| {
+            problems.push(Invalid::new("tls-ca", format!("{e:#}")));
+            None
+        })
     }
 }
 

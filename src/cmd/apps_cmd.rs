@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 use hydrant::{apps, cell};
+use hydrant_runtime::config::{Invalid, Invalids};
 use hydrant_runtime::shutdown;
 
 use super::{SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration, parse_tag, read_token};
@@ -86,24 +87,32 @@ pub(crate) struct DeleteArgs {
     pub(crate) scheduler: SchedulerArgs,
 }
 
-/// `hydrant cell`.
-pub(crate) async fn cell(a: CellArgs) -> anyhow::Result<()> {
+/// The cell's config from its flags, with every problem it would refuse.
+pub(crate) fn build(a: &CellArgs) -> Result<cell::Config, Invalids> {
+    let mut problems = Vec::new();
     // The cell's own metrics go to the agent it sends its apps' envelopes to.
-    let tls = a.tls.load(&a.tls_server_name)?;
+    let tls = a.tls.check(&a.tls_server_name, &mut problems);
     let self_metrics = a.self_metrics.config("cell", a.api, tls.clone(), &a.agent);
-    let mut config = cell::Config::new(a.agent, a.data_dir);
+    let mut config = cell::Config::new(a.agent.clone(), a.data_dir.clone());
     config.self_metrics = self_metrics;
     config.agent_tls = tls;
     config.metrics_interval = a.metrics_interval;
     config.log_rate_limit = a.log_rate_limit;
     config.stop_grace = a.stop_grace;
-    config.api_token = a.token_file.as_deref().map(read_token).transpose()?;
-    if a.metrics_interval.is_zero() {
-        bail!("--metrics-interval must be greater than zero");
+    if let Some(path) = &a.token_file {
+        match read_token(path) {
+            Ok(token) => config.api_token = Some(token),
+            Err(e) => problems.push(Invalid::new("token-file", format!("{e:#}"))),
+        }
     }
-    if a.log_rate_limit == Some(0) {
-        bail!("--log-rate-limit must be at least 1 byte per second");
-    }
+    problems.extend(config.validate());
+    Invalids::check(problems)?;
+    Ok(config)
+}
+
+/// `hydrant cell`.
+pub(crate) async fn cell(a: CellArgs) -> anyhow::Result<()> {
+    let config = build(&a)?;
     let api = bind("--api", a.api).await?;
     tracing::info!(api = %a.api, agent = %config.agent, data_dir = %config.data_dir.display(), "cell listening");
     cell::run(config, api, shutdown::on_signal()).await?;

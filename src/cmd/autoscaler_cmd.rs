@@ -16,6 +16,8 @@ use hydrant_autoscaler::{replay, service};
 use hydrant_runtime::shutdown;
 use serde_json::Value;
 
+use hydrant_runtime::config::{Invalid, Invalids};
+
 use super::{GraceArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration};
 
 /// Default storage nozzle query API.
@@ -236,41 +238,40 @@ fn build_actuator(a: &RunArgs) -> anyhow::Result<Arc<dyn Actuator>> {
     })
 }
 
-async fn serve(a: RunArgs) -> anyhow::Result<()> {
-    for (flag, d) in [
-        ("--tick", a.tick),
-        ("--stat-window", a.stat_window),
-        ("--refresh", a.refresh),
-    ] {
-        if d < Duration::from_secs(1) {
-            bail!("{flag} must be at least 1s");
-        }
-    }
-    if a.breaker_failures == 0 {
-        bail!("--breaker-failures must be at least 1");
-    }
+/// The autoscaler's config from its flags, with every problem it would refuse.
+fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
+    let mut problems = Vec::new();
     let emit_to = match (a.no_emit, a.emit_to.is_empty()) {
         (true, _) => Vec::new(),
         (false, true) => a.dopplers.iter().take(1).cloned().collect(),
         (false, false) => a.emit_to.clone(),
     };
+    let tls = a.tls.check(&a.tls_server_name, &mut problems);
+    let self_tls = a.tls.check("metron", &mut Vec::new());
+    let actuator = build_actuator(a).unwrap_or_else(|e| {
+        let field = match a.actuator {
+            ActuatorKind::Webhook => "webhook-url",
+            ActuatorKind::Kubernetes => "kube-token-file",
+            ActuatorKind::Scheduler => "scheduler",
+        };
+        problems.push(Invalid::new(field, format!("{e:#}")));
+        // A stand-in that is never used: with a problem listed, `build` returns `Err`.
+        Arc::new(actuator::Webhook::new("http://127.0.0.1:9", None))
+    });
     let config = service::Config {
         dopplers: a.dopplers.clone(),
-        tls: a.tls.load(&a.tls_server_name)?,
+        tls,
         policies: a.policies.clone(),
-        actuator: build_actuator(&a)?,
+        actuator,
         receivers: Receivers {
             alertmanagers: a.alertmanager.clone(),
             webhook: a.alert_webhook.clone(),
             external_url: format!("http://{}", a.http),
         },
         emit_to,
-        self_metrics: a.self_metrics.config(
-            "autoscaler",
-            a.http,
-            a.tls.load("metron")?,
-            super::DEFAULT_AGENT,
-        ),
+        self_metrics: a
+            .self_metrics
+            .config("autoscaler", a.http, self_tls, super::DEFAULT_AGENT),
         tick: a.tick,
         refresh: a.refresh,
         reload_poll: service::DEFAULT_RELOAD_POLL,
@@ -285,6 +286,22 @@ async fn serve(a: RunArgs) -> anyhow::Result<()> {
         member: a.member.clone(),
         grace: a.grace.grace(),
     };
+    problems.extend(config.validate());
+    Invalids::check(problems)?;
+    Ok(config)
+}
+
+/// Every problem the autoscaler process would refuse at start (none for a query
+/// subcommand).
+pub(crate) fn check(a: &AutoscalerArgs) -> Vec<Invalid> {
+    match a.command {
+        None => build(&a.run).err().map(|e| e.0).unwrap_or_default(),
+        Some(_) => Vec::new(),
+    }
+}
+
+async fn serve(a: RunArgs) -> anyhow::Result<()> {
+    let config = build(&a)?;
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, dopplers = ?a.dopplers, actuator = ?a.actuator, shadow = a.shadow, "autoscaler listening");
     service::run(config, http, shutdown::on_signal_except_hangup()).await?;

@@ -78,6 +78,8 @@ impl fmt::Display for Problem {
 pub(crate) struct File {
     path: PathBuf,
     entries: Vec<Entry>,
+    /// Where each section starts (line, column).
+    sections_at: Vec<(String, (usize, usize))>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,8 @@ struct Entry {
     values: Vec<String>,
     /// A switch set to `false`: contributes nothing.
     off: bool,
+    /// Where its key is (line, column).
+    at: (usize, usize),
 }
 
 /// Reads and checks `path` against `cli`'s subcommands.
@@ -105,6 +109,7 @@ pub(crate) fn load(path: &Path, cli: &clap::Command) -> Result<File, Error> {
 pub(crate) fn parse(path: &Path, text: &str, cli: &clap::Command) -> Result<File, Error> {
     let mut problems = Vec::new();
     let mut entries = Vec::new();
+    let mut sections_at = Vec::new();
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();
@@ -113,6 +118,11 @@ pub(crate) fn parse(path: &Path, text: &str, cli: &clap::Command) -> Result<File
         Ok(root) => {
             if let Some(map) = root.as_mapping() {
                 for (key, node) in map.iter() {
+                    let at = key
+                        .span()
+                        .start()
+                        .map_or((0, 0), |m| (m.line(), m.column()));
+                    sections_at.push((key.as_str().to_owned(), at));
                     section(cli, key.as_str(), key, node, &mut entries, &mut problems);
                 }
             }
@@ -122,6 +132,7 @@ pub(crate) fn parse(path: &Path, text: &str, cli: &clap::Command) -> Result<File
         Ok(File {
             path: path.to_owned(),
             entries,
+            sections_at,
         })
     } else {
         Err(Error::Invalid {
@@ -200,7 +211,7 @@ fn section(
         let field = format!("{name}.{}", k.as_str());
         let at = k.span().start().map_or((0, 0), |m| (m.line(), m.column()));
         match entry(sub, name, &long, v) {
-            Ok(e) => entries.push(e),
+            Ok(e) => entries.push(Entry { at, ..e }),
             Err((node_at, message)) => {
                 problems.push(problem(node_at.unwrap_or(at), &field, message));
             }
@@ -260,6 +271,7 @@ fn entry(sub: &clap::Command, name: &str, long: &str, node: &Node) -> Result<Ent
                 id,
                 values: Vec::new(),
                 off,
+                at: (0, 0),
             })
         }
         ArgAction::Set | ArgAction::Append => {
@@ -275,6 +287,7 @@ fn entry(sub: &clap::Command, name: &str, long: &str, node: &Node) -> Result<Ent
                 id,
                 values: scalars.into_iter().map(|(v, _)| v).collect(),
                 off: false,
+                at: (0, 0),
             })
         }
         _ => Err((None, format!("--{long} cannot be set from a file"))),
@@ -310,6 +323,40 @@ impl File {
         self.entries
             .iter()
             .any(|e| e.section == section && e.long == long)
+    }
+
+    /// Where `section.long` is set, else where the section starts (the setting came from
+    /// a default), else the top of the file.
+    pub(crate) fn position(&self, section: &str, long: &str) -> (usize, usize) {
+        self.entries
+            .iter()
+            .find(|e| e.section == section && e.long == long)
+            .map(|e| e.at)
+            .or_else(|| {
+                self.sections_at
+                    .iter()
+                    .find(|(s, _)| s == section)
+                    .map(|(_, at)| *at)
+            })
+            .unwrap_or((1, 1))
+    }
+
+    /// A problem of `section.long` as found after loading (a component's own checks).
+    pub(crate) fn problem(&self, section: &str, long: &str, message: impl Into<String>) -> Problem {
+        let field = if long.is_empty() {
+            section.to_owned()
+        } else {
+            format!("{section}.{long}")
+        };
+        problem(self.position(section, long), &field, message)
+    }
+
+    /// Every problem as one error naming this file.
+    pub(crate) fn refused(&self, problems: Vec<Problem>) -> Error {
+        Error::Invalid {
+            path: self.path.display().to_string(),
+            problems,
+        }
     }
 
     /// The sections present.

@@ -9,6 +9,8 @@ use clap::Args;
 use hydrant::apps;
 use hydrant_runtime::shutdown;
 
+use hydrant_runtime::config::{Invalid, Invalids};
+
 use super::{
     GraceArgs, SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_bytes, parse_duration,
     parse_regex,
@@ -81,27 +83,34 @@ pub(crate) struct LogsArgs {
     pub(crate) scheduler: SchedulerArgs,
 }
 
-/// `hydrant logcache`.
-pub(crate) async fn logcache(a: LogcacheArgs) -> anyhow::Result<()> {
+/// The log cache's config from its flags, with every problem it would refuse.
+pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invalids> {
+    let mut problems = Vec::new();
     let mut config = hydrant_logcache::Config::new(a.dopplers.clone());
-    config.tls = a.tls.load(&a.tls_server_name)?;
+    config.tls = a.tls.check(&a.tls_server_name, &mut problems);
     config.limits.max_per_source = a.max_per_source;
     config.self_metrics = a.self_metrics.config(
         "logcache",
         a.http,
-        a.tls.load("metron")?,
+        a.tls.check("metron", &mut Vec::new()),
         super::DEFAULT_AGENT,
     );
     config.limits.memory_bytes = a.memory_limit;
     config.grace = a.grace.grace();
-    config.auth = a
-        .auth_file
-        .as_deref()
-        .map(hydrant_logcache::auth::Auth::load)
-        .transpose()?;
-    if a.max_per_source == 0 {
-        bail!("--max-per-source must be at least 1");
+    if let Some(path) = &a.auth_file {
+        match hydrant_logcache::auth::Auth::load(path) {
+            Ok(auth) => config.auth = Some(auth),
+            Err(e) => problems.push(Invalid::new("auth-file", e.to_string())),
+        }
     }
+    problems.extend(config.validate());
+    Invalids::check(problems)?;
+    Ok(config)
+}
+
+/// `hydrant logcache`.
+pub(crate) async fn logcache(a: LogcacheArgs) -> anyhow::Result<()> {
+    let config = build(&a)?;
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, dopplers = ?a.dopplers, auth = config.auth.is_some(), "log cache listening");
     hydrant_logcache::run(config, http, shutdown::on_signal()).await?;

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Args;
 use hydrant_runtime::shutdown;
 use hydrant_storage::sink::Sink;
 use hydrant_storage::sink::remote_write::RemoteWrite;
 use hydrant_storage::store;
+
+use hydrant_runtime::config::{Invalid, Invalids};
 
 use super::{GraceArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration};
 
@@ -74,13 +75,17 @@ pub(crate) struct StorageArgs {
     tls: TlsArgs,
 }
 
-fn sinks(a: &StorageArgs) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
+fn sinks(a: &StorageArgs, problems: &mut Vec<Invalid>) -> Vec<Arc<dyn Sink>> {
     let mut out: Vec<Arc<dyn Sink>> = Vec::new();
     if let Some(url) = &a.remote_write_url {
-        if !url.starts_with("http://") && !url.starts_with("https://") {
-            bail!("--remote-write-url must be an http(s) URL, got {url:?}");
+        if url.starts_with("http://") || url.starts_with("https://") {
+            out.push(Arc::new(RemoteWrite::new(url)));
+        } else {
+            problems.push(Invalid::new(
+                "remote-write-url",
+                format!("must be an http(s) URL, got {url:?}"),
+            ));
         }
-        out.push(Arc::new(RemoteWrite::new(url)));
     }
     #[cfg(feature = "influxdb")]
     if let Some(url) = &a.influx_url {
@@ -93,20 +98,18 @@ fn sinks(a: &StorageArgs) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
             },
         )));
     }
-    Ok(out)
+    out
 }
 
-/// `hydrant storage`.
-pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
-    if a.retention < Duration::from_secs(3600) {
-        bail!("--retention must be at least 1h (whole hours are dropped)");
-    }
-    if a.max_series_per_metric == 0 || a.max_log_rows == 0 {
-        bail!("--max-series-per-metric and --max-log-rows must be at least 1");
-    }
+/// The storage nozzle's config from its flags, with every problem it would refuse.
+pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids> {
+    let mut problems = Vec::new();
+    let tls = a.tls.check(&a.tls_server_name, &mut problems);
+    let self_tls = a.tls.check("metron", &mut Vec::new());
+    let sinks = sinks(a, &mut problems);
     let config = hydrant_storage::Config {
         dopplers: a.dopplers.clone(),
-        tls: a.tls.load(&a.tls_server_name)?,
+        tls,
         store: store::Config {
             dir: a.data_dir.clone(),
             wal: !a.no_wal,
@@ -116,15 +119,20 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         },
         max_log_rows: a.max_log_rows,
         maintenance: hydrant_storage::service::DEFAULT_MAINTENANCE,
-        sinks: sinks(&a)?,
-        self_metrics: a.self_metrics.config(
-            "storage",
-            a.http,
-            a.tls.load("metron")?,
-            super::DEFAULT_AGENT,
-        ),
+        sinks,
+        self_metrics: a
+            .self_metrics
+            .config("storage", a.http, self_tls, super::DEFAULT_AGENT),
         grace: a.grace.grace(),
     };
+    problems.extend(config.validate());
+    Invalids::check(problems)?;
+    Ok(config)
+}
+
+/// `hydrant storage`.
+pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
+    let config = build(&a)?;
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, data_dir = %a.data_dir.display(), wal = !a.no_wal, "storage listening");
     hydrant_storage::run(config, http, shutdown::on_signal()).await?;

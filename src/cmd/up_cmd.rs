@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, CommandFactory as _, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Subcommand};
 use hydrant::up::{Spec, StopEvent, Supervisor};
 use hydrant::{apps, demo};
 use hydrant_runtime::shutdown;
@@ -106,19 +106,29 @@ pub(crate) fn config(a: ConfigArgs, global: Option<PathBuf>) -> anyhow::Result<(
         .unwrap_or_else(|| config::DEFAULT_FILE.into());
     let command = crate::Cli::command();
     let file = config::load(&path, &command)?;
-    // Flags that are fine alone may still clash together (a missing companion flag).
+    // Flags that are fine alone may still clash together (a missing companion flag), and
+    // values that parse may still be refused by the component: check both, the way the
+    // component does at start, and report every problem of every section at once.
+    let mut problems = Vec::new();
     for section in file.sections() {
         let mut argv: Vec<OsString> = vec!["hydrant".into(), section.into()];
         argv.extend(file.args(section, |_| false));
-        if let Err(e) = command.clone().try_get_matches_from(&argv) {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            bail!(
-                "{}: {section}: {}",
-                path.display(),
-                first.trim_start_matches("error: ")
-            );
+        let cli = match command.clone().try_get_matches_from(&argv) {
+            Ok(matches) => crate::Cli::from_arg_matches(&matches)?,
+            Err(e) => {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let message = first.trim_start_matches("error: ").to_owned();
+                problems.push(file.problem(section, "", message));
+                continue;
+            }
+        };
+        for p in super::refused(&cli.command) {
+            problems.push(file.problem(section, &p.field, p.message));
         }
+    }
+    if !problems.is_empty() {
+        return Err(file.refused(problems).into());
     }
     println!("{}: ok ({})", path.display(), file.sections().join(", "));
     Ok(())

@@ -17,6 +17,7 @@ use hydrant_proto::ingress::{IngressClient, Sender};
 use hydrant_proto::subscriber::{SOURCE_AFFINITY, Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2;
+use hydrant_runtime::config::{Invalid, require};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
@@ -78,6 +79,34 @@ pub struct Config {
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
     /// Time allowed for an orderly stop (scale calls and alerts in flight, emitted records).
     pub grace: Duration,
+}
+
+impl Config {
+    /// Every setting the autoscaler would refuse, by flag.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let second = Duration::from_secs(1);
+        require(&mut out, self.tick >= second, "tick", "must be at least 1s");
+        require(
+            &mut out,
+            self.refresh >= second,
+            "refresh",
+            "must be at least 1s",
+        );
+        require(
+            &mut out,
+            self.settings.stat_window >= 1,
+            "stat-window",
+            "must be at least 1s",
+        );
+        require(
+            &mut out,
+            self.settings.breaker_failures >= 1,
+            "breaker-failures",
+            "must be at least 1",
+        );
+        out
+    }
 }
 
 /// Errors running the autoscaler.

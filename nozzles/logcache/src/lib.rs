@@ -20,6 +20,7 @@ use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::EgressBatchRequest;
 use hydrant_runtime::admin::Observe;
+use hydrant_runtime::config::{Invalid, require};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::metrics::Text;
 use hydrant_runtime::selfmetrics;
@@ -85,6 +86,18 @@ impl Config {
             self_metrics: None,
             grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         }
+    }
+
+    /// Every setting the log cache would refuse, by flag.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        require(
+            &mut out,
+            self.limits.max_per_source > 0,
+            "max-per-source",
+            "must be at least 1",
+        );
+        out
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hydrant_proto::raw::RawBatch;
 use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
+use hydrant_runtime::config::{Invalid, require};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
@@ -45,6 +46,32 @@ pub struct Config {
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
     /// Time allowed for an orderly stop (sealing, draining the sinks).
     pub grace: Duration,
+}
+
+impl Config {
+    /// Every setting the nozzle would refuse, by flag.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        require(
+            &mut out,
+            self.store.retention >= Duration::from_secs(3600),
+            "retention",
+            "must be at least 1h (whole hours are dropped)",
+        );
+        require(
+            &mut out,
+            self.store.max_series_per_metric > 0,
+            "max-series-per-metric",
+            "must be at least 1",
+        );
+        require(
+            &mut out,
+            self.max_log_rows > 0,
+            "max-log-rows",
+            "must be at least 1",
+        );
+        out
+    }
 }
 
 /// Errors running the nozzle.

@@ -2,6 +2,7 @@
 //! beyond the wire contract (`hydrant-proto`), which stays free of servers and `/proc`.
 //!
 //! Reading order:
+//! - [`config`]: refused settings, named by flag and reported all at once.
 //! - [`metrics`]: declared metrics ([`metrics!`]) and the Prometheus text writer.
 //! - [`series`]: the app series (container metrics, derived log and HTTP series) that
 //!   the cell and the storage nozzle produce and dashboards read.
@@ -18,6 +19,7 @@
 //! cell, nozzles) ← the `hydrant` binary. A tidy test keeps it so.
 
 pub mod admin;
+pub mod config;
 pub mod exposition;
 pub mod lifecycle;
 pub mod metrics;

@@ -416,3 +416,61 @@ async fn bad_config_files_are_refused_with_file_line_and_field() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok (storage)"));
 }
+
+/// Values that parse but that a component refuses (`retention: 30m`, `tick: 500ms`,
+/// `breaker-failures: 0`) fail `config check` too, all reported at once with file:line,
+/// and each component refuses to start with the same messages.
+#[tokio::test]
+async fn config_check_reports_every_value_a_component_would_refuse() {
+    let dir = Scratch::new("config-refused");
+    let file = dir.join("hydrant.yaml");
+    std::fs::write(
+        &file,
+        "storage:\n  retention: 30m\n  data-dir: data\nautoscaler:\n  tick: 500ms\n  breaker-failures: 0\n",
+    )
+    .unwrap();
+    let out = Command::new(hydrant_bin())
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let path = file.display().to_string();
+    for expected in [
+        format!("{path}:2:3: storage.retention: must be at least 1h"),
+        format!("{path}:5:3: autoscaler.tick: must be at least 1s"),
+        format!("{path}:6:3: autoscaler.breaker-failures: must be at least 1"),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+
+    // Start-up runs the same checks: every problem of the component at once.
+    let out = Command::new(hydrant_bin())
+        .arg("--config")
+        .arg(&file)
+        .arg("autoscaler")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--tick: must be at least 1s")
+            && err.contains("--breaker-failures: must be at least 1"),
+        "{err}"
+    );
+    let out = Command::new(hydrant_bin())
+        .arg("--config")
+        .arg(&file)
+        .arg("storage")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--retention: must be at least 1h"), "{err}");
+}

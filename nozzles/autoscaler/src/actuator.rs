@@ -90,6 +90,8 @@ pub trait Actuator: Send + Sync + Debug {
     fn scale<'a>(&'a self, req: &'a ScaleRequest) -> BoxFuture<'a, Result<String, Error>>;
 }
 
+/// The HTTP client of the actuators. The timeout is set on every request (`send`), so it
+/// holds whatever client this is.
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
@@ -103,7 +105,11 @@ async fn send(req: reqwest::RequestBuilder, url: &str) -> Result<(u16, Value), E
         url: url.to_owned(),
         source,
     };
-    let resp = req.send().await.map_err(unreachable)?;
+    let resp = req
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(unreachable)?;
     let status = resp.status().as_u16();
     let text = resp.text().await.map_err(unreachable)?;
     answer(url, status, &text)

@@ -160,7 +160,8 @@ impl History {
         let page = q.page.max(1);
         let resources = rows
             .into_iter()
-            .skip((page - 1) * per_page)
+            // A page far past the end (page up to usize::MAX) is simply empty.
+            .skip((page - 1).saturating_mul(per_page))
             .take(per_page)
             .cloned()
             .collect();
@@ -204,6 +205,22 @@ mod tests {
             constraints: Vec::new(),
             response: String::new(),
         }
+    }
+
+    #[test]
+    fn a_page_far_past_the_end_is_empty() {
+        let mut h = History::default();
+        h.push(record("web", 1));
+        let page = h.query(
+            "web",
+            Query {
+                page: usize::MAX,
+                per_page: usize::MAX,
+                ..Query::default()
+            },
+        );
+        assert!(page.resources.is_empty());
+        assert_eq!(page.total_results, 1);
     }
 
     #[test]

@@ -381,6 +381,11 @@ impl Observe for Storage {
             &[("stage", "maintenance")],
             self.stats.maintenance_errors.load(Relaxed) as f64,
         );
+        t.sample(
+            names::ERRORS,
+            &[("stage", "delete")],
+            self.shared.delete_failures.load(Relaxed) as f64,
+        );
         for f in &self.forwarders {
             let labels = [("sink", f.name), ("target", f.target.as_str())];
             for (result, n) in [

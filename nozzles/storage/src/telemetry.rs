@@ -34,7 +34,7 @@ hydrant_runtime::metrics! {
     QUERIES = "hydrant_storage_queries_total", Counter,
         "Queries, by API (query, query_range, sql) and result (ok, bad_data, execution).";
     ERRORS = "hydrant_storage_errors_total", Counter,
-        "Ingest and maintenance errors, by stage.";
+        "Ingest, maintenance and part-deletion errors, by stage (ingest, maintenance, delete).";
     SINK_SAMPLES = "hydrant_storage_sink_samples_total", Counter,
         "Samples forwarded, by sink and result (sent, failed after retries or refused, overflow of the queue).";
     SINK_RETRIES = "hydrant_storage_sink_retries_total", Counter,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, UInt64Array};
@@ -21,15 +22,31 @@ pub struct Shared {
     part_series: Mutex<HashMap<PathBuf, Arc<Vec<SeriesId>>>>,
     /// Held for reading while parts are read; for writing while they are deleted.
     pub files: RwLock<()>,
+    /// Part files that could not be deleted after leaving the index (they take disk
+    /// space until removed by hand).
+    pub delete_failures: AtomicU64,
 }
 
 impl Shared {
+    /// Deletes a part file that has left the index; a failure is counted and logged.
+    fn delete(&self, path: &std::path::Path) {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                self.delete_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(path = %path.display(), error = %e, "storage: cannot delete a part file");
+            }
+        }
+    }
+
     /// Shares a store.
     pub fn new(store: Store) -> Arc<Shared> {
         Arc::new(Shared {
             store: Mutex::new(store),
             part_series: Mutex::default(),
             files: RwLock::new(()),
+            delete_failures: AtomicU64::new(0),
         })
     }
 
@@ -153,7 +170,7 @@ impl Shared {
             let _files = self.files.write().await;
             let gone = self.lock().replace(&old, written);
             for p in gone {
-                let _ = std::fs::remove_file(&p.path);
+                self.delete(&p.path);
             }
             n += 1;
         }
@@ -168,7 +185,7 @@ impl Shared {
             (store.expire(now), store.config().dir.clone())
         };
         for p in &gone {
-            let _ = std::fs::remove_file(&p.path);
+            self.delete(&p.path);
             parts::remove_empty(&dir, p.hour);
         }
         gone.len()

@@ -108,6 +108,27 @@ struct Running {
     _stdin: Option<ChildStdin>,
 }
 
+/// Why a data directory cannot be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another live supervisor holds it.
+    #[error("another `hydrant up` (pid {pid}) uses {dir}; stop it, or pass another --data-dir")]
+    Held {
+        /// The holder.
+        pid: i32,
+        /// The directory.
+        dir: String,
+    },
+    /// The directory or its lock file cannot be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// What could not be written.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Marks a data directory as used by one `hydrant up`: `<dir>/up.pid`, removed on drop.
 #[derive(Debug)]
 pub struct DirLock {
@@ -117,8 +138,12 @@ pub struct DirLock {
 impl DirLock {
     /// Takes the directory, unless a live process holds it already (a stale file left by
     /// a killed supervisor is taken over).
-    pub fn take(dir: &Path) -> Result<DirLock, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub fn take(dir: &Path) -> Result<DirLock, LockError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| LockError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join("up.pid");
         if let Ok(text) = std::fs::read_to_string(&path)
             && let Ok(pid) = text.trim().parse::<i32>()
@@ -126,13 +151,12 @@ impl DirLock {
             // Only "no such process" means the holder is gone (EPERM: alive, not ours).
             && kill(Pid::from_raw(pid), None) != Err(nix::errno::Errno::ESRCH)
         {
-            return Err(format!(
-                "another `hydrant up` (pid {pid}) uses {}; stop it, or pass another --data-dir",
-                dir.display()
-            ));
+            return Err(LockError::Held {
+                pid,
+                dir: dir.display().to_string(),
+            });
         }
-        std::fs::write(&path, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, format!("{}\n", std::process::id())).map_err(io(&path))?;
         Ok(DirLock { path })
     }
 }
@@ -373,7 +397,7 @@ mod tests {
         // The same process may take it again (a restart in a test); another live one may not.
         std::fs::write(dir.join("up.pid"), "1\n").unwrap();
         let e = DirLock::take(&dir).unwrap_err();
-        assert!(e.contains("pid 1"), "{e}");
+        assert!(matches!(e, LockError::Held { pid: 1, .. }), "{e}");
         // A pid that is not running is stale.
         std::fs::write(dir.join("up.pid"), format!("{}\n", i32::MAX)).unwrap();
         let again = DirLock::take(&dir).unwrap();

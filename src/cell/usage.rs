@@ -158,6 +158,30 @@ pub fn disk_usage(path: &Path) -> u64 {
     total
 }
 
+/// Why instances cannot be confined in cgroups here.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// No unified (v2) hierarchy at the root.
+    #[error("{root} has no cgroup v2 hierarchy ({source})")]
+    NoHierarchy {
+        /// The root looked at.
+        root: String,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// A controller the cell needs is not enabled.
+    #[error("cgroup v2 controller {0} is not available")]
+    NoController(&'static str),
+    /// The cell's subtree cannot be set up.
+    #[error("cannot set up {path}: {source}")]
+    Setup {
+        /// What could not be written.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// cgroup v2 resource control, when the host runs the unified hierarchy with the memory and
 /// cpu controllers available and lets us create a subtree.
 #[derive(Debug, Clone)]
@@ -167,19 +191,27 @@ pub struct Cgroups {
 
 impl Cgroups {
     /// Tries to set up `<root>/hydrant-cell-<pid>`; `Err` says why not (for the log).
-    pub fn detect(root: &Path) -> Result<Cgroups, String> {
-        let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))
-            .map_err(|e| format!("{} has no cgroup v2 hierarchy ({e})", root.display()))?;
+    pub fn detect(root: &Path) -> Result<Cgroups, CgroupError> {
+        let controllers =
+            std::fs::read_to_string(root.join("cgroup.controllers")).map_err(|source| {
+                CgroupError::NoHierarchy {
+                    root: root.display().to_string(),
+                    source,
+                }
+            })?;
         for c in ["memory", "cpu"] {
             if !controllers.split_whitespace().any(|x| x == c) {
-                return Err(format!("cgroup v2 controller {c} is not available"));
+                return Err(CgroupError::NoController(c));
             }
         }
         let base = root.join(format!("hydrant-cell-{}", std::process::id()));
-        std::fs::create_dir_all(&base)
-            .map_err(|e| format!("cannot create {}: {e}", base.display()))?;
-        std::fs::write(base.join("cgroup.subtree_control"), "+memory +cpu")
-            .map_err(|e| format!("cannot enable controllers in {}: {e}", base.display()))?;
+        let setup = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| CgroupError::Setup { path, source }
+        };
+        std::fs::create_dir_all(&base).map_err(setup(&base))?;
+        let control = base.join("cgroup.subtree_control");
+        std::fs::write(&control, "+memory +cpu").map_err(setup(&control))?;
         Ok(Cgroups { base })
     }
 
@@ -247,6 +279,7 @@ mod tests {
     #[test]
     fn detect_explains_a_missing_hierarchy() {
         let err = Cgroups::detect(Path::new("/nonexistent-cgroup-root")).unwrap_err();
-        assert!(err.contains("no cgroup v2 hierarchy"), "{err}");
+        assert!(matches!(err, CgroupError::NoHierarchy { .. }), "{err}");
+        assert!(err.to_string().contains("no cgroup v2 hierarchy"), "{err}");
     }
 }

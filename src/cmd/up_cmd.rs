@@ -245,7 +245,7 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         .iter()
         .map(|n| plan(n, &a.data_dir, file.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let _lock = hydrant::up::DirLock::take(&a.data_dir).map_err(anyhow::Error::msg)?;
+    let _lock = hydrant::up::DirLock::take(&a.data_dir)?;
     // SIGINT, SIGTERM, SIGHUP and a closed stdout all lead to the same ordered stop.
     let signal = shutdown::on_signal();
     let term = Terminal::new(signal.clone());

@@ -235,8 +235,19 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
     Ok(records)
 }
 
+/// A time `parse_time` does not understand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// `now-3w`: a relative time with an unknown unit.
+    #[error("invalid time unit in {0:?} (use s, m, h or d)")]
+    Unit(String),
+    /// Neither RFC 3339, UNIX seconds, `now` nor `now-1h`.
+    #[error("invalid time {0:?} (RFC 3339, UNIX seconds, now or now-1h)")]
+    Syntax(String),
+}
+
 /// Parses a time for `--from`/`--to`: RFC 3339, UNIX seconds, `now`, or `now-1h` / `-1h`.
-pub fn parse_time(s: &str, now: Time) -> Result<Time, String> {
+pub fn parse_time(s: &str, now: Time) -> Result<Time, TimeError> {
     let s = s.trim();
     if s == "now" {
         return Ok(now);
@@ -246,13 +257,13 @@ pub fn parse_time(s: &str, now: Time) -> Result<Time, String> {
             ago.find(|c: char| c.is_ascii_alphabetic())
                 .unwrap_or(ago.len()),
         );
-        let n: i64 = num.parse().map_err(|_| format!("invalid time {s:?}"))?;
+        let n: i64 = num.parse().map_err(|_| TimeError::Syntax(s.to_owned()))?;
         let secs = match unit {
             "s" | "" => n,
             "m" => n * 60,
             "h" => n * 3600,
             "d" => n * 86_400,
-            _ => return Err(format!("invalid time unit in {s:?} (use s, m, h or d)")),
+            _ => return Err(TimeError::Unit(s.to_owned())),
         };
         return Ok(now - secs);
     }
@@ -261,7 +272,7 @@ pub fn parse_time(s: &str, now: Time) -> Result<Time, String> {
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|d| d.timestamp())
-        .map_err(|_| format!("invalid time {s:?} (RFC 3339, UNIX seconds, now or now-1h)"))
+        .map_err(|_| TimeError::Syntax(s.to_owned()))
 }
 
 #[cfg(test)]
@@ -275,7 +286,13 @@ mod tests {
         assert_eq!(parse_time("-90s", 1000), Ok(910));
         assert_eq!(parse_time("1700000000", 0), Ok(1_700_000_000));
         assert_eq!(parse_time("2023-11-14T22:13:20Z", 0), Ok(1_700_000_000));
-        assert!(parse_time("yesterday", 0).is_err());
-        assert!(parse_time("now-3w", 0).is_err());
+        assert_eq!(
+            parse_time("yesterday", 0),
+            Err(TimeError::Syntax("yesterday".into()))
+        );
+        assert_eq!(
+            parse_time("now-3w", 0),
+            Err(TimeError::Unit("now-3w".into()))
+        );
     }
 }

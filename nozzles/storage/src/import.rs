@@ -40,7 +40,10 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 fn point(line: usize, text: &str, now_ms: i64) -> Result<Point, ImportError> {
-    let s = exposition::parse(text).map_err(|message| ImportError { line, message })?;
+    let s = exposition::parse(text).map_err(|e| ImportError {
+        line,
+        message: e.to_string(),
+    })?;
     let mut labels = BTreeMap::new();
     for (k, v) in s.labels {
         if k == "__name__" {
@@ -66,7 +69,10 @@ pub fn check(text: &str) -> Result<usize, ImportError> {
     let mut n = 0;
     for (line, l) in lines(text) {
         // Only parsing can fail; building the point comes in the storing pass.
-        exposition::parse(l).map_err(|message| ImportError { line, message })?;
+        exposition::parse(l).map_err(|e| ImportError {
+            line,
+            message: e.to_string(),
+        })?;
         n += 1;
     }
     Ok(n)

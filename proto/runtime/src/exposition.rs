@@ -15,16 +15,45 @@ pub struct Sample {
     pub timestamp_ms: Option<i64>,
 }
 
+/// What is wrong with a sample line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Nothing after the metric name.
+    #[error("a sample needs a value after the metric name")]
+    NoValue,
+    /// The line starts with `{` or a space.
+    #[error("missing metric name")]
+    NoName,
+    /// A label without `=`.
+    #[error("a label needs name=\"value\"")]
+    LabelSyntax,
+    /// A label value not in double quotes.
+    #[error("label {0:?}: the value must be quoted")]
+    Unquoted(String),
+    /// A label value without its closing quote.
+    #[error("label {0:?}: unterminated value")]
+    Unterminated(String),
+    /// The value is not a float, `NaN` or `±Inf`.
+    #[error("value {0:?} is not a number")]
+    NotANumber(String),
+    /// The timestamp is not an integer.
+    #[error("timestamp {0:?} is not an integer (milliseconds)")]
+    Timestamp(String),
+    /// More fields after the timestamp.
+    #[error("unexpected {0:?} after the timestamp")]
+    Trailing(String),
+}
+
 /// Parses a sample line; the error says what is wrong with it. Comment and blank lines
 /// are not samples: callers skip them first.
-pub fn parse(line: &str) -> Result<Sample, String> {
+pub fn parse(line: &str) -> Result<Sample, Error> {
     let line = line.trim();
     let end = line
         .find(|c: char| c == '{' || c.is_whitespace())
-        .ok_or("a sample needs a value after the metric name")?;
+        .ok_or(Error::NoValue)?;
     let (name, rest) = line.split_at(end);
     if name.is_empty() {
-        return Err("missing metric name".into());
+        return Err(Error::NoName);
     }
     let mut labels = Vec::new();
     let rest = match rest.strip_prefix('{') {
@@ -33,22 +62,22 @@ pub fn parse(line: &str) -> Result<Sample, String> {
             if let Some(after) = s.strip_prefix('}') {
                 break after;
             }
-            let (key, after) = s.split_once('=').ok_or("a label needs name=\"value\"")?;
+            let (key, after) = s.split_once('=').ok_or(Error::LabelSyntax)?;
             let after = after
                 .trim_start()
                 .strip_prefix('"')
-                .ok_or_else(|| format!("label {:?}: the value must be quoted", key.trim()))?;
+                .ok_or_else(|| Error::Unquoted(key.trim().to_owned()))?;
             let mut value = String::new();
             let mut chars = after.char_indices();
             let close = loop {
                 let (i, c) = chars
                     .next()
-                    .ok_or_else(|| format!("label {:?}: unterminated value", key.trim()))?;
+                    .ok_or_else(|| Error::Unterminated(key.trim().to_owned()))?;
                 match c {
                     '\\' => match chars.next().map(|(_, c)| c) {
                         Some('n') => value.push('\n'),
                         Some(other) => value.push(other),
-                        None => return Err(format!("label {:?}: unterminated value", key.trim())),
+                        None => return Err(Error::Unterminated(key.trim().to_owned())),
                     },
                     '"' => break i,
                     c => value.push(c),
@@ -60,24 +89,22 @@ pub fn parse(line: &str) -> Result<Sample, String> {
         None => rest,
     };
     let mut fields = rest.split_whitespace();
-    let value = fields.next().ok_or("a sample needs a value")?;
+    let value = fields.next().ok_or(Error::NoValue)?;
     let value = match value {
         "+Inf" | "Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        v => v
-            .parse()
-            .map_err(|_| format!("value {v:?} is not a number"))?,
+        v => v.parse().map_err(|_| Error::NotANumber(v.to_owned()))?,
     };
     let timestamp_ms = match fields.next() {
         Some(t) => Some(
             t.parse::<i64>()
-                .map_err(|_| format!("timestamp {t:?} is not an integer (milliseconds)"))?,
+                .map_err(|_| Error::Timestamp(t.to_owned()))?,
         ),
         None => None,
     };
     if let Some(extra) = fields.next() {
-        return Err(format!("unexpected {extra:?} after the timestamp"));
+        return Err(Error::Trailing(extra.to_owned()));
     }
     Ok(Sample {
         name: name.to_owned(),
@@ -111,11 +138,16 @@ mod tests {
 
     #[test]
     fn says_what_is_wrong() {
-        assert!(parse("load").unwrap_err().contains("needs a value"));
-        assert!(parse("load{a=b} 1").unwrap_err().contains("quoted"));
-        assert!(parse("load{a=\"b} 1").unwrap_err().contains("unterminated"));
-        assert!(parse("load abc").unwrap_err().contains("not a number"));
-        assert!(parse("load 1 12.5").unwrap_err().contains("milliseconds"));
-        assert!(parse("load 1 2 3").unwrap_err().contains("unexpected"));
+        assert_eq!(parse("load"), Err(Error::NoValue));
+        assert_eq!(parse("load{a=b} 1"), Err(Error::Unquoted("a".into())));
+        assert_eq!(parse("load{a=\"b} 1"), Err(Error::Unterminated("a".into())));
+        assert_eq!(parse("load abc"), Err(Error::NotANumber("abc".into())));
+        assert!(
+            parse("load 1 12.5")
+                .unwrap_err()
+                .to_string()
+                .contains("milliseconds")
+        );
+        assert_eq!(parse("load 1 2 3"), Err(Error::Trailing("3".into())));
     }
 }

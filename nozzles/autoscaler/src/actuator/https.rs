@@ -69,9 +69,13 @@ impl Client {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| fail(format!("TLS handshake failed: {e}")))?;
-                exchange(TokioIo::new(stream), req).await.map_err(fail)
+                exchange(TokioIo::new(stream), req)
+                    .await
+                    .map_err(|e| fail(format!("HTTP exchange failed: {e}")))
             } else {
-                exchange(TokioIo::new(tcp), req).await.map_err(fail)
+                exchange(TokioIo::new(tcp), req)
+                    .await
+                    .map_err(|e| fail(format!("HTTP exchange failed: {e}")))
             }
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
@@ -80,22 +84,15 @@ impl Client {
     }
 }
 
-async fn exchange<S>(io: S, req: http::Request<Full<Bytes>>) -> Result<(u16, String), String>
+async fn exchange<S>(io: S, req: http::Request<Full<Bytes>>) -> Result<(u16, String), hyper::Error>
 where
     S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(conn);
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let body = resp.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 

@@ -10,13 +10,13 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use hydrant::apps;
 use hydrant_autoscaler::actuator::{self, Actuator};
+use hydrant_autoscaler::api::contract::{AlertState, ErrorBody, Explanation, HistoryPage};
 use hydrant_autoscaler::fleet::Settings;
+use hydrant_autoscaler::history::{Record, Status};
 use hydrant_autoscaler::notify::Receivers;
 use hydrant_autoscaler::{replay, service};
-use hydrant_runtime::shutdown;
-use serde_json::Value;
-
 use hydrant_runtime::config::{Invalid, Invalids};
+use hydrant_runtime::shutdown;
 
 use super::{GraceArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration};
 
@@ -231,7 +231,7 @@ fn build_actuator(a: &RunArgs) -> anyhow::Result<Arc<dyn Actuator>> {
         )?),
         ActuatorKind::Webhook => {
             let Some(url) = &a.webhook_url else {
-                bail!("--actuator webhook needs --webhook-url");
+                bail!("webhook needs --webhook-url");
             };
             Arc::new(actuator::Webhook::new(url, a.webhook_token.clone()))
         }
@@ -250,7 +250,7 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
     let self_tls = a.tls.check("metron", &mut Vec::new());
     let actuator = build_actuator(a).unwrap_or_else(|e| {
         let field = match a.actuator {
-            ActuatorKind::Webhook => "webhook-url",
+            ActuatorKind::Webhook => "actuator",
             ActuatorKind::Kubernetes => "kube-token-file",
             ActuatorKind::Scheduler => "scheduler",
         };
@@ -308,18 +308,24 @@ async fn serve(a: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn get(base: &str, path: &str) -> anyhow::Result<Value> {
+/// GETs `path` from the autoscaler API as its response type; an error answer becomes
+/// its message.
+async fn get<T: serde::de::DeserializeOwned>(base: &str, path: &str) -> anyhow::Result<T> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let resp = reqwest::get(&url).await.with_context(|| {
         format!("cannot reach the autoscaler at {base}; is `hydrant autoscaler` running? (set --autoscaler or HYDRANT_AUTOSCALER)")
     })?;
     let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let text = resp
+        .text()
+        .await
+        .context("reading the autoscaler's answer")?;
     if !status.is_success() {
-        let msg = body["message"].as_str().unwrap_or("request failed");
+        let msg = serde_json::from_str::<ErrorBody>(&text)
+            .map_or_else(|_| "request failed".to_owned(), |e| e.message);
         bail!("{msg} ({status})");
     }
-    Ok(body)
+    serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}"))
 }
 
 fn enc(s: &str) -> String {
@@ -333,7 +339,7 @@ fn time(ns: i64) -> String {
 }
 
 /// Renders history records as the cf CLI's autoscaling-history table.
-pub(crate) fn history_table(records: &[Value]) -> String {
+pub(crate) fn history_table(records: &[Record]) -> String {
     let mut rows = vec![[
         "Scaling Type".to_owned(),
         "Status".into(),
@@ -343,27 +349,17 @@ pub(crate) fn history_table(records: &[Value]) -> String {
         "Error".into(),
     ]];
     for r in records {
-        let kind = if r["scaling_type"] == 1 {
-            "scheduled"
-        } else {
-            "dynamic"
-        };
-        let status = match r["status"].as_u64() {
-            Some(0) => "succeeded",
-            Some(1) => "failed",
-            _ => "ignored",
-        };
-        let mut action = r["reason"].as_str().unwrap_or_default().to_owned();
-        if let Some(m) = r["message"].as_str().filter(|m| !m.is_empty()) {
-            action.push_str(&format!(" ({m})"));
+        let mut action = r.reason.clone();
+        if !r.message.is_empty() {
+            action.push_str(&format!(" ({})", r.message));
         }
         rows.push([
-            kind.into(),
-            status.into(),
-            format!("{}->{}", r["old_instances"], r["new_instances"]),
-            time(r["timestamp"].as_i64().unwrap_or(0)),
+            r.scaling_type.label().into(),
+            r.status.label().into(),
+            format!("{}->{}", r.old_instances, r.new_instances),
+            time(r.timestamp),
             action,
-            r["error"].as_str().unwrap_or_default().to_owned(),
+            r.error.clone(),
         ]);
     }
     let widths: Vec<usize> = (0..6)
@@ -382,57 +378,56 @@ pub(crate) fn history_table(records: &[Value]) -> String {
     out
 }
 
-fn explain_text(x: &Value) -> String {
-    let opt = |v: &Value| {
-        if v.is_null() {
-            "-".to_owned()
-        } else {
-            v.to_string()
-        }
-    };
+/// `-` for nothing.
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn explain_text(x: &Explanation) -> String {
     let mut out = format!(
         "app {} (guid {}): {} instance(s), limits [{}, {}]\n",
-        x["app"].as_str().unwrap_or_default(),
-        x["guid"].as_str().unwrap_or("unknown"),
-        opt(&x["instances"]),
-        x["limits"]["min"],
-        x["limits"]["max"],
+        x.app,
+        x.guid.as_deref().unwrap_or("unknown"),
+        opt(x.instances),
+        x.limits.min,
+        x.limits.max,
     );
     out.push_str(&format!(
         "cooldown: scale-out {} s, scale-in {} s; breaker: {} failure(s), open {} s\n",
-        opt(&x["cooldown"]["scale_out_remaining_secs"]),
-        opt(&x["cooldown"]["scale_in_remaining_secs"]),
-        x["breaker"]["failures"],
-        opt(&x["breaker"]["open_remaining_secs"]),
+        opt(x.cooldown.scale_out_remaining_secs),
+        opt(x.cooldown.scale_in_remaining_secs),
+        x.breaker.failures,
+        opt(x.breaker.open_remaining_secs),
     ));
-    for r in x["rules"].as_array().into_iter().flatten() {
+    for r in &x.rules {
+        let alert = match r.alert.state {
+            AlertState::Inactive => "inactive",
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+        };
         out.push_str(&format!(
-            "rule {}: {} ({}): value {}, breaching for {} s, {}; alert {}\n",
-            r["rule"],
-            r["text"].as_str().unwrap_or_default(),
-            r["adjustment"].as_str().unwrap_or_default(),
-            opt(&r["value"]),
-            opt(&r["breaching_for_secs"]),
-            r["verdict"].as_str().unwrap_or_default(),
-            r["alert"]["state"].as_str().unwrap_or_default(),
+            "rule {}: {} ({}): value {}, breaching for {} s, {}; alert {alert}\n",
+            r.rule,
+            r.text,
+            r.adjustment,
+            opt(r.value),
+            opt(r.breaching_for_secs),
+            r.verdict,
         ));
     }
-    if let Some(t) = x["target"].as_object() {
+    if let Some(t) = &x.target {
         out.push_str(&format!(
             "target tracking: value {}, ratio {}, recommends {} (stabilized {})\n",
-            opt(&t["value"]),
-            opt(&t["ratio"]),
-            t["recommended"],
-            t["stabilized"],
+            opt(t.value),
+            opt(t.ratio),
+            t.recommended,
+            t.stabilized,
         ));
     }
-    out.push_str(&format!(
-        "next: {}\n",
-        x["next"].as_str().unwrap_or_default()
-    ));
-    if x["last_decision"].is_object() {
+    out.push_str(&format!("next: {}\n", x.next));
+    if let Some(last) = &x.last_decision {
         out.push_str("last decision:\n");
-        out.push_str(&history_table(std::slice::from_ref(&x["last_decision"])));
+        out.push_str(&history_table(std::slice::from_ref(last)));
     }
     out
 }
@@ -452,16 +447,15 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
                 enc(&app),
                 limit.clamp(1, 1000)
             );
-            let body = get(&autoscaler, &path).await?;
+            let page: HistoryPage = get(&autoscaler, &path).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                println!("{}", serde_json::to_string_pretty(&page)?);
                 return Ok(());
             }
-            let records = body["resources"].as_array().cloned().unwrap_or_default();
-            if records.is_empty() {
+            if page.resources.is_empty() {
                 println!("No scaling history for app {app}.");
             } else {
-                print!("{}", history_table(&records));
+                print!("{}", history_table(&page.resources));
             }
             Ok(())
         }
@@ -511,20 +505,19 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let values: Vec<Value> = records
-                .iter()
-                .map(|r| serde_json::to_value(r).unwrap_or_default())
-                .collect();
-            if values.is_empty() {
+            if records.is_empty() {
                 println!(
                     "No decisions between {} and {}.",
                     time(from * 1_000_000_000),
                     time(to * 1_000_000_000)
                 );
             } else {
-                print!("{}", history_table(&values));
+                print!("{}", history_table(&records));
             }
-            let scales = records.iter().filter(|r| r.status == 0).count();
+            let scales = records
+                .iter()
+                .filter(|r| r.status == Status::Succeeded)
+                .count();
             println!(
                 "{} decision(s), {scales} scale(s) (dry run: nothing was scaled)",
                 records.len()
@@ -536,11 +529,12 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
             autoscaler,
             json,
         }) => {
-            let body = get(&autoscaler, &format!("/v1/apps/{}/explain", enc(&app))).await?;
+            let x: Explanation =
+                get(&autoscaler, &format!("/v1/apps/{}/explain", enc(&app))).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                println!("{}", serde_json::to_string_pretty(&x)?);
             } else {
-                print!("{}", explain_text(&body));
+                print!("{}", explain_text(&x));
             }
             Ok(())
         }

@@ -14,6 +14,10 @@ use hydrant_runtime::admin::Observe;
 use hydrant_runtime::metrics::Text;
 use serde_json::{Value, json};
 
+pub mod contract;
+
+use contract::{AppList, AppSummary, ErrorBody, Explanation, HistoryPage};
+
 use crate::history::Query;
 use crate::service::{Autoscaler, unix_now};
 use crate::telemetry::{METRICS, names};
@@ -29,8 +33,10 @@ pub struct ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = self.status.canonical_reason().unwrap_or("Error");
-        let body = json!({ "code": code, "message": self.message });
+        let body = ErrorBody {
+            code: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            message: self.message,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -93,7 +99,7 @@ async fn histories(
     State(s): Shared,
     Path(app): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<HistoryPage>, ApiError> {
     let q = parse_query(raw.as_deref())?;
     let fleet = s.fleet();
     let key = fleet.resolve(&app).unwrap_or(&app).to_owned();
@@ -104,21 +110,20 @@ async fn histories(
             q.per_page
         )
     };
-    let mut body = serde_json::to_value(&page).unwrap_or_default();
-    body["prev_url"] = if page.page > 1 {
-        json!(link(page.page - 1))
-    } else {
-        Value::Null
-    };
-    body["next_url"] = if page.page < page.total_pages {
-        json!(link(page.page + 1))
-    } else {
-        Value::Null
-    };
-    Ok(axum::Json(body))
+    Ok(axum::Json(HistoryPage {
+        total_results: page.total_results,
+        total_pages: page.total_pages,
+        page: page.page,
+        prev_url: (page.page > 1).then(|| link(page.page - 1)),
+        next_url: (page.page < page.total_pages).then(|| link(page.page + 1)),
+        resources: page.resources,
+    }))
 }
 
-async fn explain(State(s): Shared, Path(app): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+async fn explain(
+    State(s): Shared,
+    Path(app): Path<String>,
+) -> Result<axum::Json<Explanation>, ApiError> {
     s.fleet()
         .explain(&app, unix_now())
         .map(axum::Json)
@@ -128,25 +133,26 @@ async fn explain(State(s): Shared, Path(app): Path<String>) -> Result<axum::Json
         })
 }
 
-async fn apps(State(s): Shared) -> axum::Json<Value> {
+async fn apps(State(s): Shared) -> axum::Json<AppList> {
     let fleet = s.fleet();
-    let apps: Vec<Value> = fleet
+    let resources: Vec<AppSummary> = fleet
         .apps()
         .iter()
-        .map(|(key, m)| {
-            json!({
-                "app": key,
-                "guid": m.guid,
-                "instances": m.current,
-                "instance_min_count": m.policy.min,
-                "instance_max_count": m.policy.max,
-                "rules": m.policy.rules.len(),
-                "target_tracking": m.policy.target.is_some(),
-                "schedules": m.policy.schedules.is_some(),
-            })
+        .map(|(key, m)| AppSummary {
+            app: key.clone(),
+            guid: m.guid.clone(),
+            instances: m.current,
+            instance_min_count: m.policy.min,
+            instance_max_count: m.policy.max,
+            rules: m.policy.rules.len(),
+            target_tracking: m.policy.target.is_some(),
+            schedules: m.policy.schedules.is_some(),
         })
         .collect();
-    axum::Json(json!({ "total_results": apps.len(), "resources": apps }))
+    axum::Json(AppList {
+        total_results: resources.len(),
+        resources,
+    })
 }
 
 async fn not_found() -> ApiError {

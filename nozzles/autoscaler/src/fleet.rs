@@ -413,7 +413,7 @@ impl Fleet {
                 Outcome::Ignored if decision.duplicate => {}
                 Outcome::Ignored => {
                     let record = Record {
-                        status: history::IGNORED,
+                        status: history::Status::Ignored,
                         new_instances: i64::from(current),
                         ..base_record(key, m, &decision, current, now)
                     };
@@ -449,8 +449,8 @@ impl Fleet {
         let m = self.apps.get_mut(app)?;
         let req = m.pending.take()?;
         let (rule, scaling_type) = match req.kind {
-            Kind::Dynamic(rule) => (rule, history::DYNAMIC),
-            Kind::Schedule => (None, history::SCHEDULE),
+            Kind::Dynamic(rule) => (rule, history::ScalingType::Dynamic),
+            Kind::Schedule => (None, history::ScalingType::Schedule),
         };
         let mut constraints = Vec::new();
         if !req.message.is_empty() {
@@ -467,7 +467,7 @@ impl Fleet {
             app_id: m.target(),
             timestamp: now * 1_000_000_000,
             scaling_type,
-            status: history::SUCCEEDED,
+            status: history::Status::Succeeded,
             old_instances: i64::from(req.from),
             new_instances: i64::from(req.to),
             reason: req.reason,
@@ -491,7 +491,7 @@ impl Fleet {
                 }
             }
             Err(error) => {
-                record.status = history::FAILED;
+                record.status = history::Status::Failed;
                 record.new_instances = i64::from(req.from);
                 record.error = format!("failed to set app instances: {error}");
                 let b = &mut m.breaker;

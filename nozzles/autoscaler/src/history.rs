@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Time;
 
@@ -14,20 +14,106 @@ pub const MAX_RECORDS_PER_APP: usize = 1000;
 /// How long records are kept (CF's operator prunes after 240 h).
 pub const RETENTION_SECS: Time = 240 * 3600;
 
-/// `scaling_type`.
-pub const DYNAMIC: u8 = 0;
-/// `scaling_type`.
-pub const SCHEDULE: u8 = 1;
+/// `scaling_type`: what started a scale (Cloud Foundry sends it as a number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScalingType {
+    /// A scaling rule or target tracking (0).
+    Dynamic,
+    /// A schedule starting or ending (1).
+    Schedule,
+}
 
-/// `status`.
-pub const SUCCEEDED: u8 = 0;
-/// `status`.
-pub const FAILED: u8 = 1;
-/// `status`.
-pub const IGNORED: u8 = 2;
+/// `status`: how a scale went (Cloud Foundry sends it as a number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Carried out (0).
+    Succeeded,
+    /// The platform refused or did not answer (1).
+    Failed,
+    /// Decided against: cooldown, limits, a scale in flight (2).
+    Ignored,
+}
+
+impl ScalingType {
+    /// CF's number.
+    pub fn code(self) -> u8 {
+        match self {
+            ScalingType::Dynamic => 0,
+            ScalingType::Schedule => 1,
+        }
+    }
+
+    fn from_code(n: u8) -> Option<ScalingType> {
+        match n {
+            0 => Some(ScalingType::Dynamic),
+            1 => Some(ScalingType::Schedule),
+            _ => None,
+        }
+    }
+
+    /// As the cf CLI's history table shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScalingType::Dynamic => "dynamic",
+            ScalingType::Schedule => "scheduled",
+        }
+    }
+}
+
+impl Status {
+    /// CF's number.
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Succeeded => 0,
+            Status::Failed => 1,
+            Status::Ignored => 2,
+        }
+    }
+
+    fn from_code(n: u8) -> Option<Status> {
+        match n {
+            0 => Some(Status::Succeeded),
+            1 => Some(Status::Failed),
+            2 => Some(Status::Ignored),
+            _ => None,
+        }
+    }
+
+    /// As the cf CLI's history table shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Ignored => "ignored",
+        }
+    }
+}
+
+/// Both travel as CF's numbers.
+macro_rules! numeric_serde {
+    ($t:ty, $what:literal) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_u8(self.code())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                let n = u8::deserialize(d)?;
+                <$t>::from_code(n).ok_or_else(|| {
+                    serde::de::Error::custom(format!(concat!("unknown ", $what, " {}"), n))
+                })
+            }
+        }
+    };
+}
+
+numeric_serde!(ScalingType, "scaling_type");
+numeric_serde!(Status, "status");
 
 /// The window a rule judged, summarised.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowSummary {
     /// Metric type.
     pub metric: String,
@@ -46,16 +132,16 @@ pub struct WindowSummary {
 }
 
 /// One history row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// The app's platform id (guid), or the policy's app when unresolved.
     pub app_id: String,
     /// When, UNIX nanoseconds.
     pub timestamp: i64,
-    /// 0 = dynamic, 1 = schedule.
-    pub scaling_type: u8,
-    /// 0 = succeeded, 1 = failed, 2 = ignored.
-    pub status: u8,
+    /// What started it.
+    pub scaling_type: ScalingType,
+    /// How it went.
+    pub status: Status,
     /// Count before (−1 when unknown).
     pub old_instances: i64,
     /// Count after (−1 when unknown).
@@ -106,7 +192,7 @@ impl Default for Query {
 }
 
 /// One page of history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page {
     /// Matching records.
     pub total_results: usize,
@@ -192,8 +278,8 @@ mod tests {
         Record {
             app_id: format!("guid-{app}"),
             timestamp: t,
-            scaling_type: DYNAMIC,
-            status: SUCCEEDED,
+            scaling_type: ScalingType::Dynamic,
+            status: Status::Succeeded,
             old_instances: 1,
             new_instances: 2,
             reason: String::new(),

@@ -212,8 +212,8 @@ impl Autoscaler {
     }
 
     fn count(&self, record: &Record) {
-        let status = usize::from(record.status.min(2));
-        let kind = usize::from(record.scaling_type.min(1));
+        let status = usize::from(record.status.code());
+        let kind = usize::from(record.scaling_type.code());
         self.stats.decisions[status][kind].fetch_add(1, Relaxed);
     }
 }
@@ -437,7 +437,7 @@ async fn ticks(
                         }
                         let record = scaler.fleet().completed(&req.app, result, unix_now());
                         if let Some(record) = record {
-                            tracing::info!(app = %record.app, from = record.old_instances, to = record.new_instances, status = record.status, reason = %record.reason, "scaling decision");
+                            tracing::info!(app = %record.app, from = record.old_instances, to = record.new_instances, status = record.status.label(), reason = %record.reason, "scaling decision");
                             scaler.count(&record);
                             scaler.emit_record(&record);
                         }

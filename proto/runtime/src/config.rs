@@ -25,7 +25,7 @@ impl Invalid {
 
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "--{}: {}", self.field, self.message)
+        write!(f, "--{} {}", self.field, self.message)
     }
 }
 

@@ -458,8 +458,8 @@ async fn config_check_reports_every_value_a_component_would_refuse() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--tick: must be at least 1s")
-            && err.contains("--breaker-failures: must be at least 1"),
+        err.contains("--tick must be at least 1s")
+            && err.contains("--breaker-failures must be at least 1"),
         "{err}"
     );
     let out = Command::new(hydrant_bin())
@@ -472,5 +472,5 @@ async fn config_check_reports_every_value_a_component_would_refuse() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--retention: must be at least 1h"), "{err}");
+    assert!(err.contains("--retention must be at least 1h"), "{err}");
 }

@@ -2,10 +2,12 @@
 //! has breached, its alert, cooldowns — and what the next evaluation would do, found by a
 //! dry run of the engine on a copy of the app's state.
 
-use serde_json::{Value, json};
-
 use super::{Fleet, breaching};
 use crate::alert::State;
+use crate::api::contract::{
+    ActiveSchedule, Alert, AlertState, Breaker, Cooldown, Explanation, Limits, RuleState,
+    TargetState, WindowState,
+};
 use crate::engine::{self, Outcome, Time, Verdict};
 use crate::policy::Rule;
 
@@ -43,7 +45,7 @@ fn verdict_text(v: &Verdict, now: Time) -> String {
 
 impl Fleet {
     /// The live state of `app` (policy app, name or guid) at `now`.
-    pub fn explain(&self, app: &str, now: Time) -> Option<Value> {
+    pub fn explain(&self, app: &str, now: Time) -> Option<Explanation> {
         let key = self.resolve(app)?;
         let m = &self.apps[key];
         let mut dry = m.state.clone();
@@ -51,7 +53,7 @@ impl Fleet {
         let current = m.current.unwrap_or(0);
         let (limits, action) = crate::schedule::step(&m.policy, &mut schedule, now, current);
         let decision = engine::evaluate(&m.policy, &mut dry, now, current, limits);
-        let rules: Vec<Value> = m
+        let rules: Vec<RuleState> = m
             .policy
             .rules
             .iter()
@@ -61,28 +63,37 @@ impl Fleet {
                 // How long the latest run of breaching aggregates has lasted.
                 let first = super::records::breaching_since(m, i);
                 let alert = match m.alerts[i].state {
-                    State::Inactive => json!({"state": "inactive"}),
-                    State::Pending { since } => json!({"state": "pending", "since": since}),
-                    State::Firing { since, .. } => json!({"state": "firing", "since": since}),
-                };
-                json!({
-                    "rule": i,
-                    "text": rule_text(rule),
-                    "adjustment": adjustment_text(rule),
-                    "metric": rule.metric.name(),
-                    "value": m.latest.get(&rule.metric).copied().flatten(),
-                    "breaching_for_secs": first.map(|t| now - t),
-                    "breach_duration_secs": rule.breach_duration.as_secs(),
-                    "window": {
-                        "samples": trace.samples,
-                        "min": trace.range.map(|r| r.0),
-                        "mean": trace.range.map(|r| r.1),
-                        "max": trace.range.map(|r| r.2),
+                    State::Inactive => Alert {
+                        state: AlertState::Inactive,
+                        since: None,
                     },
-                    "verdict": verdict_text(&trace.verdict, now),
-                    "breaching": breaching(&trace.verdict),
-                    "alert": alert,
-                })
+                    State::Pending { since } => Alert {
+                        state: AlertState::Pending,
+                        since: Some(since),
+                    },
+                    State::Firing { since, .. } => Alert {
+                        state: AlertState::Firing,
+                        since: Some(since),
+                    },
+                };
+                RuleState {
+                    rule: i,
+                    text: rule_text(rule),
+                    adjustment: adjustment_text(rule),
+                    metric: rule.metric.name().to_owned(),
+                    value: m.latest.get(&rule.metric).copied().flatten(),
+                    breaching_for_secs: first.map(|t| now - t),
+                    breach_duration_secs: rule.breach_duration.as_secs(),
+                    window: WindowState {
+                        samples: trace.samples,
+                        min: trace.range.map(|r| r.0),
+                        mean: trace.range.map(|r| r.1),
+                        max: trace.range.map(|r| r.2),
+                    },
+                    verdict: verdict_text(&trace.verdict, now),
+                    breaching: breaching(&trace.verdict),
+                    alert,
+                }
             })
             .collect();
         let next = if m.pending.is_some() {
@@ -106,26 +117,38 @@ impl Fleet {
             }
         };
         let remaining = |t: Option<Time>| t.filter(|t| *t > now).map(|t| t - now);
-        Some(json!({
-            "app": key,
-            "guid": m.guid,
-            "instances": m.current,
-            "limits": { "min": limits.0, "max": limits.1 },
-            "schedule": m.schedule.active.map(|w| json!({"id": w.id, "start": w.start, "end": w.end, "min": w.min, "max": w.max})),
-            "cooldown": {
-                "scale_out_remaining_secs": remaining(m.state.out_until),
-                "scale_in_remaining_secs": remaining(m.state.in_until),
+        Some(Explanation {
+            app: key.to_owned(),
+            guid: m.guid.clone(),
+            instances: m.current,
+            limits: Limits {
+                min: limits.0,
+                max: limits.1,
             },
-            "breaker": {
-                "failures": m.breaker.failures,
-                "open_remaining_secs": remaining(m.breaker.open_until),
+            schedule: m.schedule.active.map(|w| ActiveSchedule {
+                id: w.id,
+                start: w.start,
+                end: w.end,
+                min: w.min,
+                max: w.max,
+            }),
+            cooldown: Cooldown {
+                scale_out_remaining_secs: remaining(m.state.out_until),
+                scale_in_remaining_secs: remaining(m.state.in_until),
             },
-            "rules": rules,
-            "target": decision.target.map(|t| json!({
-                "value": t.value, "ratio": t.ratio, "recommended": t.recommended, "stabilized": t.stabilized,
-            })),
-            "next": next,
-            "last_decision": self.history.last(key),
-        }))
+            breaker: Breaker {
+                failures: m.breaker.failures,
+                open_remaining_secs: remaining(m.breaker.open_until),
+            },
+            rules,
+            target: decision.target.map(|t| TargetState {
+                value: t.value,
+                ratio: t.ratio,
+                recommended: t.recommended,
+                stabilized: t.stabilized,
+            }),
+            next,
+            last_decision: self.history.last(key).cloned(),
+        })
     }
 }

@@ -19,8 +19,8 @@ pub(super) fn base_record(
     Record {
         app_id: m.target(),
         timestamp: now * 1_000_000_000,
-        scaling_type: history::DYNAMIC,
-        status: history::SUCCEEDED,
+        scaling_type: history::ScalingType::Dynamic,
+        status: history::Status::Succeeded,
         old_instances: i64::from(current),
         new_instances: i64::from(current),
         reason: decision.reason.clone(),

@@ -86,7 +86,7 @@ fn scales_out_in_steps_with_cooldown_then_back_in() {
     let page = fleet.history().query("web", history::Query::default());
     assert_eq!(page.total_results, 7);
     let cooling = &page.resources[0];
-    assert_eq!(cooling.status, history::IGNORED);
+    assert_eq!(cooling.status, history::Status::Ignored);
     assert_eq!(cooling.message, "app in cooldown period");
     assert_eq!(cooling.rule, Some(1));
     let newest = &page.resources[1];
@@ -99,7 +99,7 @@ fn scales_out_in_steps_with_cooldown_then_back_in() {
     let w = newest.window.as_ref().unwrap();
     assert_eq!((w.metric.as_str(), w.max), ("cpu", Some(5.0)));
     let capped = &page.resources[2];
-    assert_eq!(capped.status, history::IGNORED);
+    assert_eq!(capped.status, history::Status::Ignored);
     assert_eq!(capped.message, "limited by max instances 3");
 }
 
@@ -133,7 +133,7 @@ fn explain_shows_each_rule_and_the_next_step() {
     fleet.set_policies([policy(BURN)]);
     fleet.set_instances("guid-web", "web", 1);
     run(&mut fleet, 0..=3, |_| 90.0, 2);
-    let x = fleet.explain("guid-web", 3).unwrap();
+    let x = serde_json::to_value(fleet.explain("guid-web", 3).unwrap()).unwrap();
     assert_eq!(x["app"], "web");
     assert_eq!(x["instances"], 1);
     assert_eq!(x["rules"][0]["value"], 90.0);
@@ -143,7 +143,7 @@ fn explain_shows_each_rule_and_the_next_step() {
     assert_eq!(x["rules"][1]["breaching"], false);
     assert_eq!(x["next"], "nothing: no rule breached");
     run(&mut fleet, 4..=5, |_| 90.0, 2);
-    let x = fleet.explain("web", 6).unwrap();
+    let x = serde_json::to_value(fleet.explain("web", 6).unwrap()).unwrap();
     assert!(
         x["next"].as_str().unwrap().starts_with("scale from 1 to 2"),
         "{x}"
@@ -167,7 +167,7 @@ fn failing_actuator_opens_the_breaker() {
             if let Effect::Scale(r) = e {
                 calls.push(t);
                 let rec = fleet.completed(&r.app, Err("503".into()), t).unwrap();
-                assert_eq!(rec.status, history::FAILED);
+                assert_eq!(rec.status, history::Status::Failed);
                 assert_eq!(rec.error, "failed to set app instances: 503");
             }
         }
@@ -190,7 +190,7 @@ fn unchanged_policies_keep_their_state_on_reload() {
     let c = fleet.set_policies([policy(BURN), policy(&changed)]);
     assert_eq!((c.kept, c.changed, c.added, c.removed), (1, 1, 0, 0));
     // web is still cooling down from its scale at 6.
-    let x = fleet.explain("web", 7).unwrap();
+    let x = serde_json::to_value(fleet.explain("web", 7).unwrap()).unwrap();
     assert_eq!(x["cooldown"]["scale_out_remaining_secs"], 9);
     let c = fleet.set_policies([policy(&changed)]);
     assert_eq!(c.removed, 1);
@@ -229,7 +229,7 @@ schedules:
     assert!(
         page.resources
             .iter()
-            .all(|r| r.scaling_type == history::SCHEDULE)
+            .all(|r| r.scaling_type == history::ScalingType::Schedule)
     );
     assert_eq!(page.resources[0].reason, "schedule ends");
 }

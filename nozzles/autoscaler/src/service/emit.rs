@@ -21,11 +21,11 @@ impl Autoscaler {
             return;
         }
         let what = match record.status {
-            history::SUCCEEDED => format!(
+            history::Status::Succeeded => format!(
                 "Scaled app {} from {} to {} instances",
                 record.app, record.old_instances, record.new_instances
             ),
-            history::FAILED => format!(
+            history::Status::Failed => format!(
                 "Failed to scale app {} from {} to {} instances",
                 record.app, record.old_instances, record.new_instances
             ),
@@ -43,7 +43,7 @@ impl Autoscaler {
             &record.app_id,
             &record.app,
             &line,
-            record.status == history::FAILED,
+            record.status == history::Status::Failed,
             &what,
             body,
         );
@@ -53,7 +53,9 @@ impl Autoscaler {
     /// the time from the start of the breach to the scale.
     fn emit_record_metrics(&self, record: &Record) {
         let Some(client) = &self.emitter else { return };
-        if record.status != history::SUCCEEDED || record.new_instances == record.old_instances {
+        if record.status != history::Status::Succeeded
+            || record.new_instances == record.old_instances
+        {
             return;
         }
         let direction = usize::from(record.new_instances < record.old_instances);
@@ -63,7 +65,7 @@ impl Autoscaler {
             .entry(record.app_id.clone())
             .or_default()[direction] += 1;
         let since = record.window.as_ref().and_then(|w| w.breaching_since);
-        if let (history::DYNAMIC, Some(since)) = (record.scaling_type, since) {
+        if let (history::ScalingType::Dynamic, Some(since)) = (record.scaling_type, since) {
             let seconds = (record.timestamp / 1_000_000_000 - since).max(0) as f64;
             let mut gauge = envelope::gauge(
                 &record.app_id,

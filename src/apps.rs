@@ -3,7 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cell::contract::{
+    self, CreateApp, Errors, InstanceState, InstanceStats, Page, Process, Scale,
+};
 
 /// Default scheduler URL.
 pub const DEFAULT_SCHEDULER: &str = "http://127.0.0.1:9022";
@@ -60,6 +65,11 @@ pub fn parse_megabytes(s: &str) -> Result<u64, Error> {
     }
 }
 
+/// A request body as JSON (contract types always serialize).
+fn json(body: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(body).unwrap_or_default()
+}
+
 /// A scheduler API client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -78,12 +88,14 @@ impl Client {
         }
     }
 
-    async fn call(
+    /// Sends a request and reads the answer as `T`; an error answer becomes
+    /// [`Error::Api`] with Cloud Controller's title and detail.
+    async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, Error> {
+        body: Option<serde_json::Value>,
+    ) -> Result<T, Error> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -101,32 +113,48 @@ impl Client {
             url: self.base.clone(),
             source,
         })?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(value);
+            // An empty answer (204, 202 without a body) reads as JSON `null`.
+            let text = if text.trim().is_empty() {
+                "null"
+            } else {
+                &text
+            };
+            return serde_json::from_str(text).map_err(|e| Error::Api {
+                status: status.as_u16(),
+                title: "unexpected answer".into(),
+                detail: format!("{e}: {}", text.chars().take(300).collect::<String>()),
+            });
         }
-        let err = &value["errors"][0];
-        Err(Error::Api {
-            status: status.as_u16(),
-            title: err["title"].as_str().unwrap_or("error").to_owned(),
-            detail: err["detail"]
-                .as_str()
-                .map_or_else(|| text.clone(), str::to_owned),
+        let first = serde_json::from_str::<Errors>(&text)
+            .ok()
+            .and_then(|e| e.errors.into_iter().next());
+        Err(match first {
+            Some(e) => Error::Api {
+                status: status.as_u16(),
+                title: e.title,
+                detail: e.detail,
+            },
+            None => Error::Api {
+                status: status.as_u16(),
+                title: "error".into(),
+                detail: text,
+            },
         })
     }
 
     /// Every app.
-    pub async fn apps(&self) -> Result<Vec<Value>, Error> {
-        let v = self.call(reqwest::Method::GET, "/v3/apps", None).await?;
-        Ok(v["resources"].as_array().cloned().unwrap_or_default())
+    pub async fn apps(&self) -> Result<Vec<contract::App>, Error> {
+        let page: Page<contract::App> = self.call(reqwest::Method::GET, "/v3/apps", None).await?;
+        Ok(page.resources)
     }
 
     /// The app with this name or guid.
-    pub async fn find(&self, name_or_guid: &str) -> Result<Value, Error> {
+    pub async fn find(&self, name_or_guid: &str) -> Result<contract::App, Error> {
         self.apps()
             .await?
             .into_iter()
-            .find(|a| a["name"] == name_or_guid || a["guid"] == name_or_guid)
+            .find(|a| a.name == name_or_guid || a.guid == name_or_guid)
             .ok_or_else(|| Error::NotFound(name_or_guid.to_owned()))
     }
 
@@ -139,54 +167,56 @@ impl Client {
         memory_mb: u64,
         disk_mb: u64,
         env: &BTreeMap<String, String>,
-    ) -> Result<Value, Error> {
+    ) -> Result<contract::App, Error> {
         if self.find(name).await.is_ok() {
             return Err(Error::Exists(name.to_owned()));
         }
-        let body = json!({
-            "name": name, "command": command, "instances": instances,
-            "memory_in_mb": memory_mb, "disk_in_mb": disk_mb, "env": env,
-        });
-        self.call(reqwest::Method::POST, "/v3/apps", Some(body))
+        let body = CreateApp {
+            name: Some(name.to_owned()),
+            command: Some(command.to_owned()),
+            instances: Some(i64::from(instances)),
+            memory_in_mb: Some(memory_mb as i64),
+            disk_in_mb: Some(disk_mb as i64),
+            env: env.clone(),
+        };
+        self.call(reqwest::Method::POST, "/v3/apps", Some(json(&body)))
             .await
     }
 
     /// Sets the instance count.
-    pub async fn scale(&self, name_or_guid: &str, instances: i64) -> Result<Value, Error> {
-        let guid = self.find(name_or_guid).await?["guid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+    pub async fn scale(&self, name_or_guid: &str, instances: i64) -> Result<Process, Error> {
+        let guid = self.find(name_or_guid).await?.guid;
         let path = format!("/v3/apps/{guid}/processes/web/actions/scale");
-        self.call(
-            reqwest::Method::POST,
-            &path,
-            Some(json!({ "instances": instances })),
-        )
-        .await
+        let body = Scale {
+            instances: Some(instances),
+            ..Scale::default()
+        };
+        self.call(reqwest::Method::POST, &path, Some(json(&body)))
+            .await
     }
 
     /// Deletes an app.
     pub async fn delete(&self, name_or_guid: &str) -> Result<(), Error> {
-        let guid = self.find(name_or_guid).await?["guid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        self.call(reqwest::Method::DELETE, &format!("/v3/apps/{guid}"), None)
-            .await
-            .map(drop)
+        let guid = self.find(name_or_guid).await?.guid;
+        self.call::<serde::de::IgnoredAny>(
+            reqwest::Method::DELETE,
+            &format!("/v3/apps/{guid}"),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// Per-instance stats of an app.
-    pub async fn stats(&self, guid: &str) -> Result<Vec<Value>, Error> {
-        let v = self
+    pub async fn stats(&self, guid: &str) -> Result<Vec<InstanceStats>, Error> {
+        let stats: contract::Stats = self
             .call(
                 reqwest::Method::GET,
                 &format!("/v3/apps/{guid}/processes/web/stats"),
                 None,
             )
             .await?;
-        Ok(v["resources"].as_array().cloned().unwrap_or_default())
+        Ok(stats.resources)
     }
 
     /// The `hydrant apps` table.
@@ -200,24 +230,26 @@ impl Client {
             "guid".into(),
         ]];
         for app in self.apps().await? {
-            let guid = app["guid"].as_str().unwrap_or_default();
-            let stats = self.stats(guid).await?;
-            let running = stats.iter().filter(|s| s["state"] == "RUNNING").count();
-            let cpu: f64 = stats
+            let stats = self.stats(&app.guid).await?;
+            let running = stats
                 .iter()
-                .filter_map(|s| s["usage"]["cpu"].as_f64())
-                .sum();
-            let mem: u64 = stats
+                .filter(|s| s.state == InstanceState::Running)
+                .count();
+            let usage = stats
                 .iter()
-                .filter_map(|s| s["usage"]["mem"].as_u64())
-                .sum();
+                .filter_map(|s| s.detail.as_ref().map(|d| &d.usage));
+            let (cpu, mem) = usage.fold((0.0, 0), |(c, m), u| (c + u.cpu, m + u.mem));
+            let state = match app.state {
+                contract::AppState::Started => "started",
+                contract::AppState::Stopped => "stopped",
+            };
             rows.push([
-                app["name"].as_str().unwrap_or_default().to_owned(),
-                app["state"].as_str().unwrap_or_default().to_lowercase(),
-                format!("{running}/{}", app["instances"]),
+                app.name,
+                state.into(),
+                format!("{running}/{}", app.instances),
                 format!("{:.1}%", cpu * 100.0),
                 format!("{:.1}M", mem as f64 / (1024.0 * 1024.0)),
-                guid.to_owned(),
+                app.guid,
             ]);
         }
         let widths: Vec<usize> = (0..6)

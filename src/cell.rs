@@ -5,7 +5,8 @@
 //! - [`model`]: desired/actual state and the pure converge plan with crash backoff.
 //! - [`process`]: launching an instance and supervising it (output pumps, stop, exit).
 //! - [`monitor`]: container metrics every interval, and quota enforcement.
-//! - [`api`]: the Cloud Controller v3 subset over HTTP.
+//! - [`api`]: the Cloud Controller v3 subset over HTTP; [`contract`]: its bodies, shared
+//!   with the client (`apps::Client`).
 //! - [`logs`]: line splitting, the log rate limit, envelope builders.
 //! - [`usage`]: `/proc`, disk usage and cgroup v2 plumbing.
 //!
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub mod api;
+pub mod contract;
 pub mod logs;
 pub mod model;
 pub mod monitor;

@@ -14,12 +14,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::contract::{
+    self, AppLink, AppState, CfError, CreateApp, Errors, GuidRef, InstanceDetail, InstanceStats,
+    Link, Page, Pagination, Process, Relationship, Relationships, Scale, SelfLink, Stats,
+};
 use super::model::{AppSpec, State as InstanceState};
 use super::{App, Cell, MAX_INSTANCES};
 use crate::telemetry::names;
@@ -75,7 +78,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "errors": [{ "code": self.code, "title": self.title, "detail": self.detail }] });
+        let body = Errors {
+            errors: vec![CfError {
+                code: self.code,
+                title: self.title.to_owned(),
+                detail: self.detail,
+            }],
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -87,26 +96,6 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         serde_json::error::Category::Data => ApiError::unprocessable(e.to_string()),
         _ => ApiError::parse(format!("Request invalid due to parse error: {e}")),
     })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateApp {
-    name: Option<String>,
-    command: Option<String>,
-    instances: Option<i64>,
-    memory_in_mb: Option<i64>,
-    disk_in_mb: Option<i64>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Scale {
-    instances: Option<i64>,
-    memory_in_mb: Option<i64>,
-    disk_in_mb: Option<i64>,
 }
 
 fn check_instances(n: i64, problems: &mut Vec<String>) {
@@ -146,55 +135,72 @@ fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-fn app_json(app: &App) -> Value {
+fn app_resource(app: &App) -> contract::App {
     let running = app
         .slots
         .values()
         .filter(|s| s.instance.state == InstanceState::Running)
         .count();
-    json!({
-        "guid": app.guid,
-        "name": app.spec.name,
-        "state": if app.spec.instances > 0 { "STARTED" } else { "STOPPED" },
-        "instances": app.spec.instances,
-        "running_instances": running,
-        "command": app.spec.command,
-        "memory_in_mb": app.spec.memory_mb,
-        "disk_in_mb": app.spec.disk_mb,
-        "env": app.spec.env,
-        "created_at": rfc3339(app.created_at),
-        "updated_at": rfc3339(app.updated_at),
-        "links": { "self": { "href": format!("/v3/apps/{}", app.guid) } },
-    })
+    contract::App {
+        guid: app.guid.clone(),
+        name: app.spec.name.clone(),
+        state: if app.spec.instances > 0 {
+            AppState::Started
+        } else {
+            AppState::Stopped
+        },
+        instances: app.spec.instances,
+        running_instances: running,
+        command: app.spec.command.clone(),
+        memory_in_mb: app.spec.memory_mb,
+        disk_in_mb: app.spec.disk_mb,
+        env: app.spec.env.clone(),
+        created_at: rfc3339(app.created_at),
+        updated_at: rfc3339(app.updated_at),
+        links: SelfLink {
+            this: Link {
+                href: format!("/v3/apps/{}", app.guid),
+            },
+        },
+    }
 }
 
-fn process_json(app: &App) -> Value {
-    json!({
-        "guid": app.guid,
-        "type": "web",
-        "instances": app.spec.instances,
-        "command": app.spec.command,
-        "memory_in_mb": app.spec.memory_mb,
-        "disk_in_mb": app.spec.disk_mb,
-        "relationships": { "app": { "data": { "guid": app.guid } } },
-        "links": { "app": { "href": format!("/v3/apps/{}", app.guid) } },
-    })
+fn process_resource(app: &App) -> Process {
+    Process {
+        guid: app.guid.clone(),
+        process_type: "web".into(),
+        instances: app.spec.instances,
+        command: app.spec.command.clone(),
+        memory_in_mb: app.spec.memory_mb,
+        disk_in_mb: app.spec.disk_mb,
+        relationships: Relationships {
+            app: Relationship {
+                data: GuidRef {
+                    guid: app.guid.clone(),
+                },
+            },
+        },
+        links: AppLink {
+            app: Link {
+                href: format!("/v3/apps/{}", app.guid),
+            },
+        },
+    }
 }
 
 /// `GET /v3/processes`: every app's web process (the only type a cell runs), so a client
 /// can read every desired instance count in one call, as on Cloud Foundry.
-async fn processes(State(cell): Shared) -> axum::Json<Value> {
+async fn processes(State(cell): Shared) -> axum::Json<Page<Process>> {
     let apps = cell.apps();
-    let resources: Vec<Value> = apps
+    let resources: Vec<Process> = apps
         .values()
         .filter(|a| !a.deleted)
-        .map(process_json)
+        .map(process_resource)
         .collect();
-    let total = resources.len();
-    axum::Json(json!({
-        "pagination": { "total_results": total, "total_pages": 1, "first": { "href": "/v3/processes" }, "last": { "href": "/v3/processes" }, "next": null, "previous": null },
-        "resources": resources,
-    }))
+    axum::Json(Page {
+        pagination: Pagination::single("/v3/processes", resources.len()),
+        resources,
+    })
 }
 
 type Shared = State<Arc<Cell>>;
@@ -251,7 +257,7 @@ async fn create(State(cell): Shared, body: Bytes) -> Result<Response, ApiError> 
             "audit.app.create",
             json!({"name": app.spec.name, "instances": app.spec.instances}).to_string(),
         ));
-        let body = app_json(&app);
+        let body = app_resource(&app);
         apps.insert(guid, app);
         body
     };
@@ -259,14 +265,17 @@ async fn create(State(cell): Shared, body: Bytes) -> Result<Response, ApiError> 
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-async fn list(State(cell): Shared) -> axum::Json<Value> {
+async fn list(State(cell): Shared) -> axum::Json<Page<contract::App>> {
     let apps = cell.apps();
-    let resources: Vec<Value> = apps.values().filter(|a| !a.deleted).map(app_json).collect();
-    let total = resources.len();
-    axum::Json(json!({
-        "pagination": { "total_results": total, "total_pages": 1, "first": { "href": "/v3/apps" }, "last": { "href": "/v3/apps" }, "next": null, "previous": null },
-        "resources": resources,
-    }))
+    let resources: Vec<contract::App> = apps
+        .values()
+        .filter(|a| !a.deleted)
+        .map(app_resource)
+        .collect();
+    axum::Json(Page {
+        pagination: Pagination::single("/v3/apps", resources.len()),
+        resources,
+    })
 }
 
 fn with_app<T>(cell: &Cell, guid: &str, f: impl FnOnce(&mut App) -> T) -> Result<T, ApiError> {
@@ -280,8 +289,8 @@ fn with_app<T>(cell: &Cell, guid: &str, f: impl FnOnce(&mut App) -> T) -> Result
 async fn show(
     State(cell): Shared,
     Path(guid): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    with_app(&cell, &guid, |app| axum::Json(app_json(app)))
+) -> Result<axum::Json<contract::App>, ApiError> {
+    with_app(&cell, &guid, |app| axum::Json(app_resource(app)))
 }
 
 async fn delete(State(cell): Shared, Path(guid): Path<String>) -> Result<StatusCode, ApiError> {
@@ -336,7 +345,7 @@ async fn scale(
             "audit.app.process.scale",
             json!({"type": "web", "from": from, "instances": to}).to_string(),
         ));
-        process_json(app)
+        process_resource(app)
     })?;
     cell.converge_soon();
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
@@ -345,7 +354,7 @@ async fn scale(
 async fn stats(
     State(cell): Shared,
     Path(guid): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Stats>, ApiError> {
     with_app(&cell, &guid, |app| {
         let now = tokio::time::Instant::now();
         let mut resources = Vec::new();
@@ -357,8 +366,13 @@ async fn stats(
             .max(app.spec.instances);
         for index in 0..max_index {
             let Some(slot) = app.slots.get(&index) else {
-                resources
-                    .push(json!({ "type": "web", "index": index, "state": "DOWN", "uptime": 0 }));
+                resources.push(InstanceStats {
+                    process_type: "web".into(),
+                    index,
+                    state: contract::InstanceState::Down,
+                    uptime: 0,
+                    detail: None,
+                });
                 continue;
             };
             let i = &slot.instance;
@@ -368,28 +382,34 @@ async fn stats(
             let restart_in = i
                 .restart_at
                 .map(|t| t.saturating_duration_since(now).as_secs_f64());
-            resources.push(json!({
-                "type": "web",
-                "index": index,
-                "state": i.state.as_str(),
-                "instance_guid": i.instance_guid,
-                "host": "127.0.0.1",
-                "port": slot.process.as_ref().map(|p| p.port),
-                "pid": i.pid,
-                "uptime": uptime,
-                "crash_count": i.crash_count,
-                "restart_in_seconds": if i.state == InstanceState::Crashed { restart_in } else { None },
-                "mem_quota": app.spec.memory_mb * 1024 * 1024,
-                "disk_quota": app.spec.disk_mb * 1024 * 1024,
-                "usage": {
-                    "time": slot.usage.at.map(rfc3339),
-                    "cpu": slot.usage.cpu_percent / 100.0,
-                    "mem": slot.usage.memory_bytes,
-                    "disk": slot.usage.disk_bytes,
-                },
-            }));
+            resources.push(InstanceStats {
+                process_type: "web".into(),
+                index,
+                state: i.state.into(),
+                uptime,
+                detail: Some(InstanceDetail {
+                    instance_guid: i.instance_guid.clone(),
+                    host: "127.0.0.1".into(),
+                    port: slot.process.as_ref().map(|p| p.port),
+                    pid: i.pid,
+                    crash_count: i.crash_count,
+                    restart_in_seconds: if i.state == InstanceState::Crashed {
+                        restart_in
+                    } else {
+                        None
+                    },
+                    mem_quota: app.spec.memory_mb * 1024 * 1024,
+                    disk_quota: app.spec.disk_mb * 1024 * 1024,
+                    usage: contract::Usage {
+                        time: slot.usage.at.map(rfc3339),
+                        cpu: slot.usage.cpu_percent / 100.0,
+                        mem: slot.usage.memory_bytes,
+                        disk: slot.usage.disk_bytes,
+                    },
+                }),
+            });
         }
-        axum::Json(json!({ "resources": resources }))
+        axum::Json(Stats { resources })
     })
 }
 

@@ -50,6 +50,18 @@ impl State {
     }
 }
 
+impl From<State> for super::contract::InstanceState {
+    fn from(s: State) -> Self {
+        use super::contract::InstanceState as Wire;
+        match s {
+            State::Starting => Wire::Starting,
+            State::Running => Wire::Running,
+            State::Crashed => Wire::Crashed,
+            State::Down => Wire::Down,
+        }
+    }
+}
+
 /// One instance slot.
 #[derive(Debug, Clone)]
 pub struct Instance {

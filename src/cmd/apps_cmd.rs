@@ -132,9 +132,7 @@ pub(crate) async fn push(a: PushArgs) -> anyhow::Result<()> {
         .await?;
     println!(
         "pushed {} ({}) with {} instance(s)",
-        a.name,
-        app["guid"].as_str().unwrap_or_default(),
-        a.instances
+        a.name, app.guid, a.instances
     );
     Ok(())
 }

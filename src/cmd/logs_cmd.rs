@@ -124,7 +124,7 @@ pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
     // cache resolves them from the app_name tag.
     let client = hydrant::logs::Client::new(&a.log_cache, token);
     let source = match a.scheduler.client().find(&a.app).await {
-        Ok(app) => app["guid"].as_str().unwrap_or(&a.app).to_owned(),
+        Ok(app) => app.guid,
         // Not an app: it may still be a source id (a component such as "doppler").
         Err(apps::Error::NotFound(name)) => {
             if !client.knows(&name).await? {

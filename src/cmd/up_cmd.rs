@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Subcommand};
+use hydrant::cell::contract::InstanceState;
 use hydrant::up::{Spec, StopEvent, Supervisor};
 use hydrant::{apps, demo};
 use hydrant_runtime::shutdown;
@@ -463,14 +464,14 @@ async fn push_demo(term: &Terminal, planned: &[Planned], exe: &Path) -> anyhow::
         .push(DEMO, &command, 1, 128, 256, &env)
         .await
         .context("pushing the demo app")?;
-    let guid = app["guid"].as_str().unwrap_or_default().to_owned();
+    let guid = app.guid;
     let mut port = None;
     for _ in 0..50 {
         let stats = client.stats(&guid).await.unwrap_or_default();
         port = stats
             .iter()
-            .find(|s| s["state"] == "RUNNING")
-            .and_then(|s| s["port"].as_u64());
+            .find(|s| s.state == InstanceState::Running)
+            .and_then(|s| s.detail.as_ref()?.port);
         if port.is_some() {
             break;
         }

@@ -81,7 +81,7 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
         .push("burner", BURNER, 1, 64, 64, &env)
         .await
         .unwrap();
-    let guid = app["guid"].as_str().unwrap().to_owned();
+    let guid = app.guid;
 
     let http = listener().await;
     let api = http.local_addr().unwrap();

@@ -44,11 +44,16 @@ impl Stack {
             .push(name, command, instances, 64, 64, &BTreeMap::new())
             .await
             .unwrap();
-        app["guid"].as_str().unwrap().to_owned()
+        app.guid
     }
 
+    /// The stats as their JSON (the assertions read the wire shape).
     async fn stats(&self, guid: &str) -> Vec<Value> {
-        self.cell.client().stats(guid).await.unwrap()
+        let stats = self.cell.client().stats(guid).await.unwrap();
+        stats
+            .into_iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect()
     }
 
     async fn stop(self) {
@@ -240,10 +245,7 @@ async fn scaling_two_three_one_starts_and_stops_instances_highest_first() {
         "{events:?}"
     );
     let app = stack.cell.client().find("scaler").await.unwrap();
-    assert_eq!(
-        (app["instances"].as_u64(), app["running_instances"].as_u64()),
-        (Some(1), Some(1))
-    );
+    assert_eq!((app.instances, app.running_instances), (1, 1));
     stack.stop().await;
 }
 
@@ -521,7 +523,7 @@ async fn environment_and_memory_quota() {
         )
         .await
         .unwrap();
-    let guid = app["guid"].as_str().unwrap().to_owned();
+    let guid = app.guid;
     eventually("killed for exceeding its memory quota", || async {
         has_log(&stack.sub.got, &guid, "CELL", "exceeded its memory quota")
             && has_log(&stack.sub.got, &guid, "API", "(out of memory)")

@@ -7,6 +7,7 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use hydrant::cell::contract::InstanceState;
 use hydrant::{agent, doppler};
 
 use crate::guard::{Proc, Scratch};
@@ -51,7 +52,7 @@ async fn push_trees(url: &str, name: &str, instances: u32) -> BTreeSet<i32> {
         .push(name, TREE, instances, 64, 64, &BTreeMap::new())
         .await
         .expect("push");
-    let guid = app["guid"].as_str().expect("guid").to_owned();
+    let guid = app.guid;
     let found = std::sync::Mutex::new(BTreeSet::new());
     eventually("every instance running with its tree", || async {
         let Ok(stats) = client.stats(&guid).await else {
@@ -59,8 +60,8 @@ async fn push_trees(url: &str, name: &str, instances: u32) -> BTreeSet<i32> {
         };
         let groups: BTreeSet<i32> = stats
             .iter()
-            .filter(|s| s["state"] == "RUNNING" || s["state"] == "STARTING")
-            .filter_map(|s| s["pid"].as_i64())
+            .filter(|s| matches!(s.state, InstanceState::Running | InstanceState::Starting))
+            .filter_map(|s| s.detail.as_ref()?.pid)
             .map(|p| p as i32)
             .collect();
         // Leader, watcher, subshell and sleep in every group.

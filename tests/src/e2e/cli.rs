@@ -267,16 +267,13 @@ async fn push_apps_scale_delete_through_the_cli() {
 
     let client = cell.client();
     eventually("2 running", || async {
-        let guid = client.find("web").await.unwrap()["guid"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let guid = client.find("web").await.unwrap().guid;
         client
             .stats(&guid)
             .await
             .unwrap()
             .iter()
-            .filter(|s| s["state"] == "RUNNING")
+            .filter(|s| s.state == hydrant::cell::contract::InstanceState::Running)
             .count()
             == 2
     })

@@ -71,15 +71,20 @@ impl TlsArgs {
     }
 }
 
-/// The stop flag of the nozzles: one grace period bounds their whole orderly stop.
+/// The flags every long-running component shares: mTLS, self-metrics, and the grace
+/// period that bounds its whole orderly stop.
 #[derive(Debug, Args)]
-pub(crate) struct GraceArgs {
+pub(crate) struct ComponentArgs {
     /// Seconds allowed for an orderly stop (what overruns is named, then aborted).
     #[arg(long, default_value_t = hydrant_runtime::shutdown::DEFAULT_GRACE.as_secs())]
     pub(crate) grace_secs: u64,
+    #[command(flatten)]
+    pub(crate) self_metrics: SelfMetricsArgs,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
 }
 
-impl GraceArgs {
+impl ComponentArgs {
     fn grace(&self) -> Duration {
         Duration::from_secs(self.grace_secs)
     }

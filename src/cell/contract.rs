@@ -299,7 +299,10 @@ mod tests {
             detail: None,
         };
         let json = serde_json::to_string(&down).unwrap();
-        assert_eq!(json, r#"{"type":"web","index":3,"state":"DOWN","uptime":0}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"web","index":3,"state":"DOWN","uptime":0}"#
+        );
         assert_eq!(serde_json::from_str::<InstanceStats>(&json).unwrap(), down);
         let running = InstanceStats {
             state: InstanceState::Running,
@@ -325,6 +328,9 @@ mod tests {
         assert_eq!(value["port"], 8080);
         assert!(value["pid"].is_null(), "{value}");
         assert_eq!(value["usage"]["cpu"], 0.5);
-        assert_eq!(serde_json::from_value::<InstanceStats>(value).unwrap(), running);
+        assert_eq!(
+            serde_json::from_value::<InstanceStats>(value).unwrap(),
+            running
+        );
     }
 }

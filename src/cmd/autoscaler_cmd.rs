@@ -18,7 +18,7 @@ use hydrant_autoscaler::{replay, service};
 use hydrant_runtime::config::{Invalid, Invalids};
 use hydrant_runtime::shutdown;
 
-use super::{GraceArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration};
+use super::{ComponentArgs, bind, parse_duration};
 
 /// Default storage nozzle query API.
 pub(crate) const DEFAULT_STORAGE: &str = "http://127.0.0.1:9400";
@@ -202,11 +202,7 @@ struct RunArgs {
     #[arg(long, default_value = "doppler")]
     tls_server_name: String,
     #[command(flatten)]
-    self_metrics: SelfMetricsArgs,
-    #[command(flatten)]
-    grace: GraceArgs,
-    #[command(flatten)]
-    tls: TlsArgs,
+    component: ComponentArgs,
 }
 
 fn build_actuator(a: &RunArgs) -> anyhow::Result<Arc<dyn Actuator>> {
@@ -246,8 +242,8 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
         (false, true) => a.dopplers.iter().take(1).cloned().collect(),
         (false, false) => a.emit_to.clone(),
     };
-    let tls = a.tls.check(&a.tls_server_name, &mut problems);
-    let self_tls = a.tls.check("metron", &mut Vec::new());
+    let tls = a.component.tls.check(&a.tls_server_name, &mut problems);
+    let self_tls = a.component.tls.check("metron", &mut Vec::new());
     let actuator = build_actuator(a).unwrap_or_else(|e| {
         let field = match a.actuator {
             ActuatorKind::Webhook => "actuator",
@@ -269,9 +265,12 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
             external_url: format!("http://{}", a.http),
         },
         emit_to,
-        self_metrics: a
-            .self_metrics
-            .config("autoscaler", a.http, self_tls, super::DEFAULT_AGENT),
+        self_metrics: a.component.self_metrics.config(
+            "autoscaler",
+            a.http,
+            self_tls,
+            super::DEFAULT_AGENT,
+        ),
         tick: a.tick,
         refresh: a.refresh,
         reload_poll: service::DEFAULT_RELOAD_POLL,
@@ -284,7 +283,7 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
         },
         shadow: a.shadow,
         member: a.member.clone(),
-        grace: a.grace.grace(),
+        grace: a.component.grace(),
     };
     problems.extend(config.validate());
     Invalids::check(problems)?;

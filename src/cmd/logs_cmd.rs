@@ -11,10 +11,7 @@ use hydrant_runtime::shutdown;
 
 use hydrant_runtime::config::{Invalid, Invalids};
 
-use super::{
-    GraceArgs, SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_bytes, parse_duration,
-    parse_regex,
-};
+use super::{ComponentArgs, SchedulerArgs, bind, parse_bytes, parse_duration, parse_regex};
 
 #[derive(Debug, Args)]
 pub(crate) struct LogcacheArgs {
@@ -37,11 +34,7 @@ pub(crate) struct LogcacheArgs {
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
     #[command(flatten)]
-    pub(crate) self_metrics: SelfMetricsArgs,
-    #[command(flatten)]
-    pub(crate) grace: GraceArgs,
-    #[command(flatten)]
-    pub(crate) tls: TlsArgs,
+    pub(crate) component: ComponentArgs,
 }
 
 #[derive(Debug, Args)]
@@ -87,16 +80,16 @@ pub(crate) struct LogsArgs {
 pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invalids> {
     let mut problems = Vec::new();
     let mut config = hydrant_logcache::Config::new(a.dopplers.clone());
-    config.tls = a.tls.check(&a.tls_server_name, &mut problems);
+    config.tls = a.component.tls.check(&a.tls_server_name, &mut problems);
     config.limits.max_per_source = a.max_per_source;
-    config.self_metrics = a.self_metrics.config(
+    config.self_metrics = a.component.self_metrics.config(
         "logcache",
         a.http,
-        a.tls.check("metron", &mut Vec::new()),
+        a.component.tls.check("metron", &mut Vec::new()),
         super::DEFAULT_AGENT,
     );
     config.limits.memory_bytes = a.memory_limit;
-    config.grace = a.grace.grace();
+    config.grace = a.component.grace();
     if let Some(path) = &a.auth_file {
         match hydrant_logcache::auth::Auth::load(path) {
             Ok(auth) => config.auth = Some(auth),

@@ -10,7 +10,7 @@ use clap::Args;
 use hydrant::{agent, certs, doppler, emit, firehose};
 use hydrant_runtime::shutdown;
 
-use super::{SelfMetricsArgs, TlsArgs, bind, parse_duration, parse_tag};
+use super::{ComponentArgs, TlsArgs, bind, parse_duration, parse_tag};
 
 #[derive(Debug, Args)]
 pub(crate) struct DopplerArgs {
@@ -29,13 +29,8 @@ pub(crate) struct DopplerArgs {
     /// Largest gRPC message accepted.
     #[arg(long, default_value_t = hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES)]
     pub(crate) max_message_bytes: usize,
-    /// Seconds allowed for an orderly stop.
-    #[arg(long, default_value_t = shutdown::DEFAULT_GRACE.as_secs())]
-    pub(crate) grace_secs: u64,
     #[command(flatten)]
-    pub(crate) self_metrics: SelfMetricsArgs,
-    #[command(flatten)]
-    pub(crate) tls: TlsArgs,
+    pub(crate) component: ComponentArgs,
 }
 
 #[derive(Debug, Args)]
@@ -71,13 +66,8 @@ pub(crate) struct AgentArgs {
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
-    /// Seconds allowed for flushing on stop.
-    #[arg(long, default_value_t = shutdown::DEFAULT_GRACE.as_secs())]
-    pub(crate) grace_secs: u64,
     #[command(flatten)]
-    pub(crate) self_metrics: SelfMetricsArgs,
-    #[command(flatten)]
-    pub(crate) tls: TlsArgs,
+    pub(crate) component: ComponentArgs,
 }
 
 #[derive(Debug, Args)]
@@ -160,17 +150,17 @@ pub(crate) struct CertsArgs {
 /// `hydrant doppler`.
 pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
     let config = doppler::Config {
-        tls: a.tls.load("doppler")?,
+        tls: a.component.tls.load("doppler")?,
         max_message_bytes: a.max_message_bytes,
         buffer: doppler::BufferLimits {
             envelopes: a.subscription_buffer,
             bytes: a.subscription_buffer_bytes,
         },
-        grace: Duration::from_secs(a.grace_secs),
-        self_metrics: a.self_metrics.config(
+        grace: a.component.grace(),
+        self_metrics: a.component.self_metrics.config(
             "doppler",
             a.http,
-            a.tls.load("metron")?,
+            a.component.tls.load("metron")?,
             super::DEFAULT_AGENT,
         ),
     };
@@ -183,11 +173,14 @@ pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
 
 /// `hydrant agent`.
 pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
-    let tls = a.tls.load(&a.tls_server_name)?;
+    let tls = a.component.tls.load(&a.tls_server_name)?;
     // An agent sends its own metrics to its own ingress unless told otherwise.
-    let self_metrics =
-        a.self_metrics
-            .config("agent", a.http, a.tls.load("metron")?, &a.grpc.to_string());
+    let self_metrics = a.component.self_metrics.config(
+        "agent",
+        a.http,
+        a.component.tls.load("metron")?,
+        &a.grpc.to_string(),
+    );
     let config = agent::Config {
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),
@@ -198,7 +191,7 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         streams_per_doppler: a.streams_per_doppler,
         min_batch_interval: a.min_batch_interval,
         max_message_bytes: a.max_message_bytes,
-        grace: Duration::from_secs(a.grace_secs),
+        grace: a.component.grace(),
         self_metrics,
     };
     let grpc = bind("--grpc", a.grpc).await?;

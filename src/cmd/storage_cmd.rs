@@ -13,7 +13,7 @@ use hydrant_storage::store;
 
 use hydrant_runtime::config::{Invalid, Invalids};
 
-use super::{GraceArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration};
+use super::{ComponentArgs, bind, parse_duration};
 
 #[derive(Debug, Args)]
 pub(crate) struct StorageArgs {
@@ -68,11 +68,7 @@ pub(crate) struct StorageArgs {
     #[arg(long, default_value = "doppler")]
     tls_server_name: String,
     #[command(flatten)]
-    self_metrics: SelfMetricsArgs,
-    #[command(flatten)]
-    grace: GraceArgs,
-    #[command(flatten)]
-    tls: TlsArgs,
+    component: ComponentArgs,
 }
 
 fn sinks(a: &StorageArgs, problems: &mut Vec<Invalid>) -> Vec<Arc<dyn Sink>> {
@@ -104,8 +100,8 @@ fn sinks(a: &StorageArgs, problems: &mut Vec<Invalid>) -> Vec<Arc<dyn Sink>> {
 /// The storage nozzle's config from its flags, with every problem it would refuse.
 pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids> {
     let mut problems = Vec::new();
-    let tls = a.tls.check(&a.tls_server_name, &mut problems);
-    let self_tls = a.tls.check("metron", &mut Vec::new());
+    let tls = a.component.tls.check(&a.tls_server_name, &mut problems);
+    let self_tls = a.component.tls.check("metron", &mut Vec::new());
     let sinks = sinks(a, &mut problems);
     let config = hydrant_storage::Config {
         dopplers: a.dopplers.clone(),
@@ -120,10 +116,13 @@ pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids
         max_log_rows: a.max_log_rows,
         maintenance: hydrant_storage::service::DEFAULT_MAINTENANCE,
         sinks,
-        self_metrics: a
-            .self_metrics
-            .config("storage", a.http, self_tls, super::DEFAULT_AGENT),
-        grace: a.grace.grace(),
+        self_metrics: a.component.self_metrics.config(
+            "storage",
+            a.http,
+            self_tls,
+            super::DEFAULT_AGENT,
+        ),
+        grace: a.component.grace(),
     };
     problems.extend(config.validate());
     Invalids::check(problems)?;

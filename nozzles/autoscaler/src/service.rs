@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use hydrant_proto::ingress::{IngressClient, Sender};
-use hydrant_proto::subscriber::{SOURCE_AFFINITY, Subscriber, request, select};
+use hydrant_proto::raw::RawBatch;
+use hydrant_proto::subscriber::{SOURCE_AFFINITY, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2;
 use hydrant_runtime::config::{Invalid, require};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
+use hydrant_runtime::nozzle;
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -124,13 +126,8 @@ pub enum Error {
         listing: String,
     },
     /// A doppler refused the subscription.
-    #[error("autoscaler: doppler {doppler} refused the subscription: {status}")]
-    Refused {
-        /// Which doppler.
-        doppler: String,
-        /// Its answer.
-        status: tonic::Status,
-    },
+    #[error("autoscaler: {0}")]
+    Refused(#[from] nozzle::Refused),
     /// The HTTP server failed.
     #[error("autoscaler HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -295,16 +292,13 @@ pub async fn run(
         Some(m) => format!("{SOURCE_AFFINITY}:{m}"),
         None => SOURCE_AFFINITY.to_owned(),
     };
-    for d in &config.dopplers {
-        let mut req = request(SHARD_ID, vec![select::gauge("", &[]), select::timer("")]);
-        req.deterministic_name = name.clone();
-        let sub = Subscriber::new(d, config.tls.as_ref(), req, accept.clone())?;
-        life.spawn(
-            Phase::Accept,
-            format!("firehose {d}"),
-            ingest(Arc::clone(&scaler), sub, d.clone()),
-        );
-    }
+    let mut req = request(SHARD_ID, vec![select::gauge("", &[]), select::timer("")]);
+    req.deterministic_name = name;
+    let source = nozzle::Source {
+        dopplers: config.dopplers.clone(),
+        tls: config.tls.clone(),
+    };
+    nozzle::subscribe(&mut life, &source, &req, &scaler)?;
     life.spawn(
         Phase::Accept,
         "refresh counts",
@@ -361,33 +355,22 @@ pub async fn run(
     Ok(())
 }
 
-async fn ingest(
-    scaler: Arc<Autoscaler>,
-    mut sub: Subscriber,
-    doppler: String,
-) -> Result<(), Error> {
-    loop {
-        let batch = match sub.next().await {
-            Ok(Some(b)) => b,
-            Ok(None) => return Ok(()),
-            Err(status) => return Err(Error::Refused { doppler, status }),
-        };
+/// The autoscaler's side of the Firehose: gauges and timers become app-level samples.
+impl nozzle::Handler for Autoscaler {
+    async fn batch(&self, batch: RawBatch) {
         let envelopes: Vec<v2::Envelope> = batch.batch.iter().map(|e| e.decode()).collect();
-        scaler
-            .stats
+        self.stats
             .received
             .fetch_add(envelopes.len() as u64, Relaxed);
         let now = unix_now();
-        {
-            let mut fleet = scaler.fleet();
-            for e in &envelopes {
-                fleet.observe(e, now);
-            }
+        let mut fleet = self.fleet();
+        for e in &envelopes {
+            fleet.observe(e, now);
         }
-        scaler
-            .stats
-            .reconnects
-            .fetch_add(sub.take_reconnects(), Relaxed);
+    }
+
+    fn reconnected(&self, n: u64) {
+        self.stats.reconnects.fetch_add(n, Relaxed);
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures::StreamExt;
+use hydrant_proto::raw::RawBatch;
 use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::EgressBatchRequest;
@@ -23,6 +24,7 @@ use hydrant_runtime::admin::Observe;
 use hydrant_runtime::config::{Invalid, require};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::metrics::Text;
+use hydrant_runtime::nozzle;
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -108,13 +110,8 @@ pub enum Error {
     #[error("log cache: {0}")]
     Transport(#[from] transport::Error),
     /// A doppler refused the subscription.
-    #[error("log cache: doppler {doppler} refused the subscription: {status}")]
-    Refused {
-        /// Which doppler.
-        doppler: String,
-        /// Its answer.
-        status: tonic::Status,
-    },
+    #[error("log cache: {0}")]
+    Refused(#[from] nozzle::Refused),
     /// The HTTP server failed.
     #[error("log cache HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -213,27 +210,14 @@ impl Source for Dopplers {
     }
 }
 
-/// Reads one doppler's Firehose into the store until cancelled.
-async fn ingest(
-    cache: Arc<LogCache>,
-    doppler: String,
-    tls: Option<Tls>,
-    cancel: CancellationToken,
-) -> Result<(), Error> {
-    let req = request(SHARD_ID, select::all(""));
-    let mut sub = Subscriber::new(&doppler, tls.as_ref(), req, cancel)?;
-    loop {
-        match sub.next().await {
-            Ok(Some(batch)) => {
-                cache.store().insert_all(&batch.batch);
-                cache
-                    .stats
-                    .reconnects
-                    .fetch_add(sub.take_reconnects(), Relaxed);
-            }
-            Ok(None) => return Ok(()),
-            Err(status) => return Err(Error::Refused { doppler, status }),
-        }
+/// The log cache's side of the Firehose: every batch goes into the store.
+impl nozzle::Handler for LogCache {
+    async fn batch(&self, batch: RawBatch) {
+        self.store().insert_all(&batch.batch);
+    }
+
+    fn reconnected(&self, n: u64) {
+        self.stats.reconnects.fetch_add(n, Relaxed);
     }
 }
 
@@ -260,18 +244,16 @@ pub async fn run(
         started: Instant::now(),
         stats: Stats::default(),
     });
-    for d in &config.dopplers {
-        life.spawn(
-            Phase::Accept,
-            format!("firehose {d}"),
-            ingest(
-                Arc::clone(&cache),
-                d.clone(),
-                config.tls.clone(),
-                accept.clone(),
-            ),
-        );
-    }
+    let source = nozzle::Source {
+        dopplers: config.dopplers.clone(),
+        tls: config.tls.clone(),
+    };
+    nozzle::subscribe(
+        &mut life,
+        &source,
+        &request(SHARD_ID, select::all("")),
+        &cache,
+    )?;
     let observe: Arc<dyn Observe> = Arc::clone(&cache) as _;
     selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
     // Serve: reads are answered until the end.

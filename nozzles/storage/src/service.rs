@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hydrant_proto::raw::RawBatch;
-use hydrant_proto::subscriber::{Subscriber, request, select};
+use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_runtime::config::{Invalid, require};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
+use hydrant_runtime::nozzle;
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -84,13 +85,8 @@ pub enum Error {
     #[error("storage: {0}")]
     Transport(#[from] transport::Error),
     /// A doppler refused the subscription.
-    #[error("storage: doppler {doppler} refused the subscription: {status}")]
-    Refused {
-        /// Which doppler.
-        doppler: String,
-        /// Its answer.
-        status: tonic::Status,
-    },
+    #[error("storage: {0}")]
+    Refused(#[from] nozzle::Refused),
     /// The HTTP server failed.
     #[error("storage HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -217,8 +213,9 @@ fn now_ms() -> i64 {
     hydrant_proto::envelope::now_nanos() / 1_000_000
 }
 
-/// Firehose batches waiting for the writer. A full queue pauses the reader, so the
-/// doppler's per-subscription buffer absorbs a burst (and counts what it must drop).
+/// Firehose batches waiting for the writer (all dopplers' subscriptions share it). A full
+/// queue pauses the readers, so the dopplers' per-subscription buffers absorb a burst (and
+/// count what they must drop).
 pub const INGEST_QUEUE_BATCHES: usize = 64;
 
 /// Most envelopes stored together: one WAL sync covers them all (group commit).
@@ -255,27 +252,21 @@ async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch>) {
     }
 }
 
-async fn ingest(storage: Arc<Storage>, mut sub: Subscriber, doppler: String) -> Result<(), Error> {
-    let (tx, rx) = mpsc::channel(INGEST_QUEUE_BATCHES);
-    let writer = tokio::spawn(write(Arc::clone(&storage), rx));
-    let result = loop {
-        let batch = match sub.next().await {
-            Ok(Some(b)) => b,
-            Ok(None) => break Ok(()),
-            Err(status) => break Err(Error::Refused { doppler, status }),
-        };
-        if tx.send(batch).await.is_err() {
-            break Ok(());
-        }
-        storage
-            .stats
-            .reconnects
-            .fetch_add(sub.take_reconnects(), Relaxed);
-    };
-    // Store what was received before stopping.
-    drop(tx);
-    let _ = writer.await;
-    result
+/// The storage nozzle's side of the Firehose: batches queue for the writer.
+struct Ingest {
+    tx: mpsc::Sender<RawBatch>,
+    storage: Arc<Storage>,
+}
+
+impl nozzle::Handler for Ingest {
+    async fn batch(&self, batch: RawBatch) {
+        // Fails only once the writer is gone, i.e. never before the subscriptions end.
+        let _ = self.tx.send(batch).await;
+    }
+
+    fn reconnected(&self, n: u64) {
+        self.storage.stats.reconnects.fetch_add(n, Relaxed);
+    }
 }
 
 async fn maintain(
@@ -317,19 +308,30 @@ pub async fn run(
     let accept = life.token(Phase::Accept);
     let flush = life.token(Phase::Flush);
     let (storage, deliveries) = Storage::open(&config, &flush)?;
-    for d in &config.dopplers {
-        let sub = Subscriber::new(
-            d,
-            config.tls.as_ref(),
-            request(SHARD_ID, select::all("")),
-            accept.clone(),
-        )?;
-        life.spawn(
-            Phase::Accept,
-            format!("firehose {d}"),
-            ingest(Arc::clone(&storage), sub, d.clone()),
-        );
-    }
+    // Every subscription queues its batches for one writer; the writer ends once the
+    // subscriptions have (the queue closes), so the accept phase ends with everything
+    // received stored.
+    let (tx, rx) = mpsc::channel(INGEST_QUEUE_BATCHES);
+    let ingest = Arc::new(Ingest {
+        tx,
+        storage: Arc::clone(&storage),
+    });
+    let source = nozzle::Source {
+        dopplers: config.dopplers.clone(),
+        tls: config.tls.clone(),
+    };
+    nozzle::subscribe(
+        &mut life,
+        &source,
+        &request(SHARD_ID, select::all("")),
+        &ingest,
+    )?;
+    drop(ingest);
+    let s = Arc::clone(&storage);
+    life.spawn(Phase::Accept, "store what was received", async move {
+        write(s, rx).await;
+        Ok(())
+    });
     life.spawn(
         Phase::Accept,
         "maintenance",

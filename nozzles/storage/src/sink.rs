@@ -121,9 +121,15 @@ impl Forwarder {
         (forwarder, delivery)
     }
 
-    /// Queues samples without waiting.
+    /// Queues samples without waiting. Samples refused because the forwarder has stopped
+    /// are counted as `dropped_shutdown`.
     pub fn push(&self, samples: impl IntoIterator<Item = Sample>) {
-        self.queue.push_all(samples);
+        let pushed = self.queue.push_all(samples);
+        if pushed.refused > 0 {
+            self.stats
+                .dropped_shutdown
+                .fetch_add(pushed.refused as u64, Relaxed);
+        }
     }
 
     /// Samples waiting.

@@ -13,6 +13,7 @@
 //! - [`shutdown`]: signals, the grace period, and stopping when a supervisor goes away.
 //! - [`lifecycle`]: the one way a component runs and stops: named tasks, phases (accept,
 //!   flush, serve), one grace period, overruns named.
+//! - [`nozzle`]: a nozzle's Firehose subscriptions (one per doppler) feeding its handler.
 //! - [`sse`]: `/v2/read`, the Firehose as server-sent events over any [`sse::Source`].
 //!
 //! Dependencies point one way: `hydrant-proto` ← this crate ← components (doppler, agent,
@@ -23,6 +24,7 @@ pub mod config;
 pub mod exposition;
 pub mod lifecycle;
 pub mod metrics;
+pub mod nozzle;
 pub mod selfmetrics;
 pub mod series;
 pub mod shutdown;

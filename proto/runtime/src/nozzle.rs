@@ -1,0 +1,87 @@
+//! What every nozzle does with the Firehose: one reconnecting subscription per doppler,
+//! all with the same request (shard id, selectors), each an accept-phase task of the
+//! nozzle's [`Lifecycle`] that hands every batch to the nozzle's [`Handler`] and counts
+//! reconnects. A doppler that refuses the subscription ends the nozzle with [`Refused`].
+//!
+//! A handler that is slow holds up only its own subscription: the doppler buffers for it
+//! and then drops its oldest envelopes, counted as this subscriber's.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+
+use hydrant_proto::raw::RawBatch;
+use hydrant_proto::subscriber::Subscriber;
+use hydrant_proto::transport::{self, Tls};
+use hydrant_proto::v2::EgressBatchRequest;
+
+use crate::lifecycle::{Lifecycle, Phase};
+
+/// The dopplers a nozzle reads, and how it reaches them.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// Doppler addresses.
+    pub dopplers: Vec<String>,
+    /// mTLS towards them.
+    pub tls: Option<Tls>,
+}
+
+/// A doppler refused the nozzle's subscription (a bad request, a TLS identity it does not
+/// accept): not worth retrying.
+#[derive(Debug, thiserror::Error)]
+#[error("doppler {doppler} refused the subscription: {status}")]
+pub struct Refused {
+    /// Which doppler.
+    pub doppler: String,
+    /// Its answer.
+    pub status: tonic::Status,
+}
+
+/// A nozzle's side of the Firehose.
+pub trait Handler: Send + Sync + 'static {
+    /// Takes one batch. Awaiting here slows only this subscription.
+    fn batch(&self, batch: RawBatch) -> impl Future<Output = ()> + Send;
+
+    /// `n` subscriptions were re-established since the last call (for the nozzle's
+    /// reconnect counter).
+    fn reconnected(&self, n: u64);
+}
+
+/// Subscribes to every doppler of `source` with `request`: each subscription is an
+/// accept-phase task of `life`, named `firehose <doppler>`, that hands batches to
+/// `handler` until the accept phase ends.
+pub fn subscribe<E, H>(
+    life: &mut Lifecycle<E>,
+    source: &Source,
+    request: &EgressBatchRequest,
+    handler: &Arc<H>,
+) -> Result<(), transport::Error>
+where
+    E: From<Refused> + Display + Send + 'static,
+    H: Handler,
+{
+    let accept = life.token(Phase::Accept);
+    for doppler in &source.dopplers {
+        let mut sub = Subscriber::new(
+            doppler,
+            source.tls.as_ref(),
+            request.clone(),
+            accept.clone(),
+        )?;
+        let handler = Arc::clone(handler);
+        let doppler = doppler.clone();
+        life.spawn(Phase::Accept, format!("firehose {doppler}"), async move {
+            loop {
+                match sub.next().await {
+                    Ok(Some(batch)) => {
+                        handler.batch(batch).await;
+                        handler.reconnected(sub.take_reconnects());
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(status) => return Err(Refused { doppler, status }.into()),
+                }
+            }
+        });
+    }
+    Ok(())
+}

@@ -5,7 +5,8 @@
 //! - `std/`: ordinary prost types, clients and servers (`hydrant_proto::v2`).
 //! - `raw/`: clients and servers whose `Envelope` and `EnvelopeBatch` are the zero-copy
 //!   `RawEnvelope` / `RawBatch` (`hydrant_proto::raw`), used on the hot path so a doppler
-//!   never decodes or re-encodes an envelope it only forwards.
+//!   never decodes or re-encodes an envelope it only forwards. Their codec
+//!   (`raw::codec::RawCodec`) answers bad input with a typed reason.
 
 use std::path::PathBuf;
 
@@ -33,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&raw_out)?;
     tonic_prost_build::configure()
         .out_dir(&raw_out)
+        .codec_path("crate::raw::codec::RawCodec")
         .extern_path(".loggregator.v2", "crate::v2")
         .extern_path(".loggregator.v2.Envelope", "crate::raw::RawEnvelope")
         .extern_path(".loggregator.v2.EnvelopeBatch", "crate::raw::RawBatch")

@@ -1,9 +1,11 @@
 //! The one place where inbound failures become gRPC statuses and counter labels.
 //!
-//! tonic reports a message that failed to decode as `Internal` and one over the size limit
-//! as `OutOfRange`. Both are the *client's* fault, so ingress answers `InvalidArgument` and
-//! `ResourceExhausted` with the reason (which envelope, which field, which limit) instead.
+//! The raw services' codec answers a message that fails to decode with `InvalidArgument`
+//! and a typed reason; tonic answers one over the size limit with `OutOfRange`. Both are the
+//! *client's* fault: ingress counts them by reason and answers `InvalidArgument` and
+//! `ResourceExhausted` with what was wrong (which envelope, which field, which limit).
 
+use hydrant_proto::raw::codec::Rejected;
 use tonic::{Code, Status};
 
 /// An ingress message refused for what it contained.
@@ -21,23 +23,20 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// Classifies an error from an inbound stream; `Err` gives back statuses that are not
-    /// about the message (the client went away, the connection broke).
+    /// Classifies an error from an inbound stream or request; `Err` gives back statuses
+    /// that are not about the message (the client went away, the connection broke).
+    ///
+    /// By type, not wording: decode failures carry the reason the raw services' codec put
+    /// in the status details (`raw::codec::Rejected`); `OutOfRange` is what tonic answers
+    /// to a message over the size limit, and nothing else on an inbound path does.
     pub fn classify(status: Status) -> Result<Rejection, Status> {
-        let msg = status.message();
-        match status.code() {
-            Code::Internal if msg.contains("failed to decode") => {
-                let detail = msg
-                    .trim_start_matches("failed to decode Protobuf message: ")
-                    .to_owned();
-                if detail.contains("not valid UTF-8") {
-                    Ok(Rejection::InvalidUtf8(detail))
-                } else {
-                    Ok(Rejection::Malformed(detail))
-                }
+        match (Rejected::of(&status), status.code()) {
+            (Some(Rejected::Malformed), _) => Ok(Rejection::Malformed(status.message().to_owned())),
+            (Some(Rejected::InvalidUtf8), _) => {
+                Ok(Rejection::InvalidUtf8(status.message().to_owned()))
             }
-            Code::OutOfRange if msg.contains("length too large") => Ok(Rejection::Oversized(
-                msg.trim_start_matches("Error, ").to_owned(),
+            (None, Code::OutOfRange) => Ok(Rejection::Oversized(
+                status.message().trim_start_matches("Error, ").to_owned(),
             )),
             _ => Err(status),
         }

@@ -29,6 +29,7 @@ pub mod grpc {
     include!(concat!(env!("OUT_DIR"), "/raw/loggregator.v2.rs"));
 }
 
+pub mod codec;
 mod scan;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 pub(crate) mod apps_cmd;
 pub(crate) mod autoscaler_cmd;
+pub(crate) mod components;
 pub(crate) mod config;
 pub(crate) mod logs_cmd;
 pub(crate) mod pipeline;

@@ -114,7 +114,7 @@ fn parse(argv: Vec<OsString>) -> Result<(Cli, Option<config::File>), ParseError>
         return Ok((cli, None));
     };
     // `config check` reports problems itself; other commands take no section.
-    if !config::SECTIONS.contains(&name) || sub.subcommand().is_some() {
+    if !cmd::components::sections().any(|s| s == name) || sub.subcommand().is_some() {
         return Ok((cli, None));
     }
     let file = config::load(&path, &command)?;

@@ -13,19 +13,10 @@ use clap::ArgAction;
 use clap::error::ErrorKind;
 use marked_yaml::{LoaderOptions, Node};
 
+use super::components;
+
 /// The file used when `--config` is not given and it exists in the working directory.
 pub(crate) const DEFAULT_FILE: &str = "hydrant.yaml";
-
-/// Sections: the components (and `up`), whose flags the file sets.
-pub(crate) const SECTIONS: &[&str] = &[
-    "up",
-    "doppler",
-    "agent",
-    "cell",
-    "logcache",
-    "storage",
-    "autoscaler",
-];
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,15 +177,18 @@ fn section(
         .span()
         .start()
         .map_or((0, 0), |m| (m.line(), m.column()));
-    let sub = SECTIONS
-        .contains(&name)
+    let sub = components::sections()
+        .any(|s| s == name)
         .then(|| cli.find_subcommand(name))
         .flatten();
     let Some(sub) = sub else {
         problems.push(problem(
             key_at,
             name,
-            format!("unknown section (expected one of: {})", SECTIONS.join(", ")),
+            format!(
+                "unknown section (expected one of: {})",
+                components::sections().collect::<Vec<_>>().join(", ")
+            ),
         ));
         return;
     };

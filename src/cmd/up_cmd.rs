@@ -18,29 +18,9 @@ use hydrant::{apps, demo};
 use hydrant_runtime::shutdown;
 use tokio_util::sync::CancellationToken;
 
-use super::config;
 use super::parse_duration;
+use super::{components, config};
 use crate::Command;
-
-/// Start order: each component's dependencies come first.
-const START: &[&str] = &[
-    "doppler",
-    "agent",
-    "cell",
-    "logcache",
-    "storage",
-    "autoscaler",
-];
-
-/// Stop order: the apps and ingress first, the router next, the nozzles (which flush) last.
-const STOP: &[&str] = &[
-    "cell",
-    "agent",
-    "doppler",
-    "autoscaler",
-    "logcache",
-    "storage",
-];
 
 /// Name of the demo app and of its policy file.
 const DEMO: &str = "demo";
@@ -142,17 +122,6 @@ pub(crate) async fn demo_app() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Flags `up` sets for a component unless the config file does.
-fn own_flags(name: &str, data: &Path) -> Vec<(&'static str, String)> {
-    let d = |sub: &str| data.join(sub).display().to_string();
-    match name {
-        "cell" => vec![("data-dir", d("cell")), ("metrics-interval", "5s".into())],
-        "storage" => vec![("data-dir", d("storage"))],
-        "autoscaler" => vec![("policies", d("policies")), ("stat-window", "30s".into())],
-        _ => Vec::new(),
-    }
-}
-
 /// Loopback form of a listen address, for probes and for people.
 fn reach(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
@@ -164,7 +133,8 @@ fn reach(addr: SocketAddr) -> String {
 
 fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow::Result<Planned> {
     let mut args: Vec<OsString> = vec![name.into()];
-    for (long, value) in own_flags(name, data) {
+    let component = components::find(name).context("not a component")?;
+    for (long, value) in (component.up_flags)(data) {
         if !file.is_some_and(|f| f.sets(name, long)) {
             args.push(format!("--{long}={value}").into());
         }
@@ -183,43 +153,16 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
     let (cli, _) = crate::parse(argv).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let mut policies = None;
     let (http, main) = match &cli.command {
-        Command::Doppler(a) => (a.http, (reach(a.grpc), "Firehose and ingress (gRPC)")),
-        Command::Agent(a) => (
-            a.http,
-            (reach(a.grpc), "ingress for apps and components (gRPC)"),
-        ),
-        Command::Cell(a) => (
-            a.api,
-            (
-                format!("http://{}", reach(a.api)),
-                "scheduler API: hydrant push, apps, scale",
-            ),
-        ),
-        Command::Logcache(a) => (
-            a.http,
-            (
-                format!("http://{}", reach(a.http)),
-                "Log Cache API: hydrant logs APP",
-            ),
-        ),
+        Command::Doppler(a) => (a.http, reach(a.grpc)),
+        Command::Agent(a) => (a.http, reach(a.grpc)),
+        Command::Cell(a) => (a.api, format!("http://{}", reach(a.api))),
+        Command::Logcache(a) => (a.http, format!("http://{}", reach(a.http))),
         #[cfg(feature = "storage")]
-        Command::Storage(a) => (
-            a.http,
-            (
-                format!("http://{}", reach(a.http)),
-                "Prometheus query API (Grafana), /api/v1/sql",
-            ),
-        ),
+        Command::Storage(a) => (a.http, format!("http://{}", reach(a.http))),
         Command::Autoscaler(a) => {
             let http = a.http().context("autoscaler: no address")?;
             policies = a.policies().first().cloned();
-            (
-                http,
-                (
-                    format!("http://{}", reach(http)),
-                    "autoscaler API: history, explain",
-                ),
-            )
+            (http, format!("http://{}", reach(http)))
         }
         other => bail!("{name}: not a component ({other:?})"),
     };
@@ -229,7 +172,7 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
             args,
             health: format!("http://{}/healthz", reach(http)),
         },
-        main,
+        main: (main, component.serves),
         policies,
     })
 }
@@ -237,10 +180,10 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
 /// `hydrant up`.
 pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
-    let components: Vec<&'static str> = START
+    let components: Vec<&'static str> = components::COMPONENTS
         .iter()
-        .copied()
-        .filter(|n| cfg!(feature = "storage") || *n != "storage")
+        .filter(|c| c.built)
+        .map(|c| c.name)
         .collect();
     let planned = components
         .iter()
@@ -368,7 +311,7 @@ fn write_example_policy(term: &Terminal, dir: &Path, demo: bool) -> anyhow::Resu
 }
 
 async fn stop_all(term: &Terminal, sup: &mut Supervisor, grace: Duration) {
-    sup.stop(STOP, grace, |e| match e {
+    sup.stop(&components::stop_order(), grace, |e| match e {
         StopEvent::Stopping(n) => {
             term.part(format_args!("stopping {n:<11}"));
         }

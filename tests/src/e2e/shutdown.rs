@@ -246,3 +246,129 @@ async fn storage_names_a_sink_that_holds_up_its_stop_and_counts_its_queue() {
     holding.abort();
     d.stop().await;
 }
+
+/// The log cache, the autoscaler and the cell, each a process reading or feeding a busy
+/// pipeline, stop within their one grace period and exit cleanly; the cell's apps stop
+/// with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_components_stop_within_their_grace_under_load() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = Scratch::new("stop-others");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies/web.yml"),
+        "app: web\ninstance_min_count: 1\ninstance_max_count: 2\nscaling_rules:\n  - {metric_type: cpu, operator: '>', threshold: 90, adjustment: '+1'}\n",
+    )
+    .unwrap();
+    let grace = GRACE_SECS.to_string();
+    let from = d.grpc.to_string();
+    let (lc_http, as_http, cell_api) = (free_port(), free_port(), free_port());
+    let mut logcache = start(
+        &args(&[
+            "logcache",
+            "--from",
+            &from,
+            "--http",
+            &lc_http.to_string(),
+            "--grace-secs",
+            &grace,
+            "--no-self-metrics",
+        ]),
+        &dir.join("logcache.log"),
+    );
+    let mut autoscaler = start(
+        &[
+            args(&[
+                "autoscaler",
+                "--from",
+                &from,
+                "--http",
+                &as_http.to_string(),
+            ]),
+            args(&["--grace-secs", &grace, "--no-self-metrics", "--scheduler"]),
+            vec![format!("http://{cell_api}")],
+            vec![
+                "--policies".into(),
+                dir.join("policies").display().to_string(),
+            ],
+        ]
+        .concat(),
+        &dir.join("autoscaler.log"),
+    );
+    let mut cell = start(
+        &[
+            args(&["cell", "--api", &cell_api.to_string(), "--agent", &from]),
+            args(&["--stop-grace", "1s", "--no-self-metrics", "--data-dir"]),
+            vec![dir.join("cell").display().to_string()],
+        ]
+        .concat(),
+        &dir.join("cell.log"),
+    );
+    for addr in [lc_http, as_http, cell_api] {
+        wait_healthy(addr).await;
+    }
+    // A chatty app on the cell (its lines go to the doppler), and load from an emitter.
+    hydrant::apps::Client::new(&format!("http://{cell_api}"), None)
+        .push(
+            "web",
+            "trap '' TERM; while :; do echo line; sleep 0.01; done",
+            1,
+            64,
+            64,
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    let client = IngressClient::start(IngressConfig::new(vec![from.clone()])).unwrap();
+    let sender = client.sender();
+    let load = tokio::spawn(async move {
+        for k in 0..400 {
+            let batch: Vec<RawEnvelope> = (0..500)
+                .map(|i| {
+                    let g = envelope::gauge("web", [("cpu", f64::from(k % 100 + i % 2), "")]);
+                    RawEnvelope::from_envelope(&g)
+                })
+                .collect();
+            sender.send_all(batch);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    eventually("the log cache is ingesting", || async {
+        metric(lc_http, "hydrant_logcache_ingress_envelopes_total", &[]).await > 10_000.0
+    })
+    .await;
+
+    // The cell's whole stop is bounded by its instances' stop grace (1 s) plus 5 s for
+    // the last envelopes; its app ignores SIGTERM and is killed after the 1 s.
+    for (name, p, bound) in [
+        ("logcache", &mut logcache, Duration::from_secs(GRACE_SECS)),
+        (
+            "autoscaler",
+            &mut autoscaler,
+            Duration::from_secs(GRACE_SECS),
+        ),
+        (
+            "cell",
+            &mut cell,
+            Duration::from_secs(1) + hydrant::cell::FLUSH_GRACE,
+        ),
+    ] {
+        let log = dir.join(format!("{name}.log"));
+        let (took, text) = stop(p, &log).await;
+        assert!(took < bound + STOP_SLACK, "{name} took {took:?}:\n{text}");
+    }
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path().join("cwd")).ok())
+        .map(|cwd| cwd.display().to_string())
+        .filter(|cwd| cwd.starts_with(&dir.join("cell").display().to_string()))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "instances outlived the cell: {leftovers:?}"
+    );
+    load.abort();
+    drop(client);
+    d.stop().await;
+}

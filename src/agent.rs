@@ -207,7 +207,7 @@ pub async fn run(
         stats: Stats::default(),
     });
 
-    let mut life = Lifecycle::new("agent", config.grace);
+    let mut life: Lifecycle<Error> = Lifecycle::new("agent", config.grace);
     // Accept: the ingress streams end and the gRPC server stops taking them.
     let stop_ingress = life.token(Phase::Accept);
     let service = inbound::ingress_server(
@@ -241,12 +241,7 @@ pub async fn run(
         config.self_metrics.as_ref(),
     )?;
     // Serve: /metrics and /healthz answer until the end.
-    let http_stop = life.token(Phase::Serve);
-    life.spawn(Phase::Serve, "http", async move {
-        admin::run(http, observe, http_stop)
-            .await
-            .map_err(Error::from)
-    });
+    admin::spawn(&mut life, http, admin::router(observe));
 
     life.run(shutdown).await?;
     let stats = state.forward.stats();

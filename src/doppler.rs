@@ -89,7 +89,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let hub = Arc::new(Hub::new(config.buffer));
-    let mut life = Lifecycle::new("doppler", config.grace);
+    let mut life: Lifecycle<Error> = Lifecycle::new("doppler", config.grace);
     // Accept: ingress streams end and new ones are refused.
     let stop_ingress = life.token(Phase::Accept);
     let max = config.max_message_bytes;
@@ -144,12 +144,7 @@ pub async fn run(
         },
     );
     let router = admin::router(observe).route("/v2/read", sse);
-    let http_stop = life.token(Phase::Serve);
-    life.spawn(Phase::Serve, "http", async move {
-        admin::serve(http, router, http_stop)
-            .await
-            .map_err(Error::from)
-    });
+    admin::spawn(&mut life, http, router);
     let stopped = life.run(shutdown).await?;
     // Buffers of subscribers whose streams did not end in time: counted, never lost
     // silently. For every shard: delivered + dropped = routed to it.

@@ -202,16 +202,22 @@ impl IngressClient {
             self.cancel.cancel();
             // Cancelled workers return at once, counting the batch in their hand.
             futures::future::join_all(workers).await;
-            let mut rest = Vec::new();
-            queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
+            self.discard_queued("grace period over, queue discarded");
+        }
+    }
+
+    /// Closes the queue and counts what is still in it as `dropped_shutdown`.
+    fn discard_queued(&self, why: &'static str) {
+        let queue = &self.sender.queue;
+        queue.close();
+        let mut rest = Vec::new();
+        queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
+        if !rest.is_empty() {
             self.sender
                 .stats
                 .dropped_shutdown
                 .fetch_add(rest.len() as u64, Ordering::Relaxed);
-            tracing::warn!(
-                lost = rest.len(),
-                "ingress client: grace period over, queue discarded"
-            );
+            tracing::warn!(lost = rest.len(), "ingress client: {why}");
         }
     }
 }
@@ -271,20 +277,7 @@ impl Drop for IngressClient {
         for w in &self.workers {
             w.abort();
         }
-        let queue = &self.sender.queue;
-        queue.close();
-        let mut rest = Vec::new();
-        queue.try_pop_batch(usize::MAX, usize::MAX, &mut rest);
-        if !rest.is_empty() {
-            self.sender
-                .stats
-                .dropped_shutdown
-                .fetch_add(rest.len() as u64, Ordering::Relaxed);
-            tracing::warn!(
-                lost = rest.len(),
-                "ingress client: dropped with envelopes queued"
-            );
-        }
+        self.discard_queued("dropped with envelopes queued");
     }
 }
 

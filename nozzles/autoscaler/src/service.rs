@@ -262,7 +262,7 @@ pub async fn run(
             listing: listing(&set),
         });
     }
-    let mut life = Lifecycle::new("autoscaler", config.grace);
+    let mut life: Lifecycle<Error> = Lifecycle::new("autoscaler", config.grace);
     // Accept: subscriptions end, and with them ticks, count refreshes and reloads.
     let accept = life.token(Phase::Accept);
     let flush = life.token(Phase::Flush);
@@ -344,13 +344,7 @@ pub async fn run(
     let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&scaler) as _;
     selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
     // Serve: the API answers until the end.
-    let serve = life.token(Phase::Serve);
-    let router = crate::api::router(Arc::clone(&scaler));
-    life.spawn(Phase::Serve, "http", async move {
-        hydrant_runtime::admin::serve(http, router, serve)
-            .await
-            .map_err(Error::from)
-    });
+    hydrant_runtime::admin::spawn(&mut life, http, crate::api::router(Arc::clone(&scaler)));
     life.run(shutdown).await?;
     Ok(())
 }

@@ -227,7 +227,7 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let mut life = Lifecycle::new("logcache", config.grace);
+    let mut life: Lifecycle<Error> = Lifecycle::new("logcache", config.grace);
     // Accept: the Firehose subscriptions (ingest and `/v2/read` streams) end.
     let accept = life.token(Phase::Accept);
     let cache = Arc::new(LogCache {
@@ -257,13 +257,7 @@ pub async fn run(
     let observe: Arc<dyn Observe> = Arc::clone(&cache) as _;
     selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
     // Serve: reads are answered until the end.
-    let serve = life.token(Phase::Serve);
-    let router = api::router(Arc::clone(&cache));
-    life.spawn(Phase::Serve, "http", async move {
-        hydrant_runtime::admin::serve(http, router, serve)
-            .await
-            .map_err(Error::from)
-    });
+    hydrant_runtime::admin::spawn(&mut life, http, api::router(Arc::clone(&cache)));
     life.run(shutdown).await?;
     Ok(())
 }

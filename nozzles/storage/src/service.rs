@@ -302,7 +302,7 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let mut life = Lifecycle::new("storage", config.grace);
+    let mut life: Lifecycle<Error> = Lifecycle::new("storage", config.grace);
     // Accept: the Firehose subscriptions end (what was received is stored) and
     // maintenance stops.
     let accept = life.token(Phase::Accept);
@@ -357,13 +357,7 @@ pub async fn run(
     let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&storage) as _;
     selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
     // Serve: queries are answered until the end.
-    let serve = life.token(Phase::Serve);
-    let router = crate::api::router(Arc::clone(&storage));
-    life.spawn(Phase::Serve, "http", async move {
-        hydrant_runtime::admin::serve(http, router, serve)
-            .await
-            .map_err(Error::from)
-    });
+    hydrant_runtime::admin::spawn(&mut life, http, crate::api::router(Arc::clone(&storage)));
     let stopped = life.run(shutdown).await?;
     for f in &storage.forwarders {
         tracing::info!(

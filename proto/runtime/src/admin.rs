@@ -11,6 +11,8 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::lifecycle::{Lifecycle, Phase};
+
 /// What a component reports about itself.
 pub trait Observe: Send + Sync + 'static {
     /// Prometheus text exposition of the component's metrics.
@@ -58,11 +60,14 @@ pub async fn serve(
         .await
 }
 
-/// Serves the admin routes of `observe` on `listener` until `shutdown` fires.
-pub async fn run(
-    listener: TcpListener,
-    observe: Arc<dyn Observe>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    serve(listener, router(observe), shutdown).await
+/// Serves `router` on `listener` as `life`'s task `http`, until its serve phase: the HTTP
+/// side of every component.
+pub fn spawn<E>(life: &mut Lifecycle<E>, listener: TcpListener, router: Router)
+where
+    E: From<std::io::Error> + std::fmt::Display + Send + 'static,
+{
+    let stop = life.token(Phase::Serve);
+    life.spawn(Phase::Serve, "http", async move {
+        serve(listener, router, stop).await.map_err(E::from)
+    });
 }

@@ -447,30 +447,28 @@ async fn config_check_reports_every_value_a_component_would_refuse() {
     }
 
     // Start-up runs the same checks: every problem of the component at once.
-    let out = Command::new(hydrant_bin())
-        .arg("--config")
-        .arg(&file)
-        .arg("autoscaler")
-        .current_dir(dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--tick must be at least 1s")
-            && err.contains("--breaker-failures must be at least 1"),
-        "{err}"
-    );
-    let out = Command::new(hydrant_bin())
-        .arg("--config")
-        .arg(&file)
-        .arg("storage")
-        .current_dir(dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--retention must be at least 1h"), "{err}");
+    for (component, expected) in [
+        (
+            "autoscaler",
+            &[
+                "--tick must be at least 1s",
+                "--breaker-failures must be at least 1",
+            ][..],
+        ),
+        ("storage", &["--retention must be at least 1h"][..]),
+    ] {
+        let out = Command::new(hydrant_bin())
+            .arg("--config")
+            .arg(&file)
+            .arg(component)
+            .current_dir(dir.path())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{component} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for e in expected {
+            assert!(err.contains(e), "{component}: missing {e:?} in:\n{err}");
+        }
+    }
 }

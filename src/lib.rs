@@ -1,31 +1,30 @@
 //! Hydrant: an observability pipeline in the tradition of Cloud Foundry's Loggregator.
 //!
-//! Reading order:
-//! - [`router`]: the pure fan-out core (selectors, shard groups, deterministic routing).
-//! - [`doppler`]: Ingress + the Firehose (Egress) around the router.
-//! - [`agent`]: per-cell ingress that completes envelopes and forwards them to dopplers.
-//! - [`cell`]: runs app instances as processes, streams their logs and metrics, scales them.
+//! This crate is the `hydrant` binary and what only it needs: the CLI and the clients
+//! behind it. The components it runs live in their own crates, re-exported here:
+//! - `hydrant-components`: [`router`], [`doppler`], [`agent`], [`cell`] and what they share
+//!   ([`status`], [`inbound`]).
+//! - the nozzles under `nozzles/`: log cache, storage, autoscaler.
+//!
+//! Here:
+//! - [`apps`]: the client of the cell's API (`hydrant apps`, `hydrant push`).
 //! - [`logs`]: `hydrant logs`, recent and live app logs from the log cache.
 //! - [`emit`] and [`firehose`]: the load generator and the Firehose subscriber CLIs.
+//! - [`up`]: one command runs the whole system; [`demo`] its demo app.
 //! - [`certs`]: development mTLS material.
-//! - Cross-cutting: [`telemetry`] (every metric name), [`status`] (errors to gRPC
-//!   statuses), [`inbound`] (reading ingress streams).
+//! - [`telemetry`]: every metric of every crate, for the dashboards check.
 //!
 //! Wire types and clients live in the `hydrant-proto` crate; what every component shares
 //! beyond the wire (`/metrics` and `/healthz`, self-metrics, shutdown, the `/v2/read`
 //! gateway) in `hydrant-runtime`.
 
-pub mod agent;
+pub use hydrant_components::{agent, cell, doppler, inbound, router, status};
+
 pub mod apps;
-pub mod cell;
 pub mod certs;
 pub mod demo;
-pub mod doppler;
 pub mod emit;
 pub mod firehose;
-pub mod inbound;
 pub mod logs;
-pub mod router;
-pub mod status;
 pub mod telemetry;
 pub mod up;

@@ -1,5 +1,5 @@
 //! The scheduler API's bodies (the Cloud Controller v3 subset a cell serves), shared by the
-//! server ([`super::api`]) and its client ([`crate::apps::Client`]): field names are Cloud
+//! server ([`super::api`]) and its client (`hydrant::apps::Client` in the binary): field names are Cloud
 //! Controller's, states are enums.
 
 use std::collections::BTreeMap;

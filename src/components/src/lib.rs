@@ -1,0 +1,22 @@
+//! Hydrant's platform components: what runs on every cell and in the middle of the
+//! pipeline, as opposed to the nozzles that consume the Firehose.
+//!
+//! Reading order:
+//! - [`router`]: the pure fan-out core (selectors, shard groups, deterministic routing).
+//! - [`doppler`]: Ingress + the Firehose (Egress) around the router.
+//! - [`agent`]: per-cell ingress that completes envelopes and forwards them to dopplers.
+//! - [`cell`]: runs app instances as processes, streams their logs and metrics, scales them.
+//! - Cross-cutting: [`telemetry`] (every metric these components expose), [`status`]
+//!   (errors to gRPC statuses), [`inbound`] (reading ingress streams).
+//!
+//! This crate depends on the wire contract (`hydrant-proto`) and the shared runtime
+//! (`hydrant-runtime`) only; it never names a nozzle. The `hydrant` binary runs these
+//! components and the nozzles as subcommands.
+
+pub mod agent;
+pub mod cell;
+pub mod doppler;
+pub mod inbound;
+pub mod router;
+pub mod status;
+pub mod telemetry;

@@ -3,7 +3,6 @@
 //! `/metrics` and `/healthz`. `{app}` is the policy's app, the app name or its guid.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -11,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hydrant_runtime::admin::Observe;
+use hydrant_runtime::instrument::Render;
 use hydrant_runtime::metrics::Text;
 use serde_json::{Value, json};
 
@@ -186,57 +186,8 @@ impl Observe for Autoscaler {
         t.sample(names::APPS, &[], apps as f64);
         t.sample(names::COOLING_DOWN, &[], cooling as f64);
         t.sample(names::OBSERVED, &[], observed as f64);
-        t.sample(names::RECEIVED, &[], s.received.load(Relaxed) as f64);
-        t.sample(names::TICKS, &[], s.ticks.load(Relaxed) as f64);
-        t.sample(
-            names::TICK_SECONDS,
-            &[],
-            s.tick_micros.load(Relaxed) as f64 / 1e6,
-        );
-        for (i, status) in ["succeeded", "failed", "ignored"].iter().enumerate() {
-            for (j, kind) in ["dynamic", "schedule"].iter().enumerate() {
-                t.sample(
-                    names::DECISIONS,
-                    &[("status", status), ("type", kind)],
-                    s.decisions[i][j].load(Relaxed) as f64,
-                );
-            }
-        }
-        for (result, c) in [
-            ("ok", &s.scale_ok),
-            ("error", &s.scale_failed),
-            ("shadow", &s.scale_shadow),
-        ] {
-            t.sample(
-                names::SCALE_CALLS,
-                &[("result", result)],
-                c.load(Relaxed) as f64,
-            );
-        }
-        t.sample(names::LIST_ERRORS, &[], s.list_errors.load(Relaxed) as f64);
-        let n = self.notify_stats();
-        t.sample(names::ALERTS_FIRING, &[], n.firing.load(Relaxed) as f64);
-        for (receiver, result, c) in [
-            ("alertmanager", "ok", &n.alertmanager_ok),
-            ("alertmanager", "failed", &n.alertmanager_failed),
-            ("webhook", "ok", &n.webhook_ok),
-            ("webhook", "failed", &n.webhook_failed),
-            ("any", "dropped", &n.dropped),
-        ] {
-            t.sample(
-                names::ALERT_NOTIFICATIONS,
-                &[("receiver", receiver), ("result", result)],
-                c.load(Relaxed) as f64,
-            );
-        }
-        for (result, c) in [("ok", &s.reloads_ok), ("failed", &s.reloads_failed)] {
-            t.sample(
-                names::RELOADS,
-                &[("result", result)],
-                c.load(Relaxed) as f64,
-            );
-        }
-        t.sample(names::RECONNECTS, &[], s.reconnects.load(Relaxed) as f64);
+        s.render(&mut t);
+        self.notify_stats().render(&mut t);
         t.finish()
     }
 

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use hydrant_runtime::instrument::{Family, Gauge};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::Transition;
 use crate::engine::Time;
 use crate::fleet::AlertChange;
+use crate::telemetry::names;
 
 /// Alert changes queued for delivery; beyond it changes are dropped and counted.
 pub const ALERT_QUEUE_CAPACITY: usize = 4096;
@@ -43,21 +44,31 @@ pub struct Receivers {
     pub external_url: String,
 }
 
-/// Delivery counters.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Deliveries to Alertmanager that succeeded.
-    pub alertmanager_ok: AtomicU64,
-    /// Deliveries to Alertmanager that failed after every attempt.
-    pub alertmanager_failed: AtomicU64,
-    /// Webhook deliveries that succeeded.
-    pub webhook_ok: AtomicU64,
-    /// Webhook deliveries that failed after every attempt.
-    pub webhook_failed: AtomicU64,
-    /// Changes dropped because the queue was full.
-    pub dropped: AtomicU64,
-    /// Alerts firing now.
-    pub firing: AtomicU64,
+hydrant_runtime::labels! {
+    /// Where an alert delivery went and how it ended: the labels of
+    /// `alert_notifications_total`.
+    pub enum Delivery {
+        /// Alertmanager took it.
+        AlertmanagerOk => [("receiver", "alertmanager"), ("result", "ok")],
+        /// Alertmanager did not take it after every attempt.
+        AlertmanagerFailed => [("receiver", "alertmanager"), ("result", "failed")],
+        /// The webhook took it.
+        WebhookOk => [("receiver", "webhook"), ("result", "ok")],
+        /// The webhook did not take it after every attempt.
+        WebhookFailed => [("receiver", "webhook"), ("result", "failed")],
+        /// Dropped because the queue was full.
+        Dropped => [("receiver", "any"), ("result", "dropped")],
+    }
+}
+
+hydrant_runtime::instruments! {
+    /// Delivery counters.
+    pub struct Stats {
+        /// Alerts firing now.
+        pub firing: Gauge = names::ALERTS_FIRING,
+        /// Deliveries, by receiver and result.
+        pub deliveries: Family<Delivery> = names::ALERT_NOTIFICATIONS,
+    }
 }
 
 /// The sending half; cheap to clone.
@@ -84,7 +95,7 @@ impl Notifier {
     /// Queues a change without waiting.
     pub fn send(&self, change: AlertChange) {
         if self.tx.try_send(change).is_err() {
-            self.stats.dropped.fetch_add(1, Relaxed);
+            self.stats.deliveries.inc(Delivery::Dropped);
         }
     }
 }
@@ -208,7 +219,9 @@ async fn deliver(
             }
             send.push(c);
         }
-        stats.firing.store(firing.len() as u64, Relaxed);
+        stats
+            .firing
+            .set(i64::try_from(firing.len()).unwrap_or(i64::MAX));
         if send.is_empty() {
             continue;
         }
@@ -221,22 +234,20 @@ async fn deliver(
         for am in &receivers.alertmanagers {
             let url = format!("{}/api/v2/alerts", am.trim_end_matches('/'));
             let ok = post(&http, &url, &body, &cancel).await;
-            let counter = if ok {
-                &stats.alertmanager_ok
+            stats.deliveries.inc(if ok {
+                Delivery::AlertmanagerOk
             } else {
-                &stats.alertmanager_failed
-            };
-            counter.fetch_add(1, Relaxed);
+                Delivery::AlertmanagerFailed
+            });
         }
         if let Some(url) = &receivers.webhook {
             let payload = webhook_payload(&send, alerts, &receivers.external_url);
             let ok = post(&http, url, &payload, &cancel).await;
-            let counter = if ok {
-                &stats.webhook_ok
+            stats.deliveries.inc(if ok {
+                Delivery::WebhookOk
             } else {
-                &stats.webhook_failed
-            };
-            counter.fetch_add(1, Relaxed);
+                Delivery::WebhookFailed
+            });
         }
     }
 }

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +18,7 @@ use hydrant_proto::subscriber::{SOURCE_AFFINITY, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2;
 use hydrant_runtime::config::{Invalid, require};
+use hydrant_runtime::instrument::{Counter, Family, Seconds};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::nozzle;
 use hydrant_runtime::selfmetrics;
@@ -32,6 +32,7 @@ use crate::fleet::{Effect, Fleet, Settings};
 use crate::history::Record;
 use crate::notify::{Notifier, Receivers};
 use crate::policy;
+use crate::telemetry::names;
 
 mod emit;
 
@@ -133,31 +134,81 @@ pub enum Error {
     Http(#[from] std::io::Error),
 }
 
-/// Counters of the shell.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Envelopes received.
-    pub received: AtomicU64,
-    /// Ticks.
-    pub ticks: AtomicU64,
-    /// Latest tick duration, µs.
-    pub tick_micros: AtomicU64,
-    /// Scale calls that succeeded.
-    pub scale_ok: AtomicU64,
-    /// Scale calls that failed.
-    pub scale_failed: AtomicU64,
-    /// Scales recorded but not carried out (shadow mode).
-    pub scale_shadow: AtomicU64,
-    /// Failed count refreshes.
-    pub list_errors: AtomicU64,
-    /// Records by (status, scaling type): [succeeded, failed, ignored] × [dynamic, schedule].
-    pub decisions: [[AtomicU64; 2]; 3],
-    /// Policy reloads that succeeded.
-    pub reloads_ok: AtomicU64,
-    /// Policy reloads refused (the previous policies stay).
-    pub reloads_failed: AtomicU64,
-    /// Firehose reconnects.
-    pub reconnects: AtomicU64,
+hydrant_runtime::labels! {
+    /// How an actuator scale call ended: the `result` label of `scale_calls_total`.
+    pub enum ScaleResult {
+        /// The platform carried it out.
+        Ok => [("result", "ok")],
+        /// The platform refused or did not answer.
+        Error => [("result", "error")],
+        /// Recorded but not carried out (shadow mode).
+        Shadow => [("result", "shadow")],
+    }
+}
+
+hydrant_runtime::labels! {
+    /// How a policy reload ended: the `result` label of `policy_reloads_total`.
+    pub enum ReloadResult {
+        /// The new policies are in force.
+        Ok => [("result", "ok")],
+        /// Refused; the previous policies stay.
+        Failed => [("result", "failed")],
+    }
+}
+
+hydrant_runtime::labels! {
+    /// A history record's status and scaling type: the labels of `decisions_total`.
+    pub enum Decision {
+        /// A rule or target scaled.
+        SucceededDynamic => [("status", "succeeded"), ("type", "dynamic")],
+        /// A schedule scaled.
+        SucceededSchedule => [("status", "succeeded"), ("type", "schedule")],
+        /// A rule's scale failed.
+        FailedDynamic => [("status", "failed"), ("type", "dynamic")],
+        /// A schedule's scale failed.
+        FailedSchedule => [("status", "failed"), ("type", "schedule")],
+        /// A rule's scale was decided against.
+        IgnoredDynamic => [("status", "ignored"), ("type", "dynamic")],
+        /// A schedule's scale was decided against.
+        IgnoredSchedule => [("status", "ignored"), ("type", "schedule")],
+    }
+}
+
+impl Decision {
+    /// The series `record` counts in.
+    pub fn of(record: &Record) -> Decision {
+        use crate::history::{ScalingType::*, Status::*};
+        match (record.status, record.scaling_type) {
+            (Succeeded, Dynamic) => Decision::SucceededDynamic,
+            (Succeeded, Schedule) => Decision::SucceededSchedule,
+            (Failed, Dynamic) => Decision::FailedDynamic,
+            (Failed, Schedule) => Decision::FailedSchedule,
+            (Ignored, Dynamic) => Decision::IgnoredDynamic,
+            (Ignored, Schedule) => Decision::IgnoredSchedule,
+        }
+    }
+}
+
+hydrant_runtime::instruments! {
+    /// Counters of the shell (the notifier counts its deliveries).
+    pub struct Stats {
+        /// Envelopes received.
+        pub received: Counter = names::RECEIVED,
+        /// Ticks.
+        pub ticks: Counter = names::TICKS,
+        /// How long the latest tick took.
+        pub tick: Seconds = names::TICK_SECONDS,
+        /// History records, by status and scaling type.
+        pub decisions: Family<Decision> = names::DECISIONS,
+        /// Actuator scale calls, by result.
+        pub scale_calls: Family<ScaleResult> = names::SCALE_CALLS,
+        /// Failed count refreshes.
+        pub list_errors: Counter = names::LIST_ERRORS,
+        /// Policy reloads, by result.
+        pub reloads: Family<ReloadResult> = names::RELOADS,
+        /// Firehose reconnects.
+        pub reconnects: Counter = names::RECONNECTS,
+    }
 }
 
 /// The running autoscaler, shared by its tasks and the API.
@@ -209,9 +260,7 @@ impl Autoscaler {
     }
 
     fn count(&self, record: &Record) {
-        let status = usize::from(record.status.code());
-        let kind = usize::from(record.scaling_type.code());
-        self.stats.decisions[status][kind].fetch_add(1, Relaxed);
+        self.stats.decisions.inc(Decision::of(record));
     }
 }
 
@@ -353,9 +402,7 @@ pub async fn run(
 impl nozzle::Handler for Autoscaler {
     async fn batch(&self, batch: RawBatch) {
         let envelopes: Vec<v2::Envelope> = batch.batch.iter().map(|e| e.decode()).collect();
-        self.stats
-            .received
-            .fetch_add(envelopes.len() as u64, Relaxed);
+        self.stats.received.add(envelopes.len() as u64);
         let now = unix_now();
         let mut fleet = self.fleet();
         for e in &envelopes {
@@ -364,7 +411,7 @@ impl nozzle::Handler for Autoscaler {
     }
 
     fn reconnected(&self, n: u64) {
-        self.stats.reconnects.fetch_add(n, Relaxed);
+        self.stats.reconnects.add(n);
     }
 }
 
@@ -384,11 +431,8 @@ async fn ticks(
         let started = Instant::now();
         let effects = scaler.fleet().tick(now);
         let took = started.elapsed();
-        scaler.stats.ticks.fetch_add(1, Relaxed);
-        scaler
-            .stats
-            .tick_micros
-            .store(took.as_micros() as u64, Relaxed);
+        scaler.stats.ticks.inc();
+        scaler.stats.tick.set(took);
         scaler.emit_app_counters();
         for effect in effects {
             match effect {
@@ -397,16 +441,12 @@ async fn ticks(
                     scaler.scale_calls.spawn(async move {
                         let scaler = s;
                         let result = if scaler.shadow {
-                            scaler.stats.scale_shadow.fetch_add(1, Relaxed);
+                            scaler.stats.scale_calls.inc(ScaleResult::Shadow);
                             Ok("shadow mode: not carried out".to_owned())
                         } else {
                             let r = scaler.actuator.scale(&req).await.map_err(|e| e.to_string());
-                            let c = if r.is_ok() {
-                                &scaler.stats.scale_ok
-                            } else {
-                                &scaler.stats.scale_failed
-                            };
-                            c.fetch_add(1, Relaxed);
+                            let c = if r.is_ok() { ScaleResult::Ok } else { ScaleResult::Error };
+                            scaler.stats.scale_calls.inc(c);
                             r
                         };
                         if let Err(e) = &result {
@@ -454,7 +494,7 @@ async fn refresh(
             }
             Ok(None) => {}
             Err(e) => {
-                scaler.stats.list_errors.fetch_add(1, Relaxed);
+                scaler.stats.list_errors.inc();
                 tracing::warn!(error = %e, "cannot read instance counts");
             }
         }
@@ -484,7 +524,7 @@ async fn reload(
         seen = now;
         let set = policy::load_all(&paths);
         if set.errors() > 0 {
-            scaler.stats.reloads_failed.fetch_add(1, Relaxed);
+            scaler.stats.reloads.inc(ReloadResult::Failed);
             tracing::error!(
                 "policies not reloaded; the previous ones stay in force:\n{}",
                 listing(&set)
@@ -492,7 +532,7 @@ async fn reload(
             continue;
         }
         let c = scaler.fleet().set_policies(set.policies);
-        scaler.stats.reloads_ok.fetch_add(1, Relaxed);
+        scaler.stats.reloads.inc(ReloadResult::Ok);
         tracing::info!(
             added = c.added,
             changed = c.changed,

@@ -3,7 +3,6 @@
 //! (server-sent events), `/metrics` and `/healthz`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -15,9 +14,9 @@ use hydrant_proto::json;
 use hydrant_proto::raw::Kind;
 use serde_json::{Value, json};
 
-use crate::LogCache;
 use crate::auth::Access;
 use crate::store::{Kinds, Query};
+use crate::{LogCache, ReadStatus};
 use hydrant_runtime::sse;
 
 /// Most envelopes one read returns (Log Cache's limit).
@@ -179,12 +178,12 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let result = read_inner(&cache, &source_id, raw.as_deref(), &headers);
     let status = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.status == StatusCode::NOT_FOUND => "not_found",
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => "too_large",
-        Err(_) => "bad_request",
+        Ok(_) => ReadStatus::Ok,
+        Err(e) if e.status == StatusCode::NOT_FOUND => ReadStatus::NotFound,
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => ReadStatus::TooLarge,
+        Err(_) => ReadStatus::BadRequest,
     };
-    cache.stats.reads(status).fetch_add(1, Relaxed);
+    cache.stats.reads.inc(status);
     result
 }
 
@@ -240,7 +239,7 @@ fn read_inner(
         json::write_envelope(&f.into_envelope(), &mut body);
     }
     body.extend_from_slice(b"]}}");
-    cache.stats.read_envelopes.fetch_add(count as u64, Relaxed);
+    cache.stats.read_envelopes.add(count as u64);
     if body.len() > cache.max_response_bytes {
         return Err(ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,

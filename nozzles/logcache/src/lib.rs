@@ -11,7 +11,6 @@
 //! → [`store::Store`] behind one mutex, taken once per batch. Reads copy what they need out
 //! under the lock and decode and render outside it.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -22,6 +21,7 @@ use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::EgressBatchRequest;
 use hydrant_runtime::admin::Observe;
 use hydrant_runtime::config::{Invalid, require};
+use hydrant_runtime::instrument::{Counter, Family, Render};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::metrics::Text;
 use hydrant_runtime::nozzle;
@@ -117,27 +117,29 @@ pub enum Error {
     Http(#[from] std::io::Error),
 }
 
-/// Counters.
-#[derive(Debug, Default)]
-pub struct Stats {
-    reads_ok: AtomicU64,
-    reads_not_found: AtomicU64,
-    reads_bad_request: AtomicU64,
-    reads_too_large: AtomicU64,
-    /// Envelopes returned by reads.
-    pub read_envelopes: AtomicU64,
-    /// Firehose reconnects.
-    pub reconnects: AtomicU64,
+hydrant_runtime::labels! {
+    /// How a read ended: the `status` label of `reads_total`.
+    pub enum ReadStatus {
+        /// Answered.
+        Ok => [("status", "ok")],
+        /// No such source (or not the caller's).
+        NotFound => [("status", "not_found")],
+        /// A parameter was refused.
+        BadRequest => [("status", "bad_request")],
+        /// The answer would have been too large (429, as Log Cache).
+        TooLarge => [("status", "too_large")],
+    }
 }
 
-impl Stats {
-    fn reads(&self, status: &str) -> &AtomicU64 {
-        match status {
-            "ok" => &self.reads_ok,
-            "not_found" => &self.reads_not_found,
-            "too_large" => &self.reads_too_large,
-            _ => &self.reads_bad_request,
-        }
+hydrant_runtime::instruments! {
+    /// What the cache counts as it serves (the store counts its own).
+    pub struct Stats {
+        /// Reads, by how they ended.
+        pub reads: Family<ReadStatus> = names::READS,
+        /// Envelopes returned by reads.
+        pub read_envelopes: Counter = names::READ_ENVELOPES,
+        /// Firehose reconnects.
+        pub reconnects: Counter = names::RECONNECTS,
     }
 }
 
@@ -217,7 +219,7 @@ impl nozzle::Handler for LogCache {
     }
 
     fn reconnected(&self, n: u64) {
-        self.stats.reconnects.fetch_add(n, Relaxed);
+        self.stats.reconnects.add(n);
     }
 }
 
@@ -292,23 +294,7 @@ impl Observe for LogCache {
         t.sample(names::MEMORY, &[], store.bytes() as f64);
         drop(store);
         t.sample(names::MEMORY_LIMIT, &[], self.memory_limit as f64);
-        for status in ["ok", "not_found", "bad_request", "too_large"] {
-            t.sample(
-                names::READS,
-                &[("status", status)],
-                self.stats.reads(status).load(Relaxed) as f64,
-            );
-        }
-        t.sample(
-            names::READ_ENVELOPES,
-            &[],
-            self.stats.read_envelopes.load(Relaxed) as f64,
-        );
-        t.sample(
-            names::RECONNECTS,
-            &[],
-            self.stats.reconnects.load(Relaxed) as f64,
-        );
+        self.stats.render(&mut t);
         t.finish()
     }
 

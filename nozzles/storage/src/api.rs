@@ -14,12 +14,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hydrant_runtime::admin::Observe;
+use hydrant_runtime::instrument::Render;
 use hydrant_runtime::metrics::Text;
 use serde_json::{Value, json};
 
 use crate::promql::{self, Error};
 use crate::query;
-use crate::service::Storage;
+use crate::service::{Api, Outcome, Storage};
 use crate::telemetry::{METRICS, names};
 
 type Shared = State<Arc<Storage>>;
@@ -70,7 +71,7 @@ async fn instant(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Resp
         query::instant(&s.shared, q, t).await
     }
     .await;
-    respond(&s, 0, result)
+    respond(&s, Api::Query, result)
 }
 
 async fn range(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Response {
@@ -83,13 +84,13 @@ async fn range(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Respon
         query::range(&s.shared, q, start, end, step).await
     }
     .await;
-    respond(&s, 1, result)
+    respond(&s, Api::QueryRange, result)
 }
 
-fn respond(s: &Storage, api: usize, result: Result<promql::Value, Error>) -> Response {
+fn respond(s: &Storage, api: Api, result: Result<promql::Value, Error>) -> Response {
     match result {
         Ok(v) => {
-            s.count_query(api, 0);
+            s.count_query(api, Outcome::Ok);
             (
                 [(header::CONTENT_TYPE, "application/json")],
                 query::render(&v),
@@ -97,7 +98,12 @@ fn respond(s: &Storage, api: usize, result: Result<promql::Value, Error>) -> Res
                 .into_response()
         }
         Err(e) => {
-            s.count_query(api, if matches!(e, Error::BadData(_)) { 1 } else { 2 });
+            let outcome = if matches!(e, Error::BadData(_)) {
+                Outcome::BadData
+            } else {
+                Outcome::Execution
+            };
+            s.count_query(api, outcome);
             error(&e)
         }
     }
@@ -237,11 +243,11 @@ async fn sql(
     let batches = match result {
         Ok(b) => b,
         Err(e) => {
-            s.count_query(2, 1);
+            s.count_query(Api::Sql, Outcome::BadData);
             return error(&Error::BadData(e.to_string()));
         }
     };
-    s.count_query(2, 0);
+    s.count_query(Api::Sql, Outcome::Ok);
     let encoded = if arrow {
         crate::sql::to_arrow(&batches).map(|b| ("application/vnd.apache.arrow.stream", b))
     } else {
@@ -330,11 +336,6 @@ impl Observe for Storage {
                 store.catalog.overflow.clone(),
             )
         };
-        t.sample(
-            names::RECEIVED,
-            &[],
-            self.stats.received.load(Relaxed) as f64,
-        );
         t.sample(names::INGESTED, &[], stats.ingested as f64);
         for (metric, n) in &overflow {
             t.sample(names::REFUSED, &[("metric", metric)], *n as f64);
@@ -362,56 +363,13 @@ impl Observe for Storage {
         t.sample(names::LOG_WRITTEN, &[], written as f64);
         t.sample(names::LOG_PARTS, &[], log_parts.0 as f64);
         t.sample(names::LOG_BYTES, &[], log_parts.1 as f64);
-        for (i, api) in ["query", "query_range", "sql"].iter().enumerate() {
-            for (j, result) in ["ok", "bad_data", "execution"].iter().enumerate() {
-                t.sample(
-                    names::QUERIES,
-                    &[("api", api), ("result", result)],
-                    self.stats.queries[i][j].load(Relaxed) as f64,
-                );
-            }
-        }
-        t.sample(
-            names::ERRORS,
-            &[("stage", "ingest")],
-            self.stats.ingest_errors.load(Relaxed) as f64,
-        );
-        t.sample(
-            names::ERRORS,
-            &[("stage", "maintenance")],
-            self.stats.maintenance_errors.load(Relaxed) as f64,
-        );
+        self.stats.render(&mut t);
         t.sample(
             names::ERRORS,
             &[("stage", "delete")],
             self.shared.delete_failures.load(Relaxed) as f64,
         );
-        for f in &self.forwarders {
-            let labels = [("sink", f.name), ("target", f.target.as_str())];
-            for (result, n) in [
-                ("sent", f.stats.sent.load(Relaxed)),
-                ("failed", f.stats.failed.load(Relaxed)),
-                ("overflow", f.overflowed()),
-                ("shutdown", f.stats.dropped_shutdown.load(Relaxed)),
-            ] {
-                t.sample(
-                    names::SINK_SAMPLES,
-                    &[labels[0], labels[1], ("result", result)],
-                    n as f64,
-                );
-            }
-            t.sample(
-                names::SINK_RETRIES,
-                &labels,
-                f.stats.retries.load(Relaxed) as f64,
-            );
-            t.sample(names::SINK_QUEUE, &labels, f.queued() as f64);
-        }
-        t.sample(
-            names::RECONNECTS,
-            &[],
-            self.stats.reconnects.load(Relaxed) as f64,
-        );
+        crate::sink::render(&self.forwarders, &mut t);
         t.finish()
     }
 

@@ -1,7 +1,7 @@
 //! The `hydrant storage` process: Firehose ingest (shard `storage`), background sealing,
 //! compaction and retention, and the HTTP API.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use hydrant_proto::raw::RawBatch;
 use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_runtime::config::{Invalid, require};
+use hydrant_runtime::instrument::{Counter, Family};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::nozzle;
 use hydrant_runtime::selfmetrics;
@@ -21,6 +22,7 @@ use crate::model;
 use crate::sink::{Forwarder, Sink};
 use crate::store::maintain::Shared;
 use crate::store::{self, Store};
+use crate::telemetry::names;
 
 /// Shard id of the storage nozzle's Firehose subscriptions.
 pub const SHARD_ID: &str = "storage";
@@ -92,19 +94,93 @@ pub enum Error {
     Http(#[from] std::io::Error),
 }
 
-/// Counters of the process.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Envelopes received.
-    pub received: AtomicU64,
-    /// Query results: [query, query_range, sql] × [ok, bad_data, execution].
-    pub queries: [[AtomicU64; 3]; 3],
-    /// Ingest errors (a failed WAL write: the batch is not counted as ingested).
-    pub ingest_errors: AtomicU64,
-    /// Maintenance errors.
-    pub maintenance_errors: AtomicU64,
-    /// Firehose reconnects.
-    pub reconnects: AtomicU64,
+/// Which query API answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/api/v1/query`.
+    Query,
+    /// `/api/v1/query_range`.
+    QueryRange,
+    /// `/api/v1/sql`.
+    Sql,
+}
+
+/// How a query ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered.
+    Ok,
+    /// The query or a parameter was refused (Prometheus's `bad_data`).
+    BadData,
+    /// It failed while running.
+    Execution,
+}
+
+hydrant_runtime::labels! {
+    /// A query's API and outcome: the labels of `queries_total`.
+    pub enum QueryLabels {
+        /// Instant query answered.
+        QueryOk => [("api", "query"), ("result", "ok")],
+        /// Instant query refused.
+        QueryBadData => [("api", "query"), ("result", "bad_data")],
+        /// Instant query failed.
+        QueryExecution => [("api", "query"), ("result", "execution")],
+        /// Range query answered.
+        RangeOk => [("api", "query_range"), ("result", "ok")],
+        /// Range query refused.
+        RangeBadData => [("api", "query_range"), ("result", "bad_data")],
+        /// Range query failed.
+        RangeExecution => [("api", "query_range"), ("result", "execution")],
+        /// SQL answered.
+        SqlOk => [("api", "sql"), ("result", "ok")],
+        /// SQL refused.
+        SqlBadData => [("api", "sql"), ("result", "bad_data")],
+        /// SQL failed.
+        SqlExecution => [("api", "sql"), ("result", "execution")],
+    }
+}
+
+impl QueryLabels {
+    /// The series a query of `api` that ended in `outcome` counts in.
+    pub fn of(api: Api, outcome: Outcome) -> QueryLabels {
+        use QueryLabels::*;
+        match (api, outcome) {
+            (Api::Query, Outcome::Ok) => QueryOk,
+            (Api::Query, Outcome::BadData) => QueryBadData,
+            (Api::Query, Outcome::Execution) => QueryExecution,
+            (Api::QueryRange, Outcome::Ok) => RangeOk,
+            (Api::QueryRange, Outcome::BadData) => RangeBadData,
+            (Api::QueryRange, Outcome::Execution) => RangeExecution,
+            (Api::Sql, Outcome::Ok) => SqlOk,
+            (Api::Sql, Outcome::BadData) => SqlBadData,
+            (Api::Sql, Outcome::Execution) => SqlExecution,
+        }
+    }
+}
+
+hydrant_runtime::labels! {
+    /// Where the nozzle failed: the `stage` label of `errors_total`. Failed deletes
+    /// (`stage="delete"`) are counted by the store, in `Shared::delete_failures`.
+    pub enum Stage {
+        /// A failed WAL write: the batch is not counted as ingested.
+        Ingest => [("stage", "ingest")],
+        /// A failed maintenance pass (seal, compaction, retention).
+        Maintenance => [("stage", "maintenance")],
+    }
+}
+
+hydrant_runtime::instruments! {
+    /// Counters of the process (the store and each sink count their own).
+    pub struct Stats {
+        /// Envelopes received.
+        pub received: Counter = names::RECEIVED,
+        /// Queries, by API and outcome.
+        pub queries: Family<QueryLabels> = names::QUERIES,
+        /// Firehose reconnects.
+        pub reconnects: Counter = names::RECONNECTS,
+        /// Errors, by stage (the store counts failed deletes).
+        pub errors: Family<Stage> = names::ERRORS,
+    }
 }
 
 /// The running nozzle.
@@ -197,15 +273,14 @@ impl Storage {
     pub async fn maintain_logs(&self, now: i64) {
         let pass = log_store::maintain(&self.logs, &self.shared.files, now, self.retention).await;
         if let Err(e) = pass {
-            self.stats.maintenance_errors.fetch_add(1, Relaxed);
+            self.stats.errors.inc(Stage::Maintenance);
             tracing::warn!(error = %e, "storage: log maintenance failed");
         }
     }
 
-    /// Counts a query outcome: `api` 0 = query, 1 = query_range, 2 = sql; `result` 0 = ok,
-    /// 1 = bad data, 2 = execution.
-    pub fn count_query(&self, api: usize, result: usize) {
-        self.stats.queries[api.min(2)][result.min(2)].fetch_add(1, Relaxed);
+    /// Counts a query that ended in `outcome`.
+    pub fn count_query(&self, api: Api, outcome: Outcome) {
+        self.stats.queries.inc(QueryLabels::of(api, outcome));
     }
 }
 
@@ -241,12 +316,12 @@ async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch>) {
                 .iter()
                 .flat_map(|b| b.batch.iter().map(|e| e.decode()))
                 .collect();
-            s.stats.received.fetch_add(envelopes.len() as u64, Relaxed);
+            s.stats.received.add(envelopes.len() as u64);
             s.ingest(&envelopes)
         })
         .await;
         if !matches!(result, Ok(Ok(_))) {
-            storage.stats.ingest_errors.fetch_add(1, Relaxed);
+            storage.stats.errors.inc(Stage::Ingest);
             tracing::error!(?result, "storage: a batch could not be stored");
         }
     }
@@ -265,7 +340,7 @@ impl nozzle::Handler for Ingest {
     }
 
     fn reconnected(&self, n: u64) {
-        self.storage.stats.reconnects.fetch_add(n, Relaxed);
+        self.storage.stats.reconnects.add(n);
     }
 }
 
@@ -288,7 +363,7 @@ async fn maintain(
         shared.expire(now).await;
         for r in [sealed, compacted] {
             if let Err(e) = r {
-                storage.stats.maintenance_errors.fetch_add(1, Relaxed);
+                storage.stats.errors.inc(Stage::Maintenance);
                 tracing::warn!(error = %e, "storage maintenance failed");
             }
         }
@@ -342,7 +417,7 @@ pub async fn run(
     let s = Arc::clone(&storage);
     life.on_stop(Phase::Flush, "seal", async move {
         if let Err(e) = s.shared.seal_due(i64::MAX).await {
-            s.stats.maintenance_errors.fetch_add(1, Relaxed);
+            s.stats.errors.inc(Stage::Maintenance);
             tracing::error!(error = %e, "storage: sealing at shutdown failed");
         }
         s.maintain_logs(now_ms()).await;

@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hydrant_proto::queue::DropQueue;
+use hydrant_runtime::metrics::Text;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::SeriesKey;
+use crate::telemetry::names;
 
 #[cfg(feature = "influxdb")]
 pub mod influx;
@@ -81,6 +83,25 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Samples still queued (or in a batch being sent) when the stop's grace period ended.
     pub dropped_shutdown: AtomicU64,
+}
+
+/// Writes every forwarder's counters into `t`, labelled by sink and target.
+pub fn render(forwarders: &[Forwarder], t: &mut Text) {
+    for f in forwarders {
+        let (sink, target) = (("sink", f.name), ("target", f.target.as_str()));
+        for (result, n) in [
+            ("sent", f.stats.sent.load(Relaxed)),
+            ("failed", f.stats.failed.load(Relaxed)),
+            ("overflow", f.overflowed()),
+            ("shutdown", f.stats.dropped_shutdown.load(Relaxed)),
+        ] {
+            let labels = [sink, target, ("result", result)];
+            t.sample(names::SINK_SAMPLES, &labels, n as f64);
+        }
+        let retries = f.stats.retries.load(Relaxed) as f64;
+        t.sample(names::SINK_RETRIES, &[sink, target], retries);
+        t.sample(names::SINK_QUEUE, &[sink, target], f.queued() as f64);
+    }
 }
 
 /// A sink with its queue and delivery task.

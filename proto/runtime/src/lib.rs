@@ -4,6 +4,8 @@
 //! Reading order:
 //! - [`config`]: refused settings, named by flag and reported all at once.
 //! - [`metrics`]: declared metrics ([`metrics!`]) and the Prometheus text writer.
+//! - [`instrument`]: counters, gauges and labelled families that know their metric, and
+//!   structs of them that render themselves ([`instruments!`]).
 //! - [`series`]: the app series (container metrics, derived log and HTTP series) that
 //!   the cell and the storage nozzle produce and dashboards read.
 //! - [`admin`]: `/metrics` and `/healthz` over what a component reports ([`admin::Observe`]).
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod config;
 pub mod exposition;
+pub mod instrument;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nozzle;

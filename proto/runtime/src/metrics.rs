@@ -46,11 +46,15 @@ macro_rules! metrics {
 }
 
 /// Builds a Prometheus text exposition for the metrics of one table.
+///
+/// Samples may be written in any order: each metric's samples come out together under one
+/// `# HELP` and `# TYPE`, in the order metrics were first written (the text format allows
+/// a metric's lines only once, in one group).
 #[derive(Debug)]
 pub struct Text {
     table: &'static [Metric],
-    out: String,
-    last: &'static str,
+    /// Each metric written so far, with its sample lines.
+    groups: Vec<(&'static Metric, String)>,
 }
 
 impl Text {
@@ -58,46 +62,58 @@ impl Text {
     pub fn new(table: &'static [Metric]) -> Text {
         Text {
             table,
-            out: String::new(),
-            last: "",
+            groups: Vec::new(),
         }
     }
 
-    /// Writes one sample. Samples of one metric must be written consecutively.
+    /// Writes one sample.
     ///
     /// # Panics
     /// If `name` is not declared in the table (a programming error caught by tests).
     pub fn sample(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
-        let m = self
-            .table
-            .iter()
-            .find(|m| m.name == name)
-            .unwrap_or_else(|| panic!("metric {name} is not declared in telemetry"));
-        if self.last != name {
-            let kind = match m.kind {
-                Type::Counter => "counter",
-                Type::Gauge => "gauge",
-            };
-            let _ = writeln!(self.out, "# HELP {name} {}\n# TYPE {name} {kind}", m.help);
-            self.last = name;
-        }
-        self.out.push_str(name);
+        let i = match self.groups.iter().position(|(m, _)| m.name == name) {
+            Some(i) => i,
+            None => {
+                let m = self
+                    .table
+                    .iter()
+                    .find(|m| m.name == name)
+                    .unwrap_or_else(|| panic!("metric {name} is not declared in telemetry"));
+                self.groups.push((m, String::new()));
+                self.groups.len() - 1
+            }
+        };
+        let out = &mut self.groups[i].1;
+        out.push_str(name);
         if !labels.is_empty() {
-            self.out.push('{');
+            out.push('{');
             for (i, (k, v)) in labels.iter().enumerate() {
                 if i > 0 {
-                    self.out.push(',');
+                    out.push(',');
                 }
-                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+                let _ = write!(out, "{k}=\"{}\"", escape(v));
             }
-            self.out.push('}');
+            out.push('}');
         }
-        let _ = writeln!(self.out, " {value}");
+        let _ = writeln!(out, " {value}");
     }
 
     /// The finished exposition.
     pub fn finish(self) -> String {
-        self.out
+        let mut out = String::new();
+        for (m, samples) in self.groups {
+            let kind = match m.kind {
+                Type::Counter => "counter",
+                Type::Gauge => "gauge",
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {} {}\n# TYPE {} {kind}",
+                m.name, m.help, m.name
+            );
+            out.push_str(&samples);
+        }
+        out
     }
 }
 
@@ -114,6 +130,7 @@ mod tests {
 
     crate::metrics! {
         DEMO = "hydrant_demo_envelopes_total", Counter, "Demo.";
+        OTHER = "hydrant_demo_other", Gauge, "Other.";
     }
 
     #[test]
@@ -127,5 +144,23 @@ mod tests {
             s.contains(r#"hydrant_demo_envelopes_total{shard_id="a\"b"} 1"#),
             "{s}"
         );
+    }
+
+    #[test]
+    fn samples_written_apart_come_out_in_one_group() {
+        let mut t = Text::new(METRICS);
+        t.sample(names::DEMO, &[("sink", "a")], 1.0);
+        t.sample(names::OTHER, &[], 5.0);
+        t.sample(names::DEMO, &[("sink", "b")], 2.0);
+        let s = t.finish();
+        assert_eq!(
+            s.matches("# TYPE hydrant_demo_envelopes_total").count(),
+            1,
+            "{s}"
+        );
+        let a = s.find(r#"{sink="a"}"#).unwrap();
+        let b = s.find(r#"{sink="b"}"#).unwrap();
+        let other = s.find("# TYPE hydrant_demo_other").unwrap();
+        assert!(a < b && b < other, "{s}");
     }
 }

@@ -16,6 +16,7 @@ use hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES;
 use hydrant_proto::ingress::{self as client, IngressClient, Sender};
 use hydrant_proto::raw::{Kind, RawEnvelope};
 use hydrant_proto::transport::{self, Tls};
+use hydrant_runtime::instrument::{Counter, Gauge, Render};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -91,15 +92,16 @@ pub enum Error {
     Http(#[from] std::io::Error),
 }
 
-/// Agent-side counters.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Envelopes accepted from emitters.
-    pub ingress: std::sync::atomic::AtomicU64,
-    /// Messages refused.
-    pub rejected: RejectionCounts,
-    /// Open ingress streams.
-    pub ingress_streams: std::sync::atomic::AtomicI64,
+hydrant_runtime::instruments! {
+    /// The agent's ingress counters (forwarding counts its own, in the `IngressClient`).
+    pub struct Stats {
+        /// Envelopes accepted from emitters.
+        pub ingress: Counter = names::AGENT_INGRESS,
+        /// Messages refused.
+        pub rejected: RejectionCounts = names::AGENT_REJECTED,
+        /// Open ingress streams.
+        pub ingress_streams: Gauge = names::AGENT_INGRESS_STREAMS,
+    }
 }
 
 /// What the ingress service shares.
@@ -115,7 +117,7 @@ pub struct State {
 impl State {
     /// Completes and queues a batch. Never blocks.
     pub fn accept(&self, batch: Vec<RawEnvelope>) {
-        self.stats.ingress.fetch_add(batch.len() as u64, Relaxed);
+        self.stats.ingress.add(batch.len() as u64);
         // Envelopes needing more than default tags are decoded; tags alone are appended to
         // the encoded bytes.
         let needs_decode = |e: &RawEnvelope| {
@@ -177,7 +179,7 @@ impl crate::inbound::Sink for State {
         State::accept(self, batch);
     }
 
-    fn open_streams(&self) -> &std::sync::atomic::AtomicI64 {
+    fn open_streams(&self) -> &Gauge {
         &self.stats.ingress_streams
     }
 
@@ -246,7 +248,7 @@ pub async fn run(
     life.run(shutdown).await?;
     let stats = state.forward.stats();
     tracing::info!(
-        accepted = state.stats.ingress.load(Relaxed),
+        accepted = state.stats.ingress.get(),
         sent = stats.sent.load(Relaxed),
         dropped = stats.dropped(),
         "agent stopped"
@@ -265,14 +267,7 @@ impl Observe for Observed {
         let f = s.forward.stats();
         let mut t = crate::telemetry::text();
         t.sample(names::UP, &[("component", "agent")], 1.0);
-        t.sample(
-            names::AGENT_INGRESS,
-            &[],
-            s.stats.ingress.load(Relaxed) as f64,
-        );
-        for (reason, n) in s.stats.rejected.by_reason() {
-            t.sample(names::AGENT_REJECTED, &[("reason", reason)], n as f64);
-        }
+        s.stats.render(&mut t);
         t.sample(names::AGENT_EGRESS, &[], f.sent.load(Relaxed) as f64);
         t.sample(
             names::AGENT_EGRESS_BATCHES,

@@ -16,16 +16,18 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::telemetry::names;
 use futures::FutureExt as _;
 use hydrant_proto::ingress::{self as client, IngressClient, Sender};
 use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::Envelope;
 use hydrant_runtime::config::{Invalid, require};
+use hydrant_runtime::instrument::Counter;
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
@@ -141,19 +143,20 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// Counters of the cell.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Instance processes started.
-    pub starts: AtomicU64,
-    /// Instance crashes.
-    pub crashes: AtomicU64,
-    /// Log lines read from instances.
-    pub log_lines: AtomicU64,
-    /// Log lines dropped by the rate limit.
-    pub log_lines_rate_limited: AtomicU64,
-    /// Instances killed for exceeding their memory quota.
-    pub oom_kills: AtomicU64,
+hydrant_runtime::instruments! {
+    /// Counters of the cell.
+    pub struct Stats {
+        /// Instance processes started.
+        pub starts: Counter = names::CELL_STARTS,
+        /// Instance crashes.
+        pub crashes: Counter = names::CELL_CRASHES,
+        /// Instances killed for exceeding their memory quota.
+        pub oom_kills: Counter = names::CELL_OOM_KILLS,
+        /// Log lines read from instances.
+        pub log_lines: Counter = names::CELL_LOG_LINES,
+        /// Log lines dropped by the rate limit.
+        pub log_lines_rate_limited: Counter = names::CELL_LOG_LINES_RATE_LIMITED,
+    }
 }
 
 /// One app.

@@ -20,6 +20,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::inbound;
 use crate::telemetry::names;
 use hydrant_runtime::admin::{self, Observe};
+use hydrant_runtime::instrument::Render;
 use hydrant_runtime::lifecycle::{self, Lifecycle, Phase};
 use hydrant_runtime::{shutdown, sse};
 
@@ -103,7 +104,7 @@ pub async fn run(
     let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
     let h = Arc::clone(&hub);
     life.on_stop(Phase::Accept, "ingress streams", async move {
-        lifecycle::settled(|| h.stats.ingress_streams.load(Relaxed) <= 0).await;
+        lifecycle::settled(|| h.stats.ingress_streams.get() <= 0).await;
         Ok(())
     });
     // Flush: new subscriptions are refused and every buffer is closed, so subscribers
@@ -155,7 +156,7 @@ pub async fn run(
         dropped += shard.dropped.load(Relaxed);
     }
     tracing::info!(
-        accepted = hub.stats.ingress.load(Relaxed),
+        accepted = hub.stats.ingress.get(),
         delivered,
         dropped,
         discarded_at_stop = discarded,
@@ -174,30 +175,7 @@ impl Observe for Observed {
         let s = &self.0.stats;
         let mut t = crate::telemetry::text();
         t.sample(names::UP, &[("component", "doppler")], 1.0);
-        t.sample(names::DOPPLER_INGRESS, &[], s.ingress.load(Relaxed) as f64);
-        t.sample(
-            names::DOPPLER_INGRESS_BATCHES,
-            &[],
-            s.ingress_batches.load(Relaxed) as f64,
-        );
-        for (reason, n) in s.rejected.by_reason() {
-            t.sample(names::DOPPLER_REJECTED, &[("reason", reason)], n as f64);
-        }
-        t.sample(
-            names::DOPPLER_INGRESS_STREAMS,
-            &[],
-            s.ingress_streams.load(Relaxed) as f64,
-        );
-        t.sample(
-            names::DOPPLER_SUBSCRIPTIONS_TOTAL,
-            &[],
-            s.subscriptions_total.load(Relaxed) as f64,
-        );
-        t.sample(
-            names::DOPPLER_SUBSCRIPTIONS_REJECTED,
-            &[],
-            s.subscriptions_rejected.load(Relaxed) as f64,
-        );
+        s.render(&mut t);
         let shards = self.0.shard_report();
         // Ingress never drops: routing pushes into drop-oldest buffers without waiting.
         t.sample(
@@ -241,7 +219,7 @@ impl Observe for Observed {
             serde_json::json!({
                 "component": "doppler",
                 "status": "ok",
-                "ingress_streams": s.ingress_streams.load(Relaxed),
+                "ingress_streams": s.ingress_streams.get(),
                 "subscriptions": self.0.shard_report().iter()
                     .map(|(_, st, _)| st.subscriptions.load(Relaxed)).sum::<i64>(),
             }),

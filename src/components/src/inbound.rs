@@ -5,7 +5,6 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hydrant_proto::raw::grpc::ingress_server::Ingress;
@@ -16,28 +15,20 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
+use hydrant_runtime::instrument::Gauge;
+
 use crate::status::{RejectionCounts, next_message};
-
-/// Keeps an open-streams gauge up to date for the life of a stream.
-struct StreamGauge<'a>(&'a AtomicI64);
-
-impl Drop for StreamGauge<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
 
 /// Hands every message of `stream` to `sink`. Returns `Ok` when the client ends the stream
 /// or `stop` fires; `Err` with the reason when a message is refused.
 pub async fn drain<T>(
     mut stream: Streaming<T>,
     stop: &CancellationToken,
-    open_streams: &AtomicI64,
+    open_streams: &Gauge,
     rejected: &RejectionCounts,
     mut sink: impl FnMut(T),
 ) -> Result<(), Status> {
-    open_streams.fetch_add(1, Relaxed);
-    let _gauge = StreamGauge(open_streams);
+    let _open = open_streams.track();
     let mut stopped = pin!(stop.cancelled());
     loop {
         let message = tokio::select! {
@@ -59,7 +50,7 @@ pub trait Sink: Send + Sync + 'static {
     /// Takes a validated batch. Must not block.
     fn accept(&self, batch: Vec<RawEnvelope>);
     /// The open-streams gauge.
-    fn open_streams(&self) -> &AtomicI64;
+    fn open_streams(&self) -> &Gauge;
     /// Rejection counters.
     fn rejected(&self) -> &RejectionCounts;
 }

@@ -6,6 +6,7 @@
 //! `ResourceExhausted` with what was wrong (which envelope, which field, which limit).
 
 use hydrant_proto::raw::codec::Rejected;
+use hydrant_runtime::instrument::Family;
 use tonic::{Code, Status};
 
 /// An ingress message refused for what it contained.
@@ -42,12 +43,12 @@ impl Rejection {
         }
     }
 
-    /// Counter label.
-    pub fn reason(&self) -> &'static str {
+    /// Its counter label.
+    pub fn reason(&self) -> Reason {
         match self {
-            Rejection::Malformed(_) => "malformed",
-            Rejection::InvalidUtf8(_) => "invalid_utf8",
-            Rejection::Oversized(_) => "oversized",
+            Rejection::Malformed(_) => Reason::Malformed,
+            Rejection::InvalidUtf8(_) => Reason::InvalidUtf8,
+            Rejection::Oversized(_) => Reason::Oversized,
         }
     }
 }
@@ -69,38 +70,21 @@ impl From<crate::router::Error> for Status {
     }
 }
 
-/// Counts rejections by reason (shared by agent and doppler).
-#[derive(Debug, Default)]
-pub struct RejectionCounts {
-    /// `malformed`.
-    pub malformed: std::sync::atomic::AtomicU64,
-    /// `invalid_utf8`.
-    pub invalid_utf8: std::sync::atomic::AtomicU64,
-    /// `oversized`.
-    pub oversized: std::sync::atomic::AtomicU64,
-}
-
-impl RejectionCounts {
-    /// Counts `r`.
-    pub fn count(&self, r: &Rejection) {
-        let c = match r {
-            Rejection::Malformed(_) => &self.malformed,
-            Rejection::InvalidUtf8(_) => &self.invalid_utf8,
-            Rejection::Oversized(_) => &self.oversized,
-        };
-        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// `(reason, count)` pairs.
-    pub fn by_reason(&self) -> [(&'static str, u64); 3] {
-        use std::sync::atomic::Ordering::Relaxed;
-        [
-            ("malformed", self.malformed.load(Relaxed)),
-            ("invalid_utf8", self.invalid_utf8.load(Relaxed)),
-            ("oversized", self.oversized.load(Relaxed)),
-        ]
+hydrant_runtime::labels! {
+    /// Why an ingress message was refused: the `reason` label of the agent's and the
+    /// doppler's rejection counters.
+    pub enum Reason {
+        /// Not a well-formed `loggregator.v2` message.
+        Malformed => [("reason", "malformed")],
+        /// A string field is not UTF-8.
+        InvalidUtf8 => [("reason", "invalid_utf8")],
+        /// Over the message size limit.
+        Oversized => [("reason", "oversized")],
     }
 }
+
+/// Rejections counted by reason (the agent's and the doppler's `rejected_messages_total`).
+pub type RejectionCounts = Family<Reason>;
 
 /// Reads an inbound stream's next message, turning message-level failures into a counted
 /// [`Rejection`] status. `Ok(None)` is the client's end of stream.
@@ -112,8 +96,8 @@ pub async fn next_message<T>(
         Ok(m) => Ok(m),
         Err(status) => match Rejection::classify(status) {
             Ok(rejection) => {
-                counts.count(&rejection);
-                tracing::warn!(reason = rejection.reason(), %rejection, "ingress message refused");
+                counts.inc(rejection.reason());
+                tracing::warn!(reason = ?rejection.reason(), %rejection, "ingress message refused");
                 Err(rejection.into())
             }
             Err(other) => Err(other),
@@ -136,8 +120,8 @@ pub fn remap_response<B>(
         return response;
     }
     if let Ok(rejection) = Rejection::classify(status) {
-        counts.count(&rejection);
-        tracing::warn!(reason = rejection.reason(), %rejection, "request refused");
+        counts.inc(rejection.reason());
+        tracing::warn!(reason = ?rejection.reason(), %rejection, "request refused");
         let _ = Status::from(rejection).add_header(response.headers_mut());
     }
     response

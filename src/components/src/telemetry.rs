@@ -29,6 +29,8 @@ hydrant_runtime::metrics! {
         "Envelopes accepted from local emitters.";
     AGENT_REJECTED = "hydrant_agent_rejected_messages_total", Counter,
         "Ingress messages refused, by reason (malformed, invalid_utf8, oversized).";
+    AGENT_INGRESS_STREAMS = "hydrant_agent_ingress_streams", Gauge,
+        "Open ingress streams from emitters.";
     AGENT_EGRESS = "hydrant_agent_egress_envelopes_total", Counter,
         "Envelopes written to doppler streams.";
     AGENT_EGRESS_BATCHES = "hydrant_agent_egress_batches_total", Counter,

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use hydrant_autoscaler::actuator::{self, Actuator, Auth, CloudController, Kubernetes, Webhook};
 use hydrant_autoscaler::alert::Transition;
 use hydrant_autoscaler::fleet::{AlertChange, Kind, ScaleRequest};
-use hydrant_autoscaler::notify::{Notifier, Receivers};
+use hydrant_autoscaler::notify::{Delivery, Notifier, Receivers};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -280,18 +280,12 @@ async fn alert_webhook_gets_alertmanager_payloads_with_retries() {
     n.send(change(Transition::Pending, 1_700_000_000));
     n.send(change(Transition::Firing, 1_700_000_300));
     eventually("webhook delivered", || async {
-        n.stats
-            .webhook_ok
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
+        n.stats.deliveries.get(Delivery::WebhookOk) == 1
     })
     .await;
     n.send(change(Transition::Resolved, 1_700_000_900));
     eventually("resolution delivered", || async {
-        n.stats
-            .webhook_ok
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 2
+        n.stats.deliveries.get(Delivery::WebhookOk) == 2
     })
     .await;
     let seen = r.seen();

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -27,6 +26,7 @@ use super::model::{AppSpec, State as InstanceState};
 use super::{App, Cell, MAX_INSTANCES};
 use crate::telemetry::names;
 use hydrant_runtime::admin::Observe;
+use hydrant_runtime::instrument::Render;
 
 /// A Cloud Controller error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -509,16 +509,7 @@ impl Observe for Cell {
             );
         }
         drop(apps);
-        let s = &self.stats;
-        t.sample(names::CELL_STARTS, &[], s.starts.load(Relaxed) as f64);
-        t.sample(names::CELL_CRASHES, &[], s.crashes.load(Relaxed) as f64);
-        t.sample(names::CELL_OOM_KILLS, &[], s.oom_kills.load(Relaxed) as f64);
-        t.sample(names::CELL_LOG_LINES, &[], s.log_lines.load(Relaxed) as f64);
-        t.sample(
-            names::CELL_LOG_LINES_RATE_LIMITED,
-            &[],
-            s.log_lines_rate_limited.load(Relaxed) as f64,
-        );
+        self.stats.render(&mut t);
         let e = self.emit.stats();
         t.sample(names::CELL_EMIT_DROPPED, &[], e.dropped() as f64);
         t.finish()

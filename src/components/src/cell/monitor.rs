@@ -158,7 +158,7 @@ pub async fn sample(cell: &Arc<Cell>) {
 
         if cell.cgroups.is_none() && g.rss_bytes > memory_quota && !process.oom.swap(true, Relaxed)
         {
-            cell.stats.oom_kills.fetch_add(1, Relaxed);
+            cell.stats.oom_kills.inc();
             cell.send(&tags.cell_log(
                 format!(
                     "Instance exceeded its memory quota ({} > {} bytes); killing it",

@@ -114,7 +114,7 @@ pub(crate) fn start(cell: &Arc<Cell>, app: &mut App, index: u32, now: Instant) {
     match spawn(cell, app, index, &instance_guid, &dir) {
         Ok((child, handle)) => {
             instance.pid = child.id();
-            cell.stats.starts.fetch_add(1, Relaxed);
+            cell.stats.starts.inc();
             cell.send(&tags.cell_log(
                 format!(
                     "Cell {cell_id} successfully created container for instance {instance_guid}"
@@ -351,7 +351,7 @@ async fn pump(
             .send(encoder.encode(line, err, hydrant_proto::envelope::now_nanos()));
     };
     let emit = |line: bytes::Bytes| {
-        cell.stats.log_lines.fetch_add(1, Relaxed);
+        cell.stats.log_lines.inc();
         // Sync mutex shared by the instance's two pumps; never held across an await.
         let verdict = match limiter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             Some(l) => l.check(line.len(), Instant::now()),
@@ -360,14 +360,14 @@ async fn pump(
         match verdict {
             Verdict::Pass => send_line(&line),
             Verdict::Drop => {
-                cell.stats.log_lines_rate_limited.fetch_add(1, Relaxed);
+                cell.stats.log_lines_rate_limited.inc();
             }
             Verdict::NoticeThenPass(notice) => {
                 cell.send(&tags.app_log(notice.into(), true));
                 send_line(&line);
             }
             Verdict::NoticeAndDrop(notice) => {
-                cell.stats.log_lines_rate_limited.fetch_add(1, Relaxed);
+                cell.stats.log_lines_rate_limited.inc();
                 cell.send(&tags.app_log(notice.into(), true));
             }
         }
@@ -496,7 +496,7 @@ fn crashed(
     i.stopping = false;
     i.started_at = None;
     i.restart_at = Some(now + delay);
-    cell.stats.crashes.fetch_add(1, Relaxed);
+    cell.stats.crashes.inc();
     let tags = Cell::tags(&app.guid, &app.spec.name, index, &i.instance_guid);
     let exit_description = format!("APP/PROC/WEB: {description}");
     let crash_ts = hydrant_proto::envelope::now_nanos();

@@ -57,7 +57,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 impl EgressService {
     fn subscribe(&self, request: &EgressBatchRequest) -> Result<Guard, Status> {
         let spec = Spec::from_request(request).inspect_err(|_| {
-            self.hub.stats.subscriptions_rejected.fetch_add(1, Relaxed);
+            self.hub.stats.subscriptions_rejected.inc();
         })?;
         let sub = self
             .hub

@@ -10,8 +10,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use hydrant_proto::queue::DropQueue;
 use hydrant_proto::raw::RawEnvelope;
 
+use hydrant_runtime::instrument::{Counter, Gauge};
+
 use crate::router::{Registry, Routed, Spec, SubId, Table};
 use crate::status::RejectionCounts;
+use crate::telemetry::names;
 
 /// Distinct shard ids tracked with their own counters; beyond this, shard ids share the
 /// label `_other` so a client cannot blow up the doppler's metric cardinality.
@@ -48,21 +51,22 @@ struct Snapshot {
     subs: Vec<Arc<Subscription>>,
 }
 
-/// Doppler-wide counters.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Envelopes accepted.
-    pub ingress: AtomicU64,
-    /// Messages accepted (batches, or single envelopes on `Sender`).
-    pub ingress_batches: AtomicU64,
-    /// Ingress messages refused.
-    pub rejected: RejectionCounts,
-    /// Open ingress streams.
-    pub ingress_streams: AtomicI64,
-    /// Subscriptions accepted.
-    pub subscriptions_total: AtomicU64,
-    /// Subscriptions refused.
-    pub subscriptions_rejected: AtomicU64,
+hydrant_runtime::instruments! {
+    /// Doppler-wide counters (the per-shard ones are in [`ShardStats`]).
+    pub struct Stats {
+        /// Envelopes accepted.
+        pub ingress: Counter = names::DOPPLER_INGRESS,
+        /// Messages accepted (batches, or single envelopes on `Sender`).
+        pub ingress_batches: Counter = names::DOPPLER_INGRESS_BATCHES,
+        /// Ingress messages refused.
+        pub rejected: RejectionCounts = names::DOPPLER_REJECTED,
+        /// Open ingress streams.
+        pub ingress_streams: Gauge = names::DOPPLER_INGRESS_STREAMS,
+        /// Subscriptions accepted.
+        pub subscriptions_total: Counter = names::DOPPLER_SUBSCRIPTIONS_TOTAL,
+        /// Subscriptions refused.
+        pub subscriptions_rejected: Counter = names::DOPPLER_SUBSCRIPTIONS_REJECTED,
+    }
 }
 
 /// Subscription buffer bounds.
@@ -105,8 +109,8 @@ impl Hub {
 
     /// Routes a batch to every matching subscription. Never blocks on a subscriber.
     pub fn ingest(&self, batch: Vec<RawEnvelope>) {
-        self.stats.ingress.fetch_add(batch.len() as u64, Relaxed);
-        self.stats.ingress_batches.fetch_add(1, Relaxed);
+        self.stats.ingress.add(batch.len() as u64);
+        self.stats.ingress_batches.inc();
         let snapshot = Arc::clone(&self.snapshot.read().unwrap_or_else(|p| p.into_inner()));
         if snapshot.subs.is_empty() {
             return;
@@ -145,7 +149,7 @@ impl Hub {
         sub.shard.subscriptions.fetch_add(1, Relaxed);
         subs.insert(id, Arc::clone(&sub));
         self.publish(registry, subs);
-        self.stats.subscriptions_total.fetch_add(1, Relaxed);
+        self.stats.subscriptions_total.inc();
         Some(sub)
     }
 
@@ -249,7 +253,7 @@ impl crate::inbound::Sink for Hub {
         self.ingest(batch);
     }
 
-    fn open_streams(&self) -> &AtomicI64 {
+    fn open_streams(&self) -> &Gauge {
         &self.stats.ingress_streams
     }
 

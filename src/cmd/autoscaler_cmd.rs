@@ -244,16 +244,27 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
     };
     let tls = a.component.tls.check(&a.tls_server_name, &mut problems);
     let self_tls = a.component.tls.check("metron", &mut Vec::new());
-    let actuator = build_actuator(a).unwrap_or_else(|e| {
-        let field = match a.actuator {
-            ActuatorKind::Webhook => "actuator",
-            ActuatorKind::Kubernetes => "kube-token-file",
-            ActuatorKind::Scheduler => "scheduler",
-        };
-        problems.push(Invalid::new(field, format!("{e:#}")));
-        // A stand-in that is never used: with a problem listed, `build` returns `Err`.
-        Arc::new(actuator::Webhook::new("http://127.0.0.1:9", None))
-    });
+    let settings = Settings {
+        stat_window: a.stat_window.as_secs() as i64,
+        keep_firing_for: a.keep_firing_for,
+        breaker_failures: a.breaker_failures,
+        breaker_backoff: a.breaker_backoff,
+        breaker_backoff_max: a.breaker_backoff * 24,
+    };
+    problems.extend(service::validate(a.tick, a.refresh, &settings));
+    let actuator = match build_actuator(a) {
+        Ok(actuator) => actuator,
+        Err(e) => {
+            let field = match a.actuator {
+                ActuatorKind::Webhook => "actuator",
+                ActuatorKind::Kubernetes => "kube-token-file",
+                ActuatorKind::Scheduler => "scheduler",
+            };
+            problems.push(Invalid::new(field, format!("{e:#}")));
+            return Err(Invalids(problems));
+        }
+    };
+    Invalids::check(problems)?;
     let config = service::Config {
         dopplers: a.dopplers.clone(),
         tls,
@@ -274,19 +285,11 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
         tick: a.tick,
         refresh: a.refresh,
         reload_poll: service::DEFAULT_RELOAD_POLL,
-        settings: Settings {
-            stat_window: a.stat_window.as_secs() as i64,
-            keep_firing_for: a.keep_firing_for,
-            breaker_failures: a.breaker_failures,
-            breaker_backoff: a.breaker_backoff,
-            breaker_backoff_max: a.breaker_backoff * 24,
-        },
+        settings,
         shadow: a.shadow,
         member: a.member.clone(),
         grace: a.component.grace(),
     };
-    problems.extend(config.validate());
-    Invalids::check(problems)?;
     Ok(config)
 }
 

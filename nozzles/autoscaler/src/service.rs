@@ -87,29 +87,36 @@ pub struct Config {
 impl Config {
     /// Every setting the autoscaler would refuse, by flag.
     pub fn validate(&self) -> Vec<Invalid> {
-        let mut out = Vec::new();
-        let second = Duration::from_secs(1);
-        require(&mut out, self.tick >= second, "tick", "must be at least 1s");
-        require(
-            &mut out,
-            self.refresh >= second,
-            "refresh",
-            "must be at least 1s",
-        );
-        require(
-            &mut out,
-            self.settings.stat_window >= 1,
-            "stat-window",
-            "must be at least 1s",
-        );
-        require(
-            &mut out,
-            self.settings.breaker_failures >= 1,
-            "breaker-failures",
-            "must be at least 1",
-        );
-        out
+        validate(self.tick, self.refresh, &self.settings)
     }
+}
+
+/// Every timing and fleet setting the autoscaler would refuse, by flag: what
+/// [`Config::validate`] checks, for a caller that cannot build a whole `Config` (its
+/// actuator was refused) and still reports every problem at once.
+pub fn validate(tick: Duration, refresh: Duration, settings: &Settings) -> Vec<Invalid> {
+    let mut out = Vec::new();
+    let second = Duration::from_secs(1);
+    require(&mut out, tick >= second, "tick", "must be at least 1s");
+    require(
+        &mut out,
+        refresh >= second,
+        "refresh",
+        "must be at least 1s",
+    );
+    require(
+        &mut out,
+        settings.stat_window >= 1,
+        "stat-window",
+        "must be at least 1s",
+    );
+    require(
+        &mut out,
+        settings.breaker_failures >= 1,
+        "breaker-failures",
+        "must be at least 1",
+    );
+    out
 }
 
 /// Errors running the autoscaler.

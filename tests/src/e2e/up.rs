@@ -426,7 +426,7 @@ async fn config_check_reports_every_value_a_component_would_refuse() {
     let file = dir.join("hydrant.yaml");
     std::fs::write(
         &file,
-        "storage:\n  retention: 30m\n  data-dir: data\nautoscaler:\n  tick: 500ms\n  breaker-failures: 0\n",
+        "storage:\n  retention: 30m\n  data-dir: data\nautoscaler:\n  tick: 500ms\n  breaker-failures: 0\n  actuator: webhook\n",
     )
     .unwrap();
     let out = Command::new(hydrant_bin())
@@ -442,6 +442,7 @@ async fn config_check_reports_every_value_a_component_would_refuse() {
         format!("{path}:2:3: storage.retention: must be at least 1h"),
         format!("{path}:5:3: autoscaler.tick: must be at least 1s"),
         format!("{path}:6:3: autoscaler.breaker-failures: must be at least 1"),
+        format!("{path}:7:3: autoscaler.actuator: webhook needs --webhook-url"),
     ] {
         assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
     }
@@ -453,6 +454,7 @@ async fn config_check_reports_every_value_a_component_would_refuse() {
             &[
                 "--tick must be at least 1s",
                 "--breaker-failures must be at least 1",
+                "--actuator webhook needs --webhook-url",
             ][..],
         ),
         ("storage", &["--retention must be at least 1h"][..]),

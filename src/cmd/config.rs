@@ -104,8 +104,15 @@ pub(crate) fn parse(path: &Path, text: &str, cli: &clap::Command) -> Result<File
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();
-    match marked_yaml::parse_yaml_with_options(0, text, options) {
-        Err(e) => problems.push(load_problem(&e)),
+    // Size and nesting limits before the (recursive) loader sees the text.
+    let loaded = match hydrant_runtime::yaml::check(text) {
+        Err(e) => Err(problem(e.position(), "", format!("refused: {e}"))),
+        Ok(()) => {
+            marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| load_problem(&e))
+        }
+    };
+    match loaded {
+        Err(p) => problems.push(p),
         Ok(root) => {
             if let Some(map) = root.as_mapping() {
                 for (key, node) in map.iter() {

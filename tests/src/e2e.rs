@@ -10,6 +10,7 @@ mod cli;
 mod dashboards;
 mod delivery;
 mod fanout;
+mod hostile;
 mod logcache;
 mod logs;
 mod replay;

@@ -20,6 +20,7 @@ use promql_parser::parser::{self, Expr, Offset, VectorSelector};
 
 mod eval;
 mod functions;
+pub mod limits;
 mod ops;
 #[cfg(test)]
 mod tests;
@@ -93,11 +94,20 @@ pub struct Data {
     pub selected: Vec<Vec<Series>>,
 }
 
-/// Parses a query.
+/// Parses a query, refusing one over the [`limits`] before the parser (or anything
+/// recursive) sees it.
 pub fn parse(query: &str) -> Result<Expr, Error> {
+    limits::check_text(query)?;
     let expr = parser::parse(query)
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": parse error: {e}")))?;
     check(&expr)?;
+    let selectors = plan(&expr, 0, 0, 0).len();
+    if selectors > limits::MAX_SELECTORS {
+        return Err(limits::refused(format!(
+            "the query reads {selectors} selectors, more than {}",
+            limits::MAX_SELECTORS
+        )));
+    }
     Ok(expr)
 }
 
@@ -147,10 +157,23 @@ fn selector_check(vs: &VectorSelector) -> Result<(), Error> {
 fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
     }
 }
+
+/// A duration in ms, saturating at [`MAX_DURATION_MS`] so time arithmetic cannot overflow.
+pub fn duration_ms(d: &std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).map_or(MAX_DURATION_MS, |ms| ms.min(MAX_DURATION_MS))
+}
+
+/// Timestamps are clamped to ±this many ms (about 73 million years) and durations to
+/// [`MAX_DURATION_MS`], so sums of a time, an offset, a range and the lookback stay far
+/// from `i64`'s limits.
+pub const MAX_TIME_MS: i64 = 1 << 61;
+
+/// Longest duration (offset, range, step) in ms, about 36 million years.
+pub const MAX_DURATION_MS: i64 = 1 << 60;
 
 fn matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
     let mut base = vs.matchers.matchers.clone();
@@ -191,7 +214,7 @@ fn walk(e: &Expr, start: i64, end: i64, lookback: i64, out: &mut Vec<Need>) {
             let off = offset_ms(&ms.vs.offset);
             out.push(Need {
                 matchers: matchers(&ms.vs),
-                from: start - off - ms.range.as_millis() as i64 + 1,
+                from: start - off - duration_ms(&ms.range) + 1,
                 to: end - off,
             });
         }

@@ -11,7 +11,8 @@ use serde_json::{Number, Value as Json};
 
 use crate::catalog::SeriesId;
 use crate::promql::{
-    self, Data, Error, Evaluator, LOOKBACK_MS, Labels, MAX_SAMPLES, Series, Value,
+    self, Data, Error, Evaluator, LOOKBACK_MS, Labels, MAX_DURATION_MS, MAX_SAMPLES, MAX_TIME_MS,
+    Series, Value,
 };
 use crate::store::maintain::Shared;
 
@@ -187,15 +188,20 @@ fn time(out: &mut Vec<u8>, t: i64) {
 }
 
 /// Parses a Prometheus time parameter (float seconds or RFC 3339) into ms.
+///
+/// Times are clamped to ±[`MAX_TIME_MS`] (tens of millions of years), so no later
+/// arithmetic on them can overflow.
 pub fn parse_time(s: &str) -> Result<i64, Error> {
-    if let Ok(secs) = s.parse::<f64>()
+    let ms = if let Ok(secs) = s.parse::<f64>()
         && secs.is_finite()
     {
-        return Ok((secs * 1000.0).round() as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|d| d.timestamp_millis())
-        .map_err(|_| Error::BadData(format!("cannot parse {s:?} to a valid timestamp")))
+        (secs * 1000.0).round() as i64
+    } else {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| d.timestamp_millis())
+            .map_err(|_| Error::BadData(format!("cannot parse {s:?} to a valid timestamp")))?
+    };
+    Ok(ms.clamp(-MAX_TIME_MS, MAX_TIME_MS))
 }
 
 /// Parses a step or duration parameter (float seconds or `15s`, `1m`, …) into ms.
@@ -203,10 +209,10 @@ pub fn parse_duration(s: &str) -> Result<i64, Error> {
     if let Ok(secs) = s.parse::<f64>()
         && secs.is_finite()
     {
-        return Ok((secs * 1000.0).round() as i64);
+        return Ok(((secs * 1000.0).round() as i64).clamp(-MAX_DURATION_MS, MAX_DURATION_MS));
     }
     promql_parser::util::parse_duration(s)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| crate::promql::duration_ms(&d))
         .map_err(|_| Error::BadData(format!("cannot parse {s:?} to a valid duration")))
 }
 

@@ -4,10 +4,14 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::FutureExt as _;
+use std::panic::AssertUnwindSafe;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -49,15 +53,40 @@ async fn healthz(State(o): State<Arc<dyn Observe>>) -> impl IntoResponse {
     (status, axum::Json(details))
 }
 
-/// Serves `router` on `listener` until `shutdown` fires.
+/// Serves `router` on `listener` until `shutdown` fires: every component's HTTP server.
+/// A handler that panics is answered `500` naming the panic (and logged), never with a
+/// dropped connection, and the server keeps serving.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let router = router.layer(axum::middleware::from_fn(catch_panic));
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// Runs the rest of the request, turning a panic into a `500` response.
+async fn catch_panic(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            tracing::error!(%method, path, panic = %what, "an HTTP handler panicked");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: the handler for {method} {path} panicked: {what}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Serves `router` on `listener` as `life`'s task `http`, until its serve phase: the HTTP
@@ -70,4 +99,52 @@ where
     life.spawn(Phase::Serve, "http", async move {
         serve(listener, router, stop).await.map_err(E::from)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One HTTP/1.1 request on a fresh connection; the whole response as text.
+    async fn fetch(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_to_string(&mut out),
+        )
+        .await
+        .expect("a response within 10 s")
+        .unwrap();
+        out
+    }
+
+    async fn boom() -> &'static str {
+        panic!("index out of range")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_and_the_server_keeps_serving() {
+        let router = Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .route("/ok", axum::routing::get(|| async { "fine" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, stop.clone()));
+        for _ in 0..3 {
+            let boom = fetch(addr, "/boom").await;
+            assert!(boom.starts_with("HTTP/1.1 500"), "{boom}");
+            assert!(
+                boom.contains("the handler for GET /boom panicked: index out of range"),
+                "{boom}"
+            );
+        }
+        assert!(fetch(addr, "/ok").await.ends_with("fine"));
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
 }

@@ -16,6 +16,7 @@
 //! - [`lifecycle`]: the one way a component runs and stops: named tasks, phases (accept,
 //!   flush, serve), one grace period, overruns named.
 //! - [`nozzle`]: a nozzle's Firehose subscriptions (one per doppler) feeding its handler.
+//! - [`yaml`]: size and nesting limits on users' YAML, checked before it is loaded.
 //! - [`sse`]: `/v2/read`, the Firehose as server-sent events over any [`sse::Source`].
 //!
 //! Dependencies point one way: `hydrant-proto` ← this crate ← components (doppler, agent,
@@ -32,3 +33,4 @@ pub mod selfmetrics;
 pub mod series;
 pub mod shutdown;
 pub mod sse;
+pub mod yaml;

@@ -181,6 +181,14 @@ pub(super) fn parse(text: &str, file: &Path) -> Loaded {
         file,
         problems: Vec::new(),
     };
+    // Size and nesting limits before the (recursive) loader sees the text.
+    if let Err(e) = hydrant_runtime::yaml::check(text) {
+        cx.report(Severity::Error, e.position(), "", format!("refused: {e}"));
+        return Loaded {
+            policy: None,
+            problems: cx.problems,
+        };
+    }
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();

@@ -221,7 +221,7 @@ impl<'a> Evaluator<'a> {
     /// Prometheus 3 and VictoriaMetrics), borrowed from the fetched data.
     pub(crate) fn window_slices(&self, ms: &MatrixSelector, t: i64) -> Vec<Window<'a>> {
         let at = t - offset_ms(&ms.vs.offset);
-        let from = at - ms.range.as_millis() as i64;
+        let from = at - super::duration_ms(&ms.range);
         self.series(ms as *const MatrixSelector as usize)
             .iter()
             .filter_map(|s| {

@@ -229,7 +229,7 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64, matrix_arg: usize) -> Result<V
         0.0
     };
     let end = t - offset_ms(&ms.vs.offset);
-    let range = ms.range.as_millis() as i64;
+    let range = super::duration_ms(&ms.range);
     let start = end - range;
     let mut out = Vec::new();
     for (labels, points) in ev.window_slices(ms, t) {

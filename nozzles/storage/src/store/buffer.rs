@@ -209,6 +209,9 @@ impl Buffer {
         out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>,
     ) {
         let (lo, hi) = (hour_of(start), hour_of(end));
+        if lo > hi {
+            return; // an empty window (and `range` panics on a reversed one)
+        }
         let sealing = self.sealing.iter().filter(|p| p.hour >= lo && p.hour <= hi);
         for p in self.parts.range(lo..=hi).map(|(_, p)| p).chain(sealing) {
             for id in ids {
@@ -228,6 +231,9 @@ impl Buffer {
 
     /// Adds the ids of series with samples in hours `lo..=hi` to `out`.
     pub fn series_between(&self, lo: i64, hi: i64, out: &mut std::collections::BTreeSet<SeriesId>) {
+        if lo > hi {
+            return; // an empty window (and `range` panics on a reversed one)
+        }
         let sealing = self.sealing.iter().filter(|p| p.hour >= lo && p.hour <= hi);
         for p in self.parts.range(lo..=hi).map(|(_, p)| p).chain(sealing) {
             out.extend(p.series.keys());

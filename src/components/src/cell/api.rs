@@ -476,9 +476,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(cell))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    hydrant_runtime::admin::serve(listener, router(cell), shutdown).await
 }
 
 impl Observe for Cell {

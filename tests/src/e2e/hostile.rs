@@ -1,0 +1,153 @@
+//! One small hostile input never takes a component down: queries and YAML documents past
+//! a limit are refused with the limit named, times far outside any data are answered,
+//! and the component keeps serving. Each case here once crashed a process (a stack
+//! overflow, or a panic that dropped the connection).
+
+use std::process::Command;
+
+use hydrant::doppler;
+use serde_json::Value;
+
+use super::storage::TestStorage;
+use crate::guard::Scratch;
+use crate::{TestDoppler, hydrant_bin};
+
+fn encode(params: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish()
+}
+
+/// Each pathological query is refused with `bad_data` naming the limit, over GET and POST,
+/// and storage answers `/healthz` after all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pathological_queries_are_refused_by_name_and_storage_keeps_serving() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = Scratch::new("storage-hostile");
+    let storage = TestStorage::start(&d, dir.to_path_buf()).await;
+    let http = reqwest::Client::new();
+    let deep = format!("{}x{}", "abs(".repeat(2_000), ")".repeat(2_000));
+    let chain = format!("1{}", "+1".repeat(10_000));
+    let ors = vec!["up"; 2_000].join(" or ");
+    let many = (0..70)
+        .map(|i| format!("m{i}"))
+        .collect::<Vec<_>>()
+        .join(" + on() ");
+    let cases = [
+        (deep.as_str(), "nests brackets deeper than 64 levels"),
+        (chain.as_str(), "more than 256 operators"),
+        (ors.as_str(), "more than 256 operators"),
+        (many.as_str(), "reads 70 selectors, more than 64"),
+    ];
+    for (query, needle) in cases {
+        for post in [false, true] {
+            let url = format!("{}/api/v1/query", storage.url);
+            let q = encode(&[("query", query)]);
+            let req = if post {
+                http.post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(q)
+            } else {
+                http.get(format!("{url}?{q}"))
+            };
+            let resp = req
+                .send()
+                .await
+                .expect("an answer, not a dropped connection");
+            assert_eq!(resp.status(), 400, "{needle}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["errorType"], "bad_data", "{body}");
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains(needle), "{needle}: {error}");
+            assert!(error.contains("Hydrant's limit"), "{error}");
+        }
+    }
+
+    // Times far outside any data: answered (once a panic on a reversed range).
+    for (path, params) in [
+        ("/api/v1/query", vec![("query", "up"), ("time", "-1e18")]),
+        (
+            "/api/v1/query",
+            vec![("query", "up offset 1000000000y"), ("time", "1e18")],
+        ),
+        (
+            "/api/v1/series",
+            vec![("match[]", "up"), ("start", "-1e18"), ("end", "1e18")],
+        ),
+        ("/api/v1/labels", vec![("start", "1e18"), ("end", "-1e18")]),
+    ] {
+        let resp = http
+            .get(format!("{}{path}?{}", storage.url, encode(&params)))
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            status == 200 || (status == 400 && body["errorType"] == "bad_data"),
+            "{path} {params:?}: {status} {body}"
+        );
+    }
+    let health = http
+        .get(format!("{}/healthz", storage.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+/// A policy 50,000 sequences deep (100 KB) once overflowed the stack of `policy check`
+/// and of the live autoscaler; a hydrant.yaml the same. Both are refused at the line and
+/// column where they pass the limit, with the other files still checked.
+#[test]
+fn deep_yaml_is_refused_where_it_passes_the_limit() {
+    let dir = Scratch::new("deep-yaml");
+    let deep = format!(
+        "instance_min_count: 1\nscaling_rules:\n{}x\n",
+        "- ".repeat(50_000)
+    );
+    std::fs::write(dir.join("deep.yml"), &deep).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        "instance_min_count: 1\ninstance_max_count: 3\nscaling_rules:\n  - {metric_type: cpu, operator: '>', threshold: 70, adjustment: '+1'}\n",
+    )
+    .unwrap();
+    let out = Command::new(hydrant_bin())
+        .args(["policy", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("deep.yml:3:127: error: refused: nested deeper than 64 levels"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("web.yml: ok"), "{stdout}");
+
+    let big = format!("autoscaler:\n  tick: 1s\n# {}\n", "x".repeat(2 << 20));
+    for (name, text, needle) in [
+        (
+            "deep.yaml",
+            format!(
+                "doppler:\n  grpc: {}1{}\n",
+                "[".repeat(100),
+                "]".repeat(100)
+            ),
+            ":2:",
+        ),
+        ("big.yaml", big, "over the 1048576-byte limit"),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(hydrant_bin())
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(needle), "{name}: {stderr}");
+        assert!(stderr.contains("refused:"), "{name}: {stderr}");
+    }
+}

@@ -387,5 +387,8 @@ impl File {
 }
 
 #[cfg(test)]
+#[path = "config/fuzz.rs"]
+mod fuzz;
+#[cfg(test)]
 #[path = "config/tests.rs"]
 mod tests;

@@ -329,6 +329,9 @@ pub fn router(cache: Arc<LogCache>) -> Router {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

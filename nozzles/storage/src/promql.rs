@@ -20,6 +20,8 @@ use promql_parser::parser::{self, Expr, Offset, VectorSelector};
 
 mod eval;
 mod functions;
+#[cfg(test)]
+mod fuzz;
 pub mod limits;
 mod ops;
 #[cfg(test)]

@@ -211,14 +211,63 @@ pub fn parse_duration(s: &str) -> Result<i64, Error> {
     {
         return Ok(((secs * 1000.0).round() as i64).clamp(-MAX_DURATION_MS, MAX_DURATION_MS));
     }
-    promql_parser::util::parse_duration(s)
-        .map(|d| crate::promql::duration_ms(&d))
-        .map_err(|_| Error::BadData(format!("cannot parse {s:?} to a valid duration")))
+    duration_units(s)
+        .ok_or_else(|| Error::BadData(format!("cannot parse {s:?} to a valid duration")))
+}
+
+/// Prometheus' duration syntax (`1h30m`, `500ms`, `2w`: units in decreasing order, each at
+/// most once) in ms, saturating at [`MAX_DURATION_MS`]. Written here rather than taken
+/// from the PromQL parser, whose conversion panics on durations beyond `Duration`'s range.
+fn duration_units(s: &str) -> Option<i64> {
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 24 * 3_600_000),
+        ("w", 7 * 24 * 3_600_000),
+        ("d", 24 * 3_600_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let mut rest = s;
+    let mut total: i64 = 0;
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().unwrap_or(i64::MAX);
+        rest = &rest[digits..];
+        // "ms" before "m", so match the longest unit first.
+        let (i, (unit, ms)) = UNITS
+            .iter()
+            .enumerate()
+            .skip(next_unit)
+            .filter(|(_, (u, _))| rest.starts_with(u))
+            .max_by_key(|(_, (u, _))| u.len())?;
+        rest = &rest[unit.len()..];
+        next_unit = i + 1;
+        total = total.saturating_add(n.saturating_mul(*ms));
+    }
+    (!s.is_empty()).then_some(total.min(MAX_DURATION_MS))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_in_prometheus_syntax() {
+        assert_eq!(parse_duration("1h30m").unwrap(), 5_400_000);
+        assert_eq!(parse_duration("500ms").unwrap(), 500);
+        assert_eq!(parse_duration("1m500ms").unwrap(), 60_500);
+        assert_eq!(parse_duration("2w").unwrap(), 14 * 86_400_000);
+        assert_eq!(parse_duration("15").unwrap(), 15_000);
+        assert_eq!(parse_duration("100000000y").unwrap(), MAX_DURATION_MS);
+        for bad in ["", "m", "1x", "1m1h", "1m1m", "-5m", "1.5m", "5m "] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn parameters_and_rendering() {

@@ -444,6 +444,34 @@ async fn scheduler_api_errors_follow_cloud_controller() {
             .contains("unknown field `colour`"),
         "{body}"
     );
+    // Quotas that wrapped when turned into bytes, and environments a process cannot take.
+    for (body, detail) in [
+        (
+            r#"{"name": "q", "command": "x", "memory_in_mb": 9223372036854775807}"#,
+            "Memory in mb must be less than or equal to 1048576",
+        ),
+        (
+            r#"{"name": "q", "command": "x", "disk_in_mb": 18014398509481984}"#,
+            "Disk in mb must be less than or equal to 1048576",
+        ),
+        (
+            r#"{"name": "q", "command": "x", "env": {"A\u0000B": "1"}}"#,
+            "must be non-empty and contain neither '=' nor NUL",
+        ),
+        (
+            r#"{"name": "q", "command": "x", "env": {"A": "x\u0000y"}}"#,
+            "has a NUL in its value",
+        ),
+        (
+            r#"{"name": "q", "command": "x", "env": {"VCAP_SERVICES": "{}", "PORT": "1"}}"#,
+            "PORT cannot be set, Environment variable VCAP_SERVICES cannot start with VCAP_",
+        ),
+    ] {
+        let (status, got) = call(Method::POST, "/v3/apps", Some(body), ok).await;
+        assert_eq!(status, 422, "{body}: {got}");
+        let got = got["errors"][0]["detail"].as_str().unwrap_or_default();
+        assert!(got.contains(detail), "{body}: {got}");
+    }
     let (status, body) = call(
         Method::POST,
         "/v3/apps",
@@ -469,6 +497,14 @@ async fn scheduler_api_errors_follow_cloud_controller() {
     );
     let (status, _) = call(Method::POST, &scale, Some(r#"{"instances": 100000}"#), ok).await;
     assert_eq!(status, 422);
+    let (status, body) = call(
+        Method::POST,
+        &scale,
+        Some(r#"{"memory_in_mb": 9223372036854775807}"#),
+        ok,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
     let (status, body) = call(
         Method::POST,
         &format!("/v3/processes/{guid}/actions/scale"),

@@ -108,9 +108,40 @@ fn check_instances(n: i64, problems: &mut Vec<String>) {
     }
 }
 
-fn check_positive(field: &str, n: Option<i64>, problems: &mut Vec<String>) {
-    if n.is_some_and(|n| n <= 0) {
-        problems.push(format!("{field} must be greater than 0"));
+/// The largest memory or disk quota an instance may have, in MB (1 TiB): larger values
+/// once wrapped around when turned into bytes (2^54 MB of disk became 0).
+pub const MAX_QUOTA_MB: i64 = 1024 * 1024;
+
+fn check_quota(field: &str, n: Option<i64>, problems: &mut Vec<String>) {
+    match n {
+        Some(n) if n <= 0 => problems.push(format!("{field} must be greater than 0")),
+        Some(n) if n > MAX_QUOTA_MB => problems.push(format!(
+            "{field} must be less than or equal to {MAX_QUOTA_MB}"
+        )),
+        _ => {}
+    }
+}
+
+/// Environment variables a process can be given: names that `execve` and a shell accept,
+/// no NUL anywhere (it once made an app crash-loop forever), nothing Cloud Foundry reserves.
+fn check_env(env: &BTreeMap<String, String>, problems: &mut Vec<String>) {
+    for (name, value) in env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            problems.push(format!(
+                "Environment variable name {name:?} must be non-empty and contain neither '=' nor NUL"
+            ));
+        } else if name.starts_with("VCAP_") {
+            problems.push(format!(
+                "Environment variable {name} cannot start with VCAP_"
+            ));
+        } else if name == "PORT" {
+            problems.push("Environment variable PORT cannot be set".to_owned());
+        }
+        if value.contains('\0') {
+            problems.push(format!(
+                "Environment variable {name:?} has a NUL in its value"
+            ));
+        }
     }
 }
 
@@ -217,8 +248,9 @@ async fn create(State(cell): Shared, body: Bytes) -> Result<Response, ApiError> 
         problems.push("Command can't be blank".to_owned());
     }
     check_instances(req.instances.unwrap_or(1), &mut problems);
-    check_positive("Memory in mb", req.memory_in_mb, &mut problems);
-    check_positive("Disk in mb", req.disk_in_mb, &mut problems);
+    check_quota("Memory in mb", req.memory_in_mb, &mut problems);
+    check_quota("Disk in mb", req.disk_in_mb, &mut problems);
+    check_env(&req.env, &mut problems);
     if !problems.is_empty() {
         return Err(ApiError::unprocessable(problems.join(", ")));
     }
@@ -318,8 +350,8 @@ async fn scale(
     if let Some(n) = req.instances {
         check_instances(n, &mut problems);
     }
-    check_positive("Memory in mb", req.memory_in_mb, &mut problems);
-    check_positive("Disk in mb", req.disk_in_mb, &mut problems);
+    check_quota("Memory in mb", req.memory_in_mb, &mut problems);
+    check_quota("Disk in mb", req.disk_in_mb, &mut problems);
     if !problems.is_empty() {
         return Err(ApiError::unprocessable(problems.join(", ")));
     }
@@ -398,8 +430,8 @@ async fn stats(
                     } else {
                         None
                     },
-                    mem_quota: app.spec.memory_mb * 1024 * 1024,
-                    disk_quota: app.spec.disk_mb * 1024 * 1024,
+                    mem_quota: app.spec.memory_mb.saturating_mul(1024 * 1024),
+                    disk_quota: app.spec.disk_mb.saturating_mul(1024 * 1024),
                     usage: contract::Usage {
                         time: slot.usage.at.map(rfc3339),
                         cpu: slot.usage.cpu_percent / 100.0,

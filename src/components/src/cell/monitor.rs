@@ -132,8 +132,8 @@ pub async fn sample(cell: &Arc<Cell>) {
             disk_bytes: disk,
             at: Some(wall),
         };
-        let memory_quota = memory_mb * 1024 * 1024;
-        let disk_quota = disk_mb * 1024 * 1024;
+        let memory_quota = memory_mb.saturating_mul(1024 * 1024);
+        let disk_quota = disk_mb.saturating_mul(1024 * 1024);
         let tags = Cell::tags(&t.guid, &name, t.index, &t.instance_guid);
         cell.send(&tags.metrics([
             (app::CPU, cpu, "percentage"),

@@ -212,8 +212,8 @@ fn spawn(
     let pid = child
         .id()
         .ok_or_else(|| std::io::Error::other("child exited before it was registered"))?;
-    let memory = app.spec.memory_mb * 1024 * 1024;
-    let disk = app.spec.disk_mb * 1024 * 1024;
+    let memory = app.spec.memory_mb.saturating_mul(1024 * 1024);
+    let disk = app.spec.disk_mb.saturating_mul(1024 * 1024);
     let cgroup = match &cell.cgroups {
         Some(cg) => {
             // cpu.weight proportional to memory, as Diego derives CPU shares from memory.

@@ -12,8 +12,8 @@ dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DG=127.0.0.1:$(port); DH=127.0.0.1:$(port); LC=127.0.0.1:$(port)
-RUST_LOG=warn "$BIN" doppler --grpc "$DG" --http "$DH" &
-RUST_LOG=warn "$BIN" logcache --from "$DG" --http "$LC" --memory-limit 8GiB & LPID=$!
+RUST_LOG=warn "$BIN" doppler --insecure-open --grpc "$DG" --http "$DH" &
+RUST_LOG=warn "$BIN" logcache --insecure-open --from "$DG" --http "$LC" --memory-limit 8GiB & LPID=$!
 for _ in $(seq 100); do curl -s "http://$DH/metrics" | grep -q 'subscriptions{shard_id="log-cache"} 1' && break; sleep 0.1; done
 rss() { awk '/VmRSS/ {print $2*1024}' "/proc/$1/status"; }
 metric() { curl -s "http://$LC/metrics" | awk -v m="$1" '$1==m {print $2}'; }

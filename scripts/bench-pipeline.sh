@@ -27,8 +27,8 @@ fi
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DG=127.0.0.1:$(port); DH=127.0.0.1:$(port); AG=127.0.0.1:$(port); AH=127.0.0.1:$(port)
 
-RUST_LOG=warn "$BIN" doppler --grpc "$DG" --http "$DH" "${tls_doppler[@]}" & DPID=$!
-RUST_LOG=warn "$BIN" agent --grpc "$AG" --http "$AH" --doppler "$DG" "${tls_agent[@]}" ${AGENT_ARGS:-} & APID=$!
+RUST_LOG=warn "$BIN" doppler --insecure-open --grpc "$DG" --http "$DH" "${tls_doppler[@]}" & DPID=$!
+RUST_LOG=warn "$BIN" agent --insecure-open --grpc "$AG" --http "$AH" --doppler "$DG" "${tls_agent[@]}" ${AGENT_ARGS:-} & APID=$!
 for _ in $(seq 100); do curl -sf "http://$AH/healthz" >/dev/null 2>&1 && curl -sf "http://$DH/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }

@@ -38,7 +38,7 @@ median() { sort -n | sed -n 10p; }
 metric() { curl -s 127.0.0.1:19400/metrics | awk -v m="$1" '$1 == m {print $2}'; }
 
 # Hydrant
-"$B" storage --from 127.0.0.1:1 --http 127.0.0.1:19400 --data-dir "$dir/hydrant" \
+"$B" storage --insecure-open --from 127.0.0.1:1 --http 127.0.0.1:19400 --data-dir "$dir/hydrant" \
   --retention 36500d --no-self-metrics >"$dir/hydrant.log" 2>&1 & pids+=($!)
 wait_up 127.0.0.1:19400/healthz
 # VictoriaMetrics

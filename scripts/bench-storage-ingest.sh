@@ -7,9 +7,9 @@ set -u
 rate=${1:-1000000}
 B="$(cd "$(dirname "$0")/.." && pwd)/target/release/hydrant"
 D=$(mktemp -d); rm -rf $D; mkdir -p $D
-$B doppler --grpc 127.0.0.1:28082 --http 127.0.0.1:28083 > $D/doppler.log 2>&1 & dp=$!
+$B doppler --insecure-open --grpc 127.0.0.1:28082 --http 127.0.0.1:28083 > $D/doppler.log 2>&1 & dp=$!
 sleep 0.5
-$B storage --from 127.0.0.1:28082 --http 127.0.0.1:29400 --data-dir $D/data > $D/storage.log 2>&1 & sp=$!
+$B storage --insecure-open --from 127.0.0.1:28082 --http 127.0.0.1:29400 --data-dir $D/data > $D/storage.log 2>&1 & sp=$!
 for i in $(seq 50); do curl -sf 127.0.0.1:29400/healthz >/dev/null && break; sleep 0.2; done
 sleep 1
 m() { curl -s 127.0.0.1:29400/metrics | awk '/^hydrant_storage_ingested_samples_total /{print $2}'; }

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use hydrant::apps;
 use hydrant_proto::transport::Tls;
+use hydrant_runtime::access::{Access, Tokens};
 use hydrant_runtime::config::Invalid;
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
@@ -72,13 +73,15 @@ impl TlsArgs {
     }
 }
 
-/// The flags every long-running component shares: mTLS, self-metrics, and the grace
-/// period that bounds its whole orderly stop.
+/// The flags every long-running component shares: who may use its HTTP API, mTLS,
+/// self-metrics, and the grace period that bounds its whole orderly stop.
 #[derive(Debug, Args)]
 pub(crate) struct ComponentArgs {
     /// Seconds allowed for an orderly stop (what overruns is named, then aborted).
     #[arg(long, default_value_t = hydrant_runtime::shutdown::DEFAULT_GRACE.as_secs())]
     pub(crate) grace_secs: u64,
+    #[command(flatten)]
+    pub(crate) access: AccessArgs,
     #[command(flatten)]
     pub(crate) self_metrics: SelfMetricsArgs,
     #[command(flatten)]
@@ -88,6 +91,48 @@ pub(crate) struct ComponentArgs {
 impl ComponentArgs {
     fn grace(&self) -> Duration {
         Duration::from_secs(self.grace_secs)
+    }
+}
+
+/// Who may use a component's HTTP API.
+#[derive(Debug, Args)]
+pub(crate) struct AccessArgs {
+    /// Bearer tokens the HTTP API accepts: a file of one line (an admin token; `hydrant up`
+    /// writes one) or YAML with scoped tokens (see README, "Security").
+    #[arg(long, alias = "auth-file")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Serve the HTTP API without tokens. Anyone who can reach the port can use it.
+    #[arg(long, conflicts_with = "token_file")]
+    pub(crate) insecure_open: bool,
+    /// A host name the HTTP API answers to besides IP addresses and localhost (requests
+    /// naming any other host are refused, against DNS rebinding).
+    #[arg(long = "allowed-host")]
+    pub(crate) allowed_hosts: Vec<String>,
+}
+
+impl AccessArgs {
+    /// Who may use the HTTP API: a token file is required unless `--insecure-open`.
+    pub(crate) fn access(&self, problems: &mut Vec<Invalid>) -> Access {
+        let mut access = match (&self.token_file, self.insecure_open) {
+            (Some(path), _) => match Tokens::load(path) {
+                Ok(tokens) => Access::tokens(tokens),
+                Err(e) => {
+                    problems.push(Invalid::new("token-file", e.to_string()));
+                    Access::open()
+                }
+            },
+            (None, true) => Access::open(),
+            (None, false) => {
+                problems.push(Invalid::new(
+                    "token-file",
+                    "is required: the HTTP API needs tokens (`hydrant up` makes a token file \
+                     in its data directory), or pass --insecure-open to serve it without",
+                ));
+                Access::open()
+            }
+        };
+        access.allowed_hosts = self.allowed_hosts.clone();
+        access
     }
 }
 
@@ -139,14 +184,36 @@ pub(crate) struct SchedulerArgs {
     /// Scheduler API URL.
     #[arg(long, env = "HYDRANT_SCHEDULER", default_value = apps::DEFAULT_SCHEDULER)]
     pub(crate) scheduler: String,
-    /// Bearer token for the scheduler API.
+    #[command(flatten)]
+    pub(crate) token: ClientToken,
+}
+
+impl SchedulerArgs {
+    fn client(&self) -> anyhow::Result<apps::Client> {
+        Ok(apps::Client::new(&self.scheduler, self.token.get()?))
+    }
+}
+
+/// The token a CLI command sends to Hydrant's HTTP APIs.
+#[derive(Debug, Args)]
+pub(crate) struct ClientToken {
+    /// Bearer token for Hydrant's APIs (default: the one `hydrant up` wrote to
+    /// ./hydrant-data/token, when it exists).
     #[arg(long, env = "HYDRANT_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
 }
 
-impl SchedulerArgs {
-    fn client(&self) -> apps::Client {
-        apps::Client::new(&self.scheduler, self.token.clone())
+impl ClientToken {
+    /// `--token`, else the token `hydrant up` keeps under its default data directory.
+    pub(crate) fn get(&self) -> anyhow::Result<Option<String>> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.clone()));
+        }
+        let path = std::path::Path::new(up_cmd::DEFAULT_DATA_DIR).join(up_cmd::TOKEN_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        read_token(&path).map(Some)
     }
 }
 
@@ -176,10 +243,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
             ));
         }
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"))
 }
 
 pub(crate) fn parse_regex(s: &str) -> Result<regex::Regex, String> {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use hydrant::{apps, cell};
-use hydrant_runtime::config::{Invalid, Invalids};
+use hydrant_runtime::config::Invalids;
 use hydrant_runtime::shutdown;
 
-use super::{SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration, parse_tag, read_token};
+use super::{AccessArgs, SchedulerArgs, SelfMetricsArgs, TlsArgs, bind, parse_duration, parse_tag};
 
 #[derive(Debug, Args)]
 pub(crate) struct CellArgs {
@@ -33,9 +33,8 @@ pub(crate) struct CellArgs {
     /// Time between SIGTERM and SIGKILL when stopping an instance.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) stop_grace: Duration,
-    /// File holding the bearer token the API requires (default: no authentication).
-    #[arg(long)]
-    pub(crate) token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) access: AccessArgs,
     /// Name the agent's certificate must carry.
     #[arg(long, default_value = "metron")]
     pub(crate) tls_server_name: String,
@@ -99,12 +98,7 @@ pub(crate) fn build(a: &CellArgs) -> Result<cell::Config, Invalids> {
     config.metrics_interval = a.metrics_interval;
     config.log_rate_limit = a.log_rate_limit;
     config.stop_grace = a.stop_grace;
-    if let Some(path) = &a.token_file {
-        match read_token(path) {
-            Ok(token) => config.api_token = Some(token),
-            Err(e) => problems.push(Invalid::new("token-file", format!("{e:#}"))),
-        }
-    }
+    config.access = a.access.access(&mut problems);
     problems.extend(config.validate());
     Invalids::check(problems)?;
     Ok(config)
@@ -127,7 +121,7 @@ pub(crate) async fn push(a: PushArgs) -> anyhow::Result<()> {
     let command = a.command.join(" ");
     let app = a
         .scheduler
-        .client()
+        .client()?
         .push(&a.name, &command, a.instances, memory, disk, &env)
         .await?;
     println!(
@@ -139,20 +133,20 @@ pub(crate) async fn push(a: PushArgs) -> anyhow::Result<()> {
 
 /// `hydrant scale`.
 pub(crate) async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
-    a.scheduler.client().scale(&a.name, a.instances).await?;
+    a.scheduler.client()?.scale(&a.name, a.instances).await?;
     println!("scaled {} to {} instance(s)", a.name, a.instances);
     Ok(())
 }
 
 /// `hydrant apps`.
 pub(crate) async fn apps(a: SchedulerArgs) -> anyhow::Result<()> {
-    print!("{}", a.client().table().await?);
+    print!("{}", a.client()?.table().await?);
     Ok(())
 }
 
 /// `hydrant delete`.
 pub(crate) async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
-    a.scheduler.client().delete(&a.name).await?;
+    a.scheduler.client()?.delete(&a.name).await?;
     println!("deleted {}", a.name);
     Ok(())
 }

@@ -18,7 +18,7 @@ use hydrant_autoscaler::{replay, service};
 use hydrant_runtime::config::{Invalid, Invalids};
 use hydrant_runtime::shutdown;
 
-use super::{ComponentArgs, bind, parse_duration};
+use super::{ClientToken, ComponentArgs, bind, parse_duration};
 
 /// Default storage nozzle query API.
 pub(crate) const DEFAULT_STORAGE: &str = "http://127.0.0.1:9400";
@@ -62,6 +62,8 @@ enum AutoscalerCommand {
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        token: ClientToken,
     },
     /// Replay stored metrics through a policy and print the decisions it would have taken
     /// (a dry run; nothing is scaled).
@@ -90,6 +92,8 @@ enum AutoscalerCommand {
         /// One JSON record per line.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        token: ClientToken,
     },
     /// Show the live state of an app's rules and what would happen next.
     Explain {
@@ -101,6 +105,8 @@ enum AutoscalerCommand {
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        token: ClientToken,
     },
 }
 
@@ -132,6 +138,10 @@ struct RunArgs {
     /// Scheduler API URL (a Hydrant cell or Cloud Foundry's Cloud Controller).
     #[arg(long, env = "HYDRANT_SCHEDULER", default_value = apps::DEFAULT_SCHEDULER)]
     scheduler: String,
+    /// File whose first line is the bearer token for the scheduler API (`hydrant up`
+    /// gives its own token file); it wins over --token.
+    #[arg(long)]
+    scheduler_token_file: Option<PathBuf>,
     /// Bearer token for the scheduler API.
     #[arg(long, env = "HYDRANT_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -208,14 +218,15 @@ struct RunArgs {
 fn build_actuator(a: &RunArgs) -> anyhow::Result<Arc<dyn Actuator>> {
     Ok(match a.actuator {
         ActuatorKind::Scheduler => {
-            let auth = match (&a.uaa_url, &a.token) {
-                (Some(url), _) => actuator::Auth::Uaa {
+            let auth = match (&a.uaa_url, &a.scheduler_token_file, &a.token) {
+                (Some(url), _, _) => actuator::Auth::Uaa {
                     url: url.clone(),
                     client_id: a.uaa_client_id.clone().unwrap_or_default(),
                     client_secret: a.uaa_client_secret.clone().unwrap_or_default(),
                 },
-                (None, Some(t)) => actuator::Auth::Bearer(t.clone()),
-                (None, None) => actuator::Auth::None,
+                (None, Some(path), _) => actuator::Auth::Bearer(super::read_token(path)?),
+                (None, None, Some(t)) => actuator::Auth::Bearer(t.clone()),
+                (None, None, None) => actuator::Auth::None,
             };
             Arc::new(actuator::CloudController::new(&a.scheduler, auth))
         }
@@ -264,8 +275,10 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
             return Err(Invalids(problems));
         }
     };
+    let access = a.component.access.access(&mut problems);
     Invalids::check(problems)?;
     let config = service::Config {
+        access,
         dopplers: a.dopplers.clone(),
         tls,
         policies: a.policies.clone(),
@@ -312,9 +325,17 @@ async fn serve(a: RunArgs) -> anyhow::Result<()> {
 
 /// GETs `path` from the autoscaler API as its response type; an error answer becomes
 /// its message.
-async fn get<T: serde::de::DeserializeOwned>(base: &str, path: &str) -> anyhow::Result<T> {
+async fn get<T: serde::de::DeserializeOwned>(
+    base: &str,
+    path: &str,
+    token: &ClientToken,
+) -> anyhow::Result<T> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    let resp = reqwest::get(&url).await.with_context(|| {
+    let mut req = reqwest::Client::new().get(&url);
+    if let Some(t) = token.get()? {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.with_context(|| {
         format!("cannot reach the autoscaler at {base}; is `hydrant autoscaler` running? (set --autoscaler or HYDRANT_AUTOSCALER)")
     })?;
     let status = resp.status();
@@ -324,7 +345,7 @@ async fn get<T: serde::de::DeserializeOwned>(base: &str, path: &str) -> anyhow::
         .context("reading the autoscaler's answer")?;
     if !status.is_success() {
         let msg = serde_json::from_str::<ErrorBody>(&text)
-            .map_or_else(|_| "request failed".to_owned(), |e| e.message);
+            .map_or_else(|_| text.trim().to_owned(), |e| e.message);
         bail!("{msg} ({status})");
     }
     serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}"))
@@ -443,13 +464,14 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
             autoscaler,
             limit,
             json,
+            token,
         }) => {
             let path = format!(
                 "/v1/apps/{}/scaling_histories?results-per-page={}",
                 enc(&app),
                 limit.clamp(1, 1000)
             );
-            let page: HistoryPage = get(&autoscaler, &path).await?;
+            let page: HistoryPage = get(&autoscaler, &path, &token).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
                 return Ok(());
@@ -470,6 +492,7 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
             stat_window,
             instances,
             json,
+            token,
         }) => {
             let loaded = hydrant_autoscaler::policy::load(&policy);
             for p in &loaded.problems {
@@ -491,6 +514,7 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
             let r = replay::Replay {
                 policy,
                 storage,
+                token: token.get()?,
                 from,
                 to,
                 step: step.as_secs() as i64,
@@ -530,9 +554,10 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
             app,
             autoscaler,
             json,
+            token,
         }) => {
-            let x: Explanation =
-                get(&autoscaler, &format!("/v1/apps/{}/explain", enc(&app))).await?;
+            let path = format!("/v1/apps/{}/explain", enc(&app));
+            let x: Explanation = get(&autoscaler, &path, &token).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&x)?);
             } else {

@@ -80,6 +80,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
             vec![
                 ("policies", under(d, "policies")),
                 ("stat-window", "30s".into()),
+                ("scheduler-token-file", under(d, super::up_cmd::TOKEN_FILE)),
             ]
         },
     },

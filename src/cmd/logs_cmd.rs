@@ -1,7 +1,6 @@
 //! Flags and glue for logs: `logcache`, `logs`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -9,7 +8,7 @@ use clap::Args;
 use hydrant::apps;
 use hydrant_runtime::shutdown;
 
-use hydrant_runtime::config::{Invalid, Invalids};
+use hydrant_runtime::config::Invalids;
 
 use super::{ComponentArgs, SchedulerArgs, bind, parse_bytes, parse_duration, parse_regex};
 
@@ -27,9 +26,6 @@ pub(crate) struct LogcacheArgs {
     /// Memory budget (e.g. 512MiB, 2GiB).
     #[arg(long, default_value = "512MiB", value_parser = parse_bytes)]
     pub(crate) memory_limit: usize,
-    /// YAML file of bearer tokens (default: the API is open).
-    #[arg(long)]
-    pub(crate) auth_file: Option<PathBuf>,
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
@@ -90,12 +86,7 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
     );
     config.limits.memory_bytes = a.memory_limit;
     config.grace = a.component.grace();
-    if let Some(path) = &a.auth_file {
-        match hydrant_logcache::auth::Auth::load(path) {
-            Ok(auth) => config.auth = Some(auth),
-            Err(e) => problems.push(Invalid::new("auth-file", e.to_string())),
-        }
-    }
+    config.access = a.component.access.access(&mut problems);
     problems.extend(config.validate());
     Invalids::check(problems)?;
     Ok(config)
@@ -105,18 +96,18 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
 pub(crate) async fn logcache(a: LogcacheArgs) -> anyhow::Result<()> {
     let config = build(&a)?;
     let http = bind("--http", a.http).await?;
-    tracing::info!(http = %a.http, dopplers = ?a.dopplers, auth = config.auth.is_some(), "log cache listening");
+    tracing::info!(http = %a.http, dopplers = ?a.dopplers, open = config.access.tokens.is_none(), "log cache listening");
     hydrant_logcache::run(config, http, shutdown::on_signal()).await?;
     Ok(())
 }
 
 /// `hydrant logs`.
 pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
-    let token = a.scheduler.token.clone();
+    let token = a.scheduler.token.get()?;
     // Names are resolved through the scheduler when it is there; otherwise the log
     // cache resolves them from the app_name tag.
     let client = hydrant::logs::Client::new(&a.log_cache, token);
-    let source = match a.scheduler.client().find(&a.app).await {
+    let source = match a.scheduler.client()?.find(&a.app).await {
         Ok(app) => app.guid,
         // Not an app: it may still be a source id (a component such as "doppler").
         Err(apps::Error::NotFound(name)) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use hydrant::{agent, certs, doppler, emit, firehose};
+use hydrant_runtime::config::Invalids;
 use hydrant_runtime::shutdown;
 
 use super::{ComponentArgs, TlsArgs, bind, parse_duration, parse_tag};
@@ -149,7 +150,11 @@ pub(crate) struct CertsArgs {
 
 /// `hydrant doppler`.
 pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    let access = a.component.access.access(&mut problems);
+    Invalids::check(problems)?;
     let config = doppler::Config {
+        access,
         tls: a.component.tls.load("doppler")?,
         max_message_bytes: a.max_message_bytes,
         buffer: doppler::BufferLimits {
@@ -181,7 +186,11 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         a.component.tls.load("metron")?,
         &a.grpc.to_string(),
     );
+    let mut problems = Vec::new();
+    let access = a.component.access.access(&mut problems);
+    Invalids::check(problems)?;
     let config = agent::Config {
+        access,
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),
         doppler_tls: tls,

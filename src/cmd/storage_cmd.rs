@@ -103,7 +103,9 @@ pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids
     let tls = a.component.tls.check(&a.tls_server_name, &mut problems);
     let self_tls = a.component.tls.check("metron", &mut Vec::new());
     let sinks = sinks(a, &mut problems);
+    let access = a.component.access.access(&mut problems);
     let config = hydrant_storage::Config {
+        access,
         dopplers: a.dopplers.clone(),
         tls,
         store: store::Config {

@@ -38,10 +38,19 @@ scaling_rules:
   - {metric_type: cpu, operator: '<', threshold: 15, breach_duration: 60s, cool_down: 60s, adjustment: '-1'}
 ";
 
+/// `up`'s data directory unless `--data-dir` says otherwise; CLI commands look for the
+/// token there.
+pub(crate) const DEFAULT_DATA_DIR: &str = "hydrant-data";
+
+/// The admin token `up` makes in its data directory (mode 0600) and hands to every
+/// component and to the CLI.
+pub(crate) const TOKEN_FILE: &str = "token";
+
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
-    /// Directory for everything: instances, storage, policies, each component's log.
-    #[arg(long, default_value = "hydrant-data")]
+    /// Directory for everything: instances, storage, policies, each component's log, the
+    /// API token.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub(crate) data_dir: PathBuf,
     /// Also push the demo app, which the example policy scales.
     #[arg(long)]
@@ -94,6 +103,15 @@ pub(crate) fn config(a: ConfigArgs, global: Option<PathBuf>) -> anyhow::Result<(
     for section in file.sections() {
         let mut argv: Vec<OsString> = vec!["hydrant".into(), section.into()];
         argv.extend(file.args(section, |_| false));
+        // `up` hands every component the token file it makes; a section that chooses
+        // neither a token file nor an open API is checked as `up` runs it.
+        let chooses = argv.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a.starts_with("--token-file") || a.starts_with("--auth-file") || a == "--insecure-open"
+        });
+        if section != "up" && !chooses {
+            argv.push("--insecure-open".into());
+        }
         let cli = match command.clone().try_get_matches_from(&argv) {
             Ok(matches) => crate::Cli::from_arg_matches(&matches)?,
             Err(e) => {
@@ -139,6 +157,13 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
             args.push(format!("--{long}={value}").into());
         }
     }
+    // Every HTTP API takes the token `up` makes, unless the config file chooses.
+    let chooses = ["token-file", "auth-file", "insecure-open"]
+        .iter()
+        .any(|k| file.is_some_and(|f| f.sets(name, k)));
+    if !chooses {
+        args.push(format!("--token-file={}", data.join(TOKEN_FILE).display()).into());
+    }
     if let Some(f) = file {
         args.push("--config".into());
         args.push(
@@ -177,6 +202,29 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
     })
 }
 
+/// The admin token at `path`, made (32 random bytes, hex, mode 0600) when missing, so a
+/// restart keeps the token every client already has.
+fn ensure_token(path: &Path) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if path.exists() {
+        return super::read_token(path);
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
+
 /// `hydrant up`.
 pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
@@ -190,6 +238,7 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         .map(|n| plan(n, &a.data_dir, file.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let _lock = hydrant::up::DirLock::take(&a.data_dir)?;
+    let token = ensure_token(&a.data_dir.join(TOKEN_FILE))?;
     // SIGINT, SIGTERM, SIGHUP and a closed stdout all lead to the same ordered stop.
     let signal = shutdown::on_signal();
     let term = Terminal::new(signal.clone());
@@ -219,9 +268,15 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
             }
         }
     }
-    print_endpoints(&term, &planned, &logs, &policies);
+    print_endpoints(
+        &term,
+        &planned,
+        &logs,
+        &policies,
+        &a.data_dir.join(TOKEN_FILE),
+    );
     if a.demo {
-        push_demo(&term, &planned, &exe).await?;
+        push_demo(&term, &planned, &exe, &token).await?;
     }
     term.line(format_args!("Ctrl-C stops everything."));
     tokio::select! {
@@ -341,7 +396,13 @@ fn endpoint<'a>(planned: &'a [Planned], name: &str) -> Option<&'a str> {
         .map(|p| p.main.0.as_str())
 }
 
-fn print_endpoints(term: &Terminal, planned: &[Planned], logs: &Path, policies: &Path) {
+fn print_endpoints(
+    term: &Terminal,
+    planned: &[Planned],
+    logs: &Path,
+    policies: &Path,
+    token: &Path,
+) {
     term.line(format_args!("\nHydrant is up:\n"));
     for p in planned {
         term.line(format_args!(
@@ -350,9 +411,11 @@ fn print_endpoints(term: &Terminal, planned: &[Planned], logs: &Path, policies: 
         ));
     }
     term.line(format_args!(
-        "\n  every component serves /metrics and /healthz; logs in {}/\n  policies in {}/ (reloaded on change)",
+        "\n  every component serves /metrics and /healthz; logs in {}/\n  policies in {}/ (reloaded on change)\n  \
+         API token in {} (the CLI uses it from this directory; elsewhere set HYDRANT_TOKEN)",
         logs.display(),
-        policies.display()
+        policies.display(),
+        token.display()
     ));
     let env = [
         ("HYDRANT_SCHEDULER", "cell", apps::DEFAULT_SCHEDULER),
@@ -388,19 +451,26 @@ fn print_endpoints(term: &Terminal, planned: &[Planned], logs: &Path, policies: 
          hydrant logs hello"
     ));
     if let Some(storage) = endpoint(planned, "storage") {
+        let token = token.display();
         term.line(format_args!(
-            "  curl -s '{storage}/api/v1/query?query=cpu'\n  \
-             Grafana: add {storage} as a Prometheus data source, import dashboards/*.json"
+            "  curl -s -H \"Authorization: Bearer $(cat {token})\" '{storage}/api/v1/query?query=cpu'\n  \
+             Grafana: add {storage} as a Prometheus data source with that bearer token \
+             (header Authorization), import dashboards/*.json"
         ));
     }
     term.line(format_args!(""));
 }
 
 /// Pushes the demo app and says how to load it.
-async fn push_demo(term: &Terminal, planned: &[Planned], exe: &Path) -> anyhow::Result<()> {
+async fn push_demo(
+    term: &Terminal,
+    planned: &[Planned],
+    exe: &Path,
+    token: &str,
+) -> anyhow::Result<()> {
     let scheduler = endpoint(planned, "cell").context("no cell")?;
     let agent = endpoint(planned, "agent").context("no agent")?;
-    let client = apps::Client::new(scheduler, None);
+    let client = apps::Client::new(scheduler, Some(token.to_owned()));
     let command = format!("exec {} demo-app", shell_quote(&exe.display().to_string()));
     let env = BTreeMap::from([("HYDRANT_AGENT".to_owned(), agent.to_owned())]);
     let app = client

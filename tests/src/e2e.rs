@@ -1,10 +1,12 @@
 //! End-to-end tests, one module per concern.
 
+mod access;
 mod actuators;
 mod agent;
 mod autoscaler;
 mod bad_input;
 mod cell;
+mod cell_api;
 mod cell_lifetime;
 mod cli;
 mod dashboards;

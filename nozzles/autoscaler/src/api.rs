@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hydrant_runtime::access::{Guard, Need};
 use hydrant_runtime::admin::Observe;
 use hydrant_runtime::instrument::Render;
 use hydrant_runtime::metrics::Text;
@@ -165,13 +166,16 @@ async fn not_found() -> ApiError {
 /// The API routes.
 pub fn router(scaler: Arc<Autoscaler>) -> Router {
     let observe: Arc<dyn Observe> = Arc::clone(&scaler) as Arc<dyn Observe>;
-    Router::new()
+    let access = scaler.access.clone();
+    let routes = Router::new()
         .route("/v1/apps", get(apps))
         .route("/v1/apps/{app}/scaling_histories", get(histories))
         .route("/v1/apps/{app}/explain", get(explain))
         .with_state(scaler)
         .merge(hydrant_runtime::admin::router(observe))
-        .fallback(not_found)
+        .fallback(not_found);
+    // Every route reads every app's state and history.
+    Guard::new(access, |_, _| Need::ReadAll).wrap(routes)
 }
 
 impl Observe for Autoscaler {

@@ -44,6 +44,8 @@ pub struct Replay {
     pub policy: Policy,
     /// Query API base URL.
     pub storage: String,
+    /// Bearer token for the query API.
+    pub token: Option<String>,
     /// First tick (UNIX seconds).
     pub from: Time,
     /// Last tick.
@@ -79,13 +81,15 @@ async fn query_range(
     let query: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
         .finish();
-    let resp = http
-        .get(format!("{url}?{query}"))
-        .send()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let mut req = http.get(format!("{url}?{query}"));
+    if let Some(t) = &r.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
     let status = resp.status();
-    let body: Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
+    let text = resp.text().await.map_err(|e| fail(e.to_string()))?;
+    let body: Value =
+        serde_json::from_str(&text).map_err(|_| fail(format!("{status}: {}", text.trim())))?;
     if !status.is_success() || body["status"] != "success" {
         return Err(fail(format!(
             "{status}: {}",

@@ -82,6 +82,8 @@ pub struct Config {
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
     /// Time allowed for an orderly stop (scale calls and alerts in flight, emitted records).
     pub grace: Duration,
+    /// Who may use the HTTP API (`hydrant_runtime::access`).
+    pub access: hydrant_runtime::access::Access,
 }
 
 impl Config {
@@ -232,6 +234,8 @@ pub struct Autoscaler {
     app_totals: Mutex<HashMap<String, [u64; 2]>>,
     shadow: bool,
     started: Instant,
+    /// Who may use the API.
+    pub access: hydrant_runtime::access::Access,
     /// Counters.
     pub stats: Stats,
 }
@@ -342,6 +346,7 @@ pub async fn run(
         app_totals: Mutex::default(),
         shadow: config.shadow,
         started: Instant::now(),
+        access: config.access.clone(),
         stats: Stats::default(),
     });
     let name = match &config.member {

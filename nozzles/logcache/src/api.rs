@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hydrant_proto::envelope::now_nanos;
@@ -14,9 +14,9 @@ use hydrant_proto::json;
 use hydrant_proto::raw::Kind;
 use serde_json::{Value, json};
 
-use crate::auth::Access;
 use crate::store::{Kinds, Query};
 use crate::{LogCache, ReadStatus};
+use hydrant_runtime::access::{Guard, Need, Read, Refusal};
 use hydrant_runtime::sse;
 
 /// Most envelopes one read returns (Log Cache's limit).
@@ -158,16 +158,9 @@ pub fn parse_query(raw: Option<&str>, now: i64) -> Result<Query, ApiError> {
 
 type Shared = State<Arc<LogCache>>;
 
-/// The caller's access: everything without an auth file; otherwise the token's grant.
-fn access(cache: &LogCache, headers: &HeaderMap) -> Option<Access> {
-    match &cache.auth {
-        None => Some(Access::All),
-        Some(auth) => auth.check(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        ),
-    }
+/// What the caller may read: everything on an open cache, otherwise its token's sources.
+fn access(cache: &LogCache, headers: &HeaderMap) -> Option<Read> {
+    cache.access.grant(headers).map(|g| g.read)
 }
 
 async fn read(
@@ -300,32 +293,41 @@ async fn sse(State(cache): Shared, RawQuery(raw): RawQuery, headers: HeaderMap) 
     .await
 }
 
-/// The log cache's routes (auth is checked per handler; `/metrics` needs an admin token
-/// when an auth file is configured, `/healthz` is always open).
+/// What each route needs: `/api/v1/info` nothing (clients ask it before anything else),
+/// `/metrics` a token that reads everything, reads any token (narrowed to its sources).
+fn needs(_: &Method, path: &str) -> Need {
+    match path {
+        "/api/v1/info" => Need::Nothing,
+        "/metrics" => Need::ReadAll,
+        _ => Need::Read,
+    }
+}
+
+/// As Log Cache: a caller that may not read is told "not found", so a token cannot probe
+/// which sources exist.
+fn refuse(r: Refusal) -> Response {
+    match r {
+        Refusal::Unauthenticated | Refusal::Forbidden(_) => ApiError::not_found().into_response(),
+        Refusal::Foreign(message) => ApiError {
+            status: StatusCode::FORBIDDEN,
+            message,
+        }
+        .into_response(),
+    }
+}
+
+/// The log cache's routes, behind its access guard (`/healthz` is always open).
 pub fn router(cache: Arc<LogCache>) -> Router {
     let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&cache) as _;
-    let admin_only = Arc::clone(&cache);
-    let metrics = hydrant_runtime::admin::router(observe).route_layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let cache = Arc::clone(&admin_only);
-            async move {
-                let health = req.uri().path() == "/healthz";
-                let admin = access(&cache, req.headers()).is_some_and(|a| a.is_admin());
-                if health || admin {
-                    next.run(req).await
-                } else {
-                    ApiError::not_found().into_response()
-                }
-            }
-        },
-    ));
-    Router::new()
+    let access = cache.access.clone();
+    let routes = Router::new()
         .route("/api/v1/read/{source_id}", get(read))
         .route("/api/v1/meta", get(meta))
         .route("/api/v1/info", get(info))
         .route("/v2/read", get(sse))
         .with_state(cache)
-        .merge(metrics)
+        .merge(hydrant_runtime::admin::router(observe));
+    Guard::new(access, needs).refusing(refuse).wrap(routes)
 }
 
 #[cfg(test)]

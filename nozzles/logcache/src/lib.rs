@@ -4,7 +4,6 @@
 //!
 //! - [`store`]: the pure cache (ordering, eviction, reads).
 //! - [`api`]: the HTTP API (read, meta, info, `/v2/read`, `/metrics`).
-//! - [`auth`]: bearer tokens from a YAML file.
 //! - [`telemetry`]: metric names.
 //!
 //! Data flow: one reconnecting subscription per doppler (shard id `log-cache`, every type)
@@ -19,6 +18,7 @@ use hydrant_proto::raw::RawBatch;
 use hydrant_proto::subscriber::{Subscriber, request, select};
 use hydrant_proto::transport::{self, Tls};
 use hydrant_proto::v2::EgressBatchRequest;
+use hydrant_runtime::access::Access;
 use hydrant_runtime::admin::Observe;
 use hydrant_runtime::config::{Invalid, require};
 use hydrant_runtime::instrument::{Counter, Family, Render};
@@ -30,7 +30,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
-pub mod auth;
 pub mod store;
 pub mod telemetry;
 
@@ -60,8 +59,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Store bounds.
     pub limits: Limits,
-    /// Tokens; `None` leaves the API open.
-    pub auth: Option<auth::Auth>,
+    /// Who may read (`hydrant_runtime::access`): a token's sources narrow what it reads.
+    pub access: Access,
     /// Read response cap.
     pub max_response_bytes: usize,
     /// `/v2/read` timing.
@@ -82,7 +81,7 @@ impl Config {
                 max_per_source: DEFAULT_MAX_PER_SOURCE,
                 memory_bytes: DEFAULT_MEMORY_LIMIT,
             },
-            auth: None,
+            access: Access::open(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             timing: sse::Timing::default(),
             self_metrics: None,
@@ -146,7 +145,7 @@ hydrant_runtime::instruments! {
 /// The running cache, shared by ingest and the API.
 pub struct LogCache {
     store: Mutex<Store>,
-    auth: Option<auth::Auth>,
+    access: Access,
     /// Where `/v2/read` subscriptions are opened: every doppler, merged.
     source: Box<dyn Source>,
     timing: sse::Timing,
@@ -160,7 +159,7 @@ pub struct LogCache {
 impl std::fmt::Debug for LogCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogCache")
-            .field("auth", &self.auth)
+            .field("access", &self.access)
             .finish_non_exhaustive()
     }
 }
@@ -234,7 +233,7 @@ pub async fn run(
     let accept = life.token(Phase::Accept);
     let cache = Arc::new(LogCache {
         store: Mutex::new(Store::new(config.limits)),
-        auth: config.auth.clone(),
+        access: config.access.clone(),
         source: Box::new(Dopplers {
             addrs: config.dopplers.clone(),
             tls: config.tls.clone(),

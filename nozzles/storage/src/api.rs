@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hydrant_runtime::access::{Guard, Need};
 use hydrant_runtime::admin::Observe;
 use hydrant_runtime::instrument::Render;
 use hydrant_runtime::metrics::Text;
@@ -295,7 +296,8 @@ async fn import(State(s): Shared, body: Bytes) -> Response {
 /// The API routes.
 pub fn router(storage: Arc<Storage>) -> Router {
     let observe: Arc<dyn Observe> = Arc::clone(&storage) as Arc<dyn Observe>;
-    Router::new()
+    let access = storage.access.clone();
+    let routes = Router::new()
         .route("/api/v1/query", get(instant).post(instant))
         .route("/api/v1/query_range", get(range).post(range))
         .route("/api/v1/labels", get(labels).post(labels))
@@ -320,7 +322,17 @@ pub fn router(storage: Arc<Storage>) -> Router {
         )
         .with_state(storage)
         .merge(hydrant_runtime::admin::router(observe))
-        .fallback(not_found)
+        .fallback(not_found);
+    Guard::new(access, needs).wrap(routes)
+}
+
+/// Every query reads every app's data, so reads need a token that reads everything;
+/// importing samples writes.
+fn needs(method: &Method, path: &str) -> Need {
+    match (method, path) {
+        (&Method::POST, "/api/v1/import/prometheus") => Need::Write,
+        _ => Need::ReadAll,
+    }
 }
 
 impl Observe for Storage {

@@ -49,6 +49,8 @@ pub struct Config {
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
     /// Time allowed for an orderly stop (sealing, draining the sinks).
     pub grace: Duration,
+    /// Who may use the HTTP API (`hydrant_runtime::access`).
+    pub access: hydrant_runtime::access::Access,
 }
 
 impl Config {
@@ -196,6 +198,8 @@ pub struct Storage {
     pub stats: Stats,
     /// Forwarding sinks.
     pub forwarders: Vec<Forwarder>,
+    /// Who may use the HTTP API.
+    pub access: hydrant_runtime::access::Access,
     started: Instant,
 }
 
@@ -225,6 +229,7 @@ impl Storage {
             retention: config.store.retention,
             stats: Stats::default(),
             forwarders,
+            access: config.access.clone(),
             started: Instant::now(),
         });
         Ok((storage, deliveries))

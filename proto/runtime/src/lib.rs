@@ -2,6 +2,8 @@
 //! beyond the wire contract (`hydrant-proto`), which stays free of servers and `/proc`.
 //!
 //! Reading order:
+//! - [`access`]: who may use an HTTP API: tokens and their scopes, the `Host` and
+//!   `Origin` checks, one guard in front of every server.
 //! - [`config`]: refused settings, named by flag and reported all at once.
 //! - [`metrics`]: declared metrics ([`metrics!`]) and the Prometheus text writer.
 //! - [`instrument`]: counters, gauges and labelled families that know their metric, and
@@ -22,6 +24,7 @@
 //! Dependencies point one way: `hydrant-proto` ← this crate ← components (doppler, agent,
 //! cell, nozzles) ← the `hydrant` binary. A tidy test keeps it so.
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod exposition;

@@ -25,6 +25,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::inbound;
 use crate::status::RejectionCounts;
 use crate::telemetry::names;
+use hydrant_runtime::access::{self, Access, Guard};
 use hydrant_runtime::admin::{self, Observe};
 use hydrant_runtime::lifecycle::{Lifecycle, Phase};
 use hydrant_runtime::shutdown;
@@ -58,6 +59,8 @@ pub struct Config {
     pub grace: Duration,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
+    /// Who may read `/metrics`.
+    pub access: Access,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             grace: shutdown::DEFAULT_GRACE,
             self_metrics: None,
+            access: Access::open(),
         }
     }
 }
@@ -243,7 +247,9 @@ pub async fn run(
         config.self_metrics.as_ref(),
     )?;
     // Serve: /metrics and /healthz answer until the end.
-    admin::spawn(&mut life, http, admin::router(observe));
+    let router =
+        Guard::new(config.access.clone(), access::reads_and_writes).wrap(admin::router(observe));
+    admin::spawn(&mut life, http, router);
 
     life.run(shutdown).await?;
     let stats = state.forward.stats();

@@ -74,8 +74,8 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Crash restart policy.
     pub backoff: Backoff,
-    /// Bearer token required by the API (`None`: open).
-    pub api_token: Option<String>,
+    /// Who may use the API (`hydrant_runtime::access`).
+    pub access: hydrant_runtime::access::Access,
     /// Memory the cell offers to apps, for `cpu_entitlement` (default: the host's).
     pub memory_capacity_bytes: u64,
     /// Cores the cell offers to apps.
@@ -97,7 +97,7 @@ impl Config {
             log_rate_limit: None,
             stop_grace: Duration::from_secs(10),
             backoff: Backoff::default(),
-            api_token: None,
+            access: hydrant_runtime::access::Access::open(),
             memory_capacity_bytes: host_memory_bytes().unwrap_or(8 << 30),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
             cell_id: format!("cell-{}", std::process::id()),

@@ -19,6 +19,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::inbound;
 use crate::telemetry::names;
+use hydrant_runtime::access::{self, Access, Grant, Guard};
 use hydrant_runtime::admin::{self, Observe};
 use hydrant_runtime::instrument::Render;
 use hydrant_runtime::lifecycle::{self, Lifecycle, Phase};
@@ -51,6 +52,8 @@ pub struct Config {
     pub grace: Duration,
     /// Where to send the component's own metrics as envelopes (none: only `/metrics`).
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
+    /// Who may use the HTTP port (`/metrics`, `/v2/read`).
+    pub access: Access,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             },
             grace: shutdown::DEFAULT_GRACE,
             self_metrics: None,
+            access: Access::open(),
         }
     }
 }
@@ -133,18 +137,22 @@ pub async fn run(
     )?;
     let source = Arc::new(egress::HubSource(Arc::clone(&hub)));
     let sse = axum::routing::get(
-        move |axum::extract::RawQuery(raw): axum::extract::RawQuery| {
+        move |axum::extract::RawQuery(raw): axum::extract::RawQuery,
+              axum::Extension(grant): axum::Extension<Grant>| {
             let source = Arc::clone(&source);
             async move {
                 let pairs: Vec<(String, String)> = raw
                     .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
                     .unwrap_or_default();
-                // The doppler's HTTP port serves operators: every subscription is allowed.
-                sse::respond(source.as_ref(), sse::Timing::default(), &pairs, |_| true).await
+                // The whole Firehose and shard groups are for tokens that read everything;
+                // a scoped token subscribes to its own source ids.
+                let allowed = |req: &_| grant.read.may_subscribe(req, |_| None);
+                sse::respond(source.as_ref(), sse::Timing::default(), &pairs, allowed).await
             }
         },
     );
     let router = admin::router(observe).route("/v2/read", sse);
+    let router = Guard::new(config.access.clone(), access::reads_and_writes).wrap(router);
     admin::spawn(&mut life, http, router);
     let stopped = life.run(shutdown).await?;
     // Buffers of subscribers whose streams did not end in time: counted, never lost

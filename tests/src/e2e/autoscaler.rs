@@ -4,6 +4,7 @@
 //! cell's API, sends alerts to a real Alertmanager, and emits its decisions into the
 //! Firehose, where the log cache and `hydrant logs` show them.
 
+use hydrant_runtime::access::Access;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,7 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
+        access: Access::open(),
         self_metrics: None,
         grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         dopplers: vec![d.grpc.to_string()],
@@ -334,6 +336,7 @@ async fn policies_reload_on_change_and_a_broken_edit_keeps_the_old_ones() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
+        access: Access::open(),
         self_metrics: None,
         grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         dopplers: Vec::new(),
@@ -437,6 +440,7 @@ fn bad_policies_and_flags_fail_the_process_clearly() {
     let policies = dir.to_str().unwrap();
     let out = run(&[
         "autoscaler",
+        "--insecure-open",
         "--policies",
         policies,
         "--http",
@@ -451,11 +455,19 @@ fn bad_policies_and_flags_fail_the_process_clearly() {
             && err.contains("scaling_rules[0].threshold: must be between 1 and 100 for cpuutil"),
         "{err}"
     );
-    let out = run(&["autoscaler", "--policies", policies, "--tick", "0s"]);
+    let out = run(&[
+        "autoscaler",
+        "--insecure-open",
+        "--policies",
+        policies,
+        "--tick",
+        "0s",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tick must be at least 1s"));
     let out = run(&[
         "autoscaler",
+        "--insecure-open",
         "--actuator",
         "webhook",
         "--policies",

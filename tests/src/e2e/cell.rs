@@ -1,5 +1,5 @@
 //! The cell: real app instances (shell loops) observed through the whole pipeline, scaling,
-//! crash restarts, log handling, and the scheduler API's error cases.
+//! crash restarts and log handling.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,7 @@ use hydrant::{agent, doppler};
 use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::subscriber::{request, select};
 use hydrant_proto::v2::envelope::Message;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{Collected, Collector, TestAgent, TestCell, TestDoppler, eventually};
 
@@ -362,182 +362,6 @@ async fn long_lines_invalid_utf8_and_the_log_rate_limit() {
     })
     .await;
     stack.stop().await;
-}
-
-#[tokio::test]
-async fn scheduler_api_errors_follow_cloud_controller() {
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let mut config = TestCell::config(d.grpc);
-    config.api_token = Some("s3cret".into());
-    let cell = TestCell::start(config).await;
-    let http = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str, body: Option<&str>, token: Option<&str>| {
-        let mut req = http.request(method, format!("{}{path}", cell.url));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_owned());
-        }
-        async move {
-            let resp = req.send().await.unwrap();
-            let status = resp.status().as_u16();
-            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
-    let ok = Some("s3cret");
-    use reqwest::Method;
-
-    assert_eq!(call(Method::GET, "/v3/apps", None, None).await.0, 401);
-    let (status, body) = call(Method::GET, "/v3/apps", None, Some("wrong")).await;
-    assert_eq!(
-        (status, body["errors"][0]["title"].as_str()),
-        (401, Some("CF-NotAuthenticated"))
-    );
-    assert_eq!(call(Method::GET, "/v3/apps", None, ok).await.0, 200);
-    assert_eq!(
-        call(Method::GET, "/healthz", None, None).await.0,
-        200,
-        "health needs no token"
-    );
-
-    let (status, body) = call(Method::GET, "/v3/apps/nope", None, ok).await;
-    assert_eq!(status, 404);
-    assert_eq!(
-        body["errors"][0],
-        json!({"code": 10010, "title": "CF-ResourceNotFound", "detail": "App not found"})
-    );
-    let (status, body) = call(Method::POST, "/v3/apps", Some("{\"name\": \"x\", "), ok).await;
-    assert_eq!(
-        (status, body["errors"][0]["title"].as_str()),
-        (400, Some("CF-MessageParseError"))
-    );
-    let (status, body) = call(Method::POST, "/v3/apps", Some(r#"{"name": "x"}"#), ok).await;
-    assert_eq!(status, 422);
-    assert_eq!(body["errors"][0]["detail"], "Command can't be blank");
-    let (status, body) = call(
-        Method::POST,
-        "/v3/apps",
-        Some(r#"{"name": "", "command": "x", "instances": -1}"#),
-        ok,
-    )
-    .await;
-    assert_eq!(status, 422);
-    assert_eq!(
-        body["errors"][0]["detail"],
-        "Name can't be blank, Instances must be greater than or equal to 0"
-    );
-    let (status, body) = call(
-        Method::POST,
-        "/v3/apps",
-        Some(r#"{"name": "x", "command": "x", "colour": "red"}"#),
-        ok,
-    )
-    .await;
-    assert_eq!(status, 422);
-    assert!(
-        body["errors"][0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("unknown field `colour`"),
-        "{body}"
-    );
-    // Quotas that wrapped when turned into bytes, and environments a process cannot take.
-    for (body, detail) in [
-        (
-            r#"{"name": "q", "command": "x", "memory_in_mb": 9223372036854775807}"#,
-            "Memory in mb must be less than or equal to 1048576",
-        ),
-        (
-            r#"{"name": "q", "command": "x", "disk_in_mb": 18014398509481984}"#,
-            "Disk in mb must be less than or equal to 1048576",
-        ),
-        (
-            r#"{"name": "q", "command": "x", "env": {"A\u0000B": "1"}}"#,
-            "must be non-empty and contain neither '=' nor NUL",
-        ),
-        (
-            r#"{"name": "q", "command": "x", "env": {"A": "x\u0000y"}}"#,
-            "has a NUL in its value",
-        ),
-        (
-            r#"{"name": "q", "command": "x", "env": {"VCAP_SERVICES": "{}", "PORT": "1"}}"#,
-            "PORT cannot be set, Environment variable VCAP_SERVICES cannot start with VCAP_",
-        ),
-    ] {
-        let (status, got) = call(Method::POST, "/v3/apps", Some(body), ok).await;
-        assert_eq!(status, 422, "{body}: {got}");
-        let got = got["errors"][0]["detail"].as_str().unwrap_or_default();
-        assert!(got.contains(detail), "{body}: {got}");
-    }
-    let (status, body) = call(
-        Method::POST,
-        "/v3/apps",
-        Some(r#"{"name": "x", "command": "sleep 60", "instances": 0}"#),
-        ok,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let guid = body["guid"].as_str().unwrap().to_owned();
-    let (status, _) = call(
-        Method::POST,
-        "/v3/apps",
-        Some(r#"{"name": "x", "command": "y"}"#),
-        ok,
-    )
-    .await;
-    assert_eq!(status, 422, "names are unique");
-    let scale = format!("/v3/apps/{guid}/processes/web/actions/scale");
-    let (status, body) = call(Method::POST, &scale, Some(r#"{"instances": -2}"#), ok).await;
-    assert_eq!(
-        (status, body["errors"][0]["code"].as_u64()),
-        (422, Some(10008))
-    );
-    let (status, _) = call(Method::POST, &scale, Some(r#"{"instances": 100000}"#), ok).await;
-    assert_eq!(status, 422);
-    let (status, body) = call(
-        Method::POST,
-        &scale,
-        Some(r#"{"memory_in_mb": 9223372036854775807}"#),
-        ok,
-    )
-    .await;
-    assert_eq!(status, 422, "{body}");
-    let (status, body) = call(
-        Method::POST,
-        &format!("/v3/processes/{guid}/actions/scale"),
-        Some(r#"{"instances": 0}"#),
-        ok,
-    )
-    .await;
-    assert_eq!((status, body["type"].as_str()), (202, Some("web")));
-    assert_eq!(
-        call(
-            Method::POST,
-            "/v3/apps/nope/processes/web/actions/scale",
-            Some(r#"{"instances": 1}"#),
-            ok
-        )
-        .await
-        .0,
-        404
-    );
-    assert_eq!(
-        call(Method::DELETE, &format!("/v3/apps/{guid}"), None, ok)
-            .await
-            .0,
-        202
-    );
-    assert_eq!(
-        call(Method::GET, &format!("/v3/apps/{guid}"), None, ok)
-            .await
-            .0,
-        404
-    );
-    cell.stop().await;
-    d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,7 @@ async fn kill_9_of_the_cell_leaves_no_instance_behind() {
         Command::new(hydrant_bin())
             .args([
                 "cell",
+                "--insecure-open",
                 "--api",
                 &api.to_string(),
                 "--agent",

@@ -9,10 +9,19 @@ async fn free_port() -> std::net::SocketAddr {
     crate::servers::free_port()
 }
 
+/// Starts `hydrant ARGS`; a component with its HTTP API open (these tests read `/metrics`).
 fn spawn(args: &[&str]) -> Proc {
+    let (command, rest) = args.split_first().expect("a command");
+    let open: &[&str] = if ["doppler", "agent"].contains(command) {
+        &["--insecure-open"]
+    } else {
+        &[]
+    };
     Proc::new(
         Command::new(hydrant_bin())
-            .args(args)
+            .arg(command)
+            .args(open)
+            .args(rest)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -132,8 +141,23 @@ fn bad_flags_and_files_fail_clearly() {
     assert_eq!(code, Some(2));
     assert!(err.contains("--grpc"), "{err}");
 
+    // Secure by default: no token file and no --insecure-open is refused, by name.
+    let (code, err) = run(&["doppler", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--token-file is required") && err.contains("--insecure-open"),
+        "{err}"
+    );
+    let (code, err) = run(&["agent", "--token-file", "/nonexistent/token"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("cannot read token file /nonexistent/token"),
+        "{err}"
+    );
+
     let (code, err) = run(&[
         "doppler",
+        "--insecure-open",
         "--tls-ca",
         "/nonexistent/ca.pem",
         "--tls-cert",
@@ -147,7 +171,12 @@ fn bad_flags_and_files_fail_clearly() {
         "{err}"
     );
 
-    let (code, err) = run(&["doppler", "--tls-ca", "/nonexistent/ca.pem"]);
+    let (code, err) = run(&[
+        "doppler",
+        "--insecure-open",
+        "--tls-ca",
+        "/nonexistent/ca.pem",
+    ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("--tls-cert"), "{err}");
 

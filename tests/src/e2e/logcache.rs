@@ -1,6 +1,7 @@
 //! The log cache and `hydrant logs`: recent logs formatted like the cf CLI, the read API's
 //! parameters and errors, eviction, access control, and live tailing with resume.
 
+use hydrant_runtime::access::{Access, Tokens};
 use std::time::{Duration, Instant};
 
 use hydrant::doppler;
@@ -224,8 +225,7 @@ async fn tokens_read_only_their_own_sources() {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let yaml = "tokens:\n  - token: root\n    admin: true\n  - token: team\n    sources: [a]\n    apps: [name-b]\n";
     let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
-    config.auth =
-        Some(hydrant_logcache::auth::Auth::parse(yaml, std::path::Path::new("auth.yml")).unwrap());
+    config.access = Access::tokens(Tokens::parse(yaml, std::path::Path::new("auth.yml")).unwrap());
     let lc = TestLogCache::start(config, &[&d]).await;
     send(
         d.grpc,

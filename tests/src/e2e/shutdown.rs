@@ -25,12 +25,16 @@ const GRACE_SECS: u64 = 1;
 /// A stop may take the grace period plus this (process exit, the last log lines).
 const STOP_SLACK: Duration = Duration::from_millis(2500);
 
-/// Starts `hydrant ARGS` with its log (info) in `log`.
+/// Starts component `hydrant ARGS` (its HTTP API open: these tests read its `/metrics`)
+/// with its log (info) in `log`.
 fn start(args: &[String], log: &std::path::Path) -> Proc {
     let file = std::fs::File::create(log).expect("create log file");
+    let (component, rest) = args.split_first().expect("a component");
     Proc::new(
         Command::new(hydrant_bin())
-            .args(args)
+            .arg(component)
+            .arg("--insecure-open")
+            .args(rest)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file)

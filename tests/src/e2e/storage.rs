@@ -3,6 +3,7 @@
 //! (every supported function, by/without, offsets, vector matching, ranges across the
 //! Parquet/buffer boundary) must answer the same within float tolerance.
 
+use hydrant_runtime::access::Access;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ impl TestStorage {
         let http = listener().await;
         let addr = http.local_addr().unwrap();
         let config = hydrant_storage::Config {
+            access: Access::open(),
             self_metrics: None,
             dopplers: vec![d.grpc.to_string()],
             tls: None,

@@ -186,6 +186,7 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
             Command::new(crate::hydrant_bin())
                 .args([
                     "storage",
+                    "--insecure-open",
                     "--from",
                     &d.grpc.to_string(),
                     "--http",

@@ -192,8 +192,97 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     );
     assert!(banner.contains("The demo app is pushed"), "{banner}");
 
+    // `up` made a token in its data directory; every API needs it.
+    let token = std::fs::read_to_string(data.join("token")).expect("up writes its token");
+    let mode = std::fs::metadata(data.join("token")).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600,
+        "the token file is private"
+    );
+    // Every HTTP port refuses a caller without it (the log cache answers 404, as Log
+    // Cache does); only /healthz is open.
+    let anonymous = reqwest::Client::new();
+    for (what, method, url, status) in [
+        (
+            "cell API",
+            "GET",
+            format!("http://{}/v3/apps", ports.cell),
+            401,
+        ),
+        (
+            "cell push",
+            "POST",
+            format!("http://{}/v3/apps", ports.cell),
+            401,
+        ),
+        (
+            "doppler /metrics",
+            "GET",
+            format!("http://{}/metrics", ports.doppler_http),
+            401,
+        ),
+        (
+            "the Firehose over SSE",
+            "GET",
+            format!("http://{}/v2/read?log", ports.doppler_http),
+            401,
+        ),
+        (
+            "agent /metrics",
+            "GET",
+            format!("http://{}/metrics", ports.agent_http),
+            401,
+        ),
+        (
+            "log cache read",
+            "GET",
+            format!("http://{}/api/v1/read/x", ports.logcache),
+            404,
+        ),
+        (
+            "log cache /metrics",
+            "GET",
+            format!("http://{}/metrics", ports.logcache),
+            404,
+        ),
+        (
+            "storage SQL",
+            "POST",
+            format!("http://{}/api/v1/sql", ports.storage),
+            401,
+        ),
+        (
+            "storage PromQL",
+            "GET",
+            format!("http://{}/api/v1/query?query=up", ports.storage),
+            401,
+        ),
+        (
+            "autoscaler API",
+            "GET",
+            format!("http://{}/v1/apps", ports.autoscaler),
+            401,
+        ),
+        (
+            "cell /healthz",
+            "GET",
+            format!("http://{}/healthz", ports.cell),
+            200,
+        ),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = anonymous.request(method, &url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{what}: {url}");
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

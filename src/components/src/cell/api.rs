@@ -8,9 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
@@ -25,6 +24,7 @@ use super::contract::{
 use super::model::{AppSpec, State as InstanceState};
 use super::{App, Cell, MAX_INSTANCES};
 use crate::telemetry::names;
+use hydrant_runtime::access::{Guard, Need, Refusal};
 use hydrant_runtime::admin::Observe;
 use hydrant_runtime::instrument::Render;
 
@@ -91,7 +91,24 @@ impl IntoResponse for ApiError {
 
 /// Parses a JSON body: syntax errors are 400 (`CF-MessageParseError`), wrong or unknown
 /// fields 422 (`CF-UnprocessableEntity`), each naming the problem.
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+/// A JSON body, only as `application/json`: a browser can send a form or `text/plain` to
+/// any port without asking, but not JSON.
+fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: 1001,
+            title: "CF-MessageParseError",
+            detail:
+                "Request invalid: the body must be JSON, sent as Content-Type: application/json"
+                    .into(),
+        });
+    }
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::unprocessable(e.to_string()),
         _ => ApiError::parse(format!("Request invalid due to parse error: {e}")),
@@ -236,8 +253,12 @@ async fn processes(State(cell): Shared) -> axum::Json<Page<Process>> {
 
 type Shared = State<Arc<Cell>>;
 
-async fn create(State(cell): Shared, body: Bytes) -> Result<Response, ApiError> {
-    let req: CreateApp = parse_body(&body)?;
+async fn create(
+    State(cell): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: CreateApp = parse_body(&headers, &body)?;
     let mut problems = Vec::new();
     let name = req.name.unwrap_or_default();
     if name.trim().is_empty() {
@@ -343,9 +364,10 @@ async fn delete(State(cell): Shared, Path(guid): Path<String>) -> Result<StatusC
 async fn scale(
     State(cell): Shared,
     Path(guid): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: Scale = parse_body(&body)?;
+    let req: Scale = parse_body(&headers, &body)?;
     let mut problems = Vec::new();
     if let Some(n) = req.instances {
         check_instances(n, &mut problems);
@@ -445,37 +467,27 @@ async fn stats(
     })
 }
 
-async fn require_token(
-    State(cell): Shared,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(want) = &cell.config.api_token else {
-        return next.run(request).await;
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("bearer ")
-                .or_else(|| v.strip_prefix("Bearer "))
-        });
-    match given {
-        Some(token) if constant_time_eq(token.as_bytes(), want.as_bytes()) => {
-            next.run(request).await
-        }
-        _ => ApiError::unauthenticated().into_response(),
+/// What each route needs: reading apps needs a token that reads everything (the list is
+/// every app's), and anything else (push, scale, delete) a token that may write.
+fn needs(method: &Method, _path: &str) -> Need {
+    match *method {
+        Method::GET | Method::HEAD => Need::ReadAll,
+        _ => Need::Write,
     }
 }
 
-/// Compares secrets without leaking where they differ through timing.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+/// Refusals in Cloud Controller's error format.
+fn refuse(r: Refusal) -> Response {
+    match r {
+        Refusal::Unauthenticated => ApiError::unauthenticated().into_response(),
+        Refusal::Forbidden(detail) | Refusal::Foreign(detail) => ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: 10003,
+            title: "CF-NotAuthorized",
+            detail,
+        }
+        .into_response(),
     }
-    diff == 0
 }
 
 async fn not_found() -> ApiError {
@@ -493,13 +505,11 @@ pub fn router(cell: Arc<Cell>) -> Router {
         .route("/v3/apps/{guid}/processes/web/stats", get(stats))
         .route("/v3/processes/{guid}/stats", get(stats))
         .fallback(not_found)
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&cell),
-            require_token,
-        ))
         .with_state(Arc::clone(&cell));
+    let access = cell.config.access.clone();
     let observe: Arc<dyn Observe> = cell;
-    v3.merge(hydrant_runtime::admin::router(observe))
+    let routes = v3.merge(hydrant_runtime::admin::router(observe));
+    Guard::new(access, needs).refusing(refuse).wrap(routes)
 }
 
 /// Serves the API until `shutdown` fires.
@@ -569,14 +579,5 @@ mod tests {
             rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00Z"
         );
-    }
-
-    #[test]
-    fn constant_time_eq_compares_exactly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
     }
 }

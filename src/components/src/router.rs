@@ -33,7 +33,15 @@ pub enum Error {
     /// No selector with a message type (Loggregator answers the same way).
     #[error("Selectors cannot be empty")]
     NoSelectors,
+    /// More selectors than [`MAX_SELECTORS`].
+    #[error("{0} selectors, more than the {MAX_SELECTORS} one subscription may have")]
+    TooManySelectors(usize),
 }
+
+/// Most selectors one subscription may carry. Routing looks only at the groups that may
+/// match an envelope's kind and source id, so selectors cost little; the cap bounds the
+/// memory and the table rebuild a single request can cause.
+pub const MAX_SELECTORS: usize = 1024;
 
 /// What one selector matches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -115,6 +123,9 @@ impl Spec {
         } else {
             req.selectors.iter().collect()
         };
+        if selectors.len() > MAX_SELECTORS {
+            return Err(Error::TooManySelectors(selectors.len()));
+        }
         let mut filters: Vec<Filter> = selectors
             .into_iter()
             .filter_map(Filter::from_selector)
@@ -164,6 +175,11 @@ impl Group {
 #[derive(Debug, Default)]
 pub struct Table {
     groups: Vec<Group>,
+    /// Groups matching any source, by kind.
+    any_source: HashMap<Kind, Vec<usize>>,
+    /// Groups matching one source id, by kind and source id: routing an envelope looks at
+    /// these two lists only, however many subscriptions and selectors there are.
+    by_source: HashMap<Kind, HashMap<String, Vec<usize>>>,
     /// Dense index → id.
     order: Vec<SubId>,
     /// Dense index → wants preferred tags.
@@ -204,11 +220,36 @@ impl Table {
                     .push((spec.deterministic_name.clone(), id));
             }
         }
-        for g in &mut table.groups {
+        for (i, g) in table.groups.iter_mut().enumerate() {
             g.members.sort();
             g.dense = g.members.iter().map(|(_, id)| dense[id]).collect();
+            let kind = g.filter.kind;
+            if g.filter.source_id.is_empty() {
+                table.any_source.entry(kind).or_default().push(i);
+            } else {
+                let sources = table.by_source.entry(kind).or_default();
+                sources
+                    .entry(g.filter.source_id.clone())
+                    .or_default()
+                    .push(i);
+            }
         }
         table
+    }
+
+    /// The groups that may match `env` (its kind, any source or its source id).
+    fn candidates<'t>(&'t self, env: &RawEnvelope) -> impl Iterator<Item = &'t Group> + 't {
+        let kind = env.kind();
+        let any = self.any_source.get(&kind).map(Vec::as_slice);
+        let one = self
+            .by_source
+            .get(&kind)
+            .and_then(|m| m.get(env.source_id()))
+            .map(Vec::as_slice);
+        any.unwrap_or_default()
+            .iter()
+            .chain(one.unwrap_or_default())
+            .map(|&g| &self.groups[g])
     }
 
     /// Number of subscriptions.
@@ -235,7 +276,7 @@ impl Table {
         let mut targets: Vec<usize> = Vec::with_capacity(8);
         for env in batch {
             targets.clear();
-            for group in &self.groups {
+            for group in self.candidates(env) {
                 if !group.filter.matches(env) {
                     continue;
                 }

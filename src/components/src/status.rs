@@ -65,7 +65,9 @@ impl From<Rejection> for Status {
 impl From<crate::router::Error> for Status {
     fn from(e: crate::router::Error) -> Status {
         match e {
-            crate::router::Error::NoSelectors => Status::invalid_argument(e.to_string()),
+            crate::router::Error::NoSelectors | crate::router::Error::TooManySelectors(_) => {
+                Status::invalid_argument(e.to_string())
+            }
         }
     }
 }

@@ -262,3 +262,41 @@ fn source_affinity_keeps_each_source_on_one_member() {
         "only the exact name or a ':' suffix"
     );
 }
+
+#[test]
+fn a_subscription_has_at_most_max_selectors() {
+    let many: Vec<v2::Selector> = (0..=MAX_SELECTORS)
+        .map(|i| select::log(&format!("s{i}")))
+        .collect();
+    assert_eq!(
+        Spec::from_request(&request("", many.clone())),
+        Err(Error::TooManySelectors(MAX_SELECTORS + 1))
+    );
+    assert!(Spec::from_request(&request("", many[1..].to_vec())).is_ok());
+}
+
+/// Routing looks at the groups of an envelope's kind and source, not at every group: a
+/// subscriber with a thousand selectors once cut everyone's ingest tenfold.
+#[test]
+fn routing_looks_only_at_groups_that_may_match() {
+    let mut reg = Registry::default();
+    for sub in 0..20 {
+        let selectors = (0..MAX_SELECTORS)
+            .map(|i| select::log(&format!("s{sub}-{i}")))
+            .collect();
+        reg.subscribe(spec("", selectors));
+    }
+    let wide = reg.subscribe(spec("", vec![select::log("")]));
+    let table = reg.table();
+    let env = raw(&envelope::log("s3-7", "x", false));
+    assert_eq!(
+        table.candidates(&env).count(),
+        2,
+        "its source's group and the wildcard"
+    );
+    let gauge = raw(&envelope::gauge("s3-7", [("cpu", 1.0, "")]));
+    assert_eq!(table.candidates(&gauge).count(), 0);
+    let got = counts(&reg, &[env]);
+    assert_eq!(got.values().sum::<usize>(), 2);
+    assert_eq!(got[&wide], 1);
+}

@@ -112,6 +112,11 @@ impl TestAgent {
         }
     }
 
+    /// Starts a graceful stop without waiting for it.
+    pub fn begin_stop(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops gracefully (flushing) and waits.
     pub async fn stop(self) {
         self.shutdown.cancel();

@@ -27,7 +27,7 @@ use crate::status::RejectionCounts;
 use crate::telemetry::names;
 use hydrant_runtime::access::{self, Access, Guard};
 use hydrant_runtime::admin::{self, Observe};
-use hydrant_runtime::lifecycle::{Lifecycle, Phase};
+use hydrant_runtime::lifecycle::{self, Lifecycle, Phase};
 use hydrant_runtime::shutdown;
 
 mod counters;
@@ -223,10 +223,16 @@ pub async fn run(
     );
     let builder = inbound::server(config.server_tls.as_ref())?;
     let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+    // The server says GOAWAY only once every open stream has been read out (what its
+    // client sent before the stop is taken; see `inbound::drain`).
+    let open = Arc::clone(&state);
     let grpc_server = builder
         .layer(inbound::remap_layer(Arc::clone(&state)))
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async move { stop_ingress.cancelled().await });
+        .serve_with_incoming_shutdown(incoming, async move {
+            stop_ingress.cancelled().await;
+            lifecycle::settled(|| open.stats.ingress_streams.get() <= 0).await;
+        });
     life.spawn(Phase::Accept, "grpc ingress", async move {
         grpc_server.await.map_err(Error::from)
     });

@@ -19,8 +19,19 @@ use hydrant_runtime::instrument::Gauge;
 
 use crate::status::{RejectionCounts, next_message};
 
-/// Hands every message of `stream` to `sink`. Returns `Ok` when the client ends the stream
-/// or `stop` fires; `Err` with the reason when a message is refused.
+/// When the component stops taking data, a stream is still read until it has been quiet this
+/// long (what the client sent before the stop is in flight or in the connection's buffers)…
+pub const STOP_READ_IDLE: Duration = Duration::from_millis(100);
+
+/// …but for no longer than this in all, after which a client still sending is told
+/// `Unavailable`, so it knows the rest was not taken and can send it elsewhere.
+pub const STOP_READ_MAX: Duration = Duration::from_secs(1);
+
+/// Hands every message of `stream` to `sink`. Returns `Ok` when the client ends the stream,
+/// or when `stop` fires and the stream then falls quiet (everything the client sent was
+/// taken); `Err` with the reason when a message is refused, or `Unavailable` when the
+/// client keeps sending past [`STOP_READ_MAX`] after the stop. A stream never ends `Ok`
+/// while what its client sent is left unread.
 pub async fn drain<T>(
     mut stream: Streaming<T>,
     stop: &CancellationToken,
@@ -34,11 +45,38 @@ pub async fn drain<T>(
         let message = tokio::select! {
             biased;
             m = next_message(&mut stream, rejected) => m?,
-            () = &mut stopped => return Ok(()),
+            () = &mut stopped => return read_out(stream, rejected, sink).await,
         };
         match message {
             Some(m) => sink(m),
             None => return Ok(()),
+        }
+    }
+}
+
+/// After the stop: takes what the client already sent, until the stream is quiet for
+/// [`STOP_READ_IDLE`], ends, or [`STOP_READ_MAX`] passes.
+async fn read_out<T>(
+    mut stream: Streaming<T>,
+    rejected: &RejectionCounts,
+    mut sink: impl FnMut(T),
+) -> Result<(), Status> {
+    let deadline = tokio::time::Instant::now() + STOP_READ_MAX;
+    loop {
+        let wait = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(STOP_READ_IDLE);
+        match tokio::time::timeout(wait, next_message(&mut stream, rejected)).await {
+            Ok(Ok(Some(m))) => sink(m),
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(status)) => return Err(status),
+            // Quiet: everything sent before the stop was taken.
+            Err(_) if tokio::time::Instant::now() < deadline => return Ok(()),
+            Err(_) => {
+                return Err(Status::unavailable(
+                    "stopping: messages sent from now on are not taken; send them elsewhere",
+                ));
+            }
         }
     }
 }

@@ -199,3 +199,85 @@ async fn the_agent_rejects_bad_input_too() {
     a.stop().await;
     d.stop().await;
 }
+
+/// An emitter's stream is never ended `OK` while what it sent is left unread: what arrives
+/// after the stop (in flight, or in the connection's buffers) is still taken and
+/// forwarded, and a client that keeps sending is told `Unavailable` (it once got `OK`
+/// while its last 80–125 envelopes were dropped uncounted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_agent_takes_what_was_sent_or_says_unavailable() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let c = Collector::start(d.grpc, request("", vec![select::log("")]), None);
+    eventually("subscribed", || async {
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+            .await
+            == 1.0
+    })
+    .await;
+    for keeps_sending in [false, true] {
+        let a = TestAgent::start(agent::Config::default(), &[d.grpc]).await;
+        let channel = hydrant_proto::transport::endpoint(&a.grpc.to_string(), None)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ProstIngressClient::new(channel);
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let call = tokio::spawn(async move {
+            client
+                .batch_sender(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        let source = format!("stopping-{keeps_sending}");
+        let batch = |i: usize| EnvelopeBatch {
+            batch: vec![envelope::log(source.as_str(), format!("line {i}"), false)],
+        };
+        for i in 0..300 {
+            tx.send(batch(i)).await.unwrap();
+        }
+        // The stream is open and taking data; then the stop, with more on the way.
+        eventually("300 taken", || async {
+            a.metric(names::AGENT_INGRESS, &[]).await >= 300.0
+        })
+        .await;
+        a.begin_stop();
+        let mut sent = 300;
+        if keeps_sending {
+            // Past STOP_READ_MAX, bounded by the 3 s loop.
+            let until = tokio::time::Instant::now() + Duration::from_secs(3);
+            while tokio::time::Instant::now() < until && tx.send(batch(sent)).await.is_ok() {
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else {
+            for i in 300..500 {
+                tx.send(batch(i)).await.unwrap();
+            }
+            sent = 500;
+            drop(tx);
+        }
+        let status = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        a.stop().await;
+        let forwarded = || {
+            c.got
+                .all()
+                .iter()
+                .filter(|e| e.source_id() == source)
+                .count()
+        };
+        if keeps_sending {
+            let status = status.expect_err("a client still sending is told");
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            eventually("the first 300 forwarded", || async { forwarded() >= 300 }).await;
+            assert!(forwarded() < sent, "{} of {sent}", forwarded());
+        } else {
+            status.expect("everything sent was taken");
+            eventually("all 500 forwarded", || async { forwarded() == 500 }).await;
+        }
+    }
+    c.stop().await.ok();
+    d.stop().await;
+}

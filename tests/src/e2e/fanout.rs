@@ -2,6 +2,7 @@
 
 use crate::{Collector, TestDoppler, eventually};
 use hydrant::doppler;
+use hydrant::router::MAX_SELECTORS;
 use hydrant::telemetry::names;
 use hydrant_proto::envelope;
 use hydrant_proto::subscriber::{request, select};
@@ -153,16 +154,27 @@ async fn deterministic_name_keeps_each_counter_on_one_consumer() {
 }
 
 #[tokio::test]
-async fn subscription_without_selectors_is_refused() {
+async fn subscription_without_selectors_or_with_too_many_is_refused() {
     let d = TestDoppler::start(doppler::Config::default()).await;
-    let c = Collector::start(d.grpc, request("", vec![]), None);
-    eventually("refusal", || async { c.is_finished() }).await;
-    let status = c.stop().await.expect_err("refused");
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("Selectors cannot be empty"));
+    let too_many: Vec<_> = (0..100_000)
+        .map(|i| select::log(&format!("s{i}")))
+        .collect();
+    for (selectors, message) in [
+        (vec![], "Selectors cannot be empty".to_owned()),
+        (
+            too_many,
+            format!("100000 selectors, more than the {MAX_SELECTORS} one subscription may have"),
+        ),
+    ] {
+        let c = Collector::start(d.grpc, request("", selectors), None);
+        eventually("refusal", || async { c.is_finished() }).await;
+        let status = c.stop().await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains(&message), "{status:?}");
+    }
     assert_eq!(
         d.metric(names::DOPPLER_SUBSCRIPTIONS_REJECTED, &[]).await,
-        1.0
+        2.0
     );
     d.stop().await;
 }

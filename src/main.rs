@@ -159,6 +159,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    // Every connection is a descriptor: take the hard limit, not the usual soft 1,024, so
+    // a crowd of idle connections cannot lock clients out.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(nofile = n, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -382,3 +382,32 @@ fn policy_check_reports_every_problem_and_exits_non_zero() {
         "{stdout}"
     );
 }
+
+/// A component takes the hard descriptor limit at start (1,100 idle connections once
+/// locked every client out of a doppler at the usual soft limit of 1,024).
+#[tokio::test]
+async fn components_raise_their_descriptor_limit() {
+    let (grpc, http) = (free_port().await, free_port().await);
+    let script = format!(
+        "ulimit -Sn 256 && exec {} doppler --insecure-open --grpc {grpc} --http {http}",
+        hydrant_bin().display()
+    );
+    let mut doppler = Proc::new(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the doppler"),
+    );
+    wait_healthy(http).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", doppler.child().id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a descriptor limit");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    assert_ne!(soft, "256", "{line}");
+}

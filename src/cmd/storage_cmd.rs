@@ -39,6 +39,16 @@ pub(crate) struct StorageArgs {
     /// beyond it, counted).
     #[arg(long, default_value_t = hydrant_storage::logs::DEFAULT_MAX_ROWS)]
     max_log_rows: usize,
+    /// Time one PromQL or SQL query may run before it is stopped (503 `timeout`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    query_timeout: Duration,
+    /// Memory all SQL queries together may hold (e.g. 1GiB); a query needing more is
+    /// refused.
+    #[arg(long, default_value = "1GiB", value_parser = super::parse_bytes)]
+    query_memory: usize,
+    /// Threads queries run on, apart from ingest and the API.
+    #[arg(long, default_value_t = hydrant_storage::queries::DEFAULT_QUERY_THREADS)]
+    query_threads: usize,
     /// Also send every stored sample to this Prometheus remote-write URL
     /// (e.g. http://prometheus:9090/api/v1/write).
     #[arg(long)]
@@ -106,6 +116,11 @@ pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids
     let access = a.component.access.access(&mut problems);
     let config = hydrant_storage::Config {
         access,
+        queries: hydrant_storage::queries::Limits {
+            timeout: a.query_timeout,
+            memory: a.query_memory,
+            threads: a.query_threads,
+        },
         dopplers: a.dopplers.clone(),
         tls,
         store: store::Config {

@@ -31,6 +31,8 @@ fn error(e: &Error) -> Response {
     let status = match e {
         Error::BadData(_) => StatusCode::BAD_REQUEST,
         Error::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let body = json!({"status": "error", "errorType": e.kind(), "error": e.to_string()});
     (status, axum::Json(body)).into_response()
@@ -67,9 +69,13 @@ fn now_ms() -> i64 {
 async fn instant(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     let p = params(raw.as_deref(), &body);
     let result = async {
-        let q = required(&p, "query")?;
+        let q = required(&p, "query")?.to_owned();
         let t = one(&p, "time").map_or(Ok(now_ms()), query::parse_time)?;
-        query::instant(&s.shared, q, t).await
+        let store = Arc::clone(&s);
+        let answer = s
+            .queries
+            .run(async move { query::instant(&store.shared, &q, t).await });
+        answer.await?
     }
     .await;
     respond(&s, Api::Query, result)
@@ -82,7 +88,11 @@ async fn range(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Respon
         let start = query::parse_time(required(&p, "start")?)?;
         let end = query::parse_time(required(&p, "end")?)?;
         let step = query::parse_duration(required(&p, "step")?)?;
-        query::range(&s.shared, q, start, end, step).await
+        let (q, store) = (q.to_owned(), Arc::clone(&s));
+        let answer = s
+            .queries
+            .run(async move { query::range(&store.shared, &q, start, end, step).await });
+        answer.await?
     }
     .await;
     respond(&s, Api::QueryRange, result)
@@ -240,12 +250,21 @@ async fn sql(
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("vnd.apache.arrow"));
-    let result = crate::sql::run(&s.shared, &s.logs, &statement).await;
+    let store = Arc::clone(&s);
+    let ctx = s.queries.session(datafusion::prelude::SessionConfig::new());
+    let result = s
+        .queries
+        .run(async move { crate::sql::run(&store.shared, &store.logs, &ctx, &statement).await })
+        .await;
     let batches = match result {
-        Ok(b) => b,
-        Err(e) => {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
             s.count_query(Api::Sql, Outcome::BadData);
             return error(&Error::BadData(e.to_string()));
+        }
+        Err(failure) => {
+            s.count_query(Api::Sql, Outcome::Execution);
+            return error(&Error::from(failure));
         }
     };
     s.count_query(Api::Sql, Outcome::Ok);

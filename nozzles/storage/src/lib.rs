@@ -10,6 +10,7 @@
 //! - [`promql`]: the PromQL evaluator (pure; planned fetches, Prometheus semantics).
 //! - [`query`]: PromQL against the store, Prometheus' JSON.
 //! - [`sql`]: read-only SQL over `samples`, `series` and `logs`.
+//! - [`queries`]: where queries run: their own threads, a time limit, a memory pool.
 //! - [`logs`]: the bounded log table.
 //! - [`store`]: the engine (write buffer, WAL, Parquet parts, compaction, retention).
 
@@ -19,6 +20,7 @@ pub mod import;
 pub mod logs;
 pub mod model;
 pub mod promql;
+pub mod queries;
 pub mod query;
 pub mod service;
 pub mod sink;

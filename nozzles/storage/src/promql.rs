@@ -50,6 +50,21 @@ pub enum Error {
     /// Evaluation failed (HTTP 422 `execution`).
     #[error("{0}")]
     Execution(String),
+    /// The query ran past its time limit (HTTP 503 `timeout`).
+    #[error("{0}")]
+    Timeout(String),
+    /// The query failed unexpectedly (HTTP 500 `internal`).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::queries::Failure> for Error {
+    fn from(f: crate::queries::Failure) -> Error {
+        match f {
+            crate::queries::Failure::Timeout(_) => Error::Timeout(f.to_string()),
+            _ => Error::Internal(f.to_string()),
+        }
+    }
 }
 
 impl Error {
@@ -58,6 +73,8 @@ impl Error {
         match self {
             Error::BadData(_) => "bad_data",
             Error::Execution(_) => "execution",
+            Error::Timeout(_) => "timeout",
+            Error::Internal(_) => "internal",
         }
     }
 }

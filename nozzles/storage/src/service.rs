@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::logs::store::{self as log_store, LogStore};
 use crate::model;
+use crate::queries::{self, Queries};
 use crate::sink::{Forwarder, Sink};
 use crate::store::maintain::Shared;
 use crate::store::{self, Store};
@@ -51,6 +52,8 @@ pub struct Config {
     pub grace: Duration,
     /// Who may use the HTTP API (`hydrant_runtime::access`).
     pub access: hydrant_runtime::access::Access,
+    /// Query threads, time limit and memory.
+    pub queries: queries::Limits,
 }
 
 impl Config {
@@ -74,6 +77,24 @@ impl Config {
             self.max_log_rows > 0,
             "max-log-rows",
             "must be at least 1",
+        );
+        require(
+            &mut out,
+            self.queries.timeout >= Duration::from_secs(1),
+            "query-timeout",
+            "must be at least 1s",
+        );
+        require(
+            &mut out,
+            self.queries.memory >= 16 * 1024 * 1024,
+            "query-memory",
+            "must be at least 16MiB",
+        );
+        require(
+            &mut out,
+            (1..=64).contains(&self.queries.threads),
+            "query-threads",
+            "must be between 1 and 64",
         );
         out
     }
@@ -200,6 +221,8 @@ pub struct Storage {
     pub forwarders: Vec<Forwarder>,
     /// Who may use the HTTP API.
     pub access: hydrant_runtime::access::Access,
+    /// Where queries run.
+    pub queries: Queries,
     started: Instant,
 }
 
@@ -230,6 +253,7 @@ impl Storage {
             stats: Stats::default(),
             forwarders,
             access: config.access.clone(),
+            queries: Queries::new(config.queries)?,
             started: Instant::now(),
         });
         Ok((storage, deliveries))

@@ -54,25 +54,25 @@ fn series_batch(shared: &Shared) -> RecordBatch {
     .expect("columns match the schema")
 }
 
-/// Runs one read-only statement.
+/// Runs one read-only statement in `ctx` (a session of the query memory pool).
 pub async fn run(
     shared: &Shared,
     logs: &Mutex<LogStore>,
+    ctx: &SessionContext,
     query: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
     let _files = shared.files.read().await;
-    let ctx = SessionContext::new();
     let (parts, samples) = {
         let store = shared.lock();
         (store.all_parts(), store.buffer_batches())
     };
-    register(&ctx, "samples", buffer::schema(), &parts, samples).await?;
+    register(ctx, "samples", buffer::schema(), &parts, samples).await?;
     ctx.register_batch("series", series_batch(shared))?;
     let (log_parts, log_rows) = {
         let l = logs.lock().unwrap_or_else(|p| p.into_inner());
         (l.parts(), l.batches())
     };
-    register(&ctx, "logs", crate::logs::schema(), &log_parts, log_rows).await?;
+    register(ctx, "logs", crate::logs::schema(), &log_parts, log_rows).await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

@@ -151,3 +151,66 @@ fn deep_yaml_is_refused_where_it_passes_the_limit() {
         assert!(stderr.contains("refused:"), "{name}: {stderr}");
     }
 }
+
+/// A query that would run for hours (a three-way cross join once froze storage for 50 s,
+/// and ingest with it) is stopped at the time limit with Prometheus' `timeout` error, one
+/// that needs more memory than the pool is refused, and meanwhile `/healthz` and PromQL
+/// answer at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_sql_is_stopped_and_never_blocks_the_api() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = Scratch::new("storage-runaway");
+    let limits = hydrant_storage::queries::Limits {
+        timeout: std::time::Duration::from_secs(2),
+        memory: 64 * 1024 * 1024,
+        threads: 1,
+    };
+    let storage = TestStorage::with_queries(&d, dir.to_path_buf(), Vec::new(), limits).await;
+    let http = reqwest::Client::new();
+    let sql = |statement: &'static str| {
+        let req = http
+            .post(format!("{}/api/v1/sql", storage.url))
+            .body(statement);
+        async move {
+            let resp = req.send().await.expect("an answer");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let runaway = tokio::spawn(sql(
+        "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b, generate_series(1, 1000) c",
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for path in ["/healthz", "/api/v1/query?query=vector(1)"] {
+        let started = std::time::Instant::now();
+        let resp = http
+            .get(format!("{}{path}", storage.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1500),
+            "{path} took {:?} beside a running query",
+            started.elapsed()
+        );
+    }
+    let (status, body) = runaway.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errorType"], "timeout", "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("--query-timeout"),
+        "{body}"
+    );
+
+    let (status, body) =
+        sql("SELECT string_agg(repeat('x', 100000), ',') FROM generate_series(1, 2000)").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Resources exhausted"),
+        "{body}"
+    );
+}

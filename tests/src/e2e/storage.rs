@@ -38,10 +38,21 @@ impl TestStorage {
         dir: std::path::PathBuf,
         sinks: Vec<std::sync::Arc<dyn hydrant_storage::sink::Sink>>,
     ) -> TestStorage {
+        let limits = hydrant_storage::queries::Limits::default();
+        TestStorage::with_queries(d, dir, sinks, limits).await
+    }
+
+    pub(crate) async fn with_queries(
+        d: &TestDoppler,
+        dir: std::path::PathBuf,
+        sinks: Vec<std::sync::Arc<dyn hydrant_storage::sink::Sink>>,
+        queries: hydrant_storage::queries::Limits,
+    ) -> TestStorage {
         let http = listener().await;
         let addr = http.local_addr().unwrap();
         let config = hydrant_storage::Config {
             access: Access::open(),
+            queries,
             self_metrics: None,
             dopplers: vec![d.grpc.to_string()],
             tls: None,

@@ -20,7 +20,6 @@ use hydrant_runtime::instrument::{Counter, Gauge, Render};
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 use crate::inbound;
 use crate::status::RejectionCounts;
@@ -222,7 +221,7 @@ pub async fn run(
         config.max_message_bytes,
     );
     let builder = inbound::server(config.server_tls.as_ref())?;
-    let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+    let incoming = crate::connections::incoming(grpc);
     // The server says GOAWAY only once every open stream has been read out (what its
     // client sent before the stop is taken; see `inbound::drain`).
     let open = Arc::clone(&state);

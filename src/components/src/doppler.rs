@@ -15,7 +15,6 @@ use hydrant_proto::transport::Tls;
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 use crate::inbound;
 use crate::telemetry::names;
@@ -105,7 +104,7 @@ pub async fn run(
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
     let builder = inbound::server(config.tls.as_ref())?;
-    let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+    let incoming = crate::connections::incoming(grpc);
     let h = Arc::clone(&hub);
     life.on_stop(Phase::Accept, "ingress streams", async move {
         lifecycle::settled(|| h.stats.ingress_streams.get() <= 0).await;

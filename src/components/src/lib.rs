@@ -7,7 +7,8 @@
 //! - [`agent`]: per-cell ingress that completes envelopes and forwards them to dopplers.
 //! - [`cell`]: runs app instances as processes, streams their logs and metrics, scales them.
 //! - Cross-cutting: [`telemetry`] (every metric these components expose), [`status`]
-//!   (errors to gRPC statuses), [`inbound`] (reading ingress streams).
+//!   (errors to gRPC statuses), [`inbound`] (reading ingress streams), [`connections`]
+//!   (accepted gRPC connections, bounded in number and handshake time).
 //!
 //! This crate depends on the wire contract (`hydrant-proto`) and the shared runtime
 //! (`hydrant-runtime`) only; it never names a nozzle. The `hydrant` binary runs these
@@ -15,6 +16,7 @@
 
 pub mod agent;
 pub mod cell;
+pub mod connections;
 pub mod doppler;
 pub mod inbound;
 pub mod router;

@@ -214,3 +214,47 @@ async fn runaway_sql_is_stopped_and_never_blocks_the_api() {
         "{body}"
     );
 }
+
+/// Idle TCP connections that never speak HTTP/2 once held every descriptor of a doppler
+/// and locked all clients out: now a real client is served beside them, and the server
+/// closes them after the handshake deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_never_lock_clients_out_and_are_closed() {
+    use hydrant::connections::HANDSHAKE_TIMEOUT;
+    use hydrant::telemetry::names;
+    use hydrant_proto::subscriber::{request, select};
+    use tokio::io::AsyncReadExt as _;
+
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tokio::net::TcpStream::connect(d.grpc).await.unwrap());
+    }
+    let c = crate::Collector::start(d.grpc, request("", vec![select::log("")]), None);
+    crate::eventually("subscribed beside 300 idle connections", || async {
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")])
+            .await
+            == 1.0
+    })
+    .await;
+    super::send(d.grpc, [hydrant_proto::envelope::log("x", "y", false)]).await;
+    crate::eventually("delivered", || async { c.got.len() == 1 }).await;
+
+    tokio::time::sleep(HANDSHAKE_TIMEOUT + std::time::Duration::from_secs(1)).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut closed = 0;
+        for s in &mut idle {
+            // The server's own HTTP/2 preface (its settings) may come first; then EOF or a
+            // reset: the server let it go.
+            let mut b = [0u8; 256];
+            while matches!(s.read(&mut b).await, Ok(n) if n > 0) {}
+            closed += 1;
+        }
+        closed
+    })
+    .await
+    .expect("every idle connection closed by now");
+    assert_eq!(closed, 300);
+    c.stop().await.ok();
+    d.stop().await;
+}

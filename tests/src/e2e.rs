@@ -20,6 +20,7 @@ mod restart;
 mod shutdown;
 mod sinks;
 mod storage;
+mod storage_disk;
 mod storage_logs;
 mod storage_safety;
 mod tidy;

@@ -89,6 +89,36 @@ impl Catalog {
         id
     }
 
+    /// Forgets every series from id `len` on: the new series of a batch whose catalog
+    /// write failed, so their ids are given again to whatever comes next (they were never
+    /// acknowledged, nor written anywhere).
+    pub fn rollback(&mut self, len: usize) {
+        while self.keys.len() > len {
+            let Some(key) = self.keys.pop() else { break };
+            let id = self.keys.len() as SeriesId;
+            self.ids.remove(&key);
+            if let Some(ids) = self.by_name.get_mut(&key.name) {
+                ids.retain(|&i| i != id);
+                if ids.is_empty() {
+                    self.by_name.remove(&key.name);
+                }
+            }
+            for (k, v) in &key.labels {
+                if let Some(values) = self.postings.get_mut(k) {
+                    if let Some(ids) = values.get_mut(v) {
+                        ids.retain(|&i| i != id);
+                        if ids.is_empty() {
+                            values.remove(v);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.postings.remove(k);
+                    }
+                }
+            }
+        }
+    }
+
     /// The key of a series, shared.
     pub fn key_arc(&self, id: SeriesId) -> Arc<SeriesKey> {
         Arc::clone(&self.keys[id as usize])

@@ -201,6 +201,8 @@ hydrant_runtime::instruments! {
         pub queries: Family<QueryLabels> = names::QUERIES,
         /// Firehose reconnects.
         pub reconnects: Counter = names::RECONNECTS,
+        /// Envelopes not stored because a write failed.
+        pub unstored: Counter = names::UNSTORED,
         /// Errors, by stage (the store counts failed deletes).
         pub errors: Family<Stage> = names::ERRORS,
     }
@@ -326,7 +328,13 @@ pub const INGEST_QUEUE_BATCHES: usize = 64;
 pub const GROUP_COMMIT_ENVELOPES: usize = 50_000;
 
 /// Stores queued batches, several per WAL sync when they pile up.
+/// A failing write (a full disk fails every batch) is logged at most this often, with how
+/// many failed since the last line.
+pub const WRITE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch>) {
+    let mut last_logged: Option<Instant> = None;
+    let mut failed_since = 0u64;
     while let Some(first) = rx.recv().await {
         let mut n = first.batch.len();
         let mut raw = vec![first];
@@ -351,7 +359,17 @@ async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch>) {
         .await;
         if !matches!(result, Ok(Ok(_))) {
             storage.stats.errors.inc(Stage::Ingest);
-            tracing::error!(?result, "storage: a batch could not be stored");
+            storage.stats.unstored.add(n as u64);
+            failed_since += 1;
+            if last_logged.is_none_or(|t| t.elapsed() >= WRITE_ERROR_LOG_INTERVAL) {
+                tracing::error!(
+                    ?result,
+                    failed_batches = failed_since,
+                    "storage: batches could not be stored (counted in hydrant_storage_unstored_envelopes_total)"
+                );
+                last_logged = Some(Instant::now());
+                failed_since = 0;
+            }
         }
     }
 }

@@ -8,10 +8,19 @@
 //! Durability: with the WAL on, new series are synced to `series.jsonl` and samples to the
 //! WAL before `ingest` returns, so everything counted as ingested survives a crash.
 //! Sealing writes the part (temp file, sync, rename) before deleting the WAL.
+//!
+//! Faults (a full disk, a crash, damaged bytes):
+//! - Each catalog line carries its id and a CRC-32 of its JSON. A failed catalog or WAL
+//!   write is cut back off its file and the batch's new series are forgotten, so nothing
+//!   unacknowledged ever sits before what is acknowledged later.
+//! - Loading skips and counts a damaged catalog line or WAL record and goes on; a series
+//!   whose line is lost keeps its id under a placeholder (`hydrant_lost_series`), and so
+//!   does an id only the WAL knows: no id is ever given to another series, so no sample is
+//!   ever attributed to the wrong one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -90,7 +99,35 @@ pub struct Stats {
     pub replayed: u64,
     /// WAL files whose torn tail was dropped at start.
     pub torn_wals: u64,
+    /// Damaged catalog lines and WAL records skipped at start.
+    pub corrupt_records: u64,
 }
+
+/// Most placeholders made for ids only the WAL knows (the WAL is checksummed, so its ids
+/// are real; this only bounds what one start can allocate).
+const MAX_LOST_IDS: SeriesId = 1_000_000;
+
+/// Writes the whole catalog to `path` (a temporary file, synced, renamed over it).
+fn rewrite_catalog(path: &Path, catalog: &Catalog) -> Result<(), Error> {
+    let mut text = String::new();
+    for id in 0..catalog.len() as SeriesId {
+        text.push_str(&key_line(id, catalog.key(id)));
+        text.push('\n');
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(io(path))
+}
+
+/// The name of a placeholder for a series whose catalog line was lost.
+pub const LOST_SERIES: &str = "hydrant_lost_series";
+
+const LINE_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// The engine's state (behind the nozzle's mutex).
 #[derive(Debug)]
@@ -101,6 +138,8 @@ pub struct Store {
     buffer: Buffer,
     parts: Vec<Part>,
     series_log: File,
+    /// Bytes of whole lines in `series_log`: where a failed append is cut back to.
+    series_log_len: u64,
     /// Running totals of counted series (request and log-line counters).
     totals: HashMap<SeriesId, f64>,
     /// Counters.
@@ -109,8 +148,41 @@ pub struct Store {
     next_wal: u64,
 }
 
+/// A catalog line: the CRC-32 of its JSON (8 hex digits), a space, the JSON.
 fn key_line(id: SeriesId, key: &SeriesKey) -> String {
-    serde_json::json!({"id": id, "name": key.name, "labels": key.labels}).to_string()
+    let json = serde_json::json!({"id": id, "name": key.name, "labels": key.labels}).to_string();
+    format!("{:08x} {json}", LINE_CRC.checksum(json.as_bytes()))
+}
+
+/// The id and key of a catalog line; `None` when it is damaged. Lines written before the
+/// CRC existed (bare JSON) are read as they are.
+fn parse_line(line: &str) -> Option<(SeriesId, SeriesKey)> {
+    let json = match line.split_once(' ') {
+        Some((crc, json)) if crc.len() == 8 && !line.starts_with('{') => {
+            let want = u32::from_str_radix(crc, 16).ok()?;
+            (LINE_CRC.checksum(json.as_bytes()) == want).then_some(json)?
+        }
+        _ => line,
+    };
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let labels = v["labels"]
+        .as_object()?
+        .iter()
+        .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect::<Option<_>>()?;
+    let key = SeriesKey {
+        name: v["name"].as_str()?.to_owned(),
+        labels,
+    };
+    Some((v["id"].as_u64()?, key))
+}
+
+/// The placeholder for series `id`, whose catalog line was lost.
+fn lost(id: SeriesId) -> SeriesKey {
+    SeriesKey {
+        name: LOST_SERIES.to_owned(),
+        labels: [("series_id".to_owned(), id.to_string())].into(),
+    }
 }
 
 impl Store {
@@ -120,71 +192,93 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let log_path = dir.join("series.jsonl");
         let mut catalog = Catalog::new(config.max_series_per_metric);
-        if let Ok(f) = File::open(&log_path) {
-            for line in std::io::BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    break; // a torn last line
-                };
-                let labels = v["labels"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let key = SeriesKey {
-                    name: v["name"].as_str().unwrap_or_default().to_owned(),
-                    labels,
-                };
-                if v["id"].as_u64() != Some(catalog.len() as u64) {
-                    break;
-                }
-                catalog.insert(key);
+        let mut corrupt = 0u64;
+        let text = match std::fs::read(&log_path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io(&log_path)(e)),
+        };
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let Some((id, key)) = parse_line(line) else {
+                corrupt += 1;
+                tracing::warn!(file = %log_path.display(), "damaged catalog line skipped");
+                continue;
+            };
+            let next = catalog.len() as SeriesId;
+            if id < next || catalog.id(&key).is_some() {
+                corrupt += 1; // a duplicate: the first line of an id wins
+                continue;
             }
+            // Ids whose lines were lost keep their place, so they are never given again.
+            for missing in next..id {
+                catalog.insert(lost(missing));
+            }
+            catalog.insert(key);
         }
-        // Rewrite the log when its tail was torn, so appends stay line-aligned.
-        let rewrite = std::fs::read_to_string(&log_path)
-            .map(|t| t.lines().count() != catalog.len() || (!t.is_empty() && !t.ends_with('\n')))
-            .unwrap_or(false);
+        // Rewrite the log when anything was damaged or torn, so appends stay line-aligned.
+        let rewrite = corrupt > 0
+            || text.lines().filter(|l| !l.is_empty()).count() != catalog.len()
+            || (!text.is_empty() && !text.ends_with('\n'));
         if rewrite {
-            let mut text = String::new();
-            for id in 0..catalog.len() as SeriesId {
-                text.push_str(&key_line(id, catalog.key(id)));
-                text.push('\n');
-            }
-            std::fs::write(&log_path, text).map_err(io(&log_path))?;
+            rewrite_catalog(&log_path, &catalog)?;
         }
         let series_log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .map_err(io(&log_path))?;
+        let series_log_len = series_log.metadata().map_err(io(&log_path))?.len();
         let mut store = Store {
             parts: parts::discover(&dir),
             catalog,
             buffer: Buffer::default(),
             series_log,
+            series_log_len,
             totals: HashMap::new(),
-            stats: Stats::default(),
+            stats: Stats {
+                corrupt_records: corrupt,
+                ..Stats::default()
+            },
             next_wal: 0,
             config,
         };
         let wal_dir = dir.join("wal");
+        let known = store.catalog.len();
         for id in wal::ids(&wal_dir) {
-            let (samples, torn) = wal::replay(&wal_dir, id).map_err(io(&wal_dir))?;
-            store.stats.torn_wals += u64::from(torn);
-            store.stats.replayed += samples.len() as u64;
-            for (sid, ts, v) in samples {
+            let replayed = wal::replay(&wal_dir, id).map_err(io(&wal_dir))?;
+            store.stats.torn_wals += u64::from(replayed.torn);
+            store.stats.corrupt_records += replayed.corrupt;
+            store.stats.replayed += replayed.samples.len() as u64;
+            for (sid, ts, v) in replayed.samples {
+                // An id only the WAL knows (its catalog line was lost) keeps its place.
+                while store.catalog.len() as SeriesId <= sid
+                    && sid < (known as SeriesId).saturating_add(MAX_LOST_IDS)
+                {
+                    let next = store.catalog.len() as SeriesId;
+                    store.catalog.insert(lost(next));
+                }
                 if (sid as usize) < store.catalog.len() {
                     store.buffer.insert(sid, ts, v);
+                } else {
+                    store.stats.corrupt_records += 1;
                 }
             }
             // The file backs its hour's partition until that is sealed.
             let w = wal::Wal::open(&wal_dir, id).map_err(io(&wal_dir))?;
             store.buffer.partition(id.hour).wal.push(w);
             store.next_wal = store.next_wal.max(id.seq + 1);
+        }
+        if store.catalog.len() > known {
+            tracing::warn!(
+                placeholders = store.catalog.len() - known,
+                "WAL samples of series whose catalog line was lost kept under {LOST_SERIES}"
+            );
+            rewrite_catalog(&log_path, &store.catalog)?;
+            store.series_log = OpenOptions::new()
+                .append(true)
+                .open(&log_path)
+                .map_err(io(&log_path))?;
+            store.series_log_len = store.series_log.metadata().map_err(io(&log_path))?.len();
         }
         Ok(store)
     }
@@ -225,6 +319,7 @@ impl Store {
     ) -> Result<usize, Error> {
         let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = BTreeMap::new();
         let mut new_series = String::new();
+        let known_before = self.catalog.len();
         for p in points {
             let Ok((id, new)) = self.catalog.get_or_insert(&p.key) else {
                 self.stats.refused += 1;
@@ -247,12 +342,18 @@ impl Store {
         }
         let log_path = self.config.dir.join("series.jsonl");
         if !new_series.is_empty() {
-            self.series_log
-                .write_all(new_series.as_bytes())
-                .map_err(io(&log_path))?;
+            let mut written = self.series_log.write_all(new_series.as_bytes());
             if self.config.wal {
-                self.series_log.sync_data().map_err(io(&log_path))?;
+                written = written.and_then(|()| self.series_log.sync_data());
             }
+            if let Err(e) = written {
+                // Nothing of this batch is acknowledged: cut the lines off and forget the
+                // new series, so their ids are given again.
+                let _ = self.series_log.set_len(self.series_log_len);
+                self.catalog.rollback(known_before);
+                return Err(io(&log_path)(e));
+            }
+            self.series_log_len += new_series.len() as u64;
         }
         let mut stored = 0;
         let wal_dir = self.config.dir.join("wal");

@@ -21,6 +21,10 @@ hydrant_runtime::metrics! {
         "Hours compacted into one part.";
     EXPIRED = "hydrant_storage_expired_hours_total", Counter,
         "Hours dropped by retention.";
+    CORRUPT = "hydrant_storage_corrupt_records_total", Counter,
+        "Damaged catalog lines and WAL records skipped when the store opened.";
+    UNSTORED = "hydrant_storage_unstored_envelopes_total", Counter,
+        "Envelopes received but not stored because a write failed (a full disk).";
     LOG_ROWS = "hydrant_storage_log_rows", Gauge,
         "Log rows in memory, not yet in a Parquet part.";
     LOG_EVICTED = "hydrant_storage_log_rows_evicted_total", Counter,

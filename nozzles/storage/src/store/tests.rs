@@ -205,3 +205,52 @@ async fn a_sample_arriving_while_its_hour_is_sealed_keeps_its_own_wal() {
     assert_eq!(got[&0], [(1_000, 1.0), (2_000, 2.0)]);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A damaged line in the middle of the catalog costs that line only: the series after it
+/// keep their ids, the lost one keeps its place (and its WAL samples) under a placeholder,
+/// and a new series never takes its id.
+#[tokio::test]
+async fn a_damaged_catalog_line_never_moves_or_reuses_an_id() {
+    let d = dir("damaged");
+    let mut store = Store::open(config(&d)).unwrap();
+    for (i, app) in ["a", "b", "c"].iter().enumerate() {
+        store
+            .ingest(&[point("m", app, 1_000 + i as i64, i as f64)])
+            .unwrap();
+    }
+    drop(store);
+    let path = d.join("series.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    // Flip one character of the second line's labels: its checksum no longer matches.
+    let damaged = lines[1].replace("\"b\"", "\"x\"");
+    std::fs::write(&path, format!("{}\n{damaged}\n{}\n", lines[0], lines[2])).unwrap();
+
+    let mut store = Store::open(config(&d)).unwrap();
+    assert_eq!(store.stats.corrupt_records, 1);
+    assert_eq!(store.catalog.len(), 3);
+    assert_eq!(store.catalog.key(0).labels["app"], "a");
+    assert_eq!(
+        store.catalog.key(1).name,
+        LOST_SERIES,
+        "the lost line keeps its id"
+    );
+    assert_eq!(store.catalog.key(2).labels["app"], "c");
+    store.ingest(&[point("m", "b", 5_000, 5.0)]).unwrap();
+    let b = store.catalog.id(&point("m", "b", 0, 0.0).key);
+    assert_eq!(b, Some(3), "a new series never takes a lost id");
+    drop(store);
+    // The repaired catalog reads back whole, and the lost series' sample is still its own.
+    let store = Store::open(config(&d)).unwrap();
+    assert_eq!(store.stats.corrupt_records, 0);
+    assert_eq!(store.catalog.len(), 4);
+    assert_eq!(store.catalog.key(1).name, LOST_SERIES);
+    assert_eq!(store.catalog.key(3).labels["app"], "b");
+    let shared = Shared::new(store);
+    let got = shared.fetch(&[1, 2, 3], 0, 10_000).await.unwrap();
+    assert_eq!(got[&1], [(1_001, 1.0)]);
+    assert_eq!(got[&2], [(1_002, 2.0)]);
+    assert_eq!(got[&3], [(5_000, 5.0)]);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -3,7 +3,14 @@
 //! never deletes a file that still takes appends), of framed
 //! records `[len u32][crc32 u32][payload]`, each payload a run of 24-byte samples
 //! (series id u64, ts i64 ms, value f64, little-endian). A record is acknowledged once
-//! `fdatasync` returns; on replay a torn or corrupt tail (a crash mid-write) ends the file.
+//! `fdatasync` returns.
+//!
+//! Faults:
+//! - A failed append (a full disk) is cut back off the file at once, so a torn record never
+//!   sits before records acknowledged later.
+//! - On replay a corrupt record is skipped and counted, and reading resumes at the next
+//!   intact record; only a torn tail (no intact record after it: a crash mid-write) is cut
+//!   off.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -44,6 +51,8 @@ pub struct Wal {
     pub id: WalId,
     path: PathBuf,
     file: File,
+    /// Bytes of whole records: where a failed append is cut back to.
+    len: u64,
 }
 
 impl Wal {
@@ -52,7 +61,13 @@ impl Wal {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(id.file());
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(Wal { id, path, file })
+        let len = file.metadata()?.len();
+        Ok(Wal {
+            id,
+            path,
+            file,
+            len,
+        })
     }
 
     /// Appends one record and syncs it.
@@ -70,8 +85,21 @@ impl Wal {
         }
         let crc = CRC.checksum(&buf[8..]);
         buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        self.file.write_all(&buf)?;
-        self.file.sync_data()
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut the torn record off (best effort: the file is then what it was).
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
     }
 
     /// Deletes the file (its partition is sealed into Parquet).
@@ -101,40 +129,69 @@ pub fn ids(dir: &Path) -> Vec<WalId> {
     out
 }
 
-/// Reads every intact record of log `id`; returns the samples and whether a torn or
-/// corrupt tail was dropped (it is then truncated away so appends continue cleanly).
-pub fn replay(dir: &Path, id: WalId) -> std::io::Result<(Vec<Sample>, bool)> {
+/// What replaying one log found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Replayed {
+    /// The samples of every intact record, in file order.
+    pub samples: Vec<Sample>,
+    /// Corrupt records skipped (a run of damaged bytes counts once).
+    pub corrupt: u64,
+    /// Whether a torn tail was cut off.
+    pub torn: bool,
+}
+
+/// The record at `at`, when it is whole and intact: its payload's end.
+fn record_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let header = bytes.get(at..at + 8)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if len == 0 || len > MAX_RECORD_BYTES || !len.is_multiple_of(SAMPLE_BYTES) {
+        return None;
+    }
+    let payload = bytes.get(at + 8..at + 8 + len)?;
+    (CRC.checksum(payload) == crc).then_some(at + 8 + len)
+}
+
+/// Reads every intact record of log `id`, skipping (and counting) corrupt ones; a torn
+/// tail is cut off so appends continue cleanly.
+pub fn replay(dir: &Path, id: WalId) -> std::io::Result<Replayed> {
     let path = dir.join(id.file());
     let mut bytes = Vec::new();
     File::open(&path)?.read_to_end(&mut bytes)?;
-    let mut out = Vec::new();
+    let mut out = Replayed::default();
     let mut at = 0;
-    while at + 8 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap_or_default());
-        let end = at + 8 + len;
-        if len > MAX_RECORD_BYTES || !len.is_multiple_of(SAMPLE_BYTES) || end > bytes.len() {
-            break;
-        }
-        let payload = &bytes[at + 8..end];
-        if CRC.checksum(payload) != crc {
-            break;
-        }
-        for s in payload.chunks_exact(SAMPLE_BYTES) {
+    while at < bytes.len() {
+        let end = match record_at(&bytes, at) {
+            Some(end) => end,
+            None => {
+                // Damage: resume at the next intact record, if there is one.
+                match (at + 1..bytes.len()).find(|&p| record_at(&bytes, p).is_some()) {
+                    Some(next) => {
+                        out.corrupt += 1;
+                        tracing::warn!(file = %path.display(), offset = at, skipped = next - at, "corrupt WAL record skipped");
+                        at = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+        };
+        for s in bytes[at + 8..end].chunks_exact(SAMPLE_BYTES) {
             let id = u64::from_le_bytes(s[0..8].try_into().unwrap_or_default());
             let ts = i64::from_le_bytes(s[8..16].try_into().unwrap_or_default());
             let v = f64::from_le_bytes(s[16..24].try_into().unwrap_or_default());
-            out.push((id, ts, v));
+            out.samples.push((id, ts, v));
         }
         at = end;
     }
-    let torn = at != bytes.len();
-    if torn {
+    if at != bytes.len() {
+        out.torn = true;
+        tracing::warn!(file = %path.display(), offset = at, cut = bytes.len() - at, "torn WAL tail cut off");
         let f = OpenOptions::new().write(true).open(&path)?;
         f.set_len(at as u64)?;
         f.sync_all()?;
     }
-    Ok((out, torn))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -151,8 +208,9 @@ mod tests {
         w.append(&[(1, 10, 1.5), (2, 11, -0.0)]).unwrap();
         w.append(&[(3, 12, f64::NAN)]).unwrap();
         drop(w);
-        let (got, torn) = replay(&dir, ID).unwrap();
-        assert!(!torn);
+        let r = replay(&dir, ID).unwrap();
+        assert!(!r.torn);
+        let got = r.samples;
         assert_eq!(got.len(), 3);
         assert_eq!(got[0], (1, 10, 1.5));
         assert!(got[2].2.is_nan());
@@ -161,24 +219,34 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[48, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
         drop(f);
-        let (got, torn) = replay(&dir, ID).unwrap();
-        assert!(torn);
-        assert_eq!(got.len(), 3);
+        let r = replay(&dir, ID).unwrap();
+        assert!(r.torn);
+        assert_eq!(r.samples.len(), 3);
         let mut w = Wal::open(&dir, ID).unwrap();
         w.append(&[(4, 13, 2.0)]).unwrap();
         assert_eq!(
-            replay(&dir, ID).unwrap().0.len(),
+            replay(&dir, ID).unwrap().samples.len(),
             4,
             "appends continue after the cut"
         );
-        // A flipped bit fails the checksum.
+        // A flipped bit in the middle fails one record's checksum: it is skipped and
+        // counted, and the records after it are still read.
         let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        std::fs::write(&path, bytes).unwrap();
-        assert_eq!(replay(&dir, ID).unwrap().0.len(), 3);
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let r = replay(&dir, ID).unwrap();
+        assert_eq!((r.samples.len(), r.corrupt, r.torn), (2, 1, false));
+        let kept: Vec<(u64, i64)> = r.samples.iter().map(|(id, ts, _)| (*id, *ts)).collect();
+        assert_eq!(kept, [(3, 12), (4, 13)]);
+        // A mangled length too: reading resumes at the next intact record.
+        bytes[20] ^= 1;
+        bytes[0] = 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let r = replay(&dir, ID).unwrap();
+        assert_eq!((r.samples.len(), r.corrupt), (2, 1));
         assert_eq!(ids(&dir), [ID]);
-        w.remove().unwrap();
+        drop(w);
+        std::fs::remove_file(&path).unwrap();
         assert!(ids(&dir).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -379,6 +379,7 @@ impl Observe for Storage {
         t.sample(names::COMPACTIONS, &[], stats.compactions as f64);
         t.sample(names::EXPIRED, &[], stats.expired_hours as f64);
         t.sample(names::CORRUPT, &[], stats.corrupt_records as f64);
+        t.sample(names::QUARANTINED, &[], stats.quarantined_parts as f64);
         let (log_rows, evicted, written, log_parts) = {
             let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
             let parts = logs.parts();

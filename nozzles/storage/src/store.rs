@@ -101,6 +101,8 @@ pub struct Stats {
     pub torn_wals: u64,
     /// Damaged catalog lines and WAL records skipped at start.
     pub corrupt_records: u64,
+    /// Damaged Parquet parts moved to quarantine at start.
+    pub quarantined_parts: u64,
 }
 
 /// Most placeholders made for ids only the WAL knows (the WAL is checksummed, so its ids
@@ -228,8 +230,9 @@ impl Store {
             .open(&log_path)
             .map_err(io(&log_path))?;
         let series_log_len = series_log.metadata().map_err(io(&log_path))?.len();
+        let found = parts::discover(&dir);
         let mut store = Store {
-            parts: parts::discover(&dir),
+            parts: found.parts,
             catalog,
             buffer: Buffer::default(),
             series_log,
@@ -237,6 +240,7 @@ impl Store {
             totals: HashMap::new(),
             stats: Stats {
                 corrupt_records: corrupt,
+                quarantined_parts: found.quarantined,
                 ..Stats::default()
             },
             next_wal: 0,

@@ -84,7 +84,7 @@ fn sorted(batch: &RecordBatch) -> std::io::Result<RecordBatch> {
 impl LogStore {
     /// Opens the parts under `dir` (the data dir); `max_rows` bounds the buffer.
     pub fn open(dir: &Path, max_rows: usize) -> LogStore {
-        let parts = parts::discover_table(dir, LOGS);
+        let parts = parts::discover_table(dir, LOGS).parts;
         let next_seq = parts.iter().map(|p| p.seq + 1).max().unwrap_or(0);
         LogStore {
             dir: dir.to_owned(),

@@ -2,6 +2,11 @@
 //! by (series_id, ts), zstd-compressed, timestamps delta-encoded and values byte-stream-split
 //! (the layout that gets Parquet near the compact TSDB formats). Written to a temporary
 //! name, synced, then renamed, so a crash never leaves a half file under a part name.
+//!
+//! The final name carries a CRC-32 of the whole file (`part-<hour>-<seq>.<crc>.parquet`).
+//! When a store opens, a part that is empty, fails its checksum or has no readable Parquet
+//! footer is moved to `quarantine/` with an error naming it, and counted: one damaged file
+//! never fails every query, and flipped bytes never change values silently.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -90,7 +95,6 @@ pub fn write_table(
 ) -> std::io::Result<Part> {
     let folder = dir.join(table_hour_dir(table, hour));
     std::fs::create_dir_all(&folder)?;
-    let path = folder.join(format!("part-{hour}-{seq:06}.parquet"));
     let tmp = folder.join(format!(".part-{hour}-{seq:06}.tmp"));
     let file = File::create(&tmp)?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
@@ -99,6 +103,8 @@ pub fn write_table(
     let file = writer.into_inner().map_err(std::io::Error::other)?;
     file.sync_all()?;
     drop(file);
+    let crc = CRC.checksum(&std::fs::read(&tmp)?);
+    let path = folder.join(format!("part-{hour}-{seq:06}.{crc:08x}.parquet"));
     std::fs::rename(&tmp, &path)?;
     File::open(&folder)?.sync_all()?;
     let bytes = std::fs::metadata(&path)?.len();
@@ -110,18 +116,69 @@ pub fn write_table(
     })
 }
 
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// Where damaged parts are moved, under the data dir.
+pub const QUARANTINE: &str = "quarantine";
+
+/// The parts found when a store opens, and how many damaged ones were set aside.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Intact parts, oldest hour first.
+    pub parts: Vec<Part>,
+    /// Parts moved to [`QUARANTINE`].
+    pub quarantined: u64,
+}
+
 /// Every part under `dir`, oldest hour first; temporary files of an interrupted write are
-/// deleted.
-pub fn discover(dir: &Path) -> Vec<Part> {
+/// deleted and damaged parts quarantined.
+pub fn discover(dir: &Path) -> Found {
     discover_table(dir, METRICS)
 }
 
+/// Why a part cannot be used, if it cannot.
+fn damage(path: &Path, crc: Option<u32>) -> Option<String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Some(format!("cannot be read: {e}")),
+    };
+    if bytes.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(want) = crc {
+        let got = CRC.checksum(&bytes);
+        if got != want {
+            return Some(format!("fails its checksum ({got:08x}, not {want:08x})"));
+        }
+    }
+    let footer = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes::Bytes::from(bytes));
+    footer
+        .err()
+        .map(|e| format!("has no readable Parquet footer: {e}"))
+}
+
+/// Moves a damaged part out of the way, into `quarantine/<table>/`.
+fn quarantine(dir: &Path, table: &str, path: &Path, why: &str) {
+    let to = dir.join(QUARANTINE).join(table);
+    let name = path.file_name().unwrap_or_default();
+    let moved = std::fs::create_dir_all(&to).and_then(|()| std::fs::rename(path, to.join(name)));
+    match moved {
+        Ok(()) => {
+            tracing::error!(part = %path.display(), quarantine = %to.display(), "a damaged part {why}; moved to quarantine, its samples are not served")
+        }
+        Err(e) => {
+            tracing::error!(part = %path.display(), error = %e, "a damaged part {why} and cannot be moved to quarantine")
+        }
+    }
+}
+
 /// Every part of `table` under `dir`, as [`discover`].
-pub fn discover_table(dir: &Path, table: &str) -> Vec<Part> {
-    let mut out = Vec::new();
+pub fn discover_table(dir: &Path, table: &str) -> Found {
+    let mut found = Found::default();
     let metrics = dir.join(table);
     let Ok(dates) = std::fs::read_dir(&metrics) else {
-        return out;
+        return found;
     };
     for date in dates.flatten() {
         let Ok(hours) = std::fs::read_dir(date.path()) else {
@@ -143,13 +200,23 @@ pub fn discover_table(dir: &Path, table: &str) -> Vec<Part> {
                 else {
                     continue;
                 };
+                // `<hour>-<seq>.<crc>`, or `<hour>-<seq>` as written before checksums.
+                let (stem, crc) = match stem.split_once('.') {
+                    Some((stem, crc)) => (stem, u32::from_str_radix(crc, 16).ok()),
+                    None => (stem, None),
+                };
                 let Some((h, seq)) = stem.split_once('-') else {
                     continue;
                 };
                 let (Ok(h), Ok(seq)) = (h.parse(), seq.parse()) else {
                     continue;
                 };
-                out.push(Part {
+                if let Some(why) = damage(&f.path(), crc) {
+                    quarantine(dir, table, &f.path(), &why);
+                    found.quarantined += 1;
+                    continue;
+                }
+                found.parts.push(Part {
                     path: f.path(),
                     hour: h,
                     seq,
@@ -158,8 +225,8 @@ pub fn discover_table(dir: &Path, table: &str) -> Vec<Part> {
             }
         }
     }
-    out.sort_by_key(|p| (p.hour, p.seq));
-    out
+    found.parts.sort_by_key(|p| (p.hour, p.seq));
+    found
 }
 
 /// Reads whole parts (for compaction), in order.

@@ -254,3 +254,51 @@ async fn a_damaged_catalog_line_never_moves_or_reuses_an_id() {
     assert_eq!(got[&3], [(5_000, 5.0)]);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A part with flipped bytes, or an empty one, is set aside when the store opens: the
+/// other parts still answer, and nothing serves values that were silently changed.
+#[tokio::test]
+async fn damaged_parts_are_quarantined_and_the_rest_still_answers() {
+    let d = dir("quarantine");
+    let mut store = Store::open(config(&d)).unwrap();
+    for hour in 0..3 {
+        store
+            .ingest(&[point("m", "a", hour * HOUR_MS + 1_000, hour as f64)])
+            .unwrap();
+        let (batch, seq) = store.take(hour).unwrap();
+        let part = parts::write(&d, hour, seq, &batch);
+        store.sealed(hour, part).unwrap();
+    }
+    drop(store);
+    let found = parts::discover(&d);
+    assert_eq!((found.parts.len(), found.quarantined), (3, 0));
+    let name = found.parts[0]
+        .path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.ends_with(".parquet") && name.matches('.').count() == 2,
+        "{name}"
+    );
+    // Flip bytes in the middle of hour 0's part; empty hour 1's.
+    let mut bytes = std::fs::read(&found.parts[0].path).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&found.parts[0].path, bytes).unwrap();
+    std::fs::write(&found.parts[1].path, b"").unwrap();
+
+    let store = Store::open(config(&d)).unwrap();
+    assert_eq!(store.stats.quarantined_parts, 2);
+    let quarantined = std::fs::read_dir(d.join(parts::QUARANTINE).join(parts::METRICS))
+        .unwrap()
+        .count();
+    assert_eq!(quarantined, 2);
+    let shared = Shared::new(store);
+    let got = shared.fetch(&[0], 0, 4 * HOUR_MS).await.unwrap();
+    assert_eq!(got[&0], [(2 * HOUR_MS + 1_000, 2.0)]);
+    let _ = std::fs::remove_dir_all(&d);
+}

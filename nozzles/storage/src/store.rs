@@ -28,12 +28,15 @@ use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, UInt64Array};
 use datafusion::prelude::{ParquetReadOptions, SessionContext, col, lit};
 
 use crate::catalog::{Catalog, SeriesId};
-use crate::model::{Point, SeriesKey};
+use crate::model::Point;
 
 pub mod buffer;
 pub mod maintain;
 pub mod parts;
+pub mod series_log;
 pub mod wal;
+
+pub use series_log::LOST_SERIES;
 
 use buffer::{Buffer, HOUR_MS, hour_of};
 use parts::Part;
@@ -105,32 +108,6 @@ pub struct Stats {
     pub quarantined_parts: u64,
 }
 
-/// Most placeholders made for ids only the WAL knows (the WAL is checksummed, so its ids
-/// are real; this only bounds what one start can allocate).
-const MAX_LOST_IDS: SeriesId = 1_000_000;
-
-/// Writes the whole catalog to `path` (a temporary file, synced, renamed over it).
-fn rewrite_catalog(path: &Path, catalog: &Catalog) -> Result<(), Error> {
-    let mut text = String::new();
-    for id in 0..catalog.len() as SeriesId {
-        text.push_str(&key_line(id, catalog.key(id)));
-        text.push('\n');
-    }
-    let tmp = path.with_extension("jsonl.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(io(path))
-}
-
-/// The name of a placeholder for a series whose catalog line was lost.
-pub const LOST_SERIES: &str = "hydrant_lost_series";
-
-const LINE_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
-
 /// The engine's state (behind the nozzle's mutex).
 #[derive(Debug)]
 pub struct Store {
@@ -150,80 +127,13 @@ pub struct Store {
     next_wal: u64,
 }
 
-/// A catalog line: the CRC-32 of its JSON (8 hex digits), a space, the JSON.
-fn key_line(id: SeriesId, key: &SeriesKey) -> String {
-    let json = serde_json::json!({"id": id, "name": key.name, "labels": key.labels}).to_string();
-    format!("{:08x} {json}", LINE_CRC.checksum(json.as_bytes()))
-}
-
-/// The id and key of a catalog line; `None` when it is damaged. Lines written before the
-/// CRC existed (bare JSON) are read as they are.
-fn parse_line(line: &str) -> Option<(SeriesId, SeriesKey)> {
-    let json = match line.split_once(' ') {
-        Some((crc, json)) if crc.len() == 8 && !line.starts_with('{') => {
-            let want = u32::from_str_radix(crc, 16).ok()?;
-            (LINE_CRC.checksum(json.as_bytes()) == want).then_some(json)?
-        }
-        _ => line,
-    };
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    let labels = v["labels"]
-        .as_object()?
-        .iter()
-        .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-        .collect::<Option<_>>()?;
-    let key = SeriesKey {
-        name: v["name"].as_str()?.to_owned(),
-        labels,
-    };
-    Some((v["id"].as_u64()?, key))
-}
-
-/// The placeholder for series `id`, whose catalog line was lost.
-fn lost(id: SeriesId) -> SeriesKey {
-    SeriesKey {
-        name: LOST_SERIES.to_owned(),
-        labels: [("series_id".to_owned(), id.to_string())].into(),
-    }
-}
-
 impl Store {
     /// Opens the store in `config.dir`: loads the catalog, finds the parts, replays the WAL.
     pub fn open(config: Config) -> Result<Store, Error> {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let log_path = dir.join("series.jsonl");
-        let mut catalog = Catalog::new(config.max_series_per_metric);
-        let mut corrupt = 0u64;
-        let text = match std::fs::read(&log_path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(io(&log_path)(e)),
-        };
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            let Some((id, key)) = parse_line(line) else {
-                corrupt += 1;
-                tracing::warn!(file = %log_path.display(), "damaged catalog line skipped");
-                continue;
-            };
-            let next = catalog.len() as SeriesId;
-            if id < next || catalog.id(&key).is_some() {
-                corrupt += 1; // a duplicate: the first line of an id wins
-                continue;
-            }
-            // Ids whose lines were lost keep their place, so they are never given again.
-            for missing in next..id {
-                catalog.insert(lost(missing));
-            }
-            catalog.insert(key);
-        }
-        // Rewrite the log when anything was damaged or torn, so appends stay line-aligned.
-        let rewrite = corrupt > 0
-            || text.lines().filter(|l| !l.is_empty()).count() != catalog.len()
-            || (!text.is_empty() && !text.ends_with('\n'));
-        if rewrite {
-            rewrite_catalog(&log_path, &catalog)?;
-        }
+        let (catalog, corrupt) = series_log::load(&log_path, config.max_series_per_metric)?;
         let series_log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -256,10 +166,10 @@ impl Store {
             for (sid, ts, v) in replayed.samples {
                 // An id only the WAL knows (its catalog line was lost) keeps its place.
                 while store.catalog.len() as SeriesId <= sid
-                    && sid < (known as SeriesId).saturating_add(MAX_LOST_IDS)
+                    && sid < (known as SeriesId).saturating_add(series_log::MAX_LOST_IDS)
                 {
                     let next = store.catalog.len() as SeriesId;
-                    store.catalog.insert(lost(next));
+                    store.catalog.insert(series_log::lost(next));
                 }
                 if (sid as usize) < store.catalog.len() {
                     store.buffer.insert(sid, ts, v);
@@ -277,7 +187,7 @@ impl Store {
                 placeholders = store.catalog.len() - known,
                 "WAL samples of series whose catalog line was lost kept under {LOST_SERIES}"
             );
-            rewrite_catalog(&log_path, &store.catalog)?;
+            series_log::rewrite(&log_path, &store.catalog)?;
             store.series_log = OpenOptions::new()
                 .append(true)
                 .open(&log_path)
@@ -330,7 +240,7 @@ impl Store {
                 continue;
             };
             if new {
-                new_series.push_str(&key_line(id, &p.key));
+                new_series.push_str(&series_log::line(id, &p.key));
                 new_series.push('\n');
             }
             let value = if p.increment {

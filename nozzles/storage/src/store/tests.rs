@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::maintain::Shared;
 use super::*;
-use crate::model::Point;
+use crate::model::{Point, SeriesKey};
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hydrant-store-{name}-{}", std::process::id()));

@@ -27,9 +27,15 @@ pub(crate) struct DopplerArgs {
     /// Per-subscription buffer in bytes.
     #[arg(long, default_value_t = doppler::DEFAULT_SUBSCRIPTION_BUFFER_BYTES)]
     pub(crate) subscription_buffer_bytes: usize,
+    /// Most selectors one subscription may carry (more is refused, InvalidArgument).
+    #[arg(long, default_value_t = hydrant::router::MAX_SELECTORS)]
+    pub(crate) max_selectors: usize,
     /// Largest gRPC message accepted.
     #[arg(long, default_value_t = hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES)]
     pub(crate) max_message_bytes: usize,
+    /// Time a new gRPC connection has to send its first bytes before it is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) handshake_timeout: Duration,
     #[command(flatten)]
     pub(crate) component: ComponentArgs,
 }
@@ -57,6 +63,9 @@ pub(crate) struct AgentArgs {
     /// Concurrent streams to each doppler.
     #[arg(long, default_value_t = 1)]
     pub(crate) streams_per_doppler: usize,
+    /// Time a new gRPC connection has to send its first bytes before it is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) handshake_timeout: Duration,
     /// Least time between small batches to a doppler (0ms: send each envelope at once, for
     /// the lowest latency at a higher CPU cost).
     #[arg(long, default_value = "1ms", value_parser = parse_duration)]
@@ -160,7 +169,9 @@ pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
         buffer: doppler::BufferLimits {
             envelopes: a.subscription_buffer,
             bytes: a.subscription_buffer_bytes,
+            selectors: a.max_selectors,
         },
+        handshake_timeout: a.handshake_timeout,
         grace: a.component.grace(),
         self_metrics: a.component.self_metrics.config(
             "doppler",
@@ -191,6 +202,7 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     Invalids::check(problems)?;
     let config = agent::Config {
         access,
+        handshake_timeout: a.handshake_timeout,
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),
         doppler_tls: tls,

@@ -1,5 +1,6 @@
 //! Flags and glue for `hydrant storage` (built with the default `storage` feature).
 
+use hydrant_storage::promql::limits as promql_limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,18 @@ pub(crate) struct StorageArgs {
     /// Threads queries run on, apart from ingest and the API.
     #[arg(long, default_value_t = hydrant_storage::queries::DEFAULT_QUERY_THREADS)]
     query_threads: usize,
+    /// Longest PromQL query accepted, in bytes.
+    #[arg(long, default_value_t = promql_limits::MAX_QUERY_BYTES)]
+    promql_max_bytes: usize,
+    /// Deepest bracket nesting a PromQL query may have.
+    #[arg(long, default_value_t = promql_limits::MAX_NESTING)]
+    promql_max_depth: usize,
+    /// Most operators in one PromQL query.
+    #[arg(long, default_value_t = promql_limits::MAX_OPERATORS)]
+    promql_max_operators: usize,
+    /// Most selectors one PromQL query may read.
+    #[arg(long, default_value_t = promql_limits::MAX_SELECTORS)]
+    promql_max_selectors: usize,
     /// Also send every stored sample to this Prometheus remote-write URL
     /// (e.g. http://prometheus:9090/api/v1/write).
     #[arg(long)]
@@ -120,6 +133,12 @@ pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids
             timeout: a.query_timeout,
             memory: a.query_memory,
             threads: a.query_threads,
+            promql: promql_limits::Limits {
+                max_bytes: a.promql_max_bytes,
+                max_nesting: a.promql_max_depth,
+                max_operators: a.promql_max_operators,
+                max_selectors: a.promql_max_selectors,
+            },
         },
         dopplers: a.dopplers.clone(),
         tls,

@@ -116,8 +116,15 @@ fn bench(c: &mut Criterion) {
             );
             c.bench_function(&name, |b| {
                 b.iter(|| {
-                    rt.block_on(query::range(&shared, q, q_start, q_end, 15_000))
-                        .expect("query")
+                    rt.block_on(query::range(
+                        &shared,
+                        q,
+                        q_start,
+                        q_end,
+                        15_000,
+                        &Default::default(),
+                    ))
+                    .expect("query")
                 })
             });
         }

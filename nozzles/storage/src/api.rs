@@ -72,9 +72,10 @@ async fn instant(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Resp
         let q = required(&p, "query")?.to_owned();
         let t = one(&p, "time").map_or(Ok(now_ms()), query::parse_time)?;
         let store = Arc::clone(&s);
-        let answer = s
-            .queries
-            .run(async move { query::instant(&store.shared, &q, t).await });
+        let answer = s.queries.run(async move {
+            let limits = store.queries.limits().promql;
+            query::instant(&store.shared, &q, t, &limits).await
+        });
         answer.await?
     }
     .await;
@@ -89,9 +90,10 @@ async fn range(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Respon
         let end = query::parse_time(required(&p, "end")?)?;
         let step = query::parse_duration(required(&p, "step")?)?;
         let (q, store) = (q.to_owned(), Arc::clone(&s));
-        let answer = s
-            .queries
-            .run(async move { query::range(&store.shared, &q, start, end, step).await });
+        let answer = s.queries.run(async move {
+            let limits = store.queries.limits().promql;
+            query::range(&store.shared, &q, start, end, step, &limits).await
+        });
         answer.await?
     }
     .await;

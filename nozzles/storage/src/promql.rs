@@ -116,15 +116,20 @@ pub struct Data {
 /// Parses a query, refusing one over the [`limits`] before the parser (or anything
 /// recursive) sees it.
 pub fn parse(query: &str) -> Result<Expr, Error> {
-    limits::check_text(query)?;
+    parse_within(query, &limits::Limits::default())
+}
+
+/// As [`parse`], with `limits` instead of the defaults.
+pub fn parse_within(query: &str, limits: &limits::Limits) -> Result<Expr, Error> {
+    limits::check_text_within(query, limits)?;
     let expr = parser::parse(query)
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": parse error: {e}")))?;
     check(&expr)?;
     let selectors = plan(&expr, 0, 0, 0).len();
-    if selectors > limits::MAX_SELECTORS {
+    if selectors > limits.max_selectors {
         return Err(limits::refused(format!(
             "the query reads {selectors} selectors, more than {}",
-            limits::MAX_SELECTORS
+            limits.max_selectors
         )));
     }
     Ok(expr)

@@ -38,6 +38,8 @@ pub struct Limits {
     pub memory: usize,
     /// Threads queries run on.
     pub threads: usize,
+    /// The size and shape a PromQL query may have.
+    pub promql: crate::promql::limits::Limits,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             timeout: DEFAULT_QUERY_TIMEOUT,
             memory: DEFAULT_QUERY_MEMORY,
             threads: DEFAULT_QUERY_THREADS,
+            promql: crate::promql::limits::Limits::default(),
         }
     }
 }
@@ -98,6 +101,11 @@ impl Queries {
             env,
             limits,
         })
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// A DataFusion session whose memory comes from the shared pool.
@@ -156,6 +164,7 @@ mod tests {
             timeout,
             memory: 64 * 1024 * 1024,
             threads: 1,
+            promql: Default::default(),
         })
         .unwrap()
     }

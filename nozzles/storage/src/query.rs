@@ -72,8 +72,13 @@ async fn fetch(
 }
 
 /// An instant query at `t` (ms).
-pub async fn instant(shared: &Shared, query: &str, t: i64) -> Result<Value, Error> {
-    let expr = promql::parse(query)?;
+pub async fn instant(
+    shared: &Shared,
+    query: &str,
+    t: i64,
+    limits: &promql::limits::Limits,
+) -> Result<Value, Error> {
+    let expr = promql::parse_within(query, limits)?;
     let data = fetch(shared, &expr, t, t).await?;
     Evaluator::new(&expr, &data, LOOKBACK_MS).instant(&expr, t)
 }
@@ -85,9 +90,10 @@ pub async fn range(
     start: i64,
     end: i64,
     step: i64,
+    limits: &promql::limits::Limits,
 ) -> Result<Value, Error> {
     promql::check_range(start, end, step)?;
-    let expr = promql::parse(query)?;
+    let expr = promql::parse_within(query, limits)?;
     let data = fetch(shared, &expr, start, end).await?;
     Evaluator::new(&expr, &data, LOOKBACK_MS).range(&expr, start, end, step)
 }

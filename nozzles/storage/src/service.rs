@@ -96,6 +96,15 @@ impl Config {
             "query-threads",
             "must be between 1 and 64",
         );
+        let p = &self.queries.promql;
+        for (ok, field) in [
+            (p.max_bytes >= 64, "promql-max-bytes"),
+            (p.max_nesting >= 1, "promql-max-depth"),
+            (p.max_operators >= 1, "promql-max-operators"),
+            (p.max_selectors >= 1, "promql-max-selectors"),
+        ] {
+            require(&mut out, ok, field, "must be at least 1 (64 for bytes)");
+        }
         out
     }
 }

@@ -60,6 +60,8 @@ pub struct Config {
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
     /// Who may read `/metrics`.
     pub access: Access,
+    /// Time a new gRPC connection has to send its first bytes.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             grace: shutdown::DEFAULT_GRACE,
             self_metrics: None,
             access: Access::open(),
+            handshake_timeout: crate::connections::HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -221,7 +224,7 @@ pub async fn run(
         config.max_message_bytes,
     );
     let builder = inbound::server(config.server_tls.as_ref())?;
-    let incoming = crate::connections::incoming(grpc);
+    let incoming = crate::connections::incoming(grpc, config.handshake_timeout);
     // The server says GOAWAY only once every open stream has been read out (what its
     // client sent before the stop is taken; see `inbound::drain`).
     let open = Arc::clone(&state);

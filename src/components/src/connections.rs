@@ -4,8 +4,8 @@
 //! - at most [`max_connections`] are open at once (the descriptor limit less a reserve for
 //!   files, streams and the HTTP port); beyond that a new connection is closed at once,
 //!   so the process never runs out of descriptors;
-//! - a connection must send its first bytes within [`HANDSHAKE_TIMEOUT`], or it is
-//!   closed.
+//! - a connection must send its first bytes within its handshake deadline
+//!   (`--handshake-timeout`, [`HANDSHAKE_TIMEOUT`] by default), or it is closed.
 
 use std::future::Future as _;
 use std::io;
@@ -20,7 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// Time a new connection has to send its first bytes (the HTTP/2 preface, or a TLS hello).
+/// Time a new connection has to send its first bytes (the HTTP/2 preface, or a TLS hello),
+/// by default (`--handshake-timeout`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most connections open at once, whatever the descriptor limit.
@@ -39,11 +40,14 @@ pub fn max_connections() -> usize {
         .clamp(16, MAX_CONNECTIONS)
 }
 
-/// The connections `listener` accepts, within [`max_connections`], each with the
-/// handshake deadline.
-pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<Conn>> {
+/// The connections `listener` accepts, within [`max_connections`], each with `handshake`
+/// to send its first bytes.
+pub fn incoming(
+    listener: TcpListener,
+    handshake: Duration,
+) -> impl Stream<Item = io::Result<Conn>> {
     let permits = Arc::new(Semaphore::new(max_connections()));
-    futures::stream::unfold((listener, permits), |(listener, permits)| async move {
+    futures::stream::unfold((listener, permits), move |(listener, permits)| async move {
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -64,7 +68,7 @@ pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<Conn>> {
             let conn = Conn {
                 stream,
                 _permit: permit,
-                first_bytes: Some(Box::pin(tokio::time::sleep(HANDSHAKE_TIMEOUT))),
+                first_bytes: Some(Box::pin(tokio::time::sleep(handshake))),
             };
             return Some((Ok(conn), (listener, permits)));
         }

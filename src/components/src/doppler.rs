@@ -53,6 +53,8 @@ pub struct Config {
     pub self_metrics: Option<hydrant_runtime::selfmetrics::SelfMetrics>,
     /// Who may use the HTTP port (`/metrics`, `/v2/read`).
     pub access: Access,
+    /// Time a new gRPC connection has to send its first bytes.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -63,10 +65,12 @@ impl Default for Config {
             buffer: BufferLimits {
                 envelopes: DEFAULT_SUBSCRIPTION_BUFFER,
                 bytes: DEFAULT_SUBSCRIPTION_BUFFER_BYTES,
+                selectors: crate::router::MAX_SELECTORS,
             },
             grace: shutdown::DEFAULT_GRACE,
             self_metrics: None,
             access: Access::open(),
+            handshake_timeout: crate::connections::HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -104,7 +108,7 @@ pub async fn run(
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
     let builder = inbound::server(config.tls.as_ref())?;
-    let incoming = crate::connections::incoming(grpc);
+    let incoming = crate::connections::incoming(grpc, config.handshake_timeout);
     let h = Arc::clone(&hub);
     life.on_stop(Phase::Accept, "ingress streams", async move {
         lifecycle::settled(|| h.stats.ingress_streams.get() <= 0).await;

@@ -33,14 +33,19 @@ pub enum Error {
     /// No selector with a message type (Loggregator answers the same way).
     #[error("Selectors cannot be empty")]
     NoSelectors,
-    /// More selectors than [`MAX_SELECTORS`].
-    #[error("{0} selectors, more than the {MAX_SELECTORS} one subscription may have")]
-    TooManySelectors(usize),
+    /// More selectors than the doppler allows one subscription (`--max-selectors`).
+    #[error("{got} selectors, more than the {max} one subscription may have")]
+    TooManySelectors {
+        /// Selectors asked for.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
-/// Most selectors one subscription may carry. Routing looks only at the groups that may
-/// match an envelope's kind and source id, so selectors cost little; the cap bounds the
-/// memory and the table rebuild a single request can cause.
+/// Most selectors one subscription may carry by default (`--max-selectors`). Routing looks
+/// only at the groups that may match an envelope's kind and source id, so selectors cost
+/// little; the cap bounds the memory and the table rebuild a single request can cause.
 pub const MAX_SELECTORS: usize = 1024;
 
 /// What one selector matches.
@@ -118,13 +123,24 @@ impl Spec {
     /// Validates a request: `legacy_selector` is used only when `selectors` is empty, and
     /// selectors without a message type are ignored, as in Loggregator.
     pub fn from_request(req: &EgressBatchRequest) -> Result<Spec, Error> {
+        Spec::from_request_within(req, MAX_SELECTORS)
+    }
+
+    /// As [`Spec::from_request`], with at most `max_selectors` selectors.
+    pub fn from_request_within(
+        req: &EgressBatchRequest,
+        max_selectors: usize,
+    ) -> Result<Spec, Error> {
         let selectors: Vec<&Selector> = if req.selectors.is_empty() {
             req.legacy_selector.iter().collect()
         } else {
             req.selectors.iter().collect()
         };
-        if selectors.len() > MAX_SELECTORS {
-            return Err(Error::TooManySelectors(selectors.len()));
+        if selectors.len() > max_selectors {
+            return Err(Error::TooManySelectors {
+                got: selectors.len(),
+                max: max_selectors,
+            });
         }
         let mut filters: Vec<Filter> = selectors
             .into_iter()

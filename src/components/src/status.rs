@@ -65,7 +65,7 @@ impl From<Rejection> for Status {
 impl From<crate::router::Error> for Status {
     fn from(e: crate::router::Error) -> Status {
         match e {
-            crate::router::Error::NoSelectors | crate::router::Error::TooManySelectors(_) => {
+            crate::router::Error::NoSelectors | crate::router::Error::TooManySelectors { .. } => {
                 Status::invalid_argument(e.to_string())
             }
         }

@@ -177,6 +177,20 @@ async fn subscription_without_selectors_or_with_too_many_is_refused() {
         2.0
     );
     d.stop().await;
+
+    // --max-selectors 2.
+    let mut config = doppler::Config::default();
+    config.buffer.selectors = 2;
+    let d = TestDoppler::start(config).await;
+    let three = vec![select::log("a"), select::log("b"), select::log("c")];
+    let c = Collector::start(d.grpc, request("", three), None);
+    eventually("refusal", || async { c.is_finished() }).await;
+    let status = c.stop().await.expect_err("refused");
+    assert!(
+        status.message().contains("3 selectors, more than the 2"),
+        "{status:?}"
+    );
+    d.stop().await;
 }
 
 #[tokio::test]

@@ -164,6 +164,11 @@ async fn runaway_sql_is_stopped_and_never_blocks_the_api() {
         timeout: std::time::Duration::from_secs(2),
         memory: 64 * 1024 * 1024,
         threads: 1,
+        // --promql-max-operators 3.
+        promql: hydrant_storage::promql::limits::Limits {
+            max_operators: 3,
+            ..Default::default()
+        },
     };
     let storage = TestStorage::with_queries(&d, dir.to_path_buf(), Vec::new(), limits).await;
     let http = reqwest::Client::new();
@@ -195,6 +200,20 @@ async fn runaway_sql_is_stopped_and_never_blocks_the_api() {
             started.elapsed()
         );
     }
+    let resp = http
+        .get(format!("{}/api/v1/query?query=1%2B1%2B1%2B1%2B1", storage.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than 3 operators"),
+        "{body}"
+    );
     let (status, body) = runaway.await.unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["errorType"], "timeout", "{body}");
@@ -220,12 +239,17 @@ async fn runaway_sql_is_stopped_and_never_blocks_the_api() {
 /// closes them after the handshake deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_never_lock_clients_out_and_are_closed() {
-    use hydrant::connections::HANDSHAKE_TIMEOUT;
     use hydrant::telemetry::names;
     use hydrant_proto::subscriber::{request, select};
     use tokio::io::AsyncReadExt as _;
 
-    let d = TestDoppler::start(doppler::Config::default()).await;
+    // --handshake-timeout 2s (10 s by default).
+    let handshake = std::time::Duration::from_secs(2);
+    let d = TestDoppler::start(doppler::Config {
+        handshake_timeout: handshake,
+        ..doppler::Config::default()
+    })
+    .await;
     let mut idle = Vec::new();
     for _ in 0..300 {
         idle.push(tokio::net::TcpStream::connect(d.grpc).await.unwrap());
@@ -240,7 +264,7 @@ async fn idle_connections_never_lock_clients_out_and_are_closed() {
     super::send(d.grpc, [hydrant_proto::envelope::log("x", "y", false)]).await;
     crate::eventually("delivered", || async { c.got.len() == 1 }).await;
 
-    tokio::time::sleep(HANDSHAKE_TIMEOUT + std::time::Duration::from_secs(1)).await;
+    tokio::time::sleep(handshake + std::time::Duration::from_secs(1)).await;
     let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         let mut closed = 0;
         for s in &mut idle {

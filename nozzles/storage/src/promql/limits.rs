@@ -9,8 +9,8 @@
 
 use super::Error;
 
-/// Longest query accepted, in bytes (a Grafana query with a long `=~` alternation is a
-/// few kilobytes).
+/// Longest query accepted by default, in bytes (a Grafana query with a long `=~`
+/// alternation is a few kilobytes).
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 
 /// Deepest nesting of `(`, `[` and `{` accepted.
@@ -24,11 +24,42 @@ pub const MAX_SELECTORS: usize = 64;
 
 const KEYWORD_OPERATORS: &[&str] = &["and", "or", "unless", "atan2"];
 
-/// Checks `query` against [`MAX_QUERY_BYTES`], [`MAX_NESTING`] and [`MAX_OPERATORS`].
+/// The limits a query is held to (`--promql-max-*`; the constants above by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest query, in bytes.
+    pub max_bytes: usize,
+    /// Deepest bracket nesting.
+    pub max_nesting: usize,
+    /// Most operators.
+    pub max_operators: usize,
+    /// Most selectors.
+    pub max_selectors: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_bytes: MAX_QUERY_BYTES,
+            max_nesting: MAX_NESTING,
+            max_operators: MAX_OPERATORS,
+            max_selectors: MAX_SELECTORS,
+        }
+    }
+}
+
+/// Checks `query` against the default limits.
 pub fn check_text(query: &str) -> Result<(), Error> {
-    if query.len() > MAX_QUERY_BYTES {
+    check_text_within(query, &Limits::default())
+}
+
+/// Checks `query`'s size, nesting and operators against `limits`.
+pub fn check_text_within(query: &str, limits: &Limits) -> Result<(), Error> {
+    let (max_bytes, max_nesting, max_operators) =
+        (limits.max_bytes, limits.max_nesting, limits.max_operators);
+    if query.len() > max_bytes {
         return Err(refused(format!(
-            "the query is {} bytes, over the limit of {MAX_QUERY_BYTES}",
+            "the query is {} bytes, over the limit of {max_bytes}",
             query.len()
         )));
     }
@@ -49,9 +80,9 @@ pub fn check_text(query: &str) -> Result<(), Error> {
                 if c == b'{' {
                     braces += 1;
                 }
-                if depth > MAX_NESTING {
+                if depth > max_nesting {
                     return Err(refused(format!(
-                        "the query nests brackets deeper than {MAX_NESTING} levels"
+                        "the query nests brackets deeper than {max_nesting} levels"
                     )));
                 }
             }
@@ -82,21 +113,21 @@ pub fn check_text(query: &str) -> Result<(), Error> {
                 {
                     operators += 1;
                 }
-                if operators > MAX_OPERATORS {
+                if operators > max_operators {
                     break;
                 }
                 continue;
             }
             _ => {}
         }
-        if operators > MAX_OPERATORS {
+        if operators > max_operators {
             break;
         }
         i += 1;
     }
-    if operators > MAX_OPERATORS {
+    if operators > max_operators {
         return Err(refused(format!(
-            "the query has more than {MAX_OPERATORS} operators"
+            "the query has more than {max_operators} operators"
         )));
     }
     Ok(())

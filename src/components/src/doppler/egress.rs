@@ -56,7 +56,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 impl EgressService {
     fn subscribe(&self, request: &EgressBatchRequest) -> Result<Guard, Status> {
-        let spec = Spec::from_request(request).inspect_err(|_| {
+        let max = self.hub.limits().selectors;
+        let spec = Spec::from_request_within(request, max).inspect_err(|_| {
             self.hub.stats.subscriptions_rejected.inc();
         })?;
         let sub = self

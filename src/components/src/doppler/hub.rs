@@ -69,13 +69,15 @@ hydrant_runtime::instruments! {
     }
 }
 
-/// Subscription buffer bounds.
+/// Per-subscription bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct BufferLimits {
-    /// Envelopes per subscription.
+    /// Envelopes buffered per subscription.
     pub envelopes: usize,
-    /// Bytes per subscription.
+    /// Bytes buffered per subscription.
     pub bytes: usize,
+    /// Selectors per subscription.
+    pub selectors: usize,
 }
 
 /// The state shared by the ingress and egress services.
@@ -105,6 +107,11 @@ impl Hub {
             closed: Default::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// The per-subscription bounds.
+    pub fn limits(&self) -> BufferLimits {
+        self.limits
     }
 
     /// Routes a batch to every matching subscription. Never blocks on a subscriber.

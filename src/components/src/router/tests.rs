@@ -270,7 +270,10 @@ fn a_subscription_has_at_most_max_selectors() {
         .collect();
     assert_eq!(
         Spec::from_request(&request("", many.clone())),
-        Err(Error::TooManySelectors(MAX_SELECTORS + 1))
+        Err(Error::TooManySelectors {
+            got: MAX_SELECTORS + 1,
+            max: MAX_SELECTORS
+        })
     );
     assert!(Spec::from_request(&request("", many[1..].to_vec())).is_ok());
 }

@@ -92,6 +92,17 @@ fn provisioned_uid() -> String {
         ds.get_scalar("type").map(|s| s.as_str()),
         Some("prometheus")
     );
+    // The storage API needs a token: the data source sends one.
+    let header = ds
+        .get_mapping("jsonData")
+        .and_then(|j| j.get_scalar("httpHeaderName1"))
+        .map(|s| s.as_str().to_owned());
+    assert_eq!(header.as_deref(), Some("Authorization"));
+    let value = ds
+        .get_mapping("secureJsonData")
+        .and_then(|j| j.get_scalar("httpHeaderValue1"))
+        .map(|s| s.as_str().to_owned());
+    assert_eq!(value.as_deref(), Some("Bearer ${HYDRANT_TOKEN}"));
     ds.get_scalar("uid").expect("uid").as_str().to_owned()
 }
 

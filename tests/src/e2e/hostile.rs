@@ -201,7 +201,10 @@ async fn runaway_sql_is_stopped_and_never_blocks_the_api() {
         );
     }
     let resp = http
-        .get(format!("{}/api/v1/query?query=1%2B1%2B1%2B1%2B1", storage.url))
+        .get(format!(
+            "{}/api/v1/query?query=1%2B1%2B1%2B1%2B1",
+            storage.url
+        ))
         .send()
         .await
         .unwrap();

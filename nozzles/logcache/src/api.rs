@@ -265,10 +265,17 @@ async fn meta(State(cache): Shared, headers: HeaderMap) -> Result<axum::Json<Val
     Ok(axum::Json(json!({ "meta": meta })))
 }
 
+/// The Log Cache API version `/api/v1/info` reports. Clients choose their paths and
+/// features by it: go-log-cache reads under `/api/v1` only from 2.0.0 on (before, `/v1`),
+/// and the cf CLI's `cf tail --name-filter` needs 2.1.0. This cache serves the 2.x read,
+/// meta and info API, with `name_filter`.
+pub const LOG_CACHE_API_VERSION: &str = "2.11.0";
+
 async fn info(State(cache): Shared) -> axum::Json<Value> {
     axum::Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": LOG_CACHE_API_VERSION,
         "vm_uptime": cache.started.elapsed().as_secs().to_string(),
+        "hydrant_version": env!("CARGO_PKG_VERSION"),
     }))
 }
 

@@ -155,9 +155,26 @@ async fn read_api_parameters_and_errors() {
     let (_, meta) = get(format!("{}/api/v1/meta", lc.url), None).await;
     assert_eq!(meta["meta"]["s"]["count"], "12");
     assert_eq!(meta["meta"]["s"]["oldest_timestamp"], T0.to_string());
+    // go-log-cache's path choice (client.go, getBaseApiPath): `/api/v1/info`'s version,
+    // 404 meaning 1.4.7; `/api/v1` from 2.0.0 on, else `/v1`. The cf CLI's name filter
+    // needs 2.1.0.
     let (status, info) = get(format!("{}/api/v1/info", lc.url), None).await;
     assert_eq!(status, 200);
-    assert!(info["version"].is_string());
+    let version: Vec<u64> = info["version"]
+        .as_str()
+        .expect("a version")
+        .split('.')
+        .map(|p| p.parse().expect("semver"))
+        .collect();
+    assert_eq!(version.len(), 3, "{info}");
+    assert!(version >= vec![2, 1, 0], "{info}");
+    let base = if version >= vec![2, 0, 0] {
+        "/api/v1"
+    } else {
+        "/v1"
+    };
+    let (status, v) = get(format!("{}{base}/read/s?start_time=0", lc.url), None).await;
+    assert_eq!((status, batch(&v).len()), (200, 12), "{v}");
     lc.stop().await;
     d.stop().await;
 }

@@ -47,6 +47,17 @@ pub enum Error {
         /// Its message.
         message: String,
     },
+    /// The log cache does not accept the token (it answers 404, as Log Cache does; the
+    /// client finds out through the meta listing).
+    #[error(
+        "the log cache refused to read {what}: {why} (pass --token or set HYDRANT_TOKEN; `hydrant up` keeps one in hydrant-data/token)"
+    )]
+    Refused {
+        /// What was asked for.
+        what: String,
+        /// Which refusal it was.
+        why: &'static str,
+    },
     /// The scheduler knows no such app.
     #[error(transparent)]
     App(#[from] crate::apps::Error),
@@ -249,8 +260,17 @@ impl Client {
                     .collect(),
             )),
             429 => Ok(None),
-            // Unknown sources and sources this token may not read are both 404.
-            404 => Ok(Some(Vec::new())),
+            // Log Cache answers 404 to an unknown source, to a source the token may not
+            // read, and to a token it does not accept. The last is told apart by the meta
+            // listing, which a refused token cannot read either; the first two stay alike
+            // on purpose (a token cannot probe which sources exist).
+            404 => match self.meta().await? {
+                None => Err(Error::Refused {
+                    what: source,
+                    why: "it does not accept this token, or none was given",
+                }),
+                Some(_) => Ok(Some(Vec::new())),
+            },
             _ => Err(Error::Api {
                 status,
                 message: body["message"].as_str().unwrap_or_default().to_owned(),
@@ -258,15 +278,31 @@ impl Client {
         }
     }
 
-    /// Whether the cache holds (or held) anything for `source_id`.
-    pub async fn knows(&self, source_id: &str) -> Result<bool, Error> {
+    /// The meta listing (what the token may read), or `None` when the cache refuses the
+    /// token.
+    async fn meta(&self) -> Result<Option<Value>, Error> {
         let resp = self
             .get("/api/v1/meta")
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        Ok(body["meta"].get(source_id).is_some())
+        Ok(Some(body["meta"].clone()))
+    }
+
+    /// Whether the cache holds (or held) anything for `source_id`; an error when it
+    /// refuses the token.
+    pub async fn knows(&self, source_id: &str) -> Result<bool, Error> {
+        match self.meta().await? {
+            Some(meta) => Ok(meta.get(source_id).is_some()),
+            None => Err(Error::Refused {
+                what: "its meta listing".into(),
+                why: "it does not accept this token, or none was given",
+            }),
+        }
     }
 
     /// The newest `limit` logs, oldest first, halving the limit on 429.

@@ -388,3 +388,65 @@ async fn logs_says_when_an_app_is_unknown() {
     lc.stop().await;
     d.stop().await;
 }
+
+/// Without a token, or with one the cache does not accept, `hydrant logs` says so and
+/// exits 1 (Log Cache answers 404, so it once printed nothing and exited 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_fails_loudly_when_the_cache_refuses_the_token() {
+    use hydrant_runtime::access::{Access, Tokens};
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
+    let tokens =
+        "tokens:\n  - token: root\n    admin: true\n  - token: team\n    sources: [mine]\n";
+    config.access = Access::tokens(Tokens::parse(tokens, std::path::Path::new("t.yml")).unwrap());
+    let lc = TestLogCache::start(config, &[&d]).await;
+    send(d.grpc, vec![app_log("theirs", T0, 0, "secret line", false)]).await;
+    let lc_url = lc.url.clone();
+    let run = move |token: Option<&str>| {
+        let mut cmd = Command::new(hydrant_bin());
+        cmd.args([
+            "logs",
+            "theirs",
+            "--recent",
+            "--log-cache",
+            &lc_url,
+            "--scheduler",
+            "http://127.0.0.1:9",
+        ])
+        .env_remove("HYDRANT_TOKEN");
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        cmd.output().unwrap()
+    };
+    crate::eventually("cached", || async {
+        let run = run.clone();
+        let out = tokio::task::spawn_blocking(move || run(Some("root")))
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("secret line")
+    })
+    .await;
+    // A scoped token that may not read the source gets what Log Cache gives it: nothing,
+    // indistinguishable from a source with no logs (so tokens cannot probe).
+    let team = run.clone();
+    let out = tokio::task::spawn_blocking(move || team(Some("team")))
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("secret line"));
+    for (token, needle) in [
+        (None, "does not accept this token, or none was given"),
+        (Some("wrong"), "does not accept this token"),
+    ] {
+        let run = run.clone();
+        let out = tokio::task::spawn_blocking(move || run(token))
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{token:?}: {err}");
+        assert!(err.contains(needle), "{token:?}: {err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("secret line"));
+    }
+    lc.stop().await;
+    d.stop().await;
+}

@@ -143,10 +143,18 @@ impl Client {
         })
     }
 
-    /// Every app.
+    /// Every app, page by page as Cloud Controller pages them (at most 100 pages of 5,000).
     pub async fn apps(&self) -> Result<Vec<contract::App>, Error> {
-        let page: Page<contract::App> = self.call(reqwest::Method::GET, "/v3/apps", None).await?;
-        Ok(page.resources)
+        let mut out = Vec::new();
+        for n in 1..=100 {
+            let path = format!("/v3/apps?page={n}&per_page=5000");
+            let page: Page<contract::App> = self.call(reqwest::Method::GET, &path, None).await?;
+            out.extend(page.resources);
+            if page.pagination.next.is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The app with this name or guid.

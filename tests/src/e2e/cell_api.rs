@@ -234,3 +234,83 @@ async fn only_tokens_that_write_push_and_only_json_from_this_origin() {
         .unwrap();
     assert_eq!(metrics.status(), 401, "/metrics needs a token too");
 }
+
+/// `GET /v3/apps` filters and pages as Cloud Controller does: the cf CLI asks
+/// `names=NAME` and takes `resources[0]`, so a filter that returned every app once gave it
+/// the wrong app.
+#[tokio::test]
+async fn list_filters_orders_and_pages_as_cloud_controller() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let cell = TestCell::start(TestCell::config(d.grpc)).await;
+    let http = reqwest::Client::new();
+    let mut guids = Vec::new();
+    for name in ["bravo", "alpha", "charlie"] {
+        let resp = http
+            .post(format!("{}/v3/apps", cell.url))
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"name": "{name}", "command": "sleep 60", "instances": 0}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        guids.push(body["guid"].as_str().unwrap().to_owned());
+        // Distinct creation times (RFC 3339 has whole seconds).
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let get = |query: String| {
+        let req = http.get(format!("{}/v3/apps{query}", cell.url));
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, v) = get("?names=doesnotexist".into()).await;
+    assert_eq!(v["resources"], json!([]), "{v}");
+    assert_eq!(v["pagination"]["total_results"], 0);
+    let (_, v) = get("?names=alpha,charlie".into()).await;
+    assert_eq!(names(&v), ["alpha", "charlie"], "by creation");
+    let (_, v) = get(format!("?guids={}", guids[0])).await;
+    assert_eq!(names(&v), ["bravo"]);
+    let (_, v) = get("?order_by=-name".into()).await;
+    assert_eq!(names(&v), ["charlie", "bravo", "alpha"]);
+    let (_, v) = get("?per_page=2&order_by=name".into()).await;
+    assert_eq!(names(&v), ["alpha", "bravo"]);
+    assert_eq!(v["pagination"]["total_pages"], 2);
+    assert!(v["pagination"]["previous"].is_null());
+    let next = v["pagination"]["next"]["href"].as_str().unwrap().to_owned();
+    assert!(
+        next.starts_with("http://") && next.contains("page=2"),
+        "{next}"
+    );
+    let v: Value = http.get(&next).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        names(&v),
+        ["charlie"],
+        "the next link keeps order and page size"
+    );
+    assert!(v["pagination"]["next"].is_null());
+    for (query, detail) in [
+        ("?per_page=0", "per_page must be between 1 and 5000"),
+        ("?per_page=5001", "per_page must be between 1 and 5000"),
+        ("?order_by=colour", "Order by can only be"),
+        ("?colour=red", "Unknown query parameter(s): 'colour'"),
+    ] {
+        let (status, v) = get(query.to_owned()).await;
+        assert_eq!(status, 400, "{query}: {v}");
+        assert_eq!(v["errors"][0]["title"], "CF-BadQueryParameter", "{v}");
+        let got = v["errors"][0]["detail"].as_str().unwrap();
+        assert!(got.contains(detail), "{query}: {got}");
+    }
+}

@@ -23,10 +23,14 @@ use super::contract::{
 };
 use super::model::{AppSpec, State as InstanceState};
 use super::{App, Cell, MAX_INSTANCES};
+
+mod list;
+
 use crate::telemetry::names;
 use hydrant_runtime::access::{Guard, Need, Refusal};
 use hydrant_runtime::admin::Observe;
 use hydrant_runtime::instrument::Render;
+pub use list::MAX_PER_PAGE;
 
 /// A Cloud Controller error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,19 +322,6 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-async fn list(State(cell): Shared) -> axum::Json<Page<contract::App>> {
-    let apps = cell.apps();
-    let resources: Vec<contract::App> = apps
-        .values()
-        .filter(|a| !a.deleted)
-        .map(app_resource)
-        .collect();
-    axum::Json(Page {
-        pagination: Pagination::single("/v3/apps", resources.len()),
-        resources,
-    })
-}
-
 fn with_app<T>(cell: &Cell, guid: &str, f: impl FnOnce(&mut App) -> T) -> Result<T, ApiError> {
     let mut apps = cell.apps();
     match apps.get_mut(guid) {
@@ -497,7 +488,7 @@ async fn not_found() -> ApiError {
 /// The API routes.
 pub fn router(cell: Arc<Cell>) -> Router {
     let v3 = Router::new()
-        .route("/v3/apps", post(create).get(list))
+        .route("/v3/apps", post(create).get(list::list))
         .route("/v3/apps/{guid}", get(show).delete(delete))
         .route("/v3/apps/{guid}/processes/web/actions/scale", post(scale))
         .route("/v3/processes", get(processes))

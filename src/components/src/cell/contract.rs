@@ -13,7 +13,7 @@ pub struct Link {
     pub href: String,
 }
 
-/// Cloud Controller's pagination (a cell answers in one page).
+/// Cloud Controller's pagination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pagination {
     /// Resources in all pages.
@@ -31,6 +31,33 @@ pub struct Pagination {
 }
 
 impl Pagination {
+    /// Page `page` (1-based) of `per_page` out of `total`, each link `base` plus `filters`
+    /// (already encoded, `&`-joined; may be empty) and its page.
+    pub fn page(
+        base: &str,
+        filters: &str,
+        page: usize,
+        per_page: usize,
+        total: usize,
+    ) -> Pagination {
+        let pages = total.div_ceil(per_page).max(1);
+        let link = |n: usize| Link {
+            href: if filters.is_empty() {
+                format!("{base}?page={n}&per_page={per_page}")
+            } else {
+                format!("{base}?{filters}&page={n}&per_page={per_page}")
+            },
+        };
+        Pagination {
+            total_results: total,
+            total_pages: pages,
+            first: link(1),
+            last: link(pages),
+            next: (page < pages).then(|| link(page + 1)),
+            previous: (page > 1).then(|| link((page - 1).min(pages))),
+        }
+    }
+
     /// One page holding `total` resources at `path`.
     pub fn single(path: &str, total: usize) -> Pagination {
         let link = || Link {

@@ -127,12 +127,7 @@ impl Queries {
         match tokio::time::timeout(self.limits.timeout, task).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) if e.is_panic() => {
-                let panic = e.into_panic();
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned());
+                let what = hydrant_runtime::admin::panic_message(e.into_panic().as_ref());
                 tracing::error!(panic = %what, "a query panicked");
                 Err(Failure::Panicked(what))
             }

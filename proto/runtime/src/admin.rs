@@ -67,6 +67,15 @@ pub async fn serve(
         .await
 }
 
+/// What a caught panic said (its `&str` or `String` payload), for logs and answers.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
 /// Runs the rest of the request, turning a panic into a `500` response.
 async fn catch_panic(request: Request, next: Next) -> Response {
     let method = request.method().clone();
@@ -74,11 +83,7 @@ async fn catch_panic(request: Request, next: Next) -> Response {
     match AssertUnwindSafe(next.run(request)).catch_unwind().await {
         Ok(response) => response,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
+            let what = panic_message(panic.as_ref());
             tracing::error!(%method, path, panic = %what, "an HTTP handler panicked");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,

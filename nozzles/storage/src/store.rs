@@ -36,6 +36,10 @@ pub mod parts;
 pub mod series_log;
 pub mod wal;
 
+/// The checksum of every record and file the store writes (WAL records, catalog lines,
+/// Parquet parts): CRC-32C.
+pub static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
 pub use series_log::LOST_SERIES;
 
 use buffer::{Buffer, HOUR_MS, hour_of};

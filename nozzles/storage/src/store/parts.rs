@@ -84,6 +84,24 @@ pub fn write(dir: &Path, hour: i64, seq: u64, batch: &RecordBatch) -> std::io::R
     write_table(dir, METRICS, hour, seq, batch, properties())
 }
 
+/// A file that checksums what is written through it, so a part's CRC costs no second read.
+struct Checksummed {
+    file: File,
+    digest: crc::Digest<'static, u32>,
+}
+
+impl std::io::Write for Checksummed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.digest.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Writes `batch` as part `seq` of `hour` of `table`: to a temporary name, synced, renamed.
 pub fn write_table(
     dir: &Path,
@@ -96,14 +114,16 @@ pub fn write_table(
     let folder = dir.join(table_hour_dir(table, hour));
     std::fs::create_dir_all(&folder)?;
     let tmp = folder.join(format!(".part-{hour}-{seq:06}.tmp"));
-    let file = File::create(&tmp)?;
+    let file = Checksummed {
+        file: File::create(&tmp)?,
+        digest: CRC.digest(),
+    };
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
         .map_err(std::io::Error::other)?;
     writer.write(batch).map_err(std::io::Error::other)?;
-    let file = writer.into_inner().map_err(std::io::Error::other)?;
-    file.sync_all()?;
-    drop(file);
-    let crc = CRC.checksum(&std::fs::read(&tmp)?);
+    let written = writer.into_inner().map_err(std::io::Error::other)?;
+    written.file.sync_all()?;
+    let crc = written.digest.finalize();
     let path = folder.join(format!("part-{hour}-{seq:06}.{crc:08x}.parquet"));
     std::fs::rename(&tmp, &path)?;
     File::open(&folder)?.sync_all()?;
@@ -116,7 +136,7 @@ pub fn write_table(
     })
 }
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+use super::CRC;
 
 /// Where damaged parts are moved, under the data dir.
 pub const QUARANTINE: &str = "quarantine";

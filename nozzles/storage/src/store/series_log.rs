@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use super::{Error, io};
+use super::{CRC, Error, io};
 use crate::catalog::{Catalog, SeriesId};
 use crate::model::SeriesKey;
 
@@ -73,12 +73,10 @@ pub(super) fn rewrite(path: &Path, catalog: &Catalog) -> Result<(), Error> {
 /// The name of a placeholder for a series whose catalog line was lost.
 pub const LOST_SERIES: &str = "hydrant_lost_series";
 
-const LINE_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
-
 /// A catalog line: the CRC-32 of its JSON (8 hex digits), a space, the JSON.
 pub(super) fn line(id: SeriesId, key: &SeriesKey) -> String {
     let json = serde_json::json!({"id": id, "name": key.name, "labels": key.labels}).to_string();
-    format!("{:08x} {json}", LINE_CRC.checksum(json.as_bytes()))
+    format!("{:08x} {json}", CRC.checksum(json.as_bytes()))
 }
 
 /// The id and key of a catalog line; `None` when it is damaged. Lines written before the
@@ -87,7 +85,7 @@ fn parse_line(line: &str) -> Option<(SeriesId, SeriesKey)> {
     let json = match line.split_once(' ') {
         Some((crc, json)) if crc.len() == 8 && !line.starts_with('{') => {
             let want = u32::from_str_radix(crc, 16).ok()?;
-            (LINE_CRC.checksum(json.as_bytes()) == want).then_some(json)?
+            (CRC.checksum(json.as_bytes()) == want).then_some(json)?
         }
         _ => line,
     };

@@ -27,7 +27,7 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// One sample as logged: series id, ts (ms), value.
 pub type Sample = (SeriesId, i64, f64);
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+use super::CRC;
 
 /// Which log file: the hour it holds and its generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

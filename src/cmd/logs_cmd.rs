@@ -106,8 +106,9 @@ pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
     let token = a.scheduler.token.get()?;
     // Names are resolved through the scheduler when it is there; otherwise the log
     // cache resolves them from the app_name tag.
+    let scheduler = apps::Client::new(&a.scheduler.scheduler, token.clone());
     let client = hydrant::logs::Client::new(&a.log_cache, token);
-    let source = match a.scheduler.client()?.find(&a.app).await {
+    let source = match scheduler.find(&a.app).await {
         Ok(app) => app.guid,
         // Not an app: it may still be a source id (a component such as "doppler").
         Err(apps::Error::NotFound(name)) => {

@@ -28,6 +28,8 @@ pub mod access;
 pub mod admin;
 pub mod config;
 pub mod exposition;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod instrument;
 pub mod lifecycle;
 pub mod metrics;

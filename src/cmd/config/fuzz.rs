@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use clap::CommandFactory as _;
+use hydrant_runtime::fuzz;
 use proptest::prelude::*;
 
 use super::*;
@@ -63,40 +64,12 @@ const VOCAB: &[&str] = &[
     "[::1]:99999",
 ];
 
-fn edits() -> impl Strategy<Value = Vec<(f64, usize, &'static str)>> {
-    prop::collection::vec((0.0..1.0f64, 0usize..12, prop::sample::select(VOCAB)), 1..8)
-}
-
-fn apply(seed: &str, edits: &[(f64, usize, &str)]) -> String {
-    let mut text = seed.to_owned();
-    for (at, delete, token) in edits {
-        let mut i = (text.len() as f64 * at) as usize;
-        while !text.is_char_boundary(i) {
-            i -= 1;
-        }
-        let mut j = (i + delete).min(text.len());
-        while !text.is_char_boundary(j) {
-            j += 1;
-        }
-        text.replace_range(i..j, token);
-    }
-    text
-}
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 512,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fuzz::config())]
 
     #[test]
-    fn edited_config_files_check_or_report_problems(e in edits()) {
-        let text = apply(SEED, &e);
+    fn edited_config_files_check_or_report_problems(e in fuzz::edits(VOCAB)) {
+        let text = fuzz::apply(SEED, &e);
         let _ = parse(Path::new("hydrant.yaml"), &text, &crate::Cli::command());
     }
 

@@ -2,6 +2,7 @@
 //! strings built from Log Cache's parameter names with hostile values and escapes, and
 //! arbitrary text. Parsing answers a query or a 400 naming the problem, never a panic.
 
+use hydrant_runtime::fuzz;
 use proptest::prelude::*;
 
 use super::*;
@@ -78,16 +79,8 @@ fn query() -> impl Strategy<Value = String> {
     })
 }
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 512,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fuzz::config())]
 
     #[test]
     fn built_queries_parse_or_are_refused(q in query(), now in any::<i64>()) {

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use hydrant_runtime::fuzz;
 use proptest::prelude::*;
 
 use super::*;
@@ -173,16 +174,8 @@ fn exercise(query: &str) {
     let _ = ev.range(&expr, start, end, step);
 }
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 512,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fuzz::config())]
 
     #[test]
     fn token_soups_never_panic(q in soup()) {

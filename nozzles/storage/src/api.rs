@@ -381,8 +381,12 @@ impl Observe for Storage {
         t.sample(names::COMPACTIONS, &[], stats.compactions as f64);
         t.sample(names::EXPIRED, &[], stats.expired_hours as f64);
         t.sample(names::CORRUPT, &[], stats.corrupt_records as f64);
-        t.sample(names::QUARANTINED, &[], stats.quarantined_parts as f64);
-        let (log_rows, evicted, written, log_parts) = {
+        t.sample(
+            names::QUARANTINED,
+            &[("table", crate::store::parts::METRICS)],
+            stats.quarantined_parts as f64,
+        );
+        let (log_rows, evicted, written, log_parts, log_quarantined) = {
             let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
             let parts = logs.parts();
             let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
@@ -391,8 +395,14 @@ impl Observe for Storage {
                 logs.buffer().evicted,
                 logs.written,
                 (parts.len(), bytes),
+                logs.quarantined,
             )
         };
+        t.sample(
+            names::QUARANTINED,
+            &[("table", crate::logs::store::LOGS)],
+            log_quarantined as f64,
+        );
         t.sample(names::LOG_ROWS, &[], log_rows as f64);
         t.sample(names::LOG_EVICTED, &[], evicted as f64);
         t.sample(names::LOG_WRITTEN, &[], written as f64);

@@ -24,7 +24,7 @@ hydrant_runtime::metrics! {
     CORRUPT = "hydrant_storage_corrupt_records_total", Counter,
         "Damaged catalog lines and WAL records skipped when the store opened.";
     QUARANTINED = "hydrant_storage_quarantined_parts_total", Counter,
-        "Damaged Parquet parts (empty, failing their checksum, no footer) moved to quarantine/ when the store opened.";
+        "Damaged Parquet parts (empty, failing their checksum, no footer) moved to quarantine/ when the store opened, by table (metrics, logs).";
     UNSTORED = "hydrant_storage_unstored_envelopes_total", Counter,
         "Envelopes received but not stored because a write failed (a full disk).";
     LOG_ROWS = "hydrant_storage_log_rows", Gauge,

@@ -34,6 +34,8 @@ pub struct LogStore {
     next_seq: u64,
     /// Rows written to parts since start.
     pub written: u64,
+    /// Damaged parts moved to quarantine when the store opened.
+    pub quarantined: u64,
 }
 
 /// One part to write.
@@ -84,7 +86,8 @@ fn sorted(batch: &RecordBatch) -> std::io::Result<RecordBatch> {
 impl LogStore {
     /// Opens the parts under `dir` (the data dir); `max_rows` bounds the buffer.
     pub fn open(dir: &Path, max_rows: usize) -> LogStore {
-        let parts = parts::discover_table(dir, LOGS).parts;
+        let found = parts::discover_table(dir, LOGS);
+        let parts = found.parts;
         let next_seq = parts.iter().map(|p| p.seq + 1).max().unwrap_or(0);
         LogStore {
             dir: dir.to_owned(),
@@ -93,6 +96,7 @@ impl LogStore {
             parts,
             next_seq,
             written: 0,
+            quarantined: found.quarantined,
         }
     }
 
@@ -345,6 +349,40 @@ mod tests {
             .unwrap();
         assert_eq!(pass.expired, 1);
         assert_eq!(rows_on_disk(&logs.lock().unwrap()), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A damaged log part is set aside and counted like a damaged metrics part, and the
+    /// intact one still answers.
+    #[tokio::test]
+    async fn damaged_log_parts_are_quarantined_and_counted() {
+        let dir = scratch("quarantine");
+        let logs = Mutex::new(LogStore::open(&dir, 100));
+        let files = RwLock::new(());
+        let now_ms = 10 * 3_600_000 + 60_000;
+        for hour in [8, 9] {
+            logs.lock().unwrap().push(row("a", hour * HOUR_NS + 1));
+        }
+        maintain(&logs, &files, now_ms, Duration::from_secs(86_400))
+            .await
+            .unwrap();
+        let parts = logs.lock().unwrap().parts();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(logs.lock().unwrap().quarantined, 0);
+        let mut bytes = std::fs::read(&parts[0].path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5a;
+        std::fs::write(&parts[0].path, bytes).unwrap();
+
+        let reopened = LogStore::open(&dir, 100);
+        assert_eq!(reopened.quarantined, 1);
+        assert_eq!(rows_on_disk(&reopened), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.join(parts::QUARANTINE).join(LOGS))
+                .unwrap()
+                .count(),
+            1
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -11,7 +11,7 @@ use crate::cell::contract::{
 };
 
 /// Default scheduler URL.
-pub const DEFAULT_SCHEDULER: &str = "http://127.0.0.1:9022";
+pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:9022";
 
 /// Errors talking to the scheduler.
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +79,13 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the API at `base` (e.g. `http://127.0.0.1:9022`).
-    pub fn new(base: &str, token: Option<String>) -> Client {
+    /// A client for the API at `base` (e.g. `http://127.0.0.1:9022`), sending with `http`
+    /// (see [`hydrant_runtime::https::client`]).
+    pub fn new(base: &str, token: Option<String>, http: reqwest::Client) -> Client {
         Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::Client::new(),
+            http,
         }
     }
 

@@ -11,6 +11,7 @@ use hydrant::apps;
 use hydrant_proto::transport::Tls;
 use hydrant_runtime::access::{Access, Tokens};
 use hydrant_runtime::config::Invalid;
+use hydrant_runtime::https;
 use hydrant_runtime::selfmetrics;
 use tokio::net::TcpListener;
 
@@ -181,7 +182,7 @@ impl SelfMetricsArgs {
 /// Where the scheduler API is.
 #[derive(Debug, Args)]
 pub(crate) struct SchedulerArgs {
-    /// Scheduler API URL.
+    /// Scheduler API: a URL, or an address (https with a CA, else http).
     #[arg(long, env = "HYDRANT_SCHEDULER", default_value = apps::DEFAULT_SCHEDULER)]
     pub(crate) scheduler: String,
     #[command(flatten)]
@@ -190,17 +191,27 @@ pub(crate) struct SchedulerArgs {
 
 impl SchedulerArgs {
     fn client(&self) -> anyhow::Result<apps::Client> {
-        Ok(apps::Client::new(&self.scheduler, self.token.get()?))
+        let tls = self.token.tls()?;
+        Ok(apps::Client::new(
+            &https::url(&self.scheduler, &tls),
+            self.token.get()?,
+            https::client(&tls)?,
+        ))
     }
 }
 
-/// The token a CLI command sends to Hydrant's HTTP APIs.
+/// How a CLI command reaches Hydrant's HTTP APIs: the token it sends, and the CA it trusts.
 #[derive(Debug, Args)]
 pub(crate) struct ClientToken {
     /// Bearer token for Hydrant's APIs (default: the one `hydrant up` wrote to
     /// ./hydrant-data/token, when it exists).
     #[arg(long, env = "HYDRANT_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// CA certificate (PEM) the APIs' certificates chain to; addresses without a scheme are
+    /// then reached over https (default: ./hydrant-data/certs/ca.pem, which `hydrant up`
+    /// writes, when it exists).
+    #[arg(long = "tls-ca", env = "HYDRANT_TLS_CA")]
+    pub(crate) tls_ca: Option<PathBuf>,
 }
 
 impl ClientToken {
@@ -214,6 +225,28 @@ impl ClientToken {
             return Ok(None);
         }
         read_token(&path).map(Some)
+    }
+
+    /// `--tls-ca`, else the CA `hydrant up` keeps under its default data directory, else
+    /// none (plain http, and the system's roots for https:// URLs).
+    pub(crate) fn tls(&self) -> anyhow::Result<https::ClientTls> {
+        let ca = match &self.tls_ca {
+            Some(path) => path.clone(),
+            None => {
+                let path = up_cmd::default_ca();
+                if !path.exists() {
+                    return Ok(https::ClientTls::default());
+                }
+                path
+            }
+        };
+        https::ClientTls::ca_file(&ca).context("--tls-ca")
+    }
+
+    /// An HTTP client with [`ClientToken::tls`], and `addr` as a URL for it.
+    pub(crate) fn client_for(&self, addr: &str) -> anyhow::Result<(reqwest::Client, String)> {
+        let tls = self.tls()?;
+        Ok((https::client(&tls)?, https::url(addr, &tls)))
     }
 }
 

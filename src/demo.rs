@@ -46,6 +46,8 @@ pub struct Env {
     pub index: String,
     /// Agent for the timers (`HYDRANT_AGENT`); none sends no timers.
     pub agent: Option<String>,
+    /// mTLS to the agent (`HYDRANT_TLS_CA`, `HYDRANT_TLS_CERT`, `HYDRANT_TLS_KEY`).
+    pub tls: Option<hydrant_proto::transport::Tls>,
 }
 
 impl Env {
@@ -60,7 +62,16 @@ impl Env {
             .and_then(|v| serde_json::from_str(&v).ok())
             .unwrap_or_default();
         let field = |k: &str| vcap[k].as_str().unwrap_or("demo").to_owned();
+        let path = |k: &str| std::env::var_os(k).map(std::path::PathBuf::from);
+        let tls = hydrant_proto::transport::Tls::from_files(
+            path("HYDRANT_TLS_CA").as_deref(),
+            path("HYDRANT_TLS_CERT").as_deref(),
+            path("HYDRANT_TLS_KEY").as_deref(),
+            "metron",
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Env {
+            tls,
             port,
             app_id: field("application_id"),
             app_name: field("application_name"),
@@ -89,6 +100,7 @@ pub async fn run(env: Env, shutdown: CancellationToken) -> std::io::Result<()> {
         Some(agent) => {
             let mut c = ingress::Config::new(vec![agent.clone()]);
             c.buffer_envelopes = TIMER_QUEUE;
+            c.tls = env.tls.clone();
             Some(IngressClient::start(c).map_err(std::io::Error::other)?)
         }
         None => None,

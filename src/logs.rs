@@ -210,12 +210,13 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the log cache at `base`.
-    pub fn new(base: &str, token: Option<String>) -> Client {
+    /// A client for the log cache at `base`, sending with `http` (see
+    /// [`hydrant_runtime::https::client`]).
+    pub fn new(base: &str, token: Option<String>, http: reqwest::Client) -> Client {
         Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::Client::new(),
+            http,
         }
     }
 

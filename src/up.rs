@@ -50,6 +50,9 @@ pub enum Error {
         /// Cause.
         source: std::io::Error,
     },
+    /// The health probes' HTTP client could not be built (a bad CA).
+    #[error("health probes: {0}")]
+    Client(#[from] hydrant_runtime::https::Error),
     /// The log directory or a log file could not be created.
     #[error("{path}: {source}")]
     Log {
@@ -178,7 +181,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor starting `exe` and writing each child's output under `log_dir`.
-    pub fn new(exe: PathBuf, log_dir: &Path) -> Result<Supervisor, Error> {
+    pub fn new(
+        exe: PathBuf,
+        log_dir: &Path,
+        tls: &hydrant_runtime::https::ClientTls,
+    ) -> Result<Supervisor, Error> {
         std::fs::create_dir_all(log_dir).map_err(|source| Error::Log {
             path: log_dir.display().to_string(),
             source,
@@ -186,10 +193,10 @@ impl Supervisor {
         Ok(Supervisor {
             exe,
             log_dir: log_dir.to_owned(),
-            http: reqwest::Client::builder()
+            http: hydrant_runtime::https::client_builder(tls)?
                 .timeout(Duration::from_secs(2))
                 .build()
-                .unwrap_or_default(),
+                .map_err(hydrant_runtime::https::Error::from)?,
             running: Vec::new(),
         })
     }
@@ -376,7 +383,7 @@ mod tests {
     #[tokio::test]
     async fn a_component_that_exits_while_starting_shows_its_log() {
         let dir = scratch();
-        let mut s = Supervisor::new("/bin/sh".into(), &dir).unwrap();
+        let mut s = Supervisor::new("/bin/sh".into(), &dir, &Default::default()).unwrap();
         let e = s
             .start(
                 &spec("broken", "echo 'bind: address in use' >&2; exit 3"),
@@ -410,7 +417,7 @@ mod tests {
     #[tokio::test]
     async fn a_component_that_dies_later_is_reported_with_its_log() {
         let dir = scratch();
-        let mut s = Supervisor::new("/bin/sh".into(), &dir).unwrap();
+        let mut s = Supervisor::new("/bin/sh".into(), &dir, &Default::default()).unwrap();
         // Healthy at once: its health URL is the supervisor's own probe of a live server.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -436,7 +443,7 @@ mod tests {
     #[tokio::test]
     async fn an_unhealthy_component_times_out_and_stops_in_order_with_a_kill_for_the_stubborn() {
         let dir = scratch();
-        let mut s = Supervisor::new("/bin/sh".into(), &dir).unwrap();
+        let mut s = Supervisor::new("/bin/sh".into(), &dir, &Default::default()).unwrap();
         let e = s
             .start(&spec("quiet", "sleep 30"), Duration::from_millis(300))
             .await

@@ -107,6 +107,21 @@ impl Tls {
         }
     }
 
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> &[u8] {
+        &self.ca
+    }
+
+    /// This component's certificate (PEM).
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.cert
+    }
+
+    /// This component's private key (PEM).
+    pub fn key_pem(&self) -> &[u8] {
+        &self.key
+    }
+
     /// Server side: present our certificate, require a client certificate from the CA.
     pub fn server_config(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()

@@ -19,12 +19,13 @@ use hydrant_runtime::config::{Invalid, Invalids};
 use hydrant_runtime::shutdown;
 
 use super::{ClientToken, ComponentArgs, bind, parse_duration};
+use hydrant_runtime::https;
 
 /// Default storage nozzle query API.
-pub(crate) const DEFAULT_STORAGE: &str = "http://127.0.0.1:9400";
+pub(crate) const DEFAULT_STORAGE: &str = "127.0.0.1:9400";
 
 /// Default autoscaler API URL.
-pub(crate) const DEFAULT_AUTOSCALER: &str = "http://127.0.0.1:9500";
+pub(crate) const DEFAULT_AUTOSCALER: &str = "127.0.0.1:9500";
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -228,7 +229,19 @@ fn build_actuator(a: &RunArgs) -> anyhow::Result<Arc<dyn Actuator>> {
                 (None, None, Some(t)) => actuator::Auth::Bearer(t.clone()),
                 (None, None, None) => actuator::Auth::None,
             };
-            Arc::new(actuator::CloudController::new(&a.scheduler, auth))
+            // The cell is reached with this component's certificate and CA (https for an
+            // address without a scheme when it has them).
+            let tls = a
+                .component
+                .tls
+                .load("metron")?
+                .map(|t| https::ClientTls::of(&t))
+                .unwrap_or_default();
+            Arc::new(actuator::CloudController::new(
+                &https::url(&a.scheduler, &tls),
+                auth,
+                https::client(&tls)?,
+            ))
         }
         ActuatorKind::Kubernetes => Arc::new(actuator::Kubernetes::new(
             &a.kube_api,
@@ -330,8 +343,9 @@ async fn get<T: serde::de::DeserializeOwned>(
     path: &str,
     token: &ClientToken,
 ) -> anyhow::Result<T> {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().get(&url);
+    let (http, base) = token.client_for(base)?;
+    let url = format!("{base}{path}");
+    let mut req = http.get(&url);
     if let Some(t) = token.get()? {
         req = req.bearer_auth(t);
     }
@@ -511,9 +525,11 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
             if step < Duration::from_secs(1) || stat_window < Duration::from_secs(1) {
                 bail!("--step and --stat-window must be at least 1s");
             }
+            let (http, storage) = token.client_for(&storage)?;
             let r = replay::Replay {
                 policy,
                 storage,
+                http,
                 token: token.get()?,
                 from,
                 to,

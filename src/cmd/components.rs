@@ -18,6 +18,9 @@ pub(crate) struct Component {
     pub(crate) built: bool,
     /// Flags `up` sets unless the config file does, under `up`'s data directory.
     pub(crate) up_flags: fn(&Path) -> Vec<(&'static str, String)>,
+    /// The certificate `up` gives it (Loggregator's names for the doppler and the agent),
+    /// for its gRPC connections and its HTTPS port.
+    pub(crate) cert: &'static str,
 }
 
 fn none(_: &Path) -> Vec<(&'static str, String)> {
@@ -33,6 +36,7 @@ fn under(data: &Path, sub: &str) -> String {
 pub(crate) const COMPONENTS: &[Component] = &[
     Component {
         name: "doppler",
+        cert: "doppler",
         stop_rank: 2,
         serves: "Firehose and ingress (gRPC)",
         built: true,
@@ -40,6 +44,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     },
     Component {
         name: "agent",
+        cert: "metron",
         stop_rank: 1,
         serves: "ingress for apps and components (gRPC)",
         built: true,
@@ -47,6 +52,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     },
     Component {
         name: "cell",
+        cert: "cell",
         stop_rank: 0,
         serves: "scheduler API: hydrant push, apps, scale",
         built: true,
@@ -59,6 +65,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     },
     Component {
         name: "logcache",
+        cert: "logcache",
         stop_rank: 4,
         serves: "Log Cache API: hydrant logs APP",
         built: true,
@@ -66,6 +73,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     },
     Component {
         name: "storage",
+        cert: "storage",
         stop_rank: 5,
         serves: "Prometheus query API (Grafana), /api/v1/sql",
         built: cfg!(feature = "storage"),
@@ -73,6 +81,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     },
     Component {
         name: "autoscaler",
+        cert: "autoscaler",
         stop_rank: 3,
         serves: "autoscaler API: history, explain",
         built: true,
@@ -85,6 +94,15 @@ pub(crate) const COMPONENTS: &[Component] = &[
         },
     },
 ];
+
+/// Every certificate `up` makes: one per component, and `client` for the CLI.
+pub(crate) fn cert_names() -> Vec<String> {
+    COMPONENTS
+        .iter()
+        .map(|c| c.cert.to_owned())
+        .chain(std::iter::once("client".to_owned()))
+        .collect()
+}
 
 /// The component called `name`.
 pub(crate) fn find(name: &str) -> Option<&'static Component> {

@@ -12,6 +12,9 @@ use hydrant_runtime::config::Invalids;
 
 use super::{ComponentArgs, SchedulerArgs, bind, parse_bytes, parse_duration, parse_regex};
 
+/// The log cache `hydrant logs` reads unless told otherwise (https with a CA, else http).
+pub(crate) const DEFAULT_LOG_CACHE: &str = "127.0.0.1:8080";
+
 #[derive(Debug, Args)]
 pub(crate) struct LogcacheArgs {
     /// Doppler to read the Firehose from; repeat to read several.
@@ -40,11 +43,11 @@ pub(crate) struct LogsArgs {
     /// Print the newest 1000 lines and exit.
     #[arg(long)]
     pub(crate) recent: bool,
-    /// Log cache URL.
+    /// Log cache: a URL, or an address (https with a CA, else http).
     #[arg(
         long,
         env = "HYDRANT_LOG_CACHE",
-        default_value = "http://127.0.0.1:8080"
+        default_value = DEFAULT_LOG_CACHE
     )]
     pub(crate) log_cache: String,
     /// Only this instance index.
@@ -104,10 +107,13 @@ pub(crate) async fn logcache(a: LogcacheArgs) -> anyhow::Result<()> {
 /// `hydrant logs`.
 pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
     let token = a.scheduler.token.get()?;
+    let tls = a.scheduler.token.tls()?;
+    let http = hydrant_runtime::https::client(&tls)?;
+    let url = |addr: &str| hydrant_runtime::https::url(addr, &tls);
     // Names are resolved through the scheduler when it is there; otherwise the log
     // cache resolves them from the app_name tag.
-    let scheduler = apps::Client::new(&a.scheduler.scheduler, token.clone());
-    let client = hydrant::logs::Client::new(&a.log_cache, token);
+    let scheduler = apps::Client::new(&url(&a.scheduler.scheduler), token.clone(), http.clone());
+    let client = hydrant::logs::Client::new(&url(&a.log_cache), token, http);
     let source = match scheduler.find(&a.app).await {
         Ok(app) => app.guid,
         // Not an app: it may still be a source id (a component such as "doppler").

@@ -39,8 +39,31 @@ scaling_rules:
 ";
 
 /// `up`'s data directory unless `--data-dir` says otherwise; CLI commands look for the
-/// token there.
+/// token and the CA there.
 pub(crate) const DEFAULT_DATA_DIR: &str = "hydrant-data";
+
+/// Where `up` keeps its CA and certificates, under its data directory.
+pub(crate) const CERTS_DIR: &str = "certs";
+
+/// The CA a CLI command trusts when none is given: the one `up` made in its default data
+/// directory.
+pub(crate) fn default_ca() -> PathBuf {
+    Path::new(DEFAULT_DATA_DIR).join(CERTS_DIR).join("ca.pem")
+}
+
+/// Makes the CA and certificates under `dir` unless every one is there already, so a
+/// restart keeps the ones clients trust.
+fn ensure_certs(dir: &Path) -> anyhow::Result<()> {
+    let names = components::cert_names();
+    let complete = dir.join("ca.pem").exists()
+        && names.iter().all(|n| {
+            dir.join(format!("{n}.pem")).exists() && dir.join(format!("{n}-key.pem")).exists()
+        });
+    if !complete {
+        hydrant::certs::generate_all(dir, &names)?;
+    }
+    Ok(())
+}
 
 /// The admin token `up` makes in its data directory (mode 0600) and hands to every
 /// component and to the CLI.
@@ -164,6 +187,28 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
     if !chooses {
         args.push(format!("--token-file={}", data.join(TOKEN_FILE).display()).into());
     }
+    // Every component presents its certificate on gRPC and serves HTTPS, unless the config
+    // file chooses its TLS itself.
+    let tls_chosen = ["tls-ca", "tls-cert", "tls-key"]
+        .iter()
+        .any(|k| file.is_some_and(|f| f.sets(name, k)));
+    let scheme = if tls_chosen {
+        let given = |k| file.is_some_and(|f| f.sets(name, k));
+        if given("tls-cert") { "https" } else { "http" }
+    } else {
+        let certs = data.join(CERTS_DIR);
+        args.push(format!("--tls-ca={}", certs.join("ca.pem").display()).into());
+        let cert = component.cert;
+        args.push(format!("--tls-cert={}", certs.join(format!("{cert}.pem")).display()).into());
+        args.push(
+            format!(
+                "--tls-key={}",
+                certs.join(format!("{cert}-key.pem")).display()
+            )
+            .into(),
+        );
+        "https"
+    };
     if let Some(f) = file {
         args.push("--config".into());
         args.push(
@@ -180,14 +225,14 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
     let (http, main) = match &cli.command {
         Command::Doppler(a) => (a.http, reach(a.grpc)),
         Command::Agent(a) => (a.http, reach(a.grpc)),
-        Command::Cell(a) => (a.api, format!("http://{}", reach(a.api))),
-        Command::Logcache(a) => (a.http, format!("http://{}", reach(a.http))),
+        Command::Cell(a) => (a.api, format!("{scheme}://{}", reach(a.api))),
+        Command::Logcache(a) => (a.http, format!("{scheme}://{}", reach(a.http))),
         #[cfg(feature = "storage")]
-        Command::Storage(a) => (a.http, format!("http://{}", reach(a.http))),
+        Command::Storage(a) => (a.http, format!("{scheme}://{}", reach(a.http))),
         Command::Autoscaler(a) => {
             let http = a.http().context("autoscaler: no address")?;
             policies = a.policies().first().cloned();
-            (http, format!("http://{}", reach(http)))
+            (http, format!("{scheme}://{}", reach(http)))
         }
         other => bail!("{name}: not a component ({other:?})"),
     };
@@ -195,7 +240,7 @@ fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow:
         spec: Spec {
             name,
             args,
-            health: format!("http://{}/healthz", reach(http)),
+            health: format!("{scheme}://{}/healthz", reach(http)),
         },
         main: (main, component.serves),
         policies,
@@ -239,6 +284,9 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         .collect::<anyhow::Result<Vec<_>>>()?;
     let _lock = hydrant::up::DirLock::take(&a.data_dir)?;
     let token = ensure_token(&a.data_dir.join(TOKEN_FILE))?;
+    let certs = a.data_dir.join(CERTS_DIR);
+    ensure_certs(&certs)?;
+    let tls = hydrant_runtime::https::ClientTls::ca_file(&certs.join("ca.pem"))?;
     // SIGINT, SIGTERM, SIGHUP and a closed stdout all lead to the same ordered stop.
     let signal = shutdown::on_signal();
     let term = Terminal::new(signal.clone());
@@ -248,7 +296,7 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         term.line(format_args!("config: {}", f.path().display()));
     }
     let logs = a.data_dir.join("logs");
-    let mut sup = Supervisor::new(exe.clone(), &logs)?;
+    let mut sup = Supervisor::new(exe.clone(), &logs, &tls)?;
     for p in &planned {
         term.part(format_args!("starting {:<11}", p.spec.name));
         let started = tokio::select! {
@@ -274,9 +322,10 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         &logs,
         &policies,
         &a.data_dir.join(TOKEN_FILE),
+        &certs.join("ca.pem"),
     );
     if a.demo {
-        push_demo(&term, &planned, &exe, &token).await?;
+        push_demo(&term, &planned, &exe, &token, &tls, &certs).await?;
     }
     term.line(format_args!("Ctrl-C stops everything."));
     tokio::select! {
@@ -402,6 +451,7 @@ fn print_endpoints(
     logs: &Path,
     policies: &Path,
     token: &Path,
+    ca: &Path,
 ) {
     term.line(format_args!("\nHydrant is up:\n"));
     for p in planned {
@@ -412,14 +462,20 @@ fn print_endpoints(
     }
     term.line(format_args!(
         "\n  every component serves /metrics and /healthz; logs in {}/\n  policies in {}/ (reloaded on change)\n  \
-         API token in {} (the CLI uses it from this directory; elsewhere set HYDRANT_TOKEN)",
+         API token in {} (the CLI uses it from this directory; elsewhere set HYDRANT_TOKEN)\n  \
+         CA in {} (every port is TLS; the CLI trusts it from this directory; elsewhere set HYDRANT_TLS_CA)",
         logs.display(),
         policies.display(),
-        token.display()
+        token.display(),
+        ca.display()
     ));
     let env = [
         ("HYDRANT_SCHEDULER", "cell", apps::DEFAULT_SCHEDULER),
-        ("HYDRANT_LOG_CACHE", "logcache", "http://127.0.0.1:8080"),
+        (
+            "HYDRANT_LOG_CACHE",
+            "logcache",
+            super::logs_cmd::DEFAULT_LOG_CACHE,
+        ),
         (
             "HYDRANT_AUTOSCALER",
             "autoscaler",
@@ -435,7 +491,7 @@ fn print_endpoints(
         .iter()
         .filter_map(|(var, name, default)| {
             endpoint(planned, name)
-                .filter(|e| e != default)
+                .filter(|e| e.rsplit("://").next() != Some(default))
                 .map(|e| format!("export {var}={e}"))
         })
         .collect();
@@ -452,10 +508,11 @@ fn print_endpoints(
     ));
     if let Some(storage) = endpoint(planned, "storage") {
         let token = token.display();
+        let ca = ca.display();
         term.line(format_args!(
-            "  curl -s -H \"Authorization: Bearer $(cat {token})\" '{storage}/api/v1/query?query=cpu'\n  \
+            "  curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {token})\" '{storage}/api/v1/query?query=cpu'\n  \
              Grafana: add {storage} as a Prometheus data source with that bearer token \
-             (header Authorization), import dashboards/*.json"
+             (header Authorization) and {ca} as its CA, import dashboards/*.json"
         ));
     }
     term.line(format_args!(""));
@@ -467,12 +524,28 @@ async fn push_demo(
     planned: &[Planned],
     exe: &Path,
     token: &str,
+    tls: &hydrant_runtime::https::ClientTls,
+    certs: &Path,
 ) -> anyhow::Result<()> {
     let scheduler = endpoint(planned, "cell").context("no cell")?;
     let agent = endpoint(planned, "agent").context("no agent")?;
-    let client = apps::Client::new(scheduler, Some(token.to_owned()));
+    let client = apps::Client::new(
+        scheduler,
+        Some(token.to_owned()),
+        hydrant_runtime::https::client(tls)?,
+    );
     let command = format!("exec {} demo-app", shell_quote(&exe.display().to_string()));
-    let env = BTreeMap::from([("HYDRANT_AGENT".to_owned(), agent.to_owned())]);
+    // The demo app sends its timers to the agent with the client certificate.
+    let absolute = |f: &str| {
+        let path = certs.join(f);
+        path.canonicalize().unwrap_or(path).display().to_string()
+    };
+    let env = BTreeMap::from([
+        ("HYDRANT_AGENT".to_owned(), agent.to_owned()),
+        ("HYDRANT_TLS_CA".to_owned(), absolute("ca.pem")),
+        ("HYDRANT_TLS_CERT".to_owned(), absolute("client.pem")),
+        ("HYDRANT_TLS_KEY".to_owned(), absolute("client-key.pem")),
+    ]);
     let app = client
         .push(DEMO, &command, 1, 128, 256, &env)
         .await

@@ -15,6 +15,7 @@ use hydrant_proto::raw::RawEnvelope;
 use hydrant_proto::subscriber::Subscriber;
 use hydrant_proto::transport::Tls;
 use hydrant_proto::v2::EgressBatchRequest;
+use hydrant_runtime::https::ClientTls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -42,6 +43,8 @@ pub struct TestDoppler {
     pub grpc: SocketAddr,
     /// HTTP address.
     pub http: SocketAddr,
+    /// How to reach the HTTP port when the doppler has certificates (HTTPS).
+    pub https: Option<ClientTls>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), doppler::Error>>,
 }
@@ -58,11 +61,13 @@ impl TestDoppler {
         let http = listener().await;
         let (g, h) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let shutdown = CancellationToken::new();
+        let https = config.tls.as_ref().map(ClientTls::of);
         let task = tokio::spawn(doppler::run(config, grpc, http, shutdown.clone()));
-        wait_healthy(h).await;
+        wait_healthy_over(h, https.as_ref()).await;
         TestDoppler {
             grpc: g,
             http: h,
+            https,
             shutdown,
             task,
         }
@@ -80,7 +85,7 @@ impl TestDoppler {
 
     /// The value of a metric sample.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        metric(self.http, name, labels).await
+        metric_over(self.http, self.https.as_ref(), name, labels).await
     }
 }
 
@@ -91,6 +96,8 @@ pub struct TestAgent {
     pub grpc: SocketAddr,
     /// HTTP address.
     pub http: SocketAddr,
+    /// How to reach the HTTP port when the agent has certificates (HTTPS).
+    pub https: Option<ClientTls>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), agent::Error>>,
 }
@@ -102,11 +109,13 @@ impl TestAgent {
         let (grpc, http) = (listener().await, listener().await);
         let (g, h) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let shutdown = CancellationToken::new();
+        let https = config.server_tls.as_ref().map(ClientTls::of);
         let task = tokio::spawn(agent::run(config, grpc, http, shutdown.clone()));
-        wait_healthy(h).await;
+        wait_healthy_over(h, https.as_ref()).await;
         TestAgent {
             grpc: g,
             http: h,
+            https,
             shutdown,
             task,
         }
@@ -129,7 +138,7 @@ impl TestAgent {
 
     /// The value of a metric sample.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        metric(self.http, name, labels).await
+        metric_over(self.http, self.https.as_ref(), name, labels).await
     }
 }
 
@@ -180,7 +189,7 @@ impl TestCell {
 
     /// A scheduler client.
     pub fn client(&self) -> hydrant::apps::Client {
-        hydrant::apps::Client::new(&self.url, None)
+        hydrant::apps::Client::new(&self.url, None, hydrant_runtime::https::plain_client())
     }
 
     /// Stops every instance and the cell.
@@ -362,10 +371,36 @@ where
 
 /// Waits until `/healthz` answers.
 pub async fn wait_healthy(http: SocketAddr) {
+    wait_healthy_over(http, None).await;
+}
+
+/// Waits until `/healthz` answers, over HTTPS with `tls`.
+pub async fn wait_healthy_over(http: SocketAddr, tls: Option<&ClientTls>) {
     eventually("healthz", || async move {
-        http_get(http, "/healthz").await.is_ok()
+        get_over(http, tls, "/healthz").await.is_ok()
     })
     .await;
+}
+
+/// A GET on loopback, over HTTPS when `tls` is given; returns (status, body).
+pub async fn get_over(
+    addr: SocketAddr,
+    tls: Option<&ClientTls>,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    let Some(tls) = tls else {
+        return http_get(addr, path).await;
+    };
+    let client = hydrant_runtime::https::client(tls).map_err(std::io::Error::other)?;
+    let resp = client
+        .get(format!("https://{addr}{path}"))
+        .timeout(WAIT)
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.map_err(std::io::Error::other)?;
+    Ok((status, body))
 }
 
 /// A minimal HTTP/1.1 GET on loopback; returns (status, body).
@@ -405,7 +440,19 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
 
 /// The value of `name{labels}` scraped from `http` (0 when absent).
 pub async fn metric(http: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let (_, body) = http_get(http, "/metrics").await.expect("scrape /metrics");
+    metric_over(http, None, name, labels).await
+}
+
+/// [`metric`] over HTTPS with `tls`.
+pub async fn metric_over(
+    http: SocketAddr,
+    tls: Option<&ClientTls>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let (_, body) = get_over(http, tls, "/metrics")
+        .await
+        .expect("scrape /metrics");
     let key = if labels.is_empty() {
         name.to_owned()
     } else {

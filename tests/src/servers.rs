@@ -98,7 +98,11 @@ impl Alertmanager {
     /// The active alerts (`GET /api/v2/alerts`).
     pub async fn alerts(&self) -> Vec<serde_json::Value> {
         let url = format!("{}/api/v2/alerts", self.url);
-        match reqwest::get(&url).await {
+        match hydrant_runtime::https::plain_client()
+            .get(&url)
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
             _ => Vec::new(),
         }
@@ -158,7 +162,7 @@ impl VictoriaMetrics {
     /// Imports Prometheus text lines (`name{labels} value timestamp_ms`) and makes them
     /// searchable at once.
     pub async fn import(&self, lines: &str) {
-        let http = reqwest::Client::new();
+        let http = hydrant_runtime::https::plain_client();
         let r = http
             .post(format!("{}/api/v1/import/prometheus", self.url))
             .body(lines.to_owned())

@@ -93,10 +93,10 @@ pub trait Actuator: Send + Sync + Debug {
 /// The HTTP client of the actuators. The timeout is set on every request (`send`), so it
 /// holds whatever client this is.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    hydrant_runtime::https::plain_builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
-        .unwrap_or_default()
+        .unwrap_or_else(|_| hydrant_runtime::https::plain_client())
 }
 
 /// Sends a request; a non-2xx answer is an error carrying the body.
@@ -169,12 +169,13 @@ pub struct CloudController {
 }
 
 impl CloudController {
-    /// An actuator for the API at `base`.
-    pub fn new(base: &str, auth: Auth) -> CloudController {
+    /// An actuator for the API at `base`, sending with `http` (see
+    /// `hydrant_runtime::https::client`; requests carry their own timeout).
+    pub fn new(base: &str, auth: Auth, http: reqwest::Client) -> CloudController {
         CloudController {
             base: base.trim_end_matches('/').to_owned(),
             auth,
-            http: client(),
+            http,
             token: Mutex::new(None),
         }
     }

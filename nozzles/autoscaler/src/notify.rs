@@ -171,10 +171,10 @@ async fn deliver(
     stats: Arc<Stats>,
     cancel: CancellationToken,
 ) {
-    let http = reqwest::Client::builder()
+    let http = hydrant_runtime::https::plain_builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .unwrap_or_default();
+        .unwrap_or_else(|_| hydrant_runtime::https::plain_client());
     // Firing alerts by (app, rule), for re-sending.
     let mut firing: BTreeMap<(String, usize), AlertChange> = BTreeMap::new();
     let mut resend = tokio::time::interval(RESEND_INTERVAL);

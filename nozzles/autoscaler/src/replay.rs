@@ -46,6 +46,8 @@ pub struct Replay {
     pub storage: String,
     /// Bearer token for the query API.
     pub token: Option<String>,
+    /// The client for the query API (see `hydrant_runtime::https::client`).
+    pub http: reqwest::Client,
     /// First tick (UNIX seconds).
     pub from: Time,
     /// Last tick.
@@ -137,7 +139,7 @@ fn escape(s: &str) -> String {
 
 /// Replays `r`; returns the records it would have written, oldest first.
 pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
-    let http = reqwest::Client::new();
+    let http = &r.http;
     let mut wanted: BTreeSet<MetricType> =
         r.policy.rules.iter().map(|x| x.metric.clone()).collect();
     wanted.extend(
@@ -155,7 +157,7 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
     let mut label = None;
     for key in ["source_id", "app_name"] {
         let probe = format!("count by (instance_id) ({{{key}=\"{app}\"}})");
-        if !query_range(&http, &r.storage, &probe, r).await?.is_empty() {
+        if !query_range(http, &r.storage, &probe, r).await?.is_empty() {
             label = Some(key);
             break;
         }
@@ -168,7 +170,7 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
     let mut gauge_at: BTreeMap<(Time, String), Vec<(String, f64)>> = BTreeMap::new();
     for name in &names {
         let q = format!("{name}{{{selector}}}");
-        for (instance, points) in query_range(&http, &r.storage, &q, r).await? {
+        for (instance, points) in query_range(http, &r.storage, &q, r).await? {
             for (t, v) in points {
                 gauge_at
                     .entry((t, instance.clone()))
@@ -183,12 +185,12 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
         let window = format!("{}s", r.step);
         let counts = format!("count_over_time(http_seconds{{{selector}}}[{window}])");
         let means = format!("avg_over_time(http_seconds{{{selector}}}[{window}])");
-        for (instance, points) in query_range(&http, &r.storage, &counts, r).await? {
+        for (instance, points) in query_range(http, &r.storage, &counts, r).await? {
             for (t, c) in points {
                 http_at.entry((t, instance.clone())).or_default().0 = c as u64;
             }
         }
-        for (instance, points) in query_range(&http, &r.storage, &means, r).await? {
+        for (instance, points) in query_range(http, &r.storage, &means, r).await? {
             for (t, m) in points {
                 http_at.entry((t, instance.clone())).or_default().1 = m;
             }

@@ -405,7 +405,14 @@ pub async fn run(
     let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&scaler) as _;
     selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
     // Serve: the API answers until the end.
-    hydrant_runtime::admin::spawn(&mut life, http, crate::api::router(Arc::clone(&scaler)));
+    let http_tls =
+        hydrant_runtime::https::server_tls(config.tls.as_ref()).map_err(std::io::Error::from)?;
+    hydrant_runtime::admin::spawn(
+        &mut life,
+        http,
+        crate::api::router(Arc::clone(&scaler)),
+        http_tls,
+    );
     life.run(shutdown).await?;
     Ok(())
 }

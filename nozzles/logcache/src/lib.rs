@@ -258,7 +258,9 @@ pub async fn run(
     let observe: Arc<dyn Observe> = Arc::clone(&cache) as _;
     selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
     // Serve: reads are answered until the end.
-    hydrant_runtime::admin::spawn(&mut life, http, api::router(Arc::clone(&cache)));
+    let http_tls =
+        hydrant_runtime::https::server_tls(config.tls.as_ref()).map_err(std::io::Error::from)?;
+    hydrant_runtime::admin::spawn(&mut life, http, api::router(Arc::clone(&cache)), http_tls);
     life.run(shutdown).await?;
     Ok(())
 }

@@ -488,7 +488,14 @@ pub async fn run(
     let observe: Arc<dyn hydrant_runtime::admin::Observe> = Arc::clone(&storage) as _;
     selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
     // Serve: queries are answered until the end.
-    hydrant_runtime::admin::spawn(&mut life, http, crate::api::router(Arc::clone(&storage)));
+    let http_tls =
+        hydrant_runtime::https::server_tls(config.tls.as_ref()).map_err(std::io::Error::from)?;
+    hydrant_runtime::admin::spawn(
+        &mut life,
+        http,
+        crate::api::router(Arc::clone(&storage)),
+        http_tls,
+    );
     let stopped = life.run(shutdown).await?;
     for f in &storage.forwarders {
         tracing::info!(

@@ -56,15 +56,29 @@ async fn healthz(State(o): State<Arc<dyn Observe>>) -> impl IntoResponse {
 /// Serves `router` on `listener` until `shutdown` fires: every component's HTTP server.
 /// A handler that panics is answered `500` naming the panic (and logged), never with a
 /// dropped connection, and the server keeps serving.
+///
+/// With `tls` the port speaks HTTPS only ([`crate::https`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let router = router.layer(axum::middleware::from_fn(catch_panic));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let stopped = async move { shutdown.cancelled().await };
+    match tls {
+        Some(config) => {
+            let listener = crate::https::TlsListener::new(listener, config)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    }
 }
 
 /// What a caught panic said (its `&str` or `String` payload), for logs and answers.
@@ -95,14 +109,18 @@ async fn catch_panic(request: Request, next: Next) -> Response {
 }
 
 /// Serves `router` on `listener` as `life`'s task `http`, until its serve phase: the HTTP
-/// side of every component.
-pub fn spawn<E>(life: &mut Lifecycle<E>, listener: TcpListener, router: Router)
-where
+/// side of every component (HTTPS with `tls`).
+pub fn spawn<E>(
+    life: &mut Lifecycle<E>,
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) where
     E: From<std::io::Error> + std::fmt::Display + Send + 'static,
 {
     let stop = life.token(Phase::Serve);
     life.spawn(Phase::Serve, "http", async move {
-        serve(listener, router, stop).await.map_err(E::from)
+        serve(listener, router, tls, stop).await.map_err(E::from)
     });
 }
 
@@ -139,7 +157,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router, stop.clone()));
+        let server = tokio::spawn(serve(listener, router, None, stop.clone()));
         for _ in 0..3 {
             let boom = fetch(addr, "/boom").await;
             assert!(boom.starts_with("HTTP/1.1 500"), "{boom}");

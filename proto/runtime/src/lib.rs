@@ -10,7 +10,9 @@
 //!   structs of them that render themselves ([`instruments!`]).
 //! - [`series`]: the app series (container metrics, derived log and HTTP series) that
 //!   the cell and the storage nozzle produce and dashboards read.
-//! - [`admin`]: `/metrics` and `/healthz` over what a component reports ([`admin::Observe`]).
+//! - [`admin`]: `/metrics` and `/healthz` over what a component reports ([`admin::Observe`]),
+//!   and serving a component's HTTP API.
+//! - [`https`]: TLS on the HTTP ports, and the one way to build an HTTP client.
 //! - [`selfmetrics`]: a component's own metrics sent as envelopes through an agent, with
 //!   process memory and CPU from `/proc`.
 //! - [`exposition`]: parsing Prometheus text lines.
@@ -30,6 +32,7 @@ pub mod config;
 pub mod exposition;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+pub mod https;
 pub mod instrument;
 pub mod lifecycle;
 pub mod metrics;

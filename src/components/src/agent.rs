@@ -26,6 +26,7 @@ use crate::status::RejectionCounts;
 use crate::telemetry::names;
 use hydrant_runtime::access::{self, Access, Guard};
 use hydrant_runtime::admin::{self, Observe};
+use hydrant_runtime::https;
 use hydrant_runtime::lifecycle::{self, Lifecycle, Phase};
 use hydrant_runtime::shutdown;
 
@@ -257,7 +258,12 @@ pub async fn run(
     // Serve: /metrics and /healthz answer until the end.
     let router =
         Guard::new(config.access.clone(), access::reads_and_writes).wrap(admin::router(observe));
-    admin::spawn(&mut life, http, router);
+    admin::spawn(
+        &mut life,
+        http,
+        router,
+        https::server_tls(config.server_tls.as_ref()).map_err(std::io::Error::from)?,
+    );
 
     life.run(shutdown).await?;
     let stats = state.forward.stats();

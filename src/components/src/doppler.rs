@@ -20,6 +20,7 @@ use crate::inbound;
 use crate::telemetry::names;
 use hydrant_runtime::access::{self, Access, Grant, Guard};
 use hydrant_runtime::admin::{self, Observe};
+use hydrant_runtime::https;
 use hydrant_runtime::instrument::Render;
 use hydrant_runtime::lifecycle::{self, Lifecycle, Phase};
 use hydrant_runtime::{shutdown, sse};
@@ -156,7 +157,12 @@ pub async fn run(
     );
     let router = admin::router(observe).route("/v2/read", sse);
     let router = Guard::new(config.access.clone(), access::reads_and_writes).wrap(router);
-    admin::spawn(&mut life, http, router);
+    admin::spawn(
+        &mut life,
+        http,
+        router,
+        https::server_tls(config.tls.as_ref()).map_err(std::io::Error::from)?,
+    );
     let stopped = life.run(shutdown).await?;
     // Buffers of subscribers whose streams did not end in time: counted, never lost
     // silently. For every shard: delivered + dropped = routed to it.

@@ -20,7 +20,7 @@ async fn scoped_tokens_read_their_sources_and_never_a_shard_group() {
         ..doppler::Config::default()
     };
     let d = TestDoppler::start(config).await;
-    let http = reqwest::Client::builder()
+    let http = hydrant_runtime::https::plain_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

@@ -127,7 +127,11 @@ async fn cloud_controller_scales_with_the_v3_call_and_lists_every_page() {
     })
     .await;
     *base.lock().unwrap() = url.clone();
-    let cc = CloudController::new(&url, Auth::Bearer("tok".into()));
+    let cc = CloudController::new(
+        &url,
+        Auth::Bearer("tok".into()),
+        hydrant_runtime::https::plain_client(),
+    );
     let answer = cc.scale(&request("g1", 2, 3)).await.unwrap();
     assert_eq!(answer, "202 (instances 3)");
     let seen = r.seen();
@@ -179,6 +183,7 @@ async fn cloud_foundry_tokens_come_from_uaa_client_credentials_and_are_reused() 
             client_id: "autoscaler".into(),
             client_secret: "s3cret".into(),
         },
+        hydrant_runtime::https::plain_client(),
     );
     cc.scale(&request("g1", 1, 2)).await.unwrap();
     cc.scale(&request("g1", 2, 3)).await.unwrap();

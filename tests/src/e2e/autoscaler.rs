@@ -37,7 +37,14 @@ scaling_rules:
 const BURNER: &str = r#"while :; do if [ -e "$BURN" ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 0.2; fi; done"#;
 
 async fn get(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    hydrant_runtime::https::plain_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn instances(cell: &TestCell, guid: &str) -> u64 {
@@ -93,7 +100,11 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
         dopplers: vec![d.grpc.to_string()],
         tls: None,
         policies: vec![dir.to_path_buf()],
-        actuator: Arc::new(CloudController::new(&cell.url, Auth::None)),
+        actuator: Arc::new(CloudController::new(
+            &cell.url,
+            Auth::None,
+            hydrant_runtime::https::plain_client(),
+        )),
         receivers: Receivers {
             alertmanagers: vec![am.url.clone()],
             webhook: None,

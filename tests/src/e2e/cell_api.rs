@@ -13,7 +13,7 @@ async fn scheduler_api_errors_follow_cloud_controller() {
     let mut config = TestCell::config(d.grpc);
     config.access = Access::tokens(Tokens::admin("s3cret"));
     let cell = TestCell::start(config).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let call = |method: reqwest::Method, path: &str, body: Option<&str>, token: Option<&str>| {
         let mut req = http.request(method, format!("{}{path}", cell.url));
         if let Some(t) = token {
@@ -192,7 +192,7 @@ async fn only_tokens_that_write_push_and_only_json_from_this_origin() {
     let tokens = "tokens:\n  - token: reader\n    read_all: true\n  - token: writer\n    read_all: true\n    write: true\n";
     config.access = Access::tokens(Tokens::parse(tokens, std::path::Path::new("t.yml")).unwrap());
     let cell = TestCell::start(config).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let push = |token: &str, content_type: &str, origin: Option<&str>| {
         let mut req = http
             .post(format!("{}/v3/apps", cell.url))
@@ -242,7 +242,7 @@ async fn only_tokens_that_write_push_and_only_json_from_this_origin() {
 async fn list_filters_orders_and_pages_as_cloud_controller() {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let cell = TestCell::start(TestCell::config(d.grpc)).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let mut guids = Vec::new();
     for name in ["bravo", "alpha", "charlie"] {
         let resp = http

@@ -47,7 +47,7 @@ fn members(groups: &BTreeSet<i32>) -> Vec<(i32, i32)> {
 
 /// Pushes `instances` of [`TREE`] and returns their process groups once all run.
 async fn push_trees(url: &str, name: &str, instances: u32) -> BTreeSet<i32> {
-    let client = hydrant::apps::Client::new(url, None);
+    let client = hydrant::apps::Client::new(url, None, hydrant_runtime::https::plain_client());
     let app = client
         .push(name, TREE, instances, 64, 64, &BTreeMap::new())
         .await

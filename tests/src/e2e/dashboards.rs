@@ -103,6 +103,22 @@ fn provisioned_uid() -> String {
         .and_then(|j| j.get_scalar("httpHeaderValue1"))
         .map(|s| s.as_str().to_owned());
     assert_eq!(value.as_deref(), Some("Bearer ${HYDRANT_TOKEN}"));
+    // `up` serves HTTPS with its own CA: the data source trusts it.
+    assert!(
+        ds.get_scalar("url")
+            .is_some_and(|u| u.as_str().starts_with("https://")),
+        "the data source reaches storage over https"
+    );
+    let ca_check = ds
+        .get_mapping("jsonData")
+        .and_then(|j| j.get_scalar("tlsAuthWithCACert"))
+        .map(|s| s.as_str().to_owned());
+    assert_eq!(ca_check.as_deref(), Some("true"));
+    let ca = ds
+        .get_mapping("secureJsonData")
+        .and_then(|j| j.get_scalar("tlsCACert"))
+        .map(|s| s.as_str().to_owned());
+    assert_eq!(ca.as_deref(), Some("${HYDRANT_TLS_CA_PEM}"));
     ds.get_scalar("uid").expect("uid").as_str().to_owned()
 }
 

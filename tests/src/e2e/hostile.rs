@@ -25,7 +25,7 @@ async fn pathological_queries_are_refused_by_name_and_storage_keeps_serving() {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let dir = Scratch::new("storage-hostile");
     let storage = TestStorage::start(&d, dir.to_path_buf()).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let deep = format!("{}x{}", "abs(".repeat(2_000), ")".repeat(2_000));
     let chain = format!("1{}", "+1".repeat(10_000));
     let ors = vec!["up"; 2_000].join(" or ");
@@ -171,7 +171,7 @@ async fn runaway_sql_is_stopped_and_never_blocks_the_api() {
         },
     };
     let storage = TestStorage::with_queries(&d, dir.to_path_buf(), Vec::new(), limits).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let sql = |statement: &'static str| {
         let req = http
             .post(format!("{}/api/v1/sql", storage.url))

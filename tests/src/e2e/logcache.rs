@@ -37,7 +37,7 @@ pub(super) async fn send(to: std::net::SocketAddr, envelopes: Vec<Envelope>) {
 }
 
 pub(super) async fn get(url: String, token: Option<&'static str>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().get(url);
+    let mut req = hydrant_runtime::https::plain_client().get(url);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -283,7 +283,7 @@ async fn tokens_read_only_their_own_sources() {
         404,
         "metrics are admin-only"
     );
-    let resp = reqwest::Client::new()
+    let resp = hydrant_runtime::https::plain_client()
         .get(format!("{}/metrics", lc.url))
         .bearer_auth("root")
         .send()
@@ -311,7 +311,9 @@ async fn reads_several_dopplers_and_dopplers_serve_sse_too() {
     eventually("both cached", || async { cached(&lc).await == 2 }).await;
 
     // The doppler's own HTTP port streams the Firehose as server-sent events.
-    let resp = reqwest::get(format!("http://{}/v2/read?source_id=multi&log", d1.http))
+    let resp = hydrant_runtime::https::plain_client()
+        .get(format!("http://{}/v2/read?source_id=multi&log", d1.http))
+        .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -346,7 +348,9 @@ async fn reads_several_dopplers_and_dopplers_serve_sse_too() {
         .unwrap_or_else(|| panic!("{text}"));
     let batch: Value = serde_json::from_str(data).unwrap();
     assert_eq!(batch["batch"][0]["log"]["payload"], "bGl2ZSBvdmVyIFNTRQ==");
-    let bad = reqwest::get(format!("http://{}/v2/read?source_id=multi", d1.http))
+    let bad = hydrant_runtime::https::plain_client()
+        .get(format!("http://{}/v2/read?source_id=multi", d1.http))
+        .send()
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400, "a type flag is required");

@@ -312,17 +312,21 @@ async fn the_other_components_stop_within_their_grace_under_load() {
         wait_healthy(addr).await;
     }
     // A chatty app on the cell (its lines go to the doppler), and load from an emitter.
-    hydrant::apps::Client::new(&format!("http://{cell_api}"), None)
-        .push(
-            "web",
-            "trap '' TERM; while :; do echo line; sleep 0.01; done",
-            1,
-            64,
-            64,
-            &BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+    hydrant::apps::Client::new(
+        &format!("http://{cell_api}"),
+        None,
+        hydrant_runtime::https::plain_client(),
+    )
+    .push(
+        "web",
+        "trap '' TERM; while :; do echo line; sleep 0.01; done",
+        1,
+        64,
+        64,
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
     let client = IngressClient::start(IngressConfig::new(vec![from.clone()])).unwrap();
     let sender = client.sender();
     let load = tokio::spawn(async move {

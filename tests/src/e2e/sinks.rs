@@ -90,7 +90,10 @@ async fn sinks_deliver_to_real_servers_and_a_dead_one_never_blocks() {
         "line protocol reached VictoriaMetrics",
         Duration::from_secs(60),
         || async {
-            let _ = reqwest::get(format!("{}/internal/force_flush", vm.url)).await;
+            let _ = hydrant_runtime::https::plain_client()
+                .get(format!("{}/internal/force_flush", vm.url))
+                .send()
+                .await;
             let body = get(
                 &format!("{}/api/v1/query", vm.url),
                 &[

@@ -202,7 +202,9 @@ pub(crate) async fn get(url: &str, params: &[(&str, String)]) -> Value {
     let q: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
         .finish();
-    reqwest::get(format!("{url}?{q}"))
+    hydrant_runtime::https::plain_client()
+        .get(format!("{url}?{q}"))
+        .send()
         .await
         .unwrap()
         .json()

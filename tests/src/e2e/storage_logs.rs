@@ -13,7 +13,7 @@ use crate::guard::Scratch;
 use crate::{TestDoppler, eventually_within};
 
 async fn sql(storage: &TestStorage, statement: &str) -> Value {
-    reqwest::Client::new()
+    hydrant_runtime::https::plain_client()
         .post(format!("{}/api/v1/sql", storage.url))
         .body(statement.to_owned())
         .send()

@@ -22,7 +22,7 @@ async fn bad_queries_get_prometheus_errors() {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let dir = Scratch::new("storage-bad");
     let storage = TestStorage::start(&d, dir.to_path_buf()).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let cases: &[Case<'_>] = &[
         ("/api/v1/query", &[("query", "sum(")], 400, "parse error"),
         (
@@ -240,7 +240,7 @@ async fn kill_9_during_ingest_loses_no_acknowledged_sample() {
     let addr = crate::servers::free_port();
     let mut child = start(addr);
     wait_healthy(addr).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let rows: Value = http
         .post(format!("http://{addr}/api/v1/sql"))
         .body("SELECT count(*) AS n, count(DISTINCT series_id) AS s FROM samples")
@@ -277,7 +277,7 @@ async fn text_import_is_all_or_nothing_and_names_the_bad_line() {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let dir = Scratch::new("storage-import");
     let storage = TestStorage::start(&d, dir.to_path_buf()).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let url = format!("{}/api/v1/import/prometheus", storage.url);
     let t0 = (chrono::Utc::now().timestamp() - 600) * 1000;
     let good: String = (0..30)
@@ -326,7 +326,7 @@ async fn label_apis_honour_the_time_range() {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let dir = Scratch::new("storage-range");
     let storage = TestStorage::start(&d, dir.to_path_buf()).await;
-    let http = reqwest::Client::new();
+    let http = hydrant_runtime::https::plain_client();
     let now = chrono::Utc::now().timestamp();
     let old = (now - 5 * 3600) * 1000;
     let body = format!(

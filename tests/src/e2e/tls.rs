@@ -142,6 +142,19 @@ async fn every_hop_can_run_mtls() {
     );
     assert_eq!(a.metric(names::AGENT_INGRESS, &[]).await, 1.0);
     assert_eq!(sub.got.len(), 1);
+
+    // With certificates, the HTTP ports speak HTTPS only: a plain request gets no answer.
+    for http in [d.http, a.http] {
+        let plain = crate::http_get(http, "/healthz").await;
+        assert!(
+            !matches!(plain, Ok((200, _))),
+            "plain HTTP answered on {http}: {plain:?}"
+        );
+        let (status, _) = crate::get_over(http, d.https.as_ref(), "/healthz")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+    }
     sub.stop().await.unwrap();
     a.stop().await;
     d.stop().await;

@@ -83,7 +83,7 @@ pub(super) fn config(p: &Ports, data: &str, policies: &str, vm: &str) -> String 
          cell:\n  api: {}\n  agent: {agent}\n  metrics-interval: {FAST}\n  self-metrics-interval: {FAST}\n  stop-grace: 3s\n\
          logcache:\n  http: {}\n  from: {doppler}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n\
          storage:\n  http: {}\n  from: {doppler}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n  remote-write-url: {vm}/api/v1/write\n\
-         autoscaler:\n  http: {}\n  from: {doppler}\n  scheduler: http://{}\n  policies: {policies}\n  tick: 1s\n  stat-window: 3s\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n",
+         autoscaler:\n  http: {}\n  from: {doppler}\n  scheduler: {}\n  policies: {policies}\n  tick: 1s\n  stat-window: 3s\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n",
         p.doppler_http, p.agent_http, p.cell, p.logcache, p.storage, p.autoscaler, p.cell
     )
 }
@@ -103,7 +103,7 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
 
 /// The demo app's guid and the port of its instance 0.
 async fn demo(client: &reqwest::Client, cell: SocketAddr) -> Option<(String, u64)> {
-    let apps = get_json(client, &format!("http://{cell}/v3/apps")).await?;
+    let apps = get_json(client, &format!("https://{cell}/v3/apps")).await?;
     let guid = apps["resources"]
         .as_array()?
         .iter()
@@ -112,7 +112,7 @@ async fn demo(client: &reqwest::Client, cell: SocketAddr) -> Option<(String, u64
         .to_owned();
     let stats = get_json(
         client,
-        &format!("http://{cell}/v3/apps/{guid}/processes/web/stats"),
+        &format!("https://{cell}/v3/apps/{guid}/processes/web/stats"),
     )
     .await?;
     let port = stats["resources"]
@@ -183,7 +183,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
         );
     }
     assert!(
-        banner.contains(&format!("http://{}", ports.storage)),
+        banner.contains(&format!("https://{}", ports.storage)),
         "{banner}"
     );
     assert!(
@@ -202,72 +202,88 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     );
     // Every HTTP port refuses a caller without it (the log cache answers 404, as Log
     // Cache does); only /healthz is open.
-    let anonymous = reqwest::Client::new();
+    // Every HTTP port is TLS with the CA `up` made; plain HTTP gets no answer.
+    let tls = hydrant_runtime::https::ClientTls::ca_file(&data.join("certs").join("ca.pem"))
+        .expect("up writes its CA");
+    let plain = hydrant_runtime::https::plain_client()
+        .get(format!("http://{}/healthz", ports.cell))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP is answered: {plain:?}");
+    let untrusted = hydrant_runtime::https::plain_client()
+        .get(format!("https://{}/healthz", ports.cell))
+        .send()
+        .await;
+    assert!(
+        untrusted.is_err(),
+        "a certificate outside the system's roots is trusted"
+    );
+    let anonymous = hydrant_runtime::https::client(&tls).unwrap();
     for (what, method, url, status) in [
         (
             "cell API",
             "GET",
-            format!("http://{}/v3/apps", ports.cell),
+            format!("https://{}/v3/apps", ports.cell),
             401,
         ),
         (
             "cell push",
             "POST",
-            format!("http://{}/v3/apps", ports.cell),
+            format!("https://{}/v3/apps", ports.cell),
             401,
         ),
         (
             "doppler /metrics",
             "GET",
-            format!("http://{}/metrics", ports.doppler_http),
+            format!("https://{}/metrics", ports.doppler_http),
             401,
         ),
         (
             "the Firehose over SSE",
             "GET",
-            format!("http://{}/v2/read?log", ports.doppler_http),
+            format!("https://{}/v2/read?log", ports.doppler_http),
             401,
         ),
         (
             "agent /metrics",
             "GET",
-            format!("http://{}/metrics", ports.agent_http),
+            format!("https://{}/metrics", ports.agent_http),
             401,
         ),
         (
             "log cache read",
             "GET",
-            format!("http://{}/api/v1/read/x", ports.logcache),
+            format!("https://{}/api/v1/read/x", ports.logcache),
             404,
         ),
         (
             "log cache /metrics",
             "GET",
-            format!("http://{}/metrics", ports.logcache),
+            format!("https://{}/metrics", ports.logcache),
             404,
         ),
         (
             "storage SQL",
             "POST",
-            format!("http://{}/api/v1/sql", ports.storage),
+            format!("https://{}/api/v1/sql", ports.storage),
             401,
         ),
         (
             "storage PromQL",
             "GET",
-            format!("http://{}/api/v1/query?query=up", ports.storage),
+            format!("https://{}/api/v1/query?query=up", ports.storage),
             401,
         ),
         (
             "autoscaler API",
             "GET",
-            format!("http://{}/v1/apps", ports.autoscaler),
+            format!("https://{}/v1/apps", ports.autoscaler),
             401,
         ),
         (
             "cell /healthz",
             "GET",
-            format!("http://{}/healthz", ports.cell),
+            format!("https://{}/healthz", ports.cell),
             200,
         ),
     ] {
@@ -280,7 +296,8 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
         reqwest::header::AUTHORIZATION,
         format!("Bearer {}", token.trim()).parse().unwrap(),
     );
-    let client = reqwest::Client::builder()
+    let client = hydrant_runtime::https::client_builder(&tls)
+        .unwrap()
         .timeout(Duration::from_secs(10))
         .default_headers(headers)
         .build()
@@ -323,7 +340,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     assert!(burn.contains("burning one core for 60s"), "{burn}");
 
     let history = format!(
-        "http://{}/v1/apps/{guid}/scaling_histories",
+        "https://{}/v1/apps/{guid}/scaling_histories",
         ports.autoscaler
     );
     eventually_within(
@@ -352,7 +369,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     }
 
     // Every panel and annotation query returns data over the last 10 minutes.
-    let range = format!("http://{}/api/v1/query_range", ports.storage);
+    let range = format!("https://{}/api/v1/query_range", ports.storage);
     for (file, d) in dashboards() {
         for (place, expr) in queries(&d) {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -395,7 +412,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     let values = get_json(
         &client,
         &format!(
-            "http://{}/api/v1/label/app_name/values?match[]=cpu&start={}&end={end}",
+            "https://{}/api/v1/label/app_name/values?match[]=cpu&start={}&end={end}",
             ports.storage,
             end - 600
         ),

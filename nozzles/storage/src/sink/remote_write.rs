@@ -101,10 +101,10 @@ impl RemoteWrite {
     pub fn new(url: &str) -> RemoteWrite {
         RemoteWrite {
             url: url.to_owned(),
-            http: reqwest::Client::builder()
+            http: hydrant_runtime::https::plain_builder()
                 .timeout(Duration::from_secs(30))
                 .build()
-                .unwrap_or_default(),
+                .unwrap_or_else(|_| hydrant_runtime::https::plain_client()),
         }
     }
 }

@@ -144,7 +144,7 @@ async fn the_guard_checks_host_origin_token_and_scope_before_any_handler() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(crate::admin::serve(listener, router, stop.clone()));
+    let server = tokio::spawn(crate::admin::serve(listener, router, None, stop.clone()));
     let req = |method: &str, path: &str, extra: &str| {
         format!(
             "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{extra}content-length: 0\r\nconnection: close\r\n\r\n"
@@ -215,7 +215,7 @@ async fn the_guard_checks_host_origin_token_and_scope_before_any_handler() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(crate::admin::serve(listener, open, stop.clone()));
+    let server = tokio::spawn(crate::admin::serve(listener, open, None, stop.clone()));
     let post = |extra: &str| {
         format!(
             "POST /v3/apps HTTP/1.1\r\nhost: {addr}\r\n{extra}content-length: 0\r\nconnection: close\r\n\r\n"

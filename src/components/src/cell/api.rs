@@ -503,13 +503,14 @@ pub fn router(cell: Arc<Cell>) -> Router {
     Guard::new(access, needs).refusing(refuse).wrap(routes)
 }
 
-/// Serves the API until `shutdown` fires.
+/// Serves the API until `shutdown` fires (HTTPS when the cell has certificates).
 pub async fn run(
     cell: Arc<Cell>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    hydrant_runtime::admin::serve(listener, router(cell), shutdown).await
+    let tls = hydrant_runtime::https::server_tls(cell.config.agent_tls.as_ref())?;
+    hydrant_runtime::admin::serve(listener, router(cell), tls, shutdown).await
 }
 
 impl Observe for Cell {

@@ -65,6 +65,30 @@ impl TlsArgs {
         )?)
     }
 
+    /// For a CLI client (`emit`, `firehose`): `load`, or, when no TLS flag is given, the
+    /// client certificate `hydrant up` keeps in its default data directory, when it is there.
+    pub(crate) fn load_for_cli(&self, server_name: &str) -> anyhow::Result<Option<Tls>> {
+        if self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some() {
+            return self.load(server_name);
+        }
+        let dir = std::path::Path::new(up_cmd::DEFAULT_DATA_DIR).join(up_cmd::CERTS_DIR);
+        let files = [
+            dir.join("ca.pem"),
+            dir.join("client.pem"),
+            dir.join("client-key.pem"),
+        ];
+        if !files.iter().all(|f| f.exists()) {
+            return Ok(None);
+        }
+        let [ca, cert, key] = &files;
+        Tls::from_files(Some(ca), Some(cert), Some(key), server_name).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (the certificates of `hydrant up` in {})",
+                dir.display()
+            )
+        })
+    }
+
     /// Like `load`, adding a problem (named by the flags) instead of failing.
     fn check(&self, server_name: &str, problems: &mut Vec<Invalid>) -> Option<Tls> {
         self.load(server_name).unwrap_or_else(|e| {

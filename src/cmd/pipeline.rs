@@ -240,7 +240,12 @@ pub(crate) async fn emit(a: EmitArgs) -> anyhow::Result<()> {
         streams: a.streams,
         no_seq: a.no_seq,
     };
-    let summary = emit::run(opts, a.tls.load(&a.tls_server_name)?, shutdown::on_signal()).await?;
+    let summary = emit::run(
+        opts,
+        a.tls.load_for_cli(&a.tls_server_name)?,
+        shutdown::on_signal(),
+    )
+    .await?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
@@ -263,7 +268,7 @@ pub(crate) async fn firehose(a: FirehoseArgs) -> anyhow::Result<()> {
         duration: a.duration,
         output,
     };
-    let tls = a.tls.load(&a.tls_server_name)?;
+    let tls = a.tls.load_for_cli(&a.tls_server_name)?;
     if let Some(summary) = firehose::run(opts, tls, shutdown::on_signal()).await? {
         println!("{}", serde_json::to_string(&summary)?);
     }

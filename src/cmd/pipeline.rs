@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use hydrant::{agent, certs, doppler, emit, firehose};
-use hydrant_runtime::config::Invalids;
+use hydrant::{agent, certs, doppler, emit, firehose, pending};
+use hydrant_runtime::config::{Invalid, Invalids};
 use hydrant_runtime::shutdown;
 
-use super::{ComponentArgs, TlsArgs, bind, parse_duration, parse_tag};
+use super::{ComponentArgs, TlsArgs, bind, parse_bytes, parse_duration, parse_tag};
 
 #[derive(Debug, Args)]
 pub(crate) struct DopplerArgs {
@@ -37,7 +37,47 @@ pub(crate) struct DopplerArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) handshake_timeout: Duration,
     #[command(flatten)]
+    pub(crate) pending: PendingArgs,
+    #[command(flatten)]
     pub(crate) component: ComponentArgs,
+}
+
+/// What half-received gRPC messages may hold (`hydrant_components::pending`).
+#[derive(Debug, Args)]
+pub(crate) struct PendingArgs {
+    /// Bytes all half-received gRPC messages may announce together (e.g. 64MiB; default:
+    /// 64 MiB, at least the per-connection budget).
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) max_pending_bytes: Option<usize>,
+    /// Bytes the half-received messages of one connection may announce together (default:
+    /// 16 MiB, at least --max-message-bytes).
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) max_pending_bytes_per_connection: Option<usize>,
+    /// Time a gRPC message has from its header to its last byte.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) message_timeout: Duration,
+}
+
+impl PendingArgs {
+    /// The limits for `max_message` bytes, or why they cannot work.
+    fn limits(&self, max_message: usize) -> Result<pending::Limits, Invalid> {
+        let defaults = pending::Limits::for_max_message(max_message);
+        let per_connection = self
+            .max_pending_bytes_per_connection
+            .unwrap_or(defaults.per_connection);
+        let limits = pending::Limits {
+            per_connection,
+            total: self
+                .max_pending_bytes
+                .unwrap_or(defaults.total.max(per_connection)),
+            message_timeout: self.message_timeout,
+            max_message,
+        };
+        match limits.problem() {
+            None => Ok(limits),
+            Some(p) => Err(Invalid::new("max-pending-bytes", p)),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +113,8 @@ pub(crate) struct AgentArgs {
     /// Largest gRPC message accepted from emitters.
     #[arg(long, default_value_t = hydrant_proto::DEFAULT_MAX_MESSAGE_BYTES)]
     pub(crate) max_message_bytes: usize,
+    #[command(flatten)]
+    pub(crate) pending: PendingArgs,
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
@@ -161,9 +203,15 @@ pub(crate) struct CertsArgs {
 pub(crate) async fn doppler(a: DopplerArgs) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     let access = a.component.access.access(&mut problems);
+    let pending = a
+        .pending
+        .limits(a.max_message_bytes)
+        .map_err(|p| problems.push(p))
+        .ok();
     Invalids::check(problems)?;
     let config = doppler::Config {
         access,
+        pending,
         tls: a.component.tls.load("doppler")?,
         max_message_bytes: a.max_message_bytes,
         buffer: doppler::BufferLimits {
@@ -199,9 +247,15 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     );
     let mut problems = Vec::new();
     let access = a.component.access.access(&mut problems);
+    let pending = a
+        .pending
+        .limits(a.max_message_bytes)
+        .map_err(|p| problems.push(p))
+        .ok();
     Invalids::check(problems)?;
     let config = agent::Config {
         access,
+        pending,
         handshake_timeout: a.handshake_timeout,
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),

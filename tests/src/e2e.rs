@@ -15,6 +15,7 @@ mod fanout;
 mod hostile;
 mod logcache;
 mod logs;
+mod pending;
 mod replay;
 mod restart;
 mod shutdown;

@@ -63,11 +63,14 @@ pub struct Config {
     pub access: Access,
     /// Time a new gRPC connection has to send its first bytes.
     pub handshake_timeout: Duration,
+    /// What half-received messages may hold (none: the defaults for `max_message_bytes`).
+    pub pending: Option<crate::pending::Limits>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            pending: None,
             server_tls: None,
             dopplers: vec!["127.0.0.1:8082".into()],
             doppler_tls: None,
@@ -226,11 +229,15 @@ pub async fn run(
     );
     let builder = inbound::server(config.server_tls.as_ref())?;
     let incoming = crate::connections::incoming(grpc, config.handshake_timeout);
+    let limits = (config.pending)
+        .unwrap_or_else(|| crate::pending::Limits::for_max_message(config.max_message_bytes));
+    let budget = inbound::budget(limits, &state);
     // The server says GOAWAY only once every open stream has been read out (what its
     // client sent before the stop is taken; see `inbound::drain`).
     let open = Arc::clone(&state);
     let grpc_server = builder
         .layer(inbound::remap_layer(Arc::clone(&state)))
+        .layer(crate::pending::layer(Arc::clone(&budget)))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {
             stop_ingress.cancelled().await;
@@ -249,6 +256,7 @@ pub async fn run(
     });
     let observe: Arc<dyn Observe> = Arc::new(Observed {
         state: Arc::clone(&state),
+        budget,
     });
     selfmetrics::register(
         &mut life,
@@ -279,6 +287,7 @@ pub async fn run(
 #[derive(Debug)]
 struct Observed {
     state: Arc<State>,
+    budget: Arc<crate::pending::Budget>,
 }
 
 impl Observe for Observed {
@@ -288,6 +297,7 @@ impl Observe for Observed {
         let mut t = crate::telemetry::text();
         t.sample(names::UP, &[("component", "agent")], 1.0);
         s.stats.render(&mut t);
+        t.sample(names::AGENT_PENDING_BYTES, &[], self.budget.held() as f64);
         t.sample(names::AGENT_EGRESS, &[], f.sent.load(Relaxed) as f64);
         t.sample(
             names::AGENT_EGRESS_BATCHES,

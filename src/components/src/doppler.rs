@@ -56,11 +56,14 @@ pub struct Config {
     pub access: Access,
     /// Time a new gRPC connection has to send its first bytes.
     pub handshake_timeout: Duration,
+    /// What half-received messages may hold (none: the defaults for `max_message_bytes`).
+    pub pending: Option<crate::pending::Limits>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            pending: None,
             tls: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             buffer: BufferLimits {
@@ -110,6 +113,8 @@ pub async fn run(
     .max_encoding_message_size(max);
     let builder = inbound::server(config.tls.as_ref())?;
     let incoming = crate::connections::incoming(grpc, config.handshake_timeout);
+    let limits = (config.pending).unwrap_or_else(|| crate::pending::Limits::for_max_message(max));
+    let budget = inbound::budget(limits, &hub);
     let h = Arc::clone(&hub);
     life.on_stop(Phase::Accept, "ingress streams", async move {
         lifecycle::settled(|| h.stats.ingress_streams.get() <= 0).await;
@@ -127,13 +132,14 @@ pub async fn run(
     let grpc_stop = life.token(Phase::Serve);
     let grpc_server = builder
         .layer(inbound::remap_layer(Arc::clone(&hub)))
+        .layer(crate::pending::layer(Arc::clone(&budget)))
         .add_service(ingress)
         .add_service(egress)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
     life.spawn(Phase::Serve, "grpc", async move {
         grpc_server.await.map_err(Error::from)
     });
-    let observe: Arc<dyn Observe> = Arc::new(Observed(Arc::clone(&hub)));
+    let observe: Arc<dyn Observe> = Arc::new(Observed(Arc::clone(&hub), budget));
     selfmetrics::register(
         &mut life,
         Arc::clone(&observe),
@@ -185,7 +191,7 @@ pub async fn run(
 
 /// The doppler's `/metrics` and `/healthz`.
 #[derive(Debug)]
-struct Observed(Arc<Hub>);
+struct Observed(Arc<Hub>, Arc<crate::pending::Budget>);
 
 impl Observe for Observed {
     fn metrics(&self) -> String {
@@ -193,6 +199,7 @@ impl Observe for Observed {
         let mut t = crate::telemetry::text();
         t.sample(names::UP, &[("component", "doppler")], 1.0);
         s.render(&mut t);
+        t.sample(names::DOPPLER_PENDING_BYTES, &[], self.1.held() as f64);
         let shards = self.0.shard_report();
         // Ingress never drops: routing pushes into drop-oldest buffers without waiting.
         t.sample(

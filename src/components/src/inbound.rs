@@ -172,6 +172,18 @@ pub fn server(
     }
 }
 
+/// The budget of half-received messages for `sink`'s server, counting refusals in its
+/// rejections (see [`crate::pending`]).
+pub fn budget<S: Sink>(
+    limits: crate::pending::Limits,
+    sink: &Arc<S>,
+) -> Arc<crate::pending::Budget> {
+    let sink = Arc::clone(sink);
+    Arc::new(crate::pending::Budget::new(limits, move |reason| {
+        sink.rejected().inc(reason)
+    }))
+}
+
 /// The response layer that reports decode failures the way ingress handlers do, counting
 /// them in `sink`'s rejections (see [`crate::status::remap_response`]).
 pub fn remap_layer<S: Sink>(

@@ -8,7 +8,8 @@
 //! - [`cell`]: runs app instances as processes, streams their logs and metrics, scales them.
 //! - Cross-cutting: [`telemetry`] (every metric these components expose), [`status`]
 //!   (errors to gRPC statuses), [`inbound`] (reading ingress streams), [`connections`]
-//!   (accepted gRPC connections, bounded in number and handshake time).
+//!   (accepted gRPC connections, bounded in number and handshake time), [`pending`]
+//!   (the memory half-received messages may hold).
 //!
 //! This crate depends on the wire contract (`hydrant-proto`) and the shared runtime
 //! (`hydrant-runtime`) only; it never names a nozzle. The `hydrant` binary runs these
@@ -19,6 +20,7 @@ pub mod cell;
 pub mod connections;
 pub mod doppler;
 pub mod inbound;
+pub mod pending;
 pub mod router;
 pub mod status;
 pub mod telemetry;

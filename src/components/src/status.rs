@@ -82,6 +82,11 @@ hydrant_runtime::labels! {
         InvalidUtf8 => [("reason", "invalid_utf8")],
         /// Over the message size limit.
         Oversized => [("reason", "oversized")],
+        /// Announced while half-received messages already hold the server's budget
+        /// ([`crate::pending`]).
+        Pending => [("reason", "pending")],
+        /// Did not arrive in full within the message timeout ([`crate::pending`]).
+        Slow => [("reason", "slow")],
     }
 }
 

@@ -10,7 +10,9 @@ hydrant_runtime::metrics! {
     DOPPLER_INGRESS_BATCHES = "hydrant_doppler_ingress_batches_total", Counter,
         "Batches (or single-envelope messages) accepted.";
     DOPPLER_REJECTED = "hydrant_doppler_rejected_messages_total", Counter,
-        "Ingress messages refused, by reason (malformed, invalid_utf8, oversized).";
+        "Ingress messages refused, by reason (malformed, invalid_utf8, oversized, pending: the budget of half-received messages was full, slow: not received in full in time).";
+    DOPPLER_PENDING_BYTES = "hydrant_doppler_pending_message_bytes", Gauge,
+        "Bytes announced by gRPC messages being received (the --max-pending-bytes budget).";
     DOPPLER_INGRESS_STREAMS = "hydrant_doppler_ingress_streams", Gauge,
         "Open ingress streams.";
     DOPPLER_EGRESS = "hydrant_doppler_egress_envelopes_total", Counter,
@@ -28,7 +30,9 @@ hydrant_runtime::metrics! {
     AGENT_INGRESS = "hydrant_agent_ingress_envelopes_total", Counter,
         "Envelopes accepted from local emitters.";
     AGENT_REJECTED = "hydrant_agent_rejected_messages_total", Counter,
-        "Ingress messages refused, by reason (malformed, invalid_utf8, oversized).";
+        "Ingress messages refused, by reason (malformed, invalid_utf8, oversized, pending: the budget of half-received messages was full, slow: not received in full in time).";
+    AGENT_PENDING_BYTES = "hydrant_agent_pending_message_bytes", Gauge,
+        "Bytes announced by gRPC messages being received (the --max-pending-bytes budget).";
     AGENT_INGRESS_STREAMS = "hydrant_agent_ingress_streams", Gauge,
         "Open ingress streams from emitters.";
     AGENT_EGRESS = "hydrant_agent_egress_envelopes_total", Counter,

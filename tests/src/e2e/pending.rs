@@ -98,7 +98,10 @@ async fn half_sent_messages_are_bounded_refused_by_name_and_timed_out() {
     let pending = metric(http, names::DOPPLER_PENDING_BYTES, &[]).await;
     assert_eq!(pending, 3.0 * f64::from(ANNOUNCED), "three admitted");
     let grown = rss(pid).saturating_sub(before);
-    eprintln!("200 half-sent messages grew the doppler by {} MiB", grown >> 20);
+    eprintln!(
+        "200 half-sent messages grew the doppler by {} MiB",
+        grown >> 20
+    );
     assert!(
         grown < 96 << 20,
         "half-sent messages grew the doppler by {} MiB",

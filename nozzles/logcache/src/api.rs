@@ -11,10 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hydrant_proto::envelope::now_nanos;
 use hydrant_proto::json;
-use hydrant_proto::raw::Kind;
 use serde_json::{Value, json};
 
-use crate::store::{Kinds, Query};
 use crate::{LogCache, ReadStatus};
 use hydrant_runtime::access::{Guard, Need, Read, Refusal};
 use hydrant_runtime::sse;
@@ -58,7 +56,8 @@ impl IntoResponse for ApiError {
             StatusCode::TOO_MANY_REQUESTS => 8,
             _ => 2,
         };
-        let body = json!({ "error": self.message, "code": code, "message": self.message });
+        // grpc-gateway v2's error body: the gRPC code, the message, no details.
+        let body = json!({ "code": code, "message": self.message, "details": [] });
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -66,94 +65,6 @@ impl IntoResponse for ApiError {
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
-}
-
-fn parse_i64(pairs: &[(String, String)], key: &str) -> Result<Option<i64>, ApiError> {
-    match pairs.iter().rev().find(|(k, _)| k == key) {
-        None => Ok(None),
-        Some((_, v)) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::bad(format!("{key} must be an integer, got {v:?}"))),
-    }
-}
-
-fn parse_kind(v: &str) -> Result<Option<Kind>, ApiError> {
-    Ok(Some(match v.to_ascii_uppercase().as_str() {
-        "LOG" => Kind::Log,
-        "COUNTER" => Kind::Counter,
-        "GAUGE" => Kind::Gauge,
-        "TIMER" => Kind::Timer,
-        "EVENT" => Kind::Event,
-        "ANY" => return Ok(None),
-        _ => {
-            return Err(ApiError::bad(format!(
-                "unknown envelope_types value {v:?} (LOG, COUNTER, GAUGE, TIMER, EVENT)"
-            )));
-        }
-    }))
-}
-
-/// Validates read parameters the way Log Cache does.
-pub fn parse_query(raw: Option<&str>, now: i64) -> Result<Query, ApiError> {
-    let p = pairs(raw);
-    let start = parse_i64(&p, "start_time")?.unwrap_or(0);
-    let end = parse_i64(&p, "end_time")?.unwrap_or(now);
-    if start > end {
-        return Err(ApiError::bad(format!(
-            "end_time ({end}) must be greater than or equal to start_time ({start})"
-        )));
-    }
-    let limit = parse_i64(&p, "limit")?.unwrap_or(DEFAULT_LIMIT as i64);
-    if limit < 0 {
-        return Err(ApiError::bad(format!(
-            "limit ({limit}) must be greater than or equal to 0"
-        )));
-    }
-    if limit > MAX_LIMIT as i64 {
-        return Err(ApiError::bad(format!(
-            "limit ({limit}) must be {MAX_LIMIT} or less"
-        )));
-    }
-    let mut kinds = Kinds::none();
-    let mut any = true;
-    for (_, v) in p.iter().filter(|(k, _)| k == "envelope_types") {
-        for part in v.split(',').filter(|s| !s.is_empty()) {
-            if let Some(k) = parse_kind(part)? {
-                kinds = kinds.with(k);
-                any = false;
-            }
-        }
-    }
-    let descending = match p
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "descending")
-        .map(|(_, v)| v.as_str())
-    {
-        None | Some("false" | "0") => false,
-        Some("" | "true" | "1") => true,
-        Some(v) => {
-            return Err(ApiError::bad(format!(
-                "descending must be true or false, got {v:?}"
-            )));
-        }
-    };
-    let name_filter = match p.iter().rev().find(|(k, _)| k == "name_filter") {
-        Some((_, v)) if !v.is_empty() => Some(
-            regex::Regex::new(v)
-                .map_err(|e| ApiError::bad(format!("name_filter is not a valid regex: {e}")))?,
-        ),
-        _ => None,
-    };
-    Ok(Query {
-        start,
-        end,
-        kinds: if any { Kinds::ALL } else { kinds },
-        limit: limit as usize,
-        descending,
-        name_filter,
-    })
 }
 
 type Shared = State<Arc<LogCache>>;
@@ -337,41 +248,9 @@ pub fn router(cache: Arc<LogCache>) -> Router {
     Guard::new(access, needs).refusing(refuse).wrap(routes)
 }
 
+mod gateway;
+
+pub use gateway::parse_query;
+
 #[cfg(test)]
 mod fuzz;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_parameters_follow_log_cache() {
-        let q = parse_query(None, 99).unwrap();
-        assert_eq!((q.start, q.end, q.limit, q.descending), (0, 99, 100, false));
-        assert_eq!(q.kinds, Kinds::ALL);
-        let q = parse_query(Some("start_time=5&end_time=9&envelope_types=LOG&envelope_types=gauge&limit=7&descending=true"), 99).unwrap();
-        assert_eq!((q.start, q.end, q.limit, q.descending), (5, 9, 7, true));
-        assert!(
-            q.kinds.contains(Kind::Log)
-                && q.kinds.contains(Kind::Gauge)
-                && !q.kinds.contains(Kind::Counter)
-        );
-        assert_eq!(
-            parse_query(Some("envelope_types=ANY"), 1).unwrap().kinds,
-            Kinds::ALL
-        );
-        let err = |q: &str| parse_query(Some(q), 99).unwrap_err().message;
-        assert_eq!(err("limit=1001"), "limit (1001) must be 1000 or less");
-        assert_eq!(
-            err("limit=-1"),
-            "limit (-1) must be greater than or equal to 0"
-        );
-        assert_eq!(
-            err("start_time=10&end_time=5"),
-            "end_time (5) must be greater than or equal to start_time (10)"
-        );
-        assert!(err("name_filter=(").starts_with("name_filter is not a valid regex"));
-        assert!(err("envelope_types=LOGS").contains("unknown envelope_types"));
-        assert!(err("start_time=abc").contains("start_time must be an integer"));
-    }
-}

@@ -141,15 +141,43 @@ async fn read_api_parameters_and_errors() {
         ("limit=1001", "limit (1001) must be 1000 or less"),
         (
             &format!("start_time={}&end_time={}", T0 + 5, T0 + 1),
-            "must be greater than or equal to start_time",
+            "must be before EndTime",
         ),
-        ("name_filter=%28", "name_filter is not a valid regex"),
-        ("envelope_types=BOGUS", "unknown envelope_types"),
+        (
+            "name_filter=%28",
+            "name filter must be a valid regular expression",
+        ),
+        (
+            "envelope_types=BOGUS",
+            "parsing list \"envelope_types\": \"BOGUS\" is not a valid value",
+        ),
+        (
+            "limit=1&limit=2",
+            "too many values for field \"limit\": 1, 2",
+        ),
+        (
+            "descending=yes",
+            "parsing field \"descending\": strconv.ParseBool",
+        ),
     ] {
         let (status, v) = read(q).await;
         assert_eq!(status, 400, "{q}");
         assert!(v["message"].as_str().unwrap().contains(msg), "{q}: {v}");
+        // grpc-gateway v2's error body: exactly code, message and details.
+        assert_eq!(v["code"], 3, "{q}: {v}");
+        assert_eq!(v["details"], serde_json::json!([]), "{q}: {v}");
+        assert_eq!(v.as_object().unwrap().len(), 3, "{q}: {v}");
     }
+    // As Log Cache: a start in the future is an empty answer, end_time=0 is now, limit=0
+    // the default, and envelope types go by number too.
+    let future = hydrant_proto::envelope::now_nanos() + 3_600_000_000_000;
+    let (status, v) = read(&format!("start_time={future}")).await;
+    assert_eq!((status, batch(&v).len()), (200, 0), "{v}");
+    let (status, v) = read("end_time=0&limit=0").await;
+    assert_eq!((status, batch(&v).len()), (200, 12), "{v}");
+    let (_, v) = read("envelope_types=1&limit=3&descending=T").await;
+    assert_eq!(batch(&v).len(), 3);
+    assert!(batch(&v).iter().all(|e| e.get("log").is_some()), "{v}");
     let (status, v) = get(format!("{}/api/v1/read/unknown", lc.url), None).await;
     assert_eq!((status, batch(&v).len()), (200, 0));
     let (_, meta) = get(format!("{}/api/v1/meta", lc.url), None).await;

@@ -9,6 +9,7 @@ mod cell;
 mod cell_api;
 mod cell_lifetime;
 mod cli;
+mod compat;
 mod dashboards;
 mod delivery;
 mod fanout;

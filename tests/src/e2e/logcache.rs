@@ -49,7 +49,13 @@ pub(super) async fn get(url: String, token: Option<&'static str>) -> (u16, Value
 }
 
 pub(super) async fn cached(lc: &TestLogCache) -> u64 {
-    let (_, meta) = get(format!("{}/api/v1/meta", lc.url), None).await;
+    cached_with(lc, "").await
+}
+
+/// Envelopes cached, as `/api/v1/meta` counts them for `token` (none when empty).
+pub(super) async fn cached_with(lc: &TestLogCache, token: &'static str) -> u64 {
+    let token = (!token.is_empty()).then_some(token);
+    let (_, meta) = get(format!("{}/api/v1/meta", lc.url), token).await;
     meta["meta"].as_object().map_or(0, |m| {
         m.values()
             .map(|v| v["count"].as_str().unwrap().parse::<u64>().unwrap())

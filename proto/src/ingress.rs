@@ -408,7 +408,7 @@ impl Worker {
                             // server to acknowledge it, so everything written is delivered.
                             drop(tx);
                             let ack = tokio::time::timeout(Duration::from_secs(5), call).await;
-                            if !matches!(ack, Ok(Ok(_))) {
+                            if !matches!(ack, Ok(Ok(_))) && !router_eof(&ack) {
                                 // What this stream carried is unconfirmed; say so.
                                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(%target, result = ?ack, "ingress: final flush not acknowledged");
@@ -456,4 +456,11 @@ pub fn stamp_if_unset(env: &mut crate::v2::Envelope) {
     if env.timestamp == 0 {
         env.timestamp = envelope::now_nanos();
     }
+}
+
+/// Whether a closed stream's answer is a Loggregator router's acknowledgement: its
+/// `BatchSender` reads until the client's end of stream and returns that `io.EOF` as the
+/// call's error, which grpc-go sends as `Unknown` "EOF". Everything sent was read.
+fn router_eof<T>(ack: &Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>) -> bool {
+    matches!(ack, Ok(Err(s)) if s.code() == tonic::Code::Unknown && s.message() == "EOF")
 }

@@ -282,3 +282,79 @@ async fn a_stopping_agent_takes_what_was_sent_or_says_unavailable() {
     c.stop().await.ok();
     d.stop().await;
 }
+
+/// A Loggregator router's `BatchSender` (loggregator-release, router ingress): it reads
+/// the stream until `Recv` returns `io.EOF` and returns that error, never a response, so
+/// grpc-go answers every closed stream `Unknown` "EOF". What it read is counted here.
+struct RouterLike {
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl hydrant_proto::v2::ingress_server::Ingress for RouterLike {
+    async fn sender(
+        &self,
+        _: tonic::Request<tonic::Streaming<hydrant_proto::v2::Envelope>>,
+    ) -> Result<tonic::Response<hydrant_proto::v2::IngressResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used"))
+    }
+
+    async fn batch_sender(
+        &self,
+        request: tonic::Request<tonic::Streaming<EnvelopeBatch>>,
+    ) -> Result<tonic::Response<hydrant_proto::v2::BatchSenderResponse>, tonic::Status> {
+        let mut stream = request.into_inner();
+        loop {
+            match stream.message().await {
+                Ok(Some(b)) => {
+                    self.received.fetch_add(b.batch.len() as u64, Relaxed);
+                }
+                Ok(None) => return Err(tonic::Status::unknown("EOF")),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        _: tonic::Request<EnvelopeBatch>,
+    ) -> Result<tonic::Response<hydrant_proto::v2::SendResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used"))
+    }
+}
+
+/// Closing a stream to a real router is acknowledged the router's way ("EOF"): the final
+/// flush counts no error and logs no "not acknowledged", and everything arrived.
+#[tokio::test]
+async fn a_routers_eof_answer_acknowledges_the_final_flush() {
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let listener = crate::listener().await;
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(hydrant_proto::v2::ingress_server::IngressServer::new(
+                RouterLike {
+                    received: std::sync::Arc::clone(&received),
+                },
+            ))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop.clone().cancelled_owned(),
+            ),
+    );
+    let client = IngressClient::start(Config::new(vec![addr.to_string()])).unwrap();
+    for i in 0..500 {
+        client.send_envelope(&envelope::log("app", format!("line {i}"), false));
+    }
+    let stats = std::sync::Arc::clone(client.stats());
+    client.close(Duration::from_secs(10)).await;
+    assert_eq!(received.load(Relaxed), 500);
+    assert_eq!(
+        stats.errors.load(Relaxed),
+        0,
+        "EOF is the router's acknowledgement"
+    );
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}

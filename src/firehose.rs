@@ -71,6 +71,19 @@ pub enum Error {
     /// Writing output failed.
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    /// No stream was ever established: nothing was read, so nothing can be reported.
+    #[error(
+        "never connected to the doppler at {addr}: {why}{}",
+        if *tls { "" } else { " (a doppler with TLS needs --tls-ca, --tls-cert and --tls-key)" }
+    )]
+    NeverConnected {
+        /// The doppler.
+        addr: String,
+        /// The last reason a connection failed.
+        why: String,
+        /// Whether TLS was configured.
+        tls: bool,
+    },
 }
 
 /// The selectors for `types` × `source_ids`.
@@ -153,6 +166,17 @@ pub async fn run(
         }
     }
     out.flush()?;
+    if !sub.connected_once() {
+        let why = sub.last_error().map_or_else(
+            || "stopped before the first attempt".to_owned(),
+            |s| s.message().to_owned(),
+        );
+        return Err(Error::NeverConnected {
+            addr: opts.from.clone(),
+            why,
+            tls: tls.is_some(),
+        });
+    }
     Ok((opts.output == Output::Stats).then(|| stats.finish()))
 }
 

@@ -98,6 +98,8 @@ pub struct Subscriber {
     /// Streams re-established after the first and not yet taken by
     /// [`take_reconnects`](Self::take_reconnects).
     reconnects: u64,
+    /// Why the last attempt to connect failed, if it did.
+    last_error: Option<Status>,
 }
 
 fn permanent(status: &Status) -> bool {
@@ -128,7 +130,18 @@ impl Subscriber {
             connected_once: false,
             cancel,
             reconnects: 0,
+            last_error: None,
         })
+    }
+
+    /// Whether a stream was ever established.
+    pub fn connected_once(&self) -> bool {
+        self.connected_once
+    }
+
+    /// Why the last attempt to connect failed (cleared by a success).
+    pub fn last_error(&self) -> Option<&Status> {
+        self.last_error.as_ref()
     }
 
     /// Connects now instead of on the first [`next`](Self::next), so the doppler has
@@ -167,11 +180,21 @@ impl Subscriber {
                             self.reconnects += 1;
                         }
                         self.connected_once = true;
+                        self.last_error = None;
                         self.stream = Some(stream);
                     }
                     Err(status) if permanent(&status) => return Err(status),
+                    Err(status) if status.code() == Code::Cancelled => {}
                     Err(status) => {
-                        tracing::debug!(addr = %self.addr, %status, "firehose: connect failed");
+                        // Said once per new reason until a stream is up, then quietly.
+                        let new =
+                            self.last_error.as_ref().map(Status::message) != Some(status.message());
+                        if new && !self.connected_once {
+                            tracing::warn!(addr = %self.addr, error = %status.message(), "firehose: cannot connect; retrying");
+                        } else {
+                            tracing::debug!(addr = %self.addr, %status, "firehose: connect failed");
+                        }
+                        self.last_error = Some(status);
                         self.pause().await;
                     }
                 }

@@ -411,3 +411,77 @@ async fn components_raise_their_descriptor_limit() {
     assert_eq!(soft, hard, "{line}");
     assert_ne!(soft, "256", "{line}");
 }
+
+/// `hydrant firehose` against a doppler that speaks TLS, without certificates: it says why
+/// it never connected and exits non-zero (it once printed zero stats and exited 0). With
+/// the certificates it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firehose_that_never_connected_says_why_and_fails() {
+    let dir = Scratch::new("firehose-tls");
+    let names: Vec<String> = ["doppler", "client"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    hydrant::certs::generate_all(&dir, &names).unwrap();
+    let tls = hydrant_proto::transport::Tls::from_files(
+        Some(&dir.join("ca.pem")),
+        Some(&dir.join("doppler.pem")),
+        Some(&dir.join("doppler-key.pem")),
+        "doppler",
+    )
+    .unwrap();
+    let d = crate::TestDoppler::start(hydrant::doppler::Config {
+        tls,
+        ..Default::default()
+    })
+    .await;
+    let from = d.grpc.to_string();
+    let run = |extra: Vec<String>| {
+        let mut args: Vec<String> = ["firehose", "--stats", "--duration", "2s", "--from", &from]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra);
+        let dir = dir.to_path_buf();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(hydrant_bin())
+                    .args(&args)
+                    // Away from any ./hydrant-data/certs a developer's `up` left behind.
+                    .current_dir(&dir)
+                    .output()
+                    .expect("run hydrant")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(Vec::new()).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("never connected to the doppler") && err.contains("--tls-ca"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no stats from a run that read nothing"
+    );
+
+    let file = |f: &str| dir.join(f).display().to_string();
+    let out = run(vec![
+        "--tls-ca".into(),
+        file("ca.pem"),
+        "--tls-cert".into(),
+        file("client.pem"),
+        "--tls-key".into(),
+        file("client-key.pem"),
+    ])
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let stats: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stats after a run that connected");
+    assert_eq!(stats["received"], 0);
+    d.stop().await;
+}

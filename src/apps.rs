@@ -48,6 +48,58 @@ pub enum Error {
     /// A malformed size such as `--memory 12X`.
     #[error("invalid size {0:?} (use e.g. 256M, 1G)")]
     Size(String),
+    /// An instance crashed before it became healthy.
+    #[error(
+        "app '{name}' did not start: instance {index} crashed{exit} (see `hydrant logs {name} --recent`)"
+    )]
+    Crashed {
+        /// The app.
+        name: String,
+        /// The instance.
+        index: u32,
+        /// What the cell knows of the exit, with a leading space; empty when nothing.
+        exit: String,
+    },
+    /// The instances were not all running in time.
+    #[error(
+        "app '{name}' did not start within {waited:?}: {running} of {wanted} instances running (see `hydrant apps` and `hydrant logs {name} --recent`)"
+    )]
+    StartTimeout {
+        /// The app.
+        name: String,
+        /// Time waited.
+        waited: std::time::Duration,
+        /// Instances running.
+        running: usize,
+        /// Instances wanted.
+        wanted: u32,
+    },
+}
+
+/// What `hydrant push NAME -- ARGS…` runs: one argument is a shell command line (as `cf push
+/// -c` takes one); several are a program and its arguments, each quoted for `/bin/sh` so
+/// they arrive unchanged.
+pub fn command_line(args: &[String]) -> String {
+    match args {
+        [one] => one.clone(),
+        many => many
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// `s` as one `/bin/sh` word.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// Parses `256M`, `1G`, `512MB`, `1024` (megabytes) into megabytes.
@@ -228,6 +280,50 @@ impl Client {
         Ok(stats.resources)
     }
 
+    /// Waits until `wanted` instances of the app run (each survived the cell's startup
+    /// window), as `cf push` waits; an instance that crashes first, or `timeout`, is an
+    /// error naming it.
+    pub async fn wait_started(
+        &self,
+        name: &str,
+        guid: &str,
+        wanted: u32,
+        timeout: std::time::Duration,
+    ) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stats = self.stats(guid).await?;
+            if let Some(crashed) = stats.iter().find(|s| s.state == InstanceState::Crashed) {
+                let exit = crashed
+                    .detail
+                    .as_ref()
+                    .map(|d| format!(" ({} crashes in a row)", d.crash_count))
+                    .unwrap_or_default();
+                return Err(Error::Crashed {
+                    name: name.to_owned(),
+                    index: crashed.index,
+                    exit,
+                });
+            }
+            let running = stats
+                .iter()
+                .filter(|s| s.state == InstanceState::Running)
+                .count();
+            if running >= wanted as usize {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::StartTimeout {
+                    name: name.to_owned(),
+                    waited: timeout,
+                    running,
+                    wanted,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// The `hydrant apps` table.
     pub async fn table(&self) -> Result<String, Error> {
         let mut rows = vec![[
@@ -281,6 +377,35 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_after_the_separator_reach_the_program_unchanged() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            command_line(&args(&["echo hi; sleep 1"])),
+            "echo hi; sleep 1"
+        );
+        let argv = args(&[
+            "printf",
+            "%s|",
+            "while :; do :; done",
+            "it's",
+            "",
+            "$HOME",
+            "a\\b",
+        ]);
+        let line = command_line(&argv);
+        // /bin/sh, as the cell runs it, gives the program exactly these arguments.
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &line])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "while :; do :; done|it's||$HOME|a\\b|",
+            "{line}"
+        );
+    }
 
     #[test]
     fn parses_sizes() {

@@ -60,9 +60,17 @@ pub(crate) struct PushArgs {
     /// Environment variable KEY=VALUE; repeatable.
     #[arg(short = 'e', long = "env", value_parser = parse_tag)]
     pub(crate) env: Vec<(String, String)>,
-    /// The command each instance runs (through /bin/sh -c).
+    /// After `--`, what each instance runs: one argument is a shell command line
+    /// (`-- 'while true; do echo hi; sleep 1; done'`); several are a program and its
+    /// arguments, passed unchanged (`-- sh -c 'while :; do sleep 1; done'`).
     #[arg(last = true, required = true)]
     pub(crate) command: Vec<String>,
+    /// Return once the app is created, without waiting for its instances to run.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// Time the instances have to run before push fails (as `cf push`'s start timeout).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
     #[command(flatten)]
     pub(crate) scheduler: SchedulerArgs,
 }
@@ -118,16 +126,24 @@ pub(crate) async fn push(a: PushArgs) -> anyhow::Result<()> {
     let memory = apps::parse_megabytes(&a.memory).context("--memory")?;
     let disk = apps::parse_megabytes(&a.disk).context("--disk")?;
     let env: BTreeMap<String, String> = a.env.into_iter().collect();
-    let command = a.command.join(" ");
-    let app = a
-        .scheduler
-        .client()?
+    let command = apps::command_line(&a.command);
+    let client = a.scheduler.client()?;
+    let app = client
         .push(&a.name, &command, a.instances, memory, disk, &env)
         .await?;
     println!(
         "pushed {} ({}) with {} instance(s)",
         a.name, app.guid, a.instances
     );
+    if !a.no_wait && a.instances > 0 {
+        client
+            .wait_started(&a.name, &app.guid, a.instances, a.timeout)
+            .await?;
+        println!(
+            "{}: {} of {} instances running",
+            a.name, a.instances, a.instances
+        );
+    }
     Ok(())
 }
 

@@ -290,9 +290,33 @@ async fn push_apps_scale_delete_through_the_cli() {
     .await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("pushed web"), "{out}");
+    assert!(out.contains("web: 2 of 2 instances running"), "{out}");
     let (code, _, err) = run(&["push", "web", "--", "sleep", "1"]).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("already exists"), "{err}");
+
+    // Several arguments after `--` are a program and its arguments, unchanged (joined
+    // with spaces they once became `sh -c while` and a crash loop reported as success).
+    let (code, out, err) = run(&[
+        "push",
+        "spin",
+        "--",
+        "sh",
+        "-c",
+        "while :; do sleep 1; done",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("spin: 1 of 1 instances running"), "{out}");
+    // An app that cannot start fails the push, naming the instance.
+    let (code, _, err) = run(&["push", "crashy", "--", "sh", "-c", "exit 3"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("app 'crashy' did not start: instance 0 crashed"),
+        "{err}"
+    );
+    assert_eq!(run(&["delete", "spin"]).await.0, Some(0));
+    assert_eq!(run(&["delete", "crashy"]).await.0, Some(0));
 
     let client = cell.client();
     eventually("2 running", || async {

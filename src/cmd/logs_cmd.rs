@@ -8,7 +8,8 @@ use clap::Args;
 use hydrant::apps;
 use hydrant_runtime::shutdown;
 
-use hydrant_runtime::config::Invalids;
+use hydrant_runtime::config::{Invalid, Invalids};
+use hydrant_runtime::https;
 
 use super::{ComponentArgs, SchedulerArgs, bind, parse_bytes, parse_duration, parse_regex};
 
@@ -32,6 +33,14 @@ pub(crate) struct LogcacheArgs {
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
+    /// Scheduler that names the guids of apps in app-scoped tokens (`apps: [web]`), as Log
+    /// Cache asks Cloud Controller: a URL, or an address (https with certificates). Without
+    /// it app scopes read nothing.
+    #[arg(long)]
+    pub(crate) scheduler: Option<String>,
+    /// File whose first line is the bearer token for --scheduler.
+    #[arg(long)]
+    pub(crate) scheduler_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) component: ComponentArgs,
 }
@@ -90,6 +99,29 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
     config.limits.memory_bytes = a.memory_limit;
     config.grace = a.component.grace();
     config.access = a.component.access.access(&mut problems);
+    if let Some(addr) = &a.scheduler {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(https::ClientTls::of)
+            .unwrap_or_default();
+        let token = match &a.scheduler_token_file {
+            Some(path) => super::read_token(path)
+                .map_err(|e| problems.push(Invalid::new("scheduler-token-file", format!("{e:#}"))))
+                .ok(),
+            None => None,
+        };
+        match https::client(&tls) {
+            Ok(http) => {
+                config.scheduler = Some(hydrant_logcache::directory::Scheduler {
+                    url: https::url(addr, &tls),
+                    token,
+                    http,
+                });
+            }
+            Err(e) => problems.push(Invalid::new("scheduler", e.to_string())),
+        }
+    }
     problems.extend(config.validate());
     Invalids::check(problems)?;
     Ok(config)

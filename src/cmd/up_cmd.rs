@@ -4,7 +4,6 @@
 //! with the component's own flag definitions to learn its addresses, and hands the list to
 //! [`hydrant::up::Supervisor`].
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,15 +11,17 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Subcommand};
-use hydrant::cell::contract::InstanceState;
+use hydrant::demo;
 use hydrant::up::{Spec, StopEvent, Supervisor};
-use hydrant::{apps, demo};
 use hydrant_runtime::shutdown;
 use tokio_util::sync::CancellationToken;
 
 use super::parse_duration;
 use super::{components, config};
 use crate::Command;
+
+mod banner;
+use banner::{print_endpoints, push_demo};
 
 /// Name of the demo app and of its policy file.
 const DEMO: &str = "demo";
@@ -103,7 +104,7 @@ enum ConfigCommand {
 
 /// A component as `up` runs it.
 #[derive(Debug)]
-struct Planned {
+pub(super) struct Planned {
     spec: Spec,
     /// The address of its main API or port, and what it is for.
     main: (String, &'static str),
@@ -172,13 +173,28 @@ fn reach(addr: SocketAddr) -> String {
     }
 }
 
-fn plan(name: &'static str, data: &Path, file: Option<&config::File>) -> anyhow::Result<Planned> {
+/// Plans component `name`; `cell` is the scheduler API the cell was planned on, for the
+/// components that call it.
+fn plan(
+    name: &'static str,
+    data: &Path,
+    file: Option<&config::File>,
+    cell: Option<&str>,
+) -> anyhow::Result<Planned> {
     let mut args: Vec<OsString> = vec![name.into()];
     let component = components::find(name).context("not a component")?;
     for (long, value) in (component.up_flags)(data) {
         if !file.is_some_and(|f| f.sets(name, long)) {
             args.push(format!("--{long}={value}").into());
         }
+    }
+    // The log cache (app names to guids) and the autoscaler (scales) call the cell where
+    // it was planned, unless the config file says where.
+    if let Some(cell) = cell
+        && ["logcache", "autoscaler"].contains(&name)
+        && !file.is_some_and(|f| f.sets(name, "scheduler"))
+    {
+        args.push(format!("--scheduler={cell}").into());
     }
     // Every HTTP API takes the token `up` makes, unless the config file chooses.
     let chooses = ["token-file", "auth-file", "insecure-open"]
@@ -278,10 +294,11 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         .filter(|c| c.built)
         .map(|c| c.name)
         .collect();
-    let planned = components
-        .iter()
-        .map(|n| plan(n, &a.data_dir, file.as_ref()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut planned: Vec<Planned> = Vec::new();
+    for name in &components {
+        let cell = endpoint(&planned, "cell").map(str::to_owned);
+        planned.push(plan(name, &a.data_dir, file.as_ref(), cell.as_deref())?);
+    }
     let _lock = hydrant::up::DirLock::take(&a.data_dir)?;
     let token = ensure_token(&a.data_dir.join(TOKEN_FILE))?;
     let certs = a.data_dir.join(CERTS_DIR);
@@ -346,7 +363,7 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
 /// `head` has exited), what follows goes to stderr and the stop token is cancelled, so
 /// everything stops in order, as on Ctrl-C.
 #[derive(Debug)]
-struct Terminal {
+pub(super) struct Terminal {
     stop: CancellationToken,
     broken: std::sync::atomic::AtomicBool,
 }
@@ -360,7 +377,7 @@ impl Terminal {
     }
 
     /// Writes a line.
-    fn line(&self, args: std::fmt::Arguments<'_>) {
+    pub(super) fn line(&self, args: std::fmt::Arguments<'_>) {
         self.write(args, true);
     }
 
@@ -438,158 +455,9 @@ async fn stop_all(term: &Terminal, sup: &mut Supervisor, grace: Duration) {
     .await;
 }
 
-fn endpoint<'a>(planned: &'a [Planned], name: &str) -> Option<&'a str> {
+pub(super) fn endpoint<'a>(planned: &'a [Planned], name: &str) -> Option<&'a str> {
     planned
         .iter()
         .find(|p| p.spec.name == name)
         .map(|p| p.main.0.as_str())
-}
-
-fn print_endpoints(
-    term: &Terminal,
-    planned: &[Planned],
-    logs: &Path,
-    policies: &Path,
-    token: &Path,
-    ca: &Path,
-) {
-    term.line(format_args!("\nHydrant is up:\n"));
-    for p in planned {
-        term.line(format_args!(
-            "  {:<11} {:<24} {}",
-            p.spec.name, p.main.0, p.main.1
-        ));
-    }
-    term.line(format_args!(
-        "\n  every component serves /metrics and /healthz; logs in {}/\n  policies in {}/ (reloaded on change)\n  \
-         API token in {} (the CLI uses it from this directory; elsewhere set HYDRANT_TOKEN)\n  \
-         CA in {} (every port is TLS; the CLI trusts it from this directory; elsewhere set HYDRANT_TLS_CA)",
-        logs.display(),
-        policies.display(),
-        token.display(),
-        ca.display()
-    ));
-    let env = [
-        ("HYDRANT_SCHEDULER", "cell", apps::DEFAULT_SCHEDULER),
-        (
-            "HYDRANT_LOG_CACHE",
-            "logcache",
-            super::logs_cmd::DEFAULT_LOG_CACHE,
-        ),
-        (
-            "HYDRANT_AUTOSCALER",
-            "autoscaler",
-            super::autoscaler_cmd::DEFAULT_AUTOSCALER,
-        ),
-        (
-            "HYDRANT_STORAGE",
-            "storage",
-            super::autoscaler_cmd::DEFAULT_STORAGE,
-        ),
-    ];
-    let exports: Vec<String> = env
-        .iter()
-        .filter_map(|(var, name, default)| {
-            endpoint(planned, name)
-                .filter(|e| e.rsplit("://").next() != Some(default))
-                .map(|e| format!("export {var}={e}"))
-        })
-        .collect();
-    term.line(format_args!("\nNext:"));
-    if !exports.is_empty() {
-        term.line(format_args!(
-            "  {}    # non-default addresses",
-            exports.join("; ")
-        ));
-    }
-    term.line(format_args!(
-        "  hydrant push hello -- 'while true; do echo hello; sleep 1; done'\n  \
-         hydrant logs hello"
-    ));
-    if let Some(storage) = endpoint(planned, "storage") {
-        let token = token.display();
-        let ca = ca.display();
-        term.line(format_args!(
-            "  curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {token})\" '{storage}/api/v1/query?query=cpu'\n  \
-             Grafana: add {storage} as a Prometheus data source with that bearer token \
-             (header Authorization) and {ca} as its CA, import dashboards/*.json"
-        ));
-    }
-    term.line(format_args!(""));
-}
-
-/// Pushes the demo app and says how to load it.
-async fn push_demo(
-    term: &Terminal,
-    planned: &[Planned],
-    exe: &Path,
-    token: &str,
-    tls: &hydrant_runtime::https::ClientTls,
-    certs: &Path,
-) -> anyhow::Result<()> {
-    let scheduler = endpoint(planned, "cell").context("no cell")?;
-    let agent = endpoint(planned, "agent").context("no agent")?;
-    let client = apps::Client::new(
-        scheduler,
-        Some(token.to_owned()),
-        hydrant_runtime::https::client(tls)?,
-    );
-    let command = format!("exec {} demo-app", shell_quote(&exe.display().to_string()));
-    // The demo app sends its timers to the agent with the client certificate.
-    let absolute = |f: &str| {
-        let path = certs.join(f);
-        path.canonicalize().unwrap_or(path).display().to_string()
-    };
-    let env = BTreeMap::from([
-        ("HYDRANT_AGENT".to_owned(), agent.to_owned()),
-        ("HYDRANT_TLS_CA".to_owned(), absolute("ca.pem")),
-        ("HYDRANT_TLS_CERT".to_owned(), absolute("client.pem")),
-        ("HYDRANT_TLS_KEY".to_owned(), absolute("client-key.pem")),
-    ]);
-    let app = client
-        .push(DEMO, &command, 1, 128, 256, &env)
-        .await
-        .context("pushing the demo app")?;
-    let guid = app.guid;
-    let mut port = None;
-    for _ in 0..50 {
-        let stats = client.stats(&guid).await.unwrap_or_default();
-        port = stats
-            .iter()
-            .find(|s| s.state == InstanceState::Running)
-            .and_then(|s| s.detail.as_ref()?.port);
-        if port.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let port = port.map_or_else(|| "PORT".to_owned(), |p| p.to_string());
-    term.line(format_args!(
-        "The demo app is pushed, with a policy that scales it on CPU (1 to 3 instances):"
-    ));
-    for (command, what) in [
-        (format!("hydrant logs {DEMO}"), "its logs, live"),
-        (
-            format!("curl '127.0.0.1:{port}/burn?seconds=300'"),
-            "burn a core: it scales out in 1-2 min",
-        ),
-        ("hydrant apps".to_owned(), "instances and CPU"),
-        (
-            format!("hydrant autoscaler explain {DEMO}"),
-            "each rule's value and what comes next",
-        ),
-        (
-            format!("hydrant autoscaler history {DEMO}"),
-            "what it decided, and why",
-        ),
-    ] {
-        term.line(format_args!("  {command:<44} # {what}"));
-    }
-    term.line(format_args!(""));
-    Ok(())
-}
-
-/// `s` quoted for `/bin/sh`.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }

@@ -2,6 +2,7 @@
 //! `GET /api/v1/read/{source_id}`, `GET /api/v1/meta`, `GET /api/v1/info`, plus `/v2/read`
 //! (server-sent events), `/metrics` and `/healthz`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Router;
@@ -74,13 +75,22 @@ fn access(cache: &LogCache, headers: &HeaderMap) -> Option<Read> {
     cache.access.grant(headers).map(|g| g.read)
 }
 
+/// What the caller may read, and the guids of the apps its token names (from the
+/// scheduler); `None` when it may read nothing.
+async fn grant(cache: &LogCache, headers: &HeaderMap) -> Option<(Read, HashSet<String>)> {
+    let read = access(cache, headers)?;
+    let guids = cache.directory.guids(&read.app_names()).await;
+    Some((read, guids))
+}
+
 async fn read(
     State(cache): Shared,
     Path(source_id): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let result = read_inner(&cache, &source_id, raw.as_deref(), &headers);
+    let granted = grant(&cache, &headers).await;
+    let result = read_inner(&cache, &source_id, raw.as_deref(), granted);
     let status = match &result {
         Ok(_) => ReadStatus::Ok,
         Err(e) if e.status == StatusCode::NOT_FOUND => ReadStatus::NotFound,
@@ -95,9 +105,9 @@ fn read_inner(
     cache: &LogCache,
     source_id: &str,
     raw: Option<&str>,
-    headers: &HeaderMap,
+    granted: Option<(Read, HashSet<String>)>,
 ) -> Result<Response, ApiError> {
-    let access = access(cache, headers).ok_or_else(ApiError::not_found)?;
+    let (access, guids) = granted.ok_or_else(ApiError::not_found)?;
     let query = parse_query(raw, now_nanos())?;
     let found = {
         let store = cache.store();
@@ -115,7 +125,7 @@ fn read_inner(
         };
         let mut found = Vec::new();
         for id in &ids {
-            if !access.allows(id, store.app_name(id)) {
+            if !access.allows(id, &guids) {
                 return Err(ApiError::not_found());
             }
             found.extend(store.read(id, &query));
@@ -159,8 +169,10 @@ fn read_inner(
 }
 
 async fn meta(State(cache): Shared, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
-    let access = access(&cache, &headers).ok_or_else(ApiError::not_found)?;
-    let entries = cache.store().meta(|id, app| access.allows(id, app));
+    let (access, guids) = grant(&cache, &headers)
+        .await
+        .ok_or_else(ApiError::not_found)?;
+    let entries = cache.store().meta(|id, _| access.allows(id, &guids));
     let meta: serde_json::Map<String, Value> = entries
         .into_iter()
         .map(|(id, m)| {
@@ -191,22 +203,12 @@ async fn info(State(cache): Shared) -> axum::Json<Value> {
 }
 
 async fn sse(State(cache): Shared, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
-    let Some(access) = access(&cache, &headers) else {
+    let Some((access, guids)) = grant(&cache, &headers).await else {
         return ApiError::not_found().into_response();
     };
     let pairs = pairs(raw.as_deref());
-    // App names of the requested sources, looked up now: the store lock is not held across
-    // the subscription's await.
-    let names: std::collections::HashMap<String, String> = {
-        let store = cache.store();
-        pairs
-            .iter()
-            .filter(|(k, _)| k == "source_id")
-            .filter_map(|(_, id)| store.app_name(id).map(|n| (id.clone(), n.to_owned())))
-            .collect()
-    };
     sse::respond(cache.source.as_ref(), cache.timing, &pairs, |req| {
-        access.may_subscribe(req, |id| names.get(id).cloned())
+        access.may_subscribe(req, &guids)
     })
     .await
 }

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
+pub mod directory;
 pub mod store;
 pub mod telemetry;
 
@@ -69,6 +70,9 @@ pub struct Config {
     pub self_metrics: Option<selfmetrics::SelfMetrics>,
     /// Time allowed for an orderly stop.
     pub grace: std::time::Duration,
+    /// The scheduler that names apps' guids for tokens scoped to apps by name (none: such
+    /// scopes read nothing).
+    pub scheduler: Option<directory::Scheduler>,
 }
 
 impl Config {
@@ -86,6 +90,7 @@ impl Config {
             timing: sse::Timing::default(),
             self_metrics: None,
             grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
+            scheduler: None,
         }
     }
 
@@ -152,6 +157,8 @@ pub struct LogCache {
     max_response_bytes: usize,
     memory_limit: usize,
     started: Instant,
+    /// App names to guids, for app-scoped tokens.
+    directory: directory::Directory,
     /// Counters.
     pub stats: Stats,
 }
@@ -243,6 +250,7 @@ pub async fn run(
         max_response_bytes: config.max_response_bytes,
         memory_limit: config.limits.memory_bytes,
         started: Instant::now(),
+        directory: directory::Directory::new(config.scheduler.clone()),
         stats: Stats::default(),
     });
     let source = nozzle::Source {

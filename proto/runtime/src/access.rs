@@ -8,7 +8,7 @@
 //!       admin: true                # reads and writes everything
 //!     - token: "team-a"
 //!       sources: ["6d6c3a04-…"]    # reads these source ids (app guids, component names)
-//!       apps: ["web"]              # …and these apps, by name
+//!       apps: ["web"]              # …and these apps: their guids, from the scheduler
 //!     - token: "deployer"
 //!       read_all: true             # reads everything (Grafana, dashboards)
 //!       write: true                # pushes, scales, deletes apps; imports samples
@@ -99,7 +99,8 @@ struct Entry {
 pub enum Read {
     /// Everything.
     All,
-    /// Only these sources, or sources whose `app_name` is listed.
+    /// Only these sources, and the apps of these names (by their guids, which the
+    /// scheduler gives: never by the `app_name` tag an emitter put on its envelopes).
     Scoped {
         /// Source ids.
         sources: HashSet<String>,
@@ -109,12 +110,22 @@ pub enum Read {
 }
 
 impl Read {
-    /// Whether `source_id` (whose envelopes carry `app_name`, if known) may be read.
-    pub fn allows(&self, source_id: &str, app_name: Option<&str>) -> bool {
+    /// The app names whose guids this grant reads: for the caller to resolve through the
+    /// scheduler before calling [`Read::allows`].
+    pub fn app_names(&self) -> Vec<&str> {
+        match self {
+            Read::All => Vec::new(),
+            Read::Scoped { apps, .. } => apps.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Whether `source_id` may be read; `app_guids` are the guids the scheduler gives for
+    /// [`Read::app_names`] (none where no scheduler is known: app scopes then read nothing).
+    pub fn allows(&self, source_id: &str, app_guids: &HashSet<String>) -> bool {
         match self {
             Read::All => true,
-            Read::Scoped { sources, apps } => {
-                sources.contains(source_id) || app_name.is_some_and(|a| apps.contains(a))
+            Read::Scoped { sources, .. } => {
+                sources.contains(source_id) || app_guids.contains(source_id)
             }
         }
     }
@@ -128,17 +139,13 @@ impl Read {
     /// always; others only when every selector names a source they may read and no shard
     /// group is joined (a group splits its data among its members, so joining one takes
     /// data from whoever else is in it).
-    pub fn may_subscribe(
-        &self,
-        req: &EgressBatchRequest,
-        app_name: impl Fn(&str) -> Option<String>,
-    ) -> bool {
+    pub fn may_subscribe(&self, req: &EgressBatchRequest, app_guids: &HashSet<String>) -> bool {
         self.is_all()
             || (req.shard_id.is_empty()
-                && req.selectors.iter().all(|s| {
-                    !s.source_id.is_empty()
-                        && self.allows(&s.source_id, app_name(&s.source_id).as_deref())
-                }))
+                && req
+                    .selectors
+                    .iter()
+                    .all(|s| !s.source_id.is_empty() && self.allows(&s.source_id, app_guids)))
     }
 }
 

@@ -156,7 +156,9 @@ pub async fn run(
                     .unwrap_or_default();
                 // The whole Firehose and shard groups are for tokens that read everything;
                 // a scoped token subscribes to its own source ids.
-                let allowed = |req: &_| grant.read.may_subscribe(req, |_| None);
+                // The doppler knows no scheduler: a scoped token reads its `sources` here.
+                let none = std::collections::HashSet::new();
+                let allowed = |req: &_| grant.read.may_subscribe(req, &none);
                 sse::respond(source.as_ref(), sse::Timing::default(), &pairs, allowed).await
             }
         },

@@ -271,19 +271,48 @@ async fn a_noisy_source_cannot_evict_quiet_ones() {
     d.stop().await;
 }
 
+/// Tokens read their own sources: by source id, or by app name through the scheduler's
+/// guid for it (as Log Cache asks Cloud Controller), never by the `app_name` tag an
+/// emitter wrote: a source tagged `app_name=web` by anyone is not the app "web".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_read_only_their_own_sources() {
     let d = TestDoppler::start(doppler::Config::default()).await;
+    // The scheduler: a real cell with an app "name-b".
+    let agent = crate::listener().await.local_addr().unwrap();
+    let cell = crate::TestCell::start(crate::TestCell::config(agent)).await;
+    let app = cell
+        .client()
+        .push(
+            "name-b",
+            "sleep 300",
+            0,
+            64,
+            64,
+            &std::collections::BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    let b = app.guid.clone();
     let yaml = "tokens:\n  - token: root\n    admin: true\n  - token: team\n    sources: [a]\n    apps: [name-b]\n";
     let mut config = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
     config.access = Access::tokens(Tokens::parse(yaml, std::path::Path::new("auth.yml")).unwrap());
+    config.scheduler = Some(hydrant_logcache::directory::Scheduler {
+        url: cell.url.clone(),
+        token: None,
+        http: hydrant_runtime::https::plain_client(),
+    });
     let lc = TestLogCache::start(config, &[&d]).await;
+    // "spoof" tags itself app_name=name-b (app_log tags name-<source>, so rename it).
+    let mut spoof = app_log("spoof", T0, 0, "x", false);
+    spoof.tags.insert("app_name".into(), "name-b".into());
     send(
         d.grpc,
-        ["a", "b", "c"]
-            .iter()
-            .map(|s| app_log(s, T0, 0, "x", false))
-            .collect(),
+        vec![
+            app_log("a", T0, 0, "x", false),
+            app_log(&b, T0, 0, "x", false),
+            app_log("c", T0, 0, "x", false),
+            spoof,
+        ],
     )
     .await;
     let count = |v: &Value| v["envelopes"]["batch"].as_array().map_or(0, Vec::len);
@@ -295,7 +324,16 @@ async fn tokens_read_only_their_own_sources() {
     let read = |s: &str, t: Option<&'static str>| get(format!("{}/api/v1/read/{s}", lc.url), t);
     assert_eq!(read("c", Some("root")).await.0, 200);
     assert_eq!(count(&read("a", Some("team")).await.1), 1, "own source id");
-    assert_eq!(count(&read("b", Some("team")).await.1), 1, "own app name");
+    assert_eq!(
+        count(&read(&b, Some("team")).await.1),
+        1,
+        "own app, by its guid"
+    );
+    assert_eq!(
+        read("spoof", Some("team")).await.0,
+        404,
+        "an app_name tag grants nothing"
+    );
     assert_eq!(
         read("c", Some("team")).await.0,
         404,
@@ -309,9 +347,22 @@ async fn tokens_read_only_their_own_sources() {
     assert_eq!(read("a", Some("wrong")).await.0, 404);
     assert_eq!(read("a", None).await.0, 404);
     let (_, meta) = get(format!("{}/api/v1/meta", lc.url), Some("team")).await;
-    let mut keys: Vec<&String> = meta["meta"].as_object().unwrap().keys().collect();
+    let mut keys: Vec<&str> = meta["meta"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort();
-    assert_eq!(keys, ["a", "b"], "meta lists only readable sources");
+    let mut want = vec!["a", b.as_str()];
+    want.sort();
+    assert_eq!(keys, want, "meta lists only readable sources");
+    let sse = |q: String| get(format!("{}/v2/read?{q}", lc.url), Some("team"));
+    assert_eq!(
+        sse("source_id=spoof&log".into()).await.0,
+        404,
+        "nor does it open a subscription"
+    );
     assert_eq!(
         get(format!("{}/metrics", lc.url), Some("team")).await.0,
         404,
@@ -331,6 +382,7 @@ async fn tokens_read_only_their_own_sources() {
     );
     assert_eq!(get(format!("{}/healthz", lc.url), None).await.0, 200);
     lc.stop().await;
+    cell.stop().await;
     d.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! Token files, grants, and the guard in front of a real server on loopback.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use axum::routing::{get, post};
@@ -20,9 +21,15 @@ fn scoped_readers_name_their_sources_and_never_join_a_shard_group() {
         sources: ["a".to_owned()].into(),
         apps: ["web".to_owned()].into(),
     };
-    let names = |s: &str| (s == "guid-web").then(|| "web".to_owned());
+    assert_eq!(scoped.app_names(), ["web"]);
+    let guids: HashSet<String> = ["guid-web".to_owned()].into();
+    let names = &guids;
     assert!(scoped.may_subscribe(&read("source_id=a&log"), names));
     assert!(scoped.may_subscribe(&read("source_id=guid-web&log"), names));
+    assert!(
+        !scoped.may_subscribe(&read("source_id=guid-web&log"), &HashSet::new()),
+        "an app scope reads nothing until the scheduler names its guid"
+    );
     assert!(
         !scoped.may_subscribe(&read("log"), names),
         "the whole Firehose"
@@ -46,9 +53,11 @@ fn grants_admin_scoped_read_all_and_write() {
     assert_eq!(t.check(Some("root")), Some(Grant::admin()), "a bare token");
     let team = t.check(Some("bearer team")).unwrap();
     assert!(!team.write && !team.read.is_all());
-    assert!(team.read.allows("s1", None));
-    assert!(team.read.allows("guid-of-web", Some("web")));
-    assert!(!team.read.allows("s2", Some("api")));
+    let web: HashSet<String> = ["guid-of-web".to_owned()].into();
+    assert!(team.read.allows("s1", &HashSet::new()));
+    assert!(team.read.allows("guid-of-web", &web));
+    assert!(!team.read.allows("guid-of-web", &HashSet::new()));
+    assert!(!team.read.allows("s2", &web));
     let grafana = t.check(Some("bearer grafana")).unwrap();
     assert!(grafana.read.is_all() && !grafana.write);
     assert!(t.check(Some("bearer deployer")).unwrap().write);

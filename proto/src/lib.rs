@@ -11,6 +11,8 @@
 //! - [`queue`]: the bounded drop-oldest queue (a "diode") used on every hop.
 //! - [`ingress`]: a batching Ingress client that never blocks its caller.
 //! - [`subscriber`]: a Firehose subscriber that reconnects with backoff, and selectors.
+//! - [`v1`]: Loggregator v1 (dropsonde envelopes, the `DopplerIngestor` hop) and its
+//!   conversion to v2, for legacy emitters and loggregator-agents.
 
 /// Generated Loggregator v2 types, clients and servers.
 #[allow(
@@ -31,6 +33,7 @@ pub mod queue;
 pub mod raw;
 pub mod subscriber;
 pub mod transport;
+pub mod v1;
 
 /// Largest gRPC message accepted or sent on any hop (Loggregator uses 10 MiB too).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;

@@ -18,7 +18,9 @@
 //! beyond the wire (`/metrics` and `/healthz`, self-metrics, shutdown, the `/v2/read`
 //! gateway) in `hydrant-runtime`.
 
-pub use hydrant_components::{agent, cell, connections, doppler, inbound, pending, router, status};
+pub use hydrant_components::{
+    agent, cell, connections, doppler, inbound, pending, router, status, v1,
+};
 
 pub mod apps;
 pub mod certs;

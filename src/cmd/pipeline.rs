@@ -115,6 +115,10 @@ pub(crate) struct AgentArgs {
     pub(crate) max_message_bytes: usize,
     #[command(flatten)]
     pub(crate) pending: PendingArgs,
+    /// UDP address for dropsonde (Loggregator v1) datagrams from legacy emitters, or `off`
+    /// (default: 127.0.0.1:3457, Loggregator's, skipped with a warning when taken).
+    #[arg(long)]
+    pub(crate) udp: Option<String>,
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
@@ -253,9 +257,11 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .map_err(|p| problems.push(p))
         .ok();
     Invalids::check(problems)?;
+    let udp = bind_udp(a.udp.as_deref())?;
     let config = agent::Config {
         access,
         pending,
+        udp,
         handshake_timeout: a.handshake_timeout,
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),
@@ -274,6 +280,30 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     tracing::info!(grpc = %a.grpc, http = %a.http, dopplers = ?a.dopplers, "agent listening");
     agent::run(config, grpc, http, shutdown::on_signal()).await?;
     Ok(())
+}
+
+/// The agent's dropsonde socket: `--udp ADDR` must bind; the default is skipped with a
+/// warning when another agent has it; `off` is none.
+fn bind_udp(flag: Option<&str>) -> anyhow::Result<Option<std::sync::Arc<std::net::UdpSocket>>> {
+    let addr = match flag {
+        Some("off") => return Ok(None),
+        Some(addr) => addr,
+        None => hydrant::v1::DEFAULT_UDP,
+    };
+    let parsed: SocketAddr = addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--udp {addr:?}: {e}"))?;
+    match std::net::UdpSocket::bind(parsed) {
+        Ok(s) => {
+            tracing::info!(udp = %parsed, "agent: reading dropsonde (Loggregator v1) datagrams");
+            Ok(Some(std::sync::Arc::new(s)))
+        }
+        Err(e) if flag.is_none() && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(udp = %parsed, "agent: the dropsonde port is taken; no v1 UDP (set --udp)");
+            Ok(None)
+        }
+        Err(e) => bail!("--udp {parsed}: cannot bind: {e}"),
+    }
 }
 
 /// `hydrant emit`.

@@ -29,6 +29,7 @@ mod tidy;
 mod tls;
 mod up;
 mod up_stop;
+mod v1;
 
 use std::net::SocketAddr;
 use std::time::Duration;

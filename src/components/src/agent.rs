@@ -65,12 +65,15 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// What half-received messages may hold (none: the defaults for `max_message_bytes`).
     pub pending: Option<crate::pending::Limits>,
+    /// A bound socket to read dropsonde (Loggregator v1) datagrams from (none: no UDP).
+    pub udp: Option<Arc<std::net::UdpSocket>>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             pending: None,
+            udp: None,
             server_tls: None,
             dopplers: vec!["127.0.0.1:8082".into()],
             doppler_tls: None,
@@ -246,6 +249,18 @@ pub async fn run(
     life.spawn(Phase::Accept, "grpc ingress", async move {
         grpc_server.await.map_err(Error::from)
     });
+    // Loggregator v1: dropsonde datagrams, until the accept phase ends.
+    if let Some(udp) = &config.udp {
+        let socket = udp.try_clone()?;
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let (sink, tagger) = (Arc::clone(&state), crate::v1::Tagger::new(&config.tags));
+        let stop = life.token(Phase::Accept);
+        life.spawn(Phase::Accept, "udp ingress", async move {
+            crate::v1::serve_udp(socket, sink, tagger, stop).await;
+            Ok(())
+        });
+    }
     // Flush: what was accepted goes to the dopplers within what is left of the grace
     // period; the rest is counted as dropped{reason="shutdown"}.
     let deadline = life.deadline();

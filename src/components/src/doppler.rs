@@ -105,7 +105,8 @@ pub async fn run(
     // Accept: ingress streams end and new ones are refused.
     let stop_ingress = life.token(Phase::Accept);
     let max = config.max_message_bytes;
-    let ingress = inbound::ingress_server(Arc::clone(&hub), stop_ingress, max);
+    let ingress = inbound::ingress_server(Arc::clone(&hub), stop_ingress.clone(), max);
+    let pusher = crate::v1::pusher_server(Arc::clone(&hub), stop_ingress, max);
     let egress = EgressServer::new(egress::EgressService {
         hub: Arc::clone(&hub),
     })
@@ -134,6 +135,7 @@ pub async fn run(
         .layer(inbound::remap_layer(Arc::clone(&hub)))
         .layer(crate::pending::layer(Arc::clone(&budget)))
         .add_service(ingress)
+        .add_service(pusher)
         .add_service(egress)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
     life.spawn(Phase::Serve, "grpc", async move {

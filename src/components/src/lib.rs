@@ -9,7 +9,8 @@
 //! - Cross-cutting: [`telemetry`] (every metric these components expose), [`status`]
 //!   (errors to gRPC statuses), [`inbound`] (reading ingress streams), [`connections`]
 //!   (accepted gRPC connections, bounded in number and handshake time), [`pending`]
-//!   (the memory half-received messages may hold).
+//!   (the memory half-received messages may hold), [`v1`] (Loggregator v1 ingress: the
+//!   doppler's `DopplerIngestor`, the agent's dropsonde UDP).
 //!
 //! This crate depends on the wire contract (`hydrant-proto`) and the shared runtime
 //! (`hydrant-runtime`) only; it never names a nozzle. The `hydrant` binary runs these
@@ -24,3 +25,4 @@ pub mod pending;
 pub mod router;
 pub mod status;
 pub mod telemetry;
+pub mod v1;

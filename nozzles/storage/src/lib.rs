@@ -19,7 +19,7 @@ pub mod catalog;
 pub mod import;
 pub mod logs;
 pub mod model;
-pub mod promql;
+pub use hydrant_promql as promql;
 pub mod queries;
 pub mod query;
 pub mod service;

@@ -150,6 +150,15 @@ impl Drop for Queries {
     }
 }
 
+impl From<Failure> for hydrant_promql::Error {
+    fn from(f: Failure) -> hydrant_promql::Error {
+        match f {
+            Failure::Timeout(_) => hydrant_promql::Error::Timeout(f.to_string()),
+            _ => hydrant_promql::Error::Internal(f.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

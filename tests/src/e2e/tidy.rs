@@ -69,8 +69,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("hydrant-proto", &[]),
     ("hydrant-runtime", &["hydrant-proto"]),
     ("hydrant-components", &["hydrant-proto", "hydrant-runtime"]),
-    ("hydrant-logcache", &["hydrant-proto", "hydrant-runtime"]),
-    ("hydrant-storage", &["hydrant-proto", "hydrant-runtime"]),
+    ("hydrant-promql", &["hydrant-proto"]),
+    (
+        "hydrant-logcache",
+        &["hydrant-proto", "hydrant-runtime", "hydrant-promql"],
+    ),
+    (
+        "hydrant-storage",
+        &["hydrant-proto", "hydrant-runtime", "hydrant-promql"],
+    ),
     ("hydrant-autoscaler", &["hydrant-proto", "hydrant-runtime"]),
 ];
 

@@ -1,5 +1,7 @@
-//! PromQL: parsed by `promql-parser`, evaluated here. Pure: a query is planned into the
-//! selectors and time windows it needs, the caller fetches them (through DataFusion), and
+//! PromQL for Hydrant's query APIs (the storage nozzle's, and the log cache's as Log Cache
+//! serves it): parsed by `promql-parser`, evaluated here. Pure: a query is planned into the
+//! selectors and time windows it needs, the caller fetches them (from Parquet through
+//! DataFusion, or from cached envelopes), and
 //! evaluation runs over that data at each step, with Prometheus' semantics (a 5-minute
 //! lookback, left-open windows as in Prometheus 3, extrapolated `rate`, label matching,
 //! name dropping).
@@ -24,6 +26,8 @@ mod functions;
 mod fuzz;
 pub mod limits;
 mod ops;
+pub mod params;
+pub mod render;
 #[cfg(test)]
 mod tests;
 
@@ -56,15 +60,6 @@ pub enum Error {
     /// The query failed unexpectedly (HTTP 500 `internal`).
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<crate::queries::Failure> for Error {
-    fn from(f: crate::queries::Failure) -> Error {
-        match f {
-            crate::queries::Failure::Timeout(_) => Error::Timeout(f.to_string()),
-            _ => Error::Internal(f.to_string()),
-        }
-    }
 }
 
 impl Error {

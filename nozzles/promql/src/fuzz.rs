@@ -201,7 +201,7 @@ proptest! {
         step in prop::sample::select(TIMES),
         any_text in "\\PC{0,40}",
     ) {
-        use crate::query::{parse_duration, parse_time};
+        use crate::params::{parse_duration, parse_time};
         let _ = (parse_time(&any_text), parse_duration(&any_text));
         let (Ok(start), Ok(end), Ok(step)) = (parse_time(start), parse_time(end), parse_duration(step)) else {
             return Ok(());

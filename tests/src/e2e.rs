@@ -15,6 +15,7 @@ mod delivery;
 mod fanout;
 mod hostile;
 mod logcache;
+mod logcache_promql;
 mod logs;
 mod pending;
 mod replay;

@@ -1,6 +1,7 @@
 //! The HTTP API, Log Cache's read API with its parameters, limits and errors:
-//! `GET /api/v1/read/{source_id}`, `GET /api/v1/meta`, `GET /api/v1/info`, plus `/v2/read`
-//! (server-sent events), `/metrics` and `/healthz`.
+//! `GET /api/v1/read/{source_id}`, `GET /api/v1/meta`, `GET /api/v1/info`, Log Cache's
+//! PromQL (`/api/v1/query`, `/api/v1/query_range`), plus `/v2/read` (server-sent events),
+//! `/metrics` and `/healthz`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -244,6 +245,8 @@ pub fn router(cache: Arc<LogCache>) -> Router {
         .route("/api/v1/read/{source_id}", get(read))
         .route("/api/v1/meta", get(meta))
         .route("/api/v1/info", get(info))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/v2/read", get(sse))
         .with_state(cache)
         .merge(hydrant_runtime::admin::router(observe));
@@ -251,6 +254,7 @@ pub fn router(cache: Arc<LogCache>) -> Router {
 }
 
 mod gateway;
+mod query;
 
 pub use gateway::parse_query;
 

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod api;
 pub mod directory;
+pub mod promql;
 pub mod store;
 pub mod telemetry;
 

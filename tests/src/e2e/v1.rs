@@ -235,3 +235,104 @@ async fn a_loggregator_agents_pusher_stream_reaches_the_firehose() {
     c.stop().await.unwrap();
     d.stop().await;
 }
+
+/// The same two paths through real processes: `hydrant doppler` and `hydrant agent --udp`,
+/// dropsonde datagrams into the agent and a Pusher stream into the doppler, read back
+/// from the doppler's Firehose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_into_real_agent_and_doppler_processes() {
+    use crate::guard::Proc;
+    use crate::servers::free_port;
+    use std::process::{Command, Stdio};
+
+    let spawn = |args: Vec<String>| {
+        Proc::new(
+            Command::new(crate::hydrant_bin())
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .env("RUST_LOG", "warn")
+                .spawn()
+                .expect("spawn hydrant"),
+        )
+    };
+    let (d_grpc, d_http, a_grpc, a_http) = (free_port(), free_port(), free_port(), free_port());
+    let udp = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let _doppler = spawn(
+        [
+            "doppler",
+            "--insecure-open",
+            "--grpc",
+            &d_grpc.to_string(),
+            "--http",
+            &d_http.to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    crate::wait_healthy(d_http).await;
+    let _agent = spawn(
+        [
+            "agent",
+            "--insecure-open",
+            "--grpc",
+            &a_grpc.to_string(),
+            "--http",
+            &a_http.to_string(),
+            "--doppler",
+            &d_grpc.to_string(),
+            "--udp",
+            &udp.to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    crate::wait_healthy(a_http).await;
+    let c = Collector::start(d_grpc, request("", select::all("")), None);
+    eventually("subscribed, agent connected", || async {
+        crate::metric(d_http, names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "")]).await == 1.0
+            && crate::metric(a_http, names::AGENT_DOPPLER_STREAMS, &[]).await >= 1.0
+    })
+    .await;
+
+    let emitter = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..50 {
+        let e = log_message("legacy", "udp-app", &format!("udp {i}"), 1_000 + i);
+        emitter.send_to(&e.encode_to_vec(), udp).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let channel = hydrant_proto::transport::endpoint(&d_grpc.to_string(), None)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = plumbing::doppler_ingestor_client::DopplerIngestorClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel::<plumbing::EnvelopeData>(64);
+    let call = tokio::spawn(async move {
+        client
+            .pusher(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    for i in 0..50 {
+        let e = log_message("legacy", "grpc-app", &format!("grpc {i}"), 2_000 + i);
+        tx.send(plumbing::EnvelopeData {
+            payload: e.encode_to_vec(),
+        })
+        .await
+        .unwrap();
+    }
+    eventually("50 + 50 lines", || async {
+        logs_of(&c, "udp-app").len() == 50 && logs_of(&c, "grpc-app").len() == 50
+    })
+    .await;
+    assert_eq!(
+        logs_of(&c, "grpc-app"),
+        (0..50).map(|i| format!("grpc {i}")).collect::<Vec<_>>()
+    );
+    drop(tx);
+    assert!(call.await.unwrap().is_ok());
+    c.stop().await.unwrap();
+}

@@ -12,12 +12,13 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$di
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DG=127.0.0.1:$(port); DH=127.0.0.1:$(port); AG=127.0.0.1:$(port); AH=127.0.0.1:$(port); API=127.0.0.1:$(port)
 RUST_LOG=warn "$BIN" doppler --insecure-open --grpc "$DG" --http "$DH" & 
-RUST_LOG=warn "$BIN" agent --insecure-open --grpc "$AG" --http "$AH" --doppler "$DG" & APID=$!
+RUST_LOG=warn "$BIN" agent --insecure-open --grpc "$AG" --http "$AH" --doppler "$DG" --udp off & APID=$!
 RUST_LOG=warn "$BIN" cell --insecure-open --api "$API" --agent "$AG" --data-dir "$dir/cell" & CPID=$!
 for _ in $(seq 100); do curl -sf "http://$API/healthz" >/dev/null 2>&1 && curl -sf "http://$AH/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 export HYDRANT_SCHEDULER=http://$API
 sleep_s=$(python3 -c "print(1/$RATE)")
-"$BIN" push bench -i "$N" --memory 64M -- perl -e "'\$|=1; my \$i=0; while (1) { print \"bench line \$i \", \"x\" x 60, \"\\n\"; \$i++; select(undef,undef,undef,$sleep_s) }'" >/dev/null
+# Several arguments after -- are a program and its arguments, each passed unchanged.
+"$BIN" push bench -i "$N" --memory 64M -- perl -e "\$|=1; my \$i=0; while (1) { print \"bench line \$i \", \"x\" x 60, \"\\n\"; \$i++; select(undef,undef,undef,$sleep_s) }" >/dev/null
 for _ in $(seq 300); do [ "$("$BIN" apps | awk '/^bench/ {print $3}')" = "$N/$N" ] && break; sleep 0.2; done
 sleep 2
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }

@@ -210,7 +210,7 @@ impl Managed {
 pub struct Changes {
     /// New apps.
     pub added: usize,
-    /// Apps whose policy changed (their state restarts).
+    /// Apps whose policy changed (what did not change is kept).
     pub changed: usize,
     /// Apps no longer managed.
     pub removed: usize,
@@ -226,6 +226,11 @@ pub struct Fleet {
     /// source_id → policy app.
     sources: HashMap<String, String>,
     history: History,
+    /// Effects of a policy change (alerts of removed or changed rules resolving), handed
+    /// out by the next tick.
+    queued: Vec<Effect>,
+    /// The last tick's time.
+    last_tick: Time,
     /// Envelopes that belonged to a managed app.
     pub observed: u64,
 }
@@ -244,10 +249,15 @@ impl Fleet {
         &self.settings
     }
 
-    /// Replaces the policy set; apps whose policy is unchanged keep their state.
+    /// Replaces the policy set. An app whose policy changed keeps what did not change: its
+    /// aggregates (so breach clocks run on), cooldowns, circuit breaker, pending scale and
+    /// history, and the alert of every rule that is the same at the same place. The alert
+    /// of a rule removed or changed, and every alert of a removed app, resolves on the next
+    /// tick if it was firing. History outlives the policy (CF keeps it 240 h).
     pub fn set_policies(&mut self, policies: impl IntoIterator<Item = Policy>) -> Changes {
         let mut changes = Changes::default();
         let mut next = BTreeMap::new();
+        let now = self.last_tick;
         for p in policies {
             let key = p.app.clone();
             let managed = match self.apps.remove(&key) {
@@ -258,8 +268,23 @@ impl Fleet {
                 Some(old) => {
                     changes.changed += 1;
                     let mut m = Managed::new(Arc::new(p), &self.settings);
-                    (m.guid, m.current, m.counted) = (old.guid, old.current, old.counted);
-                    m.pending = old.pending;
+                    (m.guid, m.current, m.counted) = (old.guid.clone(), old.current, old.counted);
+                    m.pending = old.pending.clone();
+                    m.breaker = old.breaker;
+                    m.state = old.state.clone();
+                    if m.policy.schedules == old.policy.schedules {
+                        m.schedule = old.schedule.clone();
+                    }
+                    if m.metrics.wanted() == old.metrics.wanted() {
+                        m.metrics = old.metrics.clone();
+                    }
+                    for (i, rule) in old.policy.rules.iter().enumerate() {
+                        if m.policy.rules.get(i) == Some(rule) {
+                            m.alerts[i] = old.alerts[i];
+                        } else {
+                            resolve(&key, &old, i, now, &mut self.queued);
+                        }
+                    }
                     m
                 }
                 None => {
@@ -270,8 +295,10 @@ impl Fleet {
             next.insert(key, managed);
         }
         changes.removed = self.apps.len();
-        for key in self.apps.keys() {
-            self.history.remove(key);
+        for (key, old) in &self.apps {
+            for i in 0..old.alerts.len() {
+                resolve(key, old, i, now, &mut self.queued);
+            }
         }
         self.apps = next;
         let apps = &self.apps;
@@ -354,7 +381,13 @@ impl Fleet {
 
     /// Aggregates and evaluates every app at `now`.
     pub fn tick(&mut self, now: Time) -> Vec<Effect> {
-        let mut effects = Vec::new();
+        self.last_tick = now;
+        let mut effects = std::mem::take(&mut self.queued);
+        for e in &mut effects {
+            if let Effect::Alert(a) = e {
+                a.at = now;
+            }
+        }
         let window = self.settings.stat_window;
         for (key, m) in &mut self.apps {
             let wanted: Vec<MetricType> = m.metrics.wanted().iter().cloned().collect();
@@ -526,6 +559,26 @@ impl Fleet {
         }
         self.sources.get(app).map(String::as_str)
     }
+}
+
+/// Queues the resolution of `old`'s alert for rule `i`, if it is firing.
+fn resolve(key: &str, old: &Managed, i: usize, now: Time, queued: &mut Vec<Effect>) {
+    let crate::alert::State::Firing { since, .. } = old.alerts[i].state else {
+        return;
+    };
+    let rule = &old.policy.rules[i];
+    queued.push(Effect::Alert(AlertChange {
+        app: key.to_owned(),
+        target: old.guid.clone().unwrap_or_else(|| old.policy.app.clone()),
+        rule: i,
+        metric: rule.metric.name().to_owned(),
+        summary: explain::rule_text(rule),
+        adjustment: explain::adjustment_text(rule),
+        transition: Transition::Resolved,
+        value: old.latest.get(&rule.metric).copied().flatten(),
+        since,
+        at: now,
+    }));
 }
 
 /// Feeds each rule's alert: the condition is the latest aggregate breaching the rule.

@@ -263,11 +263,6 @@ impl History {
     pub fn last(&self, app: &str) -> Option<&Record> {
         self.apps.get(app).and_then(VecDeque::back)
     }
-
-    /// Forgets an app (its policy was removed).
-    pub fn remove(&mut self, app: &str) {
-        self.apps.remove(app);
-    }
 }
 
 #[cfg(test)]

@@ -233,3 +233,57 @@ schedules:
     );
     assert_eq!(page.resources[0].reason, "schedule ends");
 }
+
+fn alert_effects(effects: &[(Time, Effect)]) -> Vec<(Time, usize, Transition)> {
+    effects
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Effect::Alert(a) => Some((*t, a.rule, a.transition)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Removing a policy resolves its firing alerts on the next tick (the notifier then stops
+/// re-sending them) and keeps its history.
+#[test]
+fn a_removed_policy_resolves_its_alerts_and_keeps_its_history() {
+    let mut fleet = Fleet::new(settings());
+    fleet.set_policies([policy(BURN)]);
+    fleet.set_instances("guid-web", "web", 1);
+    let effects = run(&mut fleet, 0..=8, |_| 90.0, 1);
+    assert!(alert_effects(&effects).contains(&(5, 0, Transition::Firing)));
+    let before = fleet.history().last("web").cloned();
+    assert!(before.is_some(), "a scale was recorded");
+    fleet.set_policies([]);
+    let effects = run(&mut fleet, 9..=12, |_| 90.0, 1);
+    assert_eq!(alert_effects(&effects), [(9, 0, Transition::Resolved)]);
+    assert_eq!(
+        fleet.history().last("web").cloned(),
+        before,
+        "history outlives the policy"
+    );
+}
+
+/// Editing a threshold: the old rule's firing alert resolves, the cooldown and the
+/// aggregates carry over (no scale before the cooldown from the earlier one ends), and
+/// an unchanged rule keeps its alert.
+#[test]
+fn an_edited_policy_keeps_cooldowns_and_resolves_the_changed_rules_alert() {
+    let mut fleet = Fleet::new(settings());
+    fleet.set_policies([policy(BURN)]);
+    fleet.set_instances("guid-web", "web", 1);
+    let effects = run(&mut fleet, 0..=8, |_| 90.0, 1);
+    assert_eq!(scales(&effects), [(6, 1, 2)]);
+    let edited = BURN.replace("threshold: 70", "threshold: 60");
+    let c = fleet.set_policies([policy(&edited)]);
+    assert_eq!(c.changed, 1);
+    let effects = run(&mut fleet, 9..=20, |_| 90.0, 1);
+    // The edited rule's alert starts afresh: the old one resolves at the first tick.
+    let alerts = alert_effects(&effects);
+    assert_eq!(alerts[0], (9, 0, Transition::Resolved), "{alerts:?}");
+    // Cooldown from the scale at 6 (10 s) still holds: the next scale is at 16, not 9.
+    assert_eq!(scales(&effects), [(16, 2, 3)]);
+    let x = serde_json::to_value(fleet.explain("web", 20).unwrap()).unwrap();
+    assert!(x.is_object());
+}

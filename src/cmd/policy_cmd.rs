@@ -22,12 +22,15 @@ pub(crate) enum PolicyCommand {
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Treat warnings as errors (rules that may flap, …), exit 1 on any.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
 /// `hydrant policy`.
 pub(crate) async fn policy(a: PolicyArgs) -> anyhow::Result<()> {
-    let PolicyCommand::Check { paths } = a.command;
+    let PolicyCommand::Check { paths, strict } = a.command;
     let set = policy::load_all(&paths);
     let (mut errors, mut warnings) = (0, 0);
     for p in &set.problems {
@@ -51,6 +54,9 @@ pub(crate) async fn policy(a: PolicyArgs) -> anyhow::Result<()> {
     );
     if errors > 0 {
         bail!("{errors} error(s) in policies");
+    }
+    if strict && warnings > 0 {
+        bail!("{warnings} warning(s) in policies (--strict)");
     }
     Ok(())
 }

@@ -195,14 +195,18 @@ impl Observe for Autoscaler {
         t.finish()
     }
 
+    /// Healthy, but `degraded` with the errors while a policy file is refused: the process
+    /// serves every other policy.
     fn health(&self) -> (bool, Value) {
         let apps = self.fleet().apps().len();
+        let problems = self.policy_problems();
         (
             true,
             json!({
                 "component": "autoscaler",
-                "status": "ok",
+                "status": if problems.is_empty() { "ok" } else { "degraded" },
                 "apps": apps,
+                "policy_problems": problems,
                 "uptime_secs": self.uptime().as_secs(),
             }),
         )

@@ -35,6 +35,7 @@ use crate::policy;
 use crate::telemetry::names;
 
 mod emit;
+mod policies;
 
 /// Shard id of the autoscaler's Firehose subscriptions.
 pub const SHARD_ID: &str = "autoscaler";
@@ -127,14 +128,6 @@ pub enum Error {
     /// A doppler address or TLS setting is unusable.
     #[error("autoscaler: {0}")]
     Transport(#[from] transport::Error),
-    /// The policies do not load.
-    #[error("autoscaler: {errors} error(s) in policies:\n{listing}")]
-    Policies {
-        /// How many errors.
-        errors: usize,
-        /// Every problem, one per line.
-        listing: String,
-    },
     /// A doppler refused the subscription.
     #[error("autoscaler: {0}")]
     Refused(#[from] nozzle::Refused),
@@ -236,6 +229,8 @@ pub struct Autoscaler {
     started: Instant,
     /// Who may use the API.
     pub access: hydrant_runtime::access::Access,
+    /// Errors of refused policy files (`/healthz` says degraded while there are any).
+    policy_problems: Mutex<Vec<String>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -265,7 +260,15 @@ impl Autoscaler {
         &self.notifier.stats
     }
 
-    /// Seconds since start.
+    /// Errors of the policy files refused at the last load (none: every file is in force).
+    pub fn policy_problems(&self) -> Vec<String> {
+        self.policy_problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Time since start.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -273,14 +276,6 @@ impl Autoscaler {
     fn count(&self, record: &Record) {
         self.stats.decisions.inc(Decision::of(record));
     }
-}
-
-fn listing(set: &policy::LoadedSet) -> String {
-    set.problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A fingerprint of the policy files (names, sizes, modification times).
@@ -308,26 +303,25 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let set = policy::load_all(&config.policies);
-    for p in set
-        .problems
-        .iter()
-        .filter(|p| p.severity == policy::Severity::Warning)
-    {
+    // A refused policy file does not stop the others (see `policies`).
+    let mut files = policies::Files::new(config.policies.clone());
+    let loaded = files.load();
+    for p in &loaded.warnings {
         tracing::warn!("{p}");
     }
-    if set.errors() > 0 {
-        return Err(Error::Policies {
-            errors: set.errors(),
-            listing: listing(&set),
-        });
+    if !loaded.errors.is_empty() {
+        tracing::error!(
+            "policy files refused; every other one is in force:\n{}",
+            loaded.listing()
+        );
     }
     let mut life: Lifecycle<Error> = Lifecycle::new("autoscaler", config.grace);
     // Accept: subscriptions end, and with them ticks, count refreshes and reloads.
     let accept = life.token(Phase::Accept);
     let flush = life.token(Phase::Flush);
     let mut fleet = Fleet::new(config.settings);
-    let changes = fleet.set_policies(set.policies);
+    let problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    let changes = fleet.set_policies(loaded.policies);
     tracing::info!(apps = changes.added, "autoscaler: policies loaded");
     let emitter = if config.emit_to.is_empty() {
         None
@@ -347,8 +341,10 @@ pub async fn run(
         shadow: config.shadow,
         started: Instant::now(),
         access: config.access.clone(),
+        policy_problems: Mutex::new(problems),
         stats: Stats::default(),
     });
+    scaler.emit_policy_problems();
     let name = match &config.member {
         Some(m) => format!("{SOURCE_AFFINITY}:{m}"),
         None => SOURCE_AFFINITY.to_owned(),
@@ -375,6 +371,7 @@ pub async fn run(
         "reload policies",
         reload(
             Arc::clone(&scaler),
+            files,
             config.policies.clone(),
             config.reload_poll,
             accept,
@@ -522,6 +519,7 @@ async fn refresh(
 
 async fn reload(
     scaler: Arc<Autoscaler>,
+    mut files: policies::Files,
     paths: Vec<PathBuf>,
     every: Duration,
     cancel: CancellationToken,
@@ -541,17 +539,34 @@ async fn reload(
             continue;
         }
         seen = now;
-        let set = policy::load_all(&paths);
-        if set.errors() > 0 {
+        let loaded = files.load();
+        for p in &loaded.warnings {
+            tracing::warn!("{p}");
+        }
+        if loaded.errors.is_empty() {
+            scaler.stats.reloads.inc(ReloadResult::Ok);
+        } else {
             scaler.stats.reloads.inc(ReloadResult::Failed);
             tracing::error!(
-                "policies not reloaded; the previous ones stay in force:\n{}",
-                listing(&set)
+                kept = ?loaded.kept,
+                "policy files refused; every other one is in force, a refused one at its last good version:\n{}",
+                loaded.listing()
             );
-            continue;
         }
-        let c = scaler.fleet().set_policies(set.policies);
-        scaler.stats.reloads.inc(ReloadResult::Ok);
+        let problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        let c = scaler.fleet().set_policies(loaded.policies);
+        let changed = {
+            let mut current = scaler
+                .policy_problems
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let changed = *current != problems;
+            *current = problems;
+            changed
+        };
+        if changed {
+            scaler.emit_policy_problems();
+        }
         tracing::info!(
             added = c.added,
             changed = c.changed,

@@ -432,40 +432,72 @@ async fn policies_reload_on_change_and_a_broken_edit_keeps_the_old_ones() {
         .unwrap();
 }
 
-/// Bad policies and flags stop `hydrant autoscaler` with a clear error and exit 1.
-#[test]
-fn bad_policies_and_flags_fail_the_process_clearly() {
+/// A refused policy file does not stop `hydrant autoscaler`: the good file beside it is in
+/// force, `/healthz` says degraded with the error (file:line), and fixing the file clears
+/// it. Bad flags still stop the process with a clear error and exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_policy_file_leaves_the_others_in_force_and_bad_flags_fail_clearly() {
     let dir = Scratch::new("badpol");
     std::fs::create_dir_all(&dir).unwrap();
+    let bad = "app: web\ninstance_min_count: 1\ninstance_max_count: 3\nscaling_rules:\n  - {metric_type: cpuutil, operator: '>', threshold: 170, adjustment: '+1'}\n";
+    std::fs::write(dir.join("web.yml"), bad).unwrap();
     std::fs::write(
-        dir.join("web.yml"),
-        "app: web\ninstance_min_count: 1\ninstance_max_count: 3\nscaling_rules:\n  - {metric_type: cpuutil, operator: '>', threshold: 170, adjustment: '+1'}\n",
+        dir.join("api.yml"),
+        POLICY.replace("app: burner", "app: api"),
     )
     .unwrap();
+    let policies = dir.to_str().unwrap();
+    let http = crate::servers::free_port();
+    let _autoscaler = crate::guard::Proc::new(
+        std::process::Command::new(hydrant_bin())
+            .args([
+                "autoscaler",
+                "--insecure-open",
+                "--policies",
+                policies,
+                "--from",
+                "127.0.0.1:1",
+            ])
+            .args(["--http", &http.to_string(), "--no-emit"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    crate::wait_healthy(http).await;
+    let health = || async {
+        let (_, body) = crate::http_get(http, "/healthz").await.unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let h = health().await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    let problems = h["policy_problems"].to_string();
+    assert!(
+        problems.contains("web.yml:5:")
+            && problems
+                .contains("scaling_rules[0].threshold: must be between 1 and 100 for cpuutil"),
+        "{h}"
+    );
+    let apps = get(&format!("http://{http}/v1/apps")).await;
+    let names: Vec<&str> = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["app"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api"], "the good file is in force");
+    std::fs::write(dir.join("web.yml"), bad.replace("170", "70")).unwrap();
+    eventually("the fixed file clears the problem", || async {
+        health().await["status"] == "ok"
+    })
+    .await;
+
     let run = |args: &[&str]| {
         std::process::Command::new(hydrant_bin())
             .args(args)
             .output()
             .unwrap()
     };
-    let policies = dir.to_str().unwrap();
-    let out = run(&[
-        "autoscaler",
-        "--insecure-open",
-        "--policies",
-        policies,
-        "--http",
-        "127.0.0.1:0",
-        "--from",
-        "127.0.0.1:1",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("web.yml:5:")
-            && err.contains("scaling_rules[0].threshold: must be between 1 and 100 for cpuutil"),
-        "{err}"
-    );
     let out = run(&[
         "autoscaler",
         "--insecure-open",

@@ -199,7 +199,7 @@ fn doc(lines: &[&str]) -> String {
 }
 
 #[test]
-fn contradictory_rules_are_refused() {
+fn contradictory_rules_load_with_a_warning_as_cf_accepts_them() {
     let text = doc(&[
         "instance_min_count: 1",
         "instance_max_count: 5",
@@ -212,7 +212,7 @@ fn contradictory_rules_are_refused() {
     let got = problems(&text);
     assert_eq!(got.len(), 1, "{got:#?}");
     assert!(
-        got[0].starts_with("p.yml:4:6: error: scaling_rules[0]: contradicts scaling_rules[1]: with cpu > 50 and cpu < 60"),
+        got[0].starts_with("p.yml:4:6: warning: scaling_rules[0]: contradicts scaling_rules[1]: with cpu > 50 and cpu < 60"),
         "{}",
         got[0]
     );
@@ -224,6 +224,10 @@ fn contradictory_rules_are_refused() {
         "  - {metric_type: cpu, operator: '<=', threshold: 50, adjustment: '-1'}",
     ]);
     assert_eq!(problems(&touching).len(), 1, "both hold at exactly 50");
+    assert!(
+        parse(&text, Path::new("p.yml")).policy.is_some(),
+        "the policy loads"
+    );
 }
 
 #[test]

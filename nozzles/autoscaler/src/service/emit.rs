@@ -124,6 +124,22 @@ impl Autoscaler {
         self.emit(&c.target, &c.app, &line, false, &title, body);
     }
 
+    /// Sends the refused policy files' errors into the Firehose (an error line and an
+    /// event from the autoscaler itself), so they show where operators look.
+    pub(super) fn emit_policy_problems(&self) {
+        let problems = self
+            .policy_problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if problems.is_empty() {
+            return;
+        }
+        let line = format!("Policy files refused: {}", problems.join("; "));
+        let body = serde_json::json!({ "problems": problems }).to_string();
+        self.emit("autoscaler", "", &line, true, "Policy files refused", body);
+    }
+
     fn emit(&self, source_id: &str, app: &str, line: &str, err: bool, title: &str, body: String) {
         let Some(client) = &self.emitter else { return };
         let tag = |mut e: v2::Envelope| {

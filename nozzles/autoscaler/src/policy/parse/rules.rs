@@ -277,7 +277,8 @@ fn interval(op: Operator, t: f64) -> ((f64, bool), (f64, bool)) {
 }
 
 /// A scale-out and a scale-in rule on one metric whose conditions can hold at once make the
-/// app flap; refuse them.
+/// app flap. CF accepts such a policy, so this is a warning (`policy check --strict` turns
+/// it into an error).
 pub(super) fn check_contradictions(cx: &mut Ctx<'_>, rules: &[Rule], nodes: &[(usize, &Node)]) {
     for (a, (ia, na)) in rules.iter().zip(nodes) {
         for (b, (ib, _)) in rules.iter().zip(nodes) {
@@ -302,11 +303,11 @@ pub(super) fn check_contradictions(cx: &mut Ctx<'_>, rules: &[Rule], nodes: &[(u
             };
             let overlap = lo < hi || (lo == hi && lo_in && hi_in);
             if overlap {
-                cx.error(
+                cx.warn(
                     na,
                     &format!("scaling_rules[{ia}]"),
                     format!(
-                        "contradicts scaling_rules[{ib}]: with {} {} {} and {} {} {} both scale-out and scale-in hold for some values, so the app would flap",
+                        "contradicts scaling_rules[{ib}]: with {} {} {} and {} {} {} both scale-out and scale-in hold for some values, so the app may flap",
                         a.metric.name(),
                         a.operator.as_str(),
                         a.threshold,

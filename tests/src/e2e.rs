@@ -4,6 +4,7 @@ mod access;
 mod actuators;
 mod agent;
 mod autoscaler;
+mod autoscaler_alerts;
 mod bad_input;
 mod cell;
 mod cell_api;

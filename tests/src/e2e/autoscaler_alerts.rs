@@ -1,0 +1,170 @@
+//! Alerts through a real Alertmanager as policies change under a running autoscaler: a
+//! removed policy's alert resolves within a tick (it was once re-sent as firing forever),
+//! and an edited threshold resolves the old rule's alert while the app's cooldown holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hydrant::doppler;
+use hydrant_autoscaler::fleet::Settings;
+use hydrant_autoscaler::notify::Receivers;
+use hydrant_autoscaler::service;
+use hydrant_proto::envelope;
+use hydrant_proto::ingress::{Config, IngressClient};
+use hydrant_runtime::access::Access;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::guard::Scratch;
+use crate::servers::Alertmanager;
+use crate::{TestDoppler, eventually_within, listener, wait_healthy};
+
+const GUID: &str = "9d0e8f7a-0000-4000-8000-00000000a1e7";
+
+fn policy(threshold: u32) -> String {
+    format!(
+        "app: {GUID}\ninstance_min_count: 1\ninstance_max_count: 5\nscaling_rules:\n  - {{metric_type: cpu, operator: '>', threshold: {threshold}, breach_duration: 2s, cool_down: 60s, adjustment: '+1'}}\n"
+    )
+}
+
+/// Alertmanager's active alerts for the app, as (rule, summary).
+async fn active(am: &Alertmanager) -> Vec<(String, String)> {
+    let v: Value = hydrant_runtime::https::plain_client()
+        .get(format!("{}/api/v2/alerts?active=true", am.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"]["state"] == "active")
+        .map(|a| {
+            (
+                a["labels"]["rule"].as_str().unwrap_or("").to_owned(),
+                a["annotations"]["summary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
+    let am = Alertmanager::start().await;
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = Scratch::new("alerts-edit");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("app.yml"), policy(50)).unwrap();
+    let http = listener().await;
+    let api = http.local_addr().unwrap();
+    let config = service::Config {
+        access: Access::open(),
+        self_metrics: None,
+        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
+        dopplers: vec![d.grpc.to_string()],
+        tls: None,
+        policies: vec![dir.to_path_buf()],
+        actuator: Arc::new(hydrant_autoscaler::actuator::Webhook::new(
+            "http://127.0.0.1:9/",
+            None,
+        )),
+        receivers: Receivers {
+            alertmanagers: vec![am.url.clone()],
+            webhook: None,
+            external_url: format!("http://{api}"),
+        },
+        emit_to: Vec::new(),
+        tick: Duration::from_secs(1),
+        refresh: Duration::from_secs(60),
+        reload_poll: Duration::from_millis(100),
+        settings: Settings {
+            stat_window: 2,
+            ..Settings::default()
+        },
+        // Decisions are recorded, not carried out: this test is about alerts.
+        shadow: true,
+        member: None,
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(service::run(config, http, shutdown.clone()));
+    wait_healthy(api).await;
+
+    // cpu 90 every 200 ms, from one instance.
+    let feed = CancellationToken::new();
+    let feeder = {
+        let (grpc, feed) = (d.grpc, feed.clone());
+        tokio::spawn(async move {
+            let client = IngressClient::start(Config::new(vec![grpc.to_string()])).unwrap();
+            while !feed.is_cancelled() {
+                let mut e = envelope::gauge(GUID, [("cpu", 90.0, "percentage")]);
+                e.instance_id = "0".into();
+                client.send_envelope(&e);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            client.close(Duration::from_secs(5)).await;
+        })
+    };
+    eventually_within("the > 50 alert fires", Duration::from_secs(20), || async {
+        active(&am).await.iter().any(|(_, s)| s.contains("> 50"))
+    })
+    .await;
+
+    // A threshold edit: the old rule's alert resolves; the new one fires in its place.
+    std::fs::write(dir.join("app.yml"), policy(60)).unwrap();
+    eventually_within(
+        "the old alert resolves",
+        Duration::from_secs(10),
+        || async {
+            let a = active(&am).await;
+            !a.iter().any(|(_, s)| s.contains("> 50"))
+        },
+    )
+    .await;
+    eventually_within("the > 60 alert fires", Duration::from_secs(20), || async {
+        active(&am).await.iter().any(|(_, s)| s.contains("> 60"))
+    })
+    .await;
+    // The cooldown of the first (shadow) scale was kept: explain still counts it down.
+    let explain: Value = hydrant_runtime::https::plain_client()
+        .get(format!("http://{api}/v1/apps/{GUID}/explain"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let remaining = explain["cooldown"]["scale_out_remaining_secs"]
+        .as_i64()
+        .unwrap_or(0);
+    assert!(remaining > 30, "cooldown kept across the edit: {explain}");
+
+    // Removing the policy resolves its alert within a tick or two.
+    let removed = tokio::time::Instant::now();
+    std::fs::remove_file(dir.join("app.yml")).unwrap();
+    eventually_within(
+        "the removed policy's alert resolves",
+        Duration::from_secs(10),
+        || async { active(&am).await.is_empty() },
+    )
+    .await;
+    assert!(
+        removed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        removed.elapsed()
+    );
+
+    feed.cancel();
+    feeder.await.unwrap();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    d.stop().await;
+}

@@ -4,14 +4,16 @@
 //!
 //! - Per instance sample (rounded up, as CF does): `cpu` = ⌈cpu⌉, `cpuutil` =
 //!   ⌈cpu_entitlement⌉, `memoryused` = ⌈memory / MiB⌉, `memoryutil` = ⌈memory / memory_quota
-//!   × 100⌉ (no value without a quota), `disk`/`diskutil` alike. Custom metrics (any other
-//!   gauge name a policy uses) are kept unrounded, since Hydrant accepts float thresholds.
+//!   × 100⌉ (no value without a quota), `disk`/`diskutil` alike, custom metrics (any other
+//!   gauge name a policy uses) ⌈value⌉. A usage and its quota that arrive in separate
+//!   envelopes of one instance with one timestamp are merged (CF's envelope compaction).
 //! - App-level value at `now`: the mean of every instance sample in the stat window
-//!   `(now − window, now]`, or no value (an *empty* aggregate, which blocks rules) when there
-//!   is none.
-//! - `throughput`: `http` timers in the window ÷ window seconds ÷ instances that served
-//!   them (per-instance requests per second, as CF computes it); 0 without traffic.
-//!   `responsetime`: mean of `stop − start` in ms; 0 without traffic.
+//!   `(now − window, now]`, rounded up, or no value (an *empty* aggregate, which blocks
+//!   rules) when there is none.
+//! - `throughput` and `responsetime` (CF's PromQL over the router's `http` timers with
+//!   `peer_type=Client`, over its 40 s collection interval, or the stat window when
+//!   shorter): per instance ⌈requests ÷ seconds⌉ and ⌈mean of `stop − start` in ms⌉, then
+//!   ⌈the mean over the instances that served⌉; 0 without traffic.
 //! - Samples are bucketed per second of event time, so memory per series is bounded by the
 //!   window length, not by the sample rate.
 
@@ -23,6 +25,13 @@ use crate::engine::{InstanceView, Time};
 use crate::policy::MetricType;
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// CF's collection interval (the eventgenerator's aggregator), over which it computes
+/// throughput and response time.
+pub const HTTP_WINDOW: Time = 40;
+
+/// Gauges whose usage and quota CF merges across envelopes.
+const PAIRED: [&str; 4] = ["memory", "memory_quota", "disk", "disk_quota"];
 
 /// Sum and count of the samples of one second.
 #[derive(Debug, Clone, Copy)]
@@ -76,10 +85,10 @@ impl Series {
 #[derive(Debug, Clone, Default)]
 pub struct AppMetrics {
     series: HashMap<MetricType, Series>,
-    /// `http` timer durations (ms) per second.
-    http: Series,
-    /// Instances that sent `http` timers, with the last second they did.
-    http_instances: HashMap<String, Time>,
+    /// `http` timer durations (ms) per second, per instance.
+    http: HashMap<String, Series>,
+    /// Usage and quota values of an instance at one timestamp (ns), until both arrive.
+    partial: HashMap<(String, i64), HashMap<&'static str, f64>>,
     /// Instances that sent anything, with the last second they did.
     instances: HashMap<String, Time>,
     /// When each instance started (from `container_age`, else when first seen).
@@ -127,14 +136,17 @@ impl AppMetrics {
                     let started = at - (age.value / 1e9) as Time;
                     self.started.insert(env.instance_id.clone(), started);
                 }
-                self.gauge(g, at, &env.instance_id)
+                let merged = self.merge_pairs(g, env.timestamp, &env.instance_id, now, window);
+                self.gauge(merged.as_ref().unwrap_or(g), at, &env.instance_id)
             }
             Some(Message::Timer(t)) if t.name == "http" => {
                 let peer = env.tags.get("peer_type").map(String::as_str);
-                if matches!(peer, None | Some("Client")) && self.wants_http() {
+                if peer == Some("Client") && self.wants_http() {
                     let ms = (t.stop - t.start).max(0) as f64 / 1e6;
-                    self.http.add(at, ms);
-                    self.http_instances.insert(env.instance_id.clone(), at);
+                    self.http
+                        .entry(env.instance_id.clone())
+                        .or_default()
+                        .add(at, ms);
                     true
                 } else {
                     false
@@ -147,6 +159,45 @@ impl AppMetrics {
             self.started.entry(env.instance_id.clone()).or_insert(at);
         }
         used
+    }
+
+    /// A usage or quota that came without its partner, completed from an earlier envelope
+    /// of the same instance and timestamp (CF compacts envelopes by source, instance and
+    /// timestamp); `None` when `g` needs nothing.
+    fn merge_pairs(
+        &mut self,
+        g: &v2::Gauge,
+        ts: i64,
+        instance: &str,
+        now: Time,
+        window: Time,
+    ) -> Option<v2::Gauge> {
+        let ratios = self.wanted.contains(&MetricType::MemoryUtil)
+            || self.wanted.contains(&MetricType::DiskUtil);
+        let has = |n: &str| g.metrics.contains_key(n);
+        let unpaired = (has("memory") != has("memory_quota")) || (has("disk") != has("disk_quota"));
+        if !ratios || !unpaired {
+            return None;
+        }
+        self.partial
+            .retain(|(_, t), _| t / 1_000_000_000 > now - window);
+        let seen = self.partial.entry((instance.to_owned(), ts)).or_default();
+        for name in PAIRED {
+            if let Some(v) = g.metrics.get(name) {
+                seen.insert(name, v.value);
+            }
+        }
+        let mut merged = g.clone();
+        for (name, value) in seen.iter() {
+            merged
+                .metrics
+                .entry((*name).to_owned())
+                .or_insert(v2::GaugeValue {
+                    unit: "bytes".into(),
+                    value: *value,
+                });
+        }
+        Some(merged)
     }
 
     fn wants_http(&self) -> bool {
@@ -165,7 +216,7 @@ impl AppMetrics {
                 MetricType::MemoryUtil => ratio(get("memory"), get("memory_quota")),
                 MetricType::Disk => get("disk").and_then(|d| ceil_some(d / MIB)),
                 MetricType::DiskUtil => ratio(get("disk"), get("disk_quota")),
-                MetricType::Custom(name) => get(name).filter(|v| v.is_finite()),
+                MetricType::Custom(name) => get(name).and_then(ceil_some),
                 MetricType::Throughput | MetricType::ResponseTime => None,
             };
             if let Some(v) = value {
@@ -192,31 +243,31 @@ impl AppMetrics {
         let from = now - window;
         match metric {
             MetricType::Throughput | MetricType::ResponseTime => {
-                self.http.prune(from + 1);
-                self.http_instances.retain(|_, t| *t > from);
-                let (sum, count) = self.http.total(from, now);
-                if count == 0 {
+                let span = window.min(HTTP_WINDOW);
+                let from = now - span;
+                let mut per_instance = Vec::new();
+                self.http.retain(|_, series| {
+                    series.prune(now - window.max(HTTP_WINDOW) + 1);
+                    let (sum, count) = series.total(from, now);
+                    if count > 0 {
+                        per_instance.push(if *metric == MetricType::Throughput {
+                            (f64::from(count) / span as f64).ceil()
+                        } else {
+                            (sum / f64::from(count)).ceil()
+                        });
+                    }
+                    !series.buckets.is_empty()
+                });
+                if per_instance.is_empty() {
                     return Some(0.0);
                 }
-                if *metric == MetricType::Throughput {
-                    let instances = self.http_instances.len().max(1) as f64;
-                    Some(f64::from(count) / window as f64 / instances)
-                } else {
-                    Some(sum / f64::from(count))
-                }
+                Some((per_instance.iter().sum::<f64>() / per_instance.len() as f64).ceil())
             }
             _ => {
                 let series = self.series.get_mut(metric)?;
                 series.prune(from + 1);
                 let (sum, count) = series.total(from, now);
-                (count > 0).then(|| {
-                    let mean = sum / f64::from(count);
-                    if matches!(metric, MetricType::Custom(_)) {
-                        mean
-                    } else {
-                        mean.ceil()
-                    }
-                })
+                (count > 0).then(|| (sum / f64::from(count)).ceil())
             }
         }
     }
@@ -313,8 +364,8 @@ mod tests {
         assert!(m.observe(&gauge("0", 5, &[("queue_depth", 0.25)]), 5, 60));
         assert_eq!(
             m.aggregate(&MetricType::Custom("queue_depth".into()), 5, 60),
-            Some(0.25),
-            "custom metrics are not rounded"
+            Some(1.0),
+            "custom metrics are rounded up, as CF does"
         );
         assert_eq!(m.aggregate(&MetricType::Cpu, 5, 60), None);
     }
@@ -332,7 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn throughput_is_per_instance_and_response_time_a_mean() {
+    fn throughput_is_per_instance_and_response_time_a_mean_of_instance_means() {
         let mut m = AppMetrics::new([MetricType::Throughput, MetricType::ResponseTime]);
         assert_eq!(m.aggregate(&MetricType::Throughput, 100, 10), Some(0.0));
         assert_eq!(m.aggregate(&MetricType::ResponseTime, 100, 10), Some(0.0));
@@ -342,14 +393,53 @@ mod tests {
         }
         // 40 requests over 10 s on 2 instances: 2 rps per instance.
         assert_eq!(m.aggregate(&MetricType::Throughput, 100, 10), Some(2.0));
-        // Durations 10..49 ms: mean 29.5.
-        assert_eq!(m.aggregate(&MetricType::ResponseTime, 100, 10), Some(29.5));
+        // Instance 0: 10, 12, …, 48 ms (mean 29); instance 1: 11, …, 49 (mean 30).
+        assert_eq!(m.aggregate(&MetricType::ResponseTime, 100, 10), Some(30.0));
         let mut server = http("0", 100, 5);
         server.tags.insert("peer_type".into(), "Server".into());
         assert!(
             !m.observe(&server, 100, 10),
             "only the router's (client) timers count"
         );
+        let mut untagged = http("0", 100, 5);
+        untagged.tags.remove("peer_type");
+        assert!(
+            !m.observe(&untagged, 100, 10),
+            "nor timers without a peer type"
+        );
+    }
+
+    /// The numbers: 10 ms at 10/s on one instance and 400 ms at 1/s on another
+    /// give CF's 205 ms (a request-weighted mean would say 45).
+    #[test]
+    fn response_time_weighs_instances_not_requests() {
+        let mut m = AppMetrics::new([MetricType::ResponseTime, MetricType::Throughput]);
+        for s in 0..40 {
+            for _ in 0..10 {
+                m.observe(&http("fast", 61 + s, 10), 100, 120);
+            }
+            m.observe(&http("slow", 61 + s, 400), 100, 120);
+        }
+        assert_eq!(
+            m.aggregate(&MetricType::ResponseTime, 100, 120),
+            Some(205.0)
+        );
+        // Over CF's 40 s: 10 rps and 1 rps, mean 5.5, rounded up.
+        assert_eq!(m.aggregate(&MetricType::Throughput, 100, 120), Some(6.0));
+    }
+
+    /// Usage and quota in separate envelopes of one instance and timestamp are one sample.
+    #[test]
+    fn split_memory_envelopes_are_merged() {
+        let mut m = AppMetrics::new([MetricType::MemoryUtil]);
+        let q = 100.0 * MIB;
+        assert!(!m.observe(&gauge("0", 10, &[("memory", 25.0 * MIB)]), 10, 60));
+        assert!(m.observe(&gauge("0", 10, &[("memory_quota", q)]), 10, 60));
+        assert_eq!(m.aggregate(&MetricType::MemoryUtil, 10, 60), Some(25.0));
+        // Another instance's quota, or another timestamp's, does not complete it.
+        assert!(!m.observe(&gauge("1", 11, &[("memory", 25.0 * MIB)]), 11, 60));
+        assert!(!m.observe(&gauge("0", 12, &[("memory", 90.0 * MIB)]), 12, 60));
+        assert_eq!(m.aggregate(&MetricType::MemoryUtil, 12, 60), Some(25.0));
     }
 
     #[test]

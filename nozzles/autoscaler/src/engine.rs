@@ -8,7 +8,8 @@
 //!   (no data) blocks; a missing one (a gap) is skipped.
 //! - After a successful scale the app is in cooldown, in both directions, until
 //!   `now + cool_down` (exclusive: at that instant it may scale again). Per-direction
-//!   cooldowns (`cool_downs`) replace this when set.
+//!   cooldowns (`cool_downs`) replace this when set. An app in its cooldown is not
+//!   evaluated (nothing is recorded), as in CF.
 //! - The new count is clamped to the limits; a clamp to the current count is "ignored" and
 //!   starts no cooldown. Repeated identical ignored outcomes are marked duplicates.
 //! - Breached rules conflict: scale-out wins by default; `first_match` keeps CF's file order.
@@ -379,27 +380,8 @@ fn evaluate_rules(
             .or_else(|| breached.first().copied()),
     };
     let Some(i) = chosen else {
-        // A breach held back by the cooldown is recorded once per cooldown (CF's message),
-        // so the history says why nothing happened.
-        let cooling = trace.iter().find_map(|t| match t.verdict {
-            Verdict::CoolingDown(until) => Some((t.rule, until)),
-            _ => None,
-        });
-        if let Some((i, until)) = cooling {
-            let message = "app in cooldown period".to_owned();
-            let key = (i, format!("cooldown until {until}"));
-            let duplicate = state.last_ignored.as_ref() == Some(&key);
-            state.last_ignored = Some(key);
-            return Decision {
-                outcome: Outcome::Ignored,
-                rule: Some(i),
-                reason: reason(&policy.rules[i]),
-                message,
-                duplicate,
-                trace,
-                target: None,
-            };
-        }
+        // A breach held back by a cooldown is no decision: CF does not evaluate an app in
+        // its cooldown, so nothing is recorded (`explain` shows the cooldown).
         return Decision {
             outcome: Outcome::Nothing,
             rule: None,

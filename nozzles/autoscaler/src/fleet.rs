@@ -524,12 +524,14 @@ impl Fleet {
                 }
             }
             Err(error) => {
+                // As CF's history: the count it tried to reach, and why it could not.
                 record.status = history::Status::Failed;
-                record.new_instances = i64::from(req.from);
                 record.error = format!("failed to set app instances: {error}");
                 let b = &mut m.breaker;
                 b.failures += 1;
-                if b.failures >= self.settings.breaker_failures {
+                // After an open period the breaker is half-open: one trial call, and its
+                // failure opens it again at once, for twice as long (CF's breaker).
+                if b.failures >= self.settings.breaker_failures || b.trips > 0 {
                     let base = self.settings.breaker_backoff.as_secs() as Time;
                     let max = self.settings.breaker_backoff_max.as_secs() as Time;
                     let open = base.saturating_mul(1 << b.trips.min(20)).min(max);

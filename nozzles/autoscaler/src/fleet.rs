@@ -589,10 +589,17 @@ fn alerts(key: &str, m: &mut Managed, now: Time, effects: &mut Vec<Effect>) {
         let value = m.latest.get(&rule.metric).copied().flatten();
         let condition = value.is_some_and(|v| rule.operator.holds(v, rule.threshold));
         let alert = &mut m.alerts[i];
+        let before = alert.state;
         let Some(transition) = alert.evaluate(condition, now) else {
             continue;
         };
-        let since = match alert.state {
+        // A resolved alert started when it fired (the state it leaves), not now.
+        let state = if transition == Transition::Resolved {
+            before
+        } else {
+            alert.state
+        };
+        let since = match state {
             crate::alert::State::Pending { since } | crate::alert::State::Firing { since, .. } => {
                 since
             }

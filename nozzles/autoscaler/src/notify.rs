@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hydrant_runtime::instrument::{Family, Gauge};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -266,6 +266,8 @@ fn webhook_payload(changes: &[AlertChange], alerts: Vec<Value>, external_url: &s
         .zip(alerts)
         .map(|(c, mut a)| {
             a["status"] = json!(status_of(c));
+            let fp = a["labels"].as_object().map(fingerprint).unwrap_or_default();
+            a["fingerprint"] = json!(fp);
             a
         })
         .collect();
@@ -274,13 +276,51 @@ fn webhook_payload(changes: &[AlertChange], alerts: Vec<Value>, external_url: &s
     } else {
         "resolved"
     };
+    let common = |field: &str| -> Map<String, Value> {
+        let mut maps = alerts.iter().filter_map(|a| a[field].as_object());
+        let Some(first) = maps.next() else {
+            return Map::new();
+        };
+        let mut common = first.clone();
+        for m in maps {
+            common.retain(|k, v| m.get(k) == Some(v));
+        }
+        common
+    };
     json!({
         "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{ALERT_NAME}\"}}"),
+        "truncatedAlerts": 0,
         "status": status,
         "receiver": "hydrant-autoscaler",
         "groupLabels": { "alertname": ALERT_NAME },
-        "commonLabels": { "alertname": ALERT_NAME },
+        "commonLabels": common("labels"),
+        "commonAnnotations": common("annotations"),
         "externalURL": external_url,
         "alerts": alerts,
     })
+}
+
+/// An alert's fingerprint as Alertmanager computes it (Prometheus' label-set signature):
+/// FNV-1a over the labels sorted by name, each name and value followed by a 0xff byte, in
+/// 16 hex digits.
+pub fn fingerprint(labels: &Map<String, Value>) -> String {
+    const OFFSET: u64 = 14_695_981_039_346_656_037;
+    const PRIME: u64 = 1_099_511_628_211;
+    let mut names: Vec<&String> = labels.keys().collect();
+    names.sort();
+    let mut h = OFFSET;
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
+    for name in names {
+        add(name.as_bytes());
+        add(&[0xff]);
+        add(labels[name].as_str().unwrap_or_default().as_bytes());
+        add(&[0xff]);
+    }
+    format!("{h:016x}")
 }

@@ -168,3 +168,116 @@ async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
         .unwrap();
     d.stop().await;
 }
+
+/// `--alert-webhook` payloads have the shape Alertmanager's own webhook notifications have:
+/// the same keys, the same fingerprint for the same labels, the firing start kept on the
+/// resolution. Checked against what a real Alertmanager sends for the same alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_webhook_payloads_match_alertmanagers_own() {
+    use axum::routing::post;
+    use hydrant_autoscaler::alert::Transition;
+    use hydrant_autoscaler::fleet::AlertChange;
+    use hydrant_autoscaler::notify::Notifier;
+
+    type Got = Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+    let got: Got = Arc::default();
+    let sink = Arc::clone(&got);
+    let hook = listener().await;
+    let hook_addr = hook.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/{who}",
+        post(
+            move |axum::extract::Path(who): axum::extract::Path<String>,
+                  body: axum::Json<Value>| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    sink.lock().unwrap().push((who, body.0));
+                    "ok"
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(hook, app).await });
+    let am = Alertmanager::start_with(&format!(
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{hook_addr}/alertmanager\n        send_resolved: true\n"
+    ))
+    .await;
+    let cancel = CancellationToken::new();
+    let (n, delivery) = Notifier::new(
+        Receivers {
+            alertmanagers: vec![am.url.clone()],
+            webhook: Some(format!("http://{hook_addr}/hydrant")),
+            external_url: "http://127.0.0.1:9500".into(),
+        },
+        cancel.clone(),
+    );
+    tokio::spawn(delivery);
+    let now = chrono::Utc::now().timestamp();
+    let change = |transition, at| AlertChange {
+        app: "web".into(),
+        target: "g1".into(),
+        rule: 0,
+        metric: "cpu".into(),
+        summary: "cpu > 70% for 2 seconds".into(),
+        adjustment: "+1".into(),
+        transition,
+        value: Some(90.0),
+        since: now - 10,
+        at,
+    };
+    n.send(change(Transition::Firing, now));
+    let by = |who: &str, status: &str| {
+        got.lock()
+            .unwrap()
+            .iter()
+            .find(|(w, v)| w == who && v["status"] == status)
+            .map(|(_, v)| v.clone())
+    };
+    eventually_within("both firing payloads", Duration::from_secs(20), || async {
+        by("alertmanager", "firing").is_some() && by("hydrant", "firing").is_some()
+    })
+    .await;
+    n.send(change(Transition::Resolved, chrono::Utc::now().timestamp()));
+    for _ in 0..300 {
+        if by("alertmanager", "resolved").is_some() && by("hydrant", "resolved").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        by("alertmanager", "resolved").is_some() && by("hydrant", "resolved").is_some(),
+        "{:#?}",
+        got.lock().unwrap()
+    );
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    for status in ["firing", "resolved"] {
+        let (theirs, ours) = (
+            by("alertmanager", status).unwrap(),
+            by("hydrant", status).unwrap(),
+        );
+        assert_eq!(keys(&ours), keys(&theirs), "{status}: {ours}\n{theirs}");
+        let (ta, oa) = (&theirs["alerts"][0], &ours["alerts"][0]);
+        assert_eq!(keys(oa), keys(ta), "{status}: {oa}\n{ta}");
+        assert_eq!(oa["fingerprint"], ta["fingerprint"], "{status}");
+        assert_eq!(oa["labels"], ta["labels"], "{status}");
+        assert_eq!(oa["status"], ta["status"], "{status}");
+        assert_eq!(
+            oa["startsAt"].as_str().map(|s| &s[..19]),
+            ta["startsAt"].as_str().map(|s| &s[..19]),
+            "{status}: the firing start"
+        );
+        assert_eq!(ours["commonLabels"], theirs["commonLabels"], "{status}");
+        assert_eq!(
+            ours["commonAnnotations"], theirs["commonAnnotations"],
+            "{status}"
+        );
+        assert_eq!(ours["version"], theirs["version"]);
+        assert_eq!(ours["truncatedAlerts"], theirs["truncatedAlerts"]);
+        assert_eq!(ours["groupLabels"], theirs["groupLabels"]);
+    }
+    cancel.cancel();
+}

@@ -121,6 +121,15 @@ fn alerts_pend_fire_and_resolve_with_the_breach() {
         ],
         "for: 5 s fires at 5; at 8 the 2 s aggregate is mean(90, 50) = 70, not > 70"
     );
+    let resolved_since = effects.iter().find_map(|(_, e)| match e {
+        Effect::Alert(a) if a.transition == Transition::Resolved => Some(a.since),
+        _ => None,
+    });
+    assert_eq!(
+        resolved_since,
+        Some(5),
+        "a resolution carries the firing start it was notified with, not the resolve time"
+    );
 }
 
 #[test]

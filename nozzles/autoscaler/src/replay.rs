@@ -3,10 +3,12 @@
 //! VictoriaMetrics) where Loggregator gauges are stored under their names with `source_id`
 //! and `instance_id` labels, and `http` timers as `http_seconds` samples.
 //!
-//! Every stored per-instance value is turned back into the envelope it came from and fed
-//! through the same [`Fleet`] as live traffic, ticking at `step`; scales are recorded as if
-//! they succeeded. The recorded metrics stay what they were: replay answers "what would
-//! this policy have done with that load", not "what would the load have become".
+//! Every stored sample is read raw (a range vector, never a range query's looked-back
+//! values, which would hide a gap), turned back into the envelope it came from, and fed at
+//! its own time through the same [`Fleet`] as live traffic, ticking at `step`; scales are
+//! recorded as if they succeeded. The recorded metrics stay what they were: replay answers
+//! "what would this policy have done with that load", not "what would the load have
+//! become".
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,8 +20,8 @@ use crate::fleet::{Effect, Fleet, Settings};
 use crate::history::Record;
 use crate::policy::{MetricType, Policy};
 
-/// Most synthesized `http` timers per instance and step (bounds memory for busy apps).
-pub const MAX_TIMERS_PER_STEP: u64 = 10_000;
+/// Raw samples are read in windows of at most this many seconds (bounds each answer).
+pub const READ_WINDOW: Time = 3_600;
 
 /// Errors replaying.
 #[derive(Debug, thiserror::Error)]
@@ -60,26 +62,21 @@ pub struct Replay {
     pub settings: Settings,
 }
 
-/// One stored per-instance series: instance id and (time, value) points.
-type Points = Vec<(String, Vec<(Time, f64)>)>;
+/// Stored samples per instance: instance id and (time in ms, value) points.
+type Points = Vec<(String, Vec<(i64, f64)>)>;
 
-async fn query_range(
+/// GETs `path?params` from the query API; the `data` of a successful answer.
+async fn api(
     http: &reqwest::Client,
-    base: &str,
-    query: &str,
     r: &Replay,
-) -> Result<Points, Error> {
-    let url = format!("{}/api/v1/query_range", base.trim_end_matches('/'));
+    path: &str,
+    params: &[(&str, String)],
+) -> Result<Value, Error> {
+    let url = format!("{}{path}", r.storage.trim_end_matches('/'));
     let fail = |message: String| Error::Query {
         url: url.clone(),
         message,
     };
-    let params = [
-        ("query", query.to_owned()),
-        ("start", r.from.to_string()),
-        ("end", r.to.to_string()),
-        ("step", format!("{}s", r.step)),
-    ];
     let query: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
         .finish();
@@ -98,25 +95,46 @@ async fn query_range(
             body["error"].as_str().unwrap_or("query failed")
         )));
     }
-    let mut out = Vec::new();
-    for series in body["data"]["result"].as_array().into_iter().flatten() {
-        let instance = series["metric"]["instance_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let points = series["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| {
-                let t = p[0].as_f64()? as Time;
-                let v: f64 = p[1].as_str()?.parse().ok()?;
-                Some((t, v))
-            })
-            .collect();
-        out.push((instance, points));
+    Ok(body["data"].clone())
+}
+
+/// Every raw sample of `selector` in `[from, to]`, per instance, with its time in ms:
+/// instant queries of `selector[window]` (a range vector is the stored samples as they are).
+async fn raw(http: &reqwest::Client, r: &Replay, selector: &str) -> Result<Points, Error> {
+    let mut out: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    // The first window reaches back one stat window, as the live fleet has seen it by then.
+    let mut start = r.from - r.settings.stat_window;
+    while start <= r.to {
+        let end = (start + READ_WINDOW).min(r.to);
+        let span = end - start + 1;
+        let data = api(
+            http,
+            r,
+            "/api/v1/query",
+            &[
+                ("query", format!("{selector}[{span}s]")),
+                ("time", end.to_string()),
+            ],
+        )
+        .await?;
+        for series in data["result"].as_array().into_iter().flatten() {
+            let instance = series["metric"]["instance_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let points = out.entry(instance).or_default();
+            for p in series["values"].as_array().into_iter().flatten() {
+                let (Some(t), Some(v)) =
+                    (p[0].as_f64(), p[1].as_str().and_then(|v| v.parse().ok()))
+                else {
+                    continue;
+                };
+                points.push(((t * 1000.0).round() as i64, v));
+            }
+        }
+        start = end + 1;
     }
-    Ok(out)
+    Ok(out.into_iter().collect())
 }
 
 /// The stored gauge names a metric type is computed from.
@@ -157,7 +175,19 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
     let mut label = None;
     for key in ["source_id", "app_name"] {
         let probe = format!("count by (instance_id) ({{{key}=\"{app}\"}})");
-        if !query_range(http, &r.storage, &probe, r).await?.is_empty() {
+        let data = api(
+            http,
+            r,
+            "/api/v1/query_range",
+            &[
+                ("query", probe),
+                ("start", r.from.to_string()),
+                ("end", r.to.to_string()),
+                ("step", format!("{}s", r.step.max(1))),
+            ],
+        )
+        .await?;
+        if data["result"].as_array().is_some_and(|a| !a.is_empty()) {
             label = Some(key);
             break;
         }
@@ -166,11 +196,10 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
         return Err(Error::NoData(r.policy.app.clone()));
     };
     let selector = format!("{label}=\"{app}\"");
-    // (time, instance) → gauge values of that instant.
-    let mut gauge_at: BTreeMap<(Time, String), Vec<(String, f64)>> = BTreeMap::new();
+    // What arrived, in time order: (ms, instance) → gauge values, and http durations.
+    let mut gauge_at: BTreeMap<(i64, String), Vec<(String, f64)>> = BTreeMap::new();
     for name in &names {
-        let q = format!("{name}{{{selector}}}");
-        for (instance, points) in query_range(http, &r.storage, &q, r).await? {
+        for (instance, points) in raw(http, r, &format!("{name}{{{selector}}}")).await? {
             for (t, v) in points {
                 gauge_at
                     .entry((t, instance.clone()))
@@ -179,51 +208,54 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
             }
         }
     }
-    // (time, instance) → (count, mean seconds) of http timers in the step before it.
-    let mut http_at: BTreeMap<(Time, String), (u64, f64)> = BTreeMap::new();
+    let mut http_at: BTreeMap<(i64, String), Vec<f64>> = BTreeMap::new();
     if timers {
-        let window = format!("{}s", r.step);
-        let counts = format!("count_over_time(http_seconds{{{selector}}}[{window}])");
-        let means = format!("avg_over_time(http_seconds{{{selector}}}[{window}])");
-        for (instance, points) in query_range(http, &r.storage, &counts, r).await? {
-            for (t, c) in points {
-                http_at.entry((t, instance.clone())).or_default().0 = c as u64;
-            }
-        }
-        for (instance, points) in query_range(http, &r.storage, &means, r).await? {
-            for (t, m) in points {
-                http_at.entry((t, instance.clone())).or_default().1 = m;
+        let sel = format!("http_seconds{{{selector},peer_type=\"Client\"}}");
+        for (instance, points) in raw(http, r, &sel).await? {
+            for (t, seconds) in points {
+                http_at
+                    .entry((t, instance.clone()))
+                    .or_default()
+                    .push(seconds);
             }
         }
     }
+    // Without --instances: the instances that sent anything in the stat window before `from`.
     let start_instances = r.instances.unwrap_or_else(|| {
-        let first = gauge_at.keys().map(|(t, _)| *t).min().unwrap_or(r.from);
-        gauge_at.keys().filter(|(t, _)| *t == first).count().max(1) as u32
+        let since = (r.from - r.settings.stat_window) * 1000;
+        let seen: BTreeSet<&String> = gauge_at
+            .range((since, String::new())..((r.from + 1) * 1000, String::new()))
+            .map(|((_, i), _)| i)
+            .collect();
+        seen.len().max(1) as u32
     });
     let mut fleet = Fleet::new(r.settings);
     fleet.set_policies([r.policy.clone()]);
     fleet.set_instances(&r.policy.app, &r.policy.app, start_instances);
     let mut records = Vec::new();
+    let mut gauges = gauge_at.into_iter().peekable();
+    let mut timers = http_at.into_iter().peekable();
     let mut t = r.from;
     while t <= r.to {
-        for ((_, instance), metrics) in gauge_at.range((t, String::new())..(t + 1, String::new())) {
+        // Everything stored up to this tick arrives first, each at its own time.
+        let due = (t + 1) * 1000;
+        while let Some(((ms, instance), metrics)) = gauges.next_if(|((ms, _), _)| *ms < due) {
             let mut e = envelope::gauge(
                 r.policy.app.clone(),
                 metrics.iter().map(|(n, v)| (n.as_str(), *v, "")),
             );
-            e.instance_id = instance.clone();
-            e.timestamp = t * 1_000_000_000;
-            fleet.observe(&e, t);
+            e.instance_id = instance;
+            e.timestamp = ms * 1_000_000;
+            fleet.observe(&e, ms.div_euclid(1000));
         }
-        for ((_, instance), (count, mean)) in
-            http_at.range((t, String::new())..(t + 1, String::new()))
-        {
-            let ns = (mean * 1e9) as i64;
-            for _ in 0..(*count).min(MAX_TIMERS_PER_STEP) {
-                let mut e = envelope::timer(r.policy.app.clone(), "http", 0, ns);
+        while let Some(((ms, instance), durations)) = timers.next_if(|((ms, _), _)| *ms < due) {
+            for seconds in durations {
+                let mut e =
+                    envelope::timer(r.policy.app.clone(), "http", 0, (seconds * 1e9) as i64);
                 e.instance_id = instance.clone();
-                e.timestamp = t * 1_000_000_000;
-                fleet.observe(&e, t);
+                e.timestamp = ms * 1_000_000;
+                e.tags.insert("peer_type".into(), "Client".into());
+                fleet.observe(&e, ms.div_euclid(1000));
             }
         }
         for effect in fleet.tick(t) {

@@ -61,6 +61,7 @@ fn point(line: usize, text: &str, now_ms: i64) -> Result<Point, ImportError> {
         ts: s.timestamp_ms.unwrap_or(now_ms),
         value: s.value,
         increment: false,
+        distinct: false,
     })
 }
 

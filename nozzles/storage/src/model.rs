@@ -2,7 +2,8 @@
 //!
 //! - Gauge: one series per metric key, `name{source_id, instance_id, …tags}`.
 //! - Counter: `<name>_total` (unless the name already ends in `_total`) from `total`.
-//! - Timer: `<name>_seconds` = (stop − start) in seconds, one sample per timer; the `http`
+//! - Timer: `<name>_seconds` = (stop − start) in seconds, one sample per timer (timers of
+//!   one series in one millisecond are kept, at consecutive milliseconds); the `http`
 //!   timer also counts requests in `http_requests_total`.
 //! - Log: a row of the log table, and `log_lines_total{source_id, instance_id,
 //!   source_type, stream}` counts lines.
@@ -38,6 +39,9 @@ pub struct Point {
     /// Whether `value` is an increment to add to the series' running total (counted
     /// series the envelope does not carry a total for).
     pub increment: bool,
+    /// Whether this is an observation of its own (a timer) that must not replace another
+    /// of the same series and millisecond: it is stored at the next free millisecond.
+    pub distinct: bool,
 }
 
 /// A log (or event) row.
@@ -131,6 +135,7 @@ pub fn map(env: &v2::Envelope, points: &mut Vec<Point>) -> Option<LogRow> {
                     ts,
                     value: v.value,
                     increment: false,
+                    distinct: false,
                 });
             }
             None
@@ -144,6 +149,7 @@ pub fn map(env: &v2::Envelope, points: &mut Vec<Point>) -> Option<LogRow> {
                 ts,
                 value: c.total as f64,
                 increment: false,
+                distinct: false,
             });
             None
         }
@@ -157,6 +163,7 @@ pub fn map(env: &v2::Envelope, points: &mut Vec<Point>) -> Option<LogRow> {
                 ts,
                 value: (t.stop - t.start) as f64 / 1e9,
                 increment: false,
+                distinct: true,
             });
             if t.name == "http" {
                 points.push(Point {
@@ -167,6 +174,7 @@ pub fn map(env: &v2::Envelope, points: &mut Vec<Point>) -> Option<LogRow> {
                     ts,
                     value: 1.0,
                     increment: true,
+                    distinct: false,
                 });
             }
             None
@@ -197,6 +205,7 @@ pub fn map(env: &v2::Envelope, points: &mut Vec<Point>) -> Option<LogRow> {
                 ts,
                 value: 1.0,
                 increment: true,
+                distinct: false,
             });
             Some(LogRow {
                 ts: env.timestamp,

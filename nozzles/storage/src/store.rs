@@ -125,6 +125,9 @@ pub struct Store {
     series_log_len: u64,
     /// Running totals of counted series (request and log-line counters).
     totals: HashMap<SeriesId, f64>,
+    /// Per series of distinct observations (timers): the last timestamp received and the
+    /// millisecond it was stored at, so observations sharing one are all kept.
+    distinct_last: HashMap<SeriesId, (i64, i64)>,
     /// Counters.
     pub stats: Stats,
     /// Next WAL generation.
@@ -152,6 +155,7 @@ impl Store {
             series_log,
             series_log_len,
             totals: HashMap::new(),
+            distinct_last: HashMap::new(),
             stats: Stats {
                 corrupt_records: corrupt,
                 quarantined_parts: found.quarantined,
@@ -254,9 +258,15 @@ impl Store {
             } else {
                 p.value
             };
-            rows.entry(hour_of(p.ts))
-                .or_default()
-                .push((id, p.ts, value));
+            let ts = if p.distinct {
+                let last = self.distinct_last.entry(id).or_insert((i64::MIN, i64::MIN));
+                let ts = if p.ts == last.0 { last.1 + 1 } else { p.ts };
+                *last = (p.ts, ts);
+                ts
+            } else {
+                p.ts
+            };
+            rows.entry(hour_of(ts)).or_default().push((id, ts, value));
         }
         let log_path = self.config.dir.join("series.jsonl");
         if !new_series.is_empty() {

@@ -33,6 +33,7 @@ fn point(name: &str, app: &str, ts: i64, value: f64) -> Point {
         ts,
         value,
         increment: false,
+        distinct: false,
     }
 }
 
@@ -144,6 +145,51 @@ async fn counted_series_accumulate_and_the_cap_refuses() {
     let shared = Shared::new(store);
     let got = shared.fetch(&[0], 0, 10_000).await.unwrap();
     assert_eq!(got[&0], [(1_000, 1.0), (2_000, 2.0)]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Timers of one series in one millisecond are distinct observations: each is kept, at
+/// consecutive milliseconds (a gauge's repeat still replaces), and a restart replays them
+/// from the WAL as stored.
+#[tokio::test]
+async fn timers_sharing_a_millisecond_are_all_kept() {
+    let d = dir("timers");
+    let mut store = Store::open(config(&d)).unwrap();
+    let timer = |ts: i64, v: f64| Point {
+        distinct: true,
+        ..point("http_seconds", "web", ts, v)
+    };
+    store
+        .ingest(&[
+            timer(1_000, 0.1),
+            timer(1_000, 0.2),
+            timer(1_000, 0.3),
+            timer(5_000, 0.4),
+        ])
+        .unwrap();
+    store.ingest(&[timer(5_000, 0.5)]).unwrap();
+    store
+        .ingest(&[
+            point("cpu", "web", 1_000, 1.0),
+            point("cpu", "web", 1_000, 2.0),
+        ])
+        .unwrap();
+    let want = [
+        (1_000, 0.1),
+        (1_001, 0.2),
+        (1_002, 0.3),
+        (5_000, 0.4),
+        (5_001, 0.5),
+    ];
+    let shared = Shared::new(store);
+    assert_eq!(shared.fetch(&[0], 0, 10_000).await.unwrap()[&0], want);
+    assert_eq!(
+        shared.fetch(&[1], 0, 10_000).await.unwrap()[&1],
+        [(1_000, 2.0)]
+    );
+    drop(shared);
+    let shared = Shared::new(Store::open(config(&d)).unwrap());
+    assert_eq!(shared.fetch(&[0], 0, 10_000).await.unwrap()[&0], want);
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -53,6 +53,7 @@ fn points(series: usize, from: i64, n: i64, step: i64) -> Vec<Point> {
                 // A gauge that moves a little, like real CPU.
                 value: 40.0 + ((k as usize * 7 + i * 13) % 23) as f64 * 0.5,
                 increment: false,
+                distinct: false,
             });
         }
     }

@@ -56,6 +56,7 @@ fn batch(n: usize, fresh: usize, old: usize) -> Vec<Point> {
             ts,
             value: (s * 1_000_000 + n) as f64,
             increment: false,
+            distinct: false,
         });
     }
     for s in 0..old.min(n * fresh) {
@@ -64,6 +65,7 @@ fn batch(n: usize, fresh: usize, old: usize) -> Vec<Point> {
             ts,
             value: (s * 1_000_000 + n) as f64,
             increment: false,
+            distinct: false,
         });
     }
     points

@@ -20,6 +20,7 @@ mod logcache_promql;
 mod logs;
 mod pending;
 mod replay;
+mod replay_live;
 mod restart;
 mod shutdown;
 mod sinks;

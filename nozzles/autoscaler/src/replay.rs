@@ -98,12 +98,26 @@ async fn api(
     Ok(body["data"].clone())
 }
 
+/// Where ticking starts: a live autoscaler has been evaluating long before `from`, so its
+/// history at `from` holds aggregates older than any rule's window; replay ticks through
+/// that stretch first and keeps only the decisions from `from` on.
+fn warm_up(r: &Replay) -> Time {
+    let longest = r
+        .policy
+        .rules
+        .iter()
+        .map(|rule| rule.breach_duration.as_secs() as Time)
+        .max()
+        .unwrap_or(0);
+    r.from - longest - r.settings.stat_window - 1
+}
+
 /// Every raw sample of `selector` in `[from, to]`, per instance, with its time in ms:
 /// instant queries of `selector[window]` (a range vector is the stored samples as they are).
 async fn raw(http: &reqwest::Client, r: &Replay, selector: &str) -> Result<Points, Error> {
     let mut out: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    // The first window reaches back one stat window, as the live fleet has seen it by then.
-    let mut start = r.from - r.settings.stat_window;
+    // Reads start where the warm-up does (see `warm_up`), one stat window earlier still.
+    let mut start = warm_up(r) - r.settings.stat_window;
     while start <= r.to {
         let end = (start + READ_WINDOW).min(r.to);
         let span = end - start + 1;
@@ -235,7 +249,7 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
     let mut records = Vec::new();
     let mut gauges = gauge_at.into_iter().peekable();
     let mut timers = http_at.into_iter().peekable();
-    let mut t = r.from;
+    let mut t = warm_up(r);
     while t <= r.to {
         // Everything stored up to this tick arrives first, each at its own time.
         let due = (t + 1) * 1000;
@@ -258,17 +272,19 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
                 fleet.observe(&e, ms.div_euclid(1000));
             }
         }
+        let keep = t >= r.from;
         for effect in fleet.tick(t) {
             match effect {
                 Effect::Scale(req) => {
                     let done = fleet.completed(&req.app, Ok("replay: not carried out".into()), t);
-                    records.extend(done);
+                    records.extend(done.filter(|_| keep));
                 }
-                Effect::Recorded(rec) => records.push(rec),
-                Effect::Alert(_) => {}
+                Effect::Recorded(rec) if keep => records.push(rec),
+                Effect::Recorded(_) | Effect::Alert(_) => {}
             }
         }
-        t += r.step.max(1);
+        // Warm-up ticks every second up to `from`, then every `step`.
+        t += if t < r.from { 1 } else { r.step.max(1) };
     }
     Ok(records)
 }

@@ -1,0 +1,184 @@
+//! Replay agrees with the live autoscaler: a load profile goes through the real pipeline
+//! (doppler → the live autoscaler, in shadow mode, and the storage nozzle), then replay
+//! reads what storage kept and must take the same decisions, in the same order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hydrant::doppler;
+use hydrant_autoscaler::actuator::{Auth, CloudController};
+use hydrant_autoscaler::fleet::Settings;
+use hydrant_autoscaler::notify::Receivers;
+use hydrant_autoscaler::{policy, replay, service};
+use hydrant_proto::envelope;
+use hydrant_proto::ingress::{Config, IngressClient};
+use hydrant_runtime::access::Access;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::storage::TestStorage;
+use crate::guard::Scratch;
+use crate::{TestCell, TestDoppler, eventually, listener, wait_healthy};
+
+const POLICY: &str = "app: GUID
+instance_min_count: 1
+instance_max_count: 4
+scaling_rules:
+  - {metric_type: cpu, operator: '>', threshold: 70, breach_duration: 3s, cool_down: 4s, adjustment: '+1'}
+  - {metric_type: cpu, operator: '<', threshold: 20, breach_duration: 3s, cool_down: 4s, adjustment: '-1'}
+";
+
+/// The load, by second since the start: high, low, high again (with a gap), low.
+fn cpu_at(s: i64) -> Option<f64> {
+    match s {
+        0..=11 => Some(90.0),
+        12..=21 => Some(10.0),
+        // A 2 s gap in the middle of the second burst: no samples at all.
+        24..=25 => None,
+        22..=31 => Some(92.0),
+        _ => Some(8.0),
+    }
+}
+
+const SECONDS: i64 = 40;
+
+/// (status, old, new) of each decision.
+fn decisions(records: &[Value]) -> Vec<(i64, i64, i64)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_i64().unwrap(),
+                r["old_instances"].as_i64().unwrap(),
+                r["new_instances"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_takes_the_live_decisions_over_the_same_load() {
+    // Real-time ticks: kept apart from the CPU-heavy tests, like the other timing ones.
+    let _cpu = crate::guard::cpu_heavy().await;
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = Scratch::new("replay-live");
+    let storage = TestStorage::start(&d, dir.join("storage")).await;
+    // The scheduler the live autoscaler reads its count from (1 instance; shadow mode
+    // never changes it).
+    let agent = listener().await.local_addr().unwrap();
+    let cell = TestCell::start(TestCell::config(agent)).await;
+    let app = cell
+        .client()
+        .push("live", "sleep 600", 1, 64, 64, &Default::default())
+        .await
+        .unwrap();
+    let guid = app.guid;
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let text = POLICY.replace("GUID", &guid);
+    std::fs::write(policies.join("live.yml"), &text).unwrap();
+    let http = listener().await;
+    let api = http.local_addr().unwrap();
+    let settings = Settings {
+        stat_window: 2,
+        ..Settings::default()
+    };
+    let config = service::Config {
+        access: Access::open(),
+        self_metrics: None,
+        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
+        dopplers: vec![d.grpc.to_string()],
+        tls: None,
+        policies: vec![policies.clone()],
+        actuator: Arc::new(CloudController::new(
+            &cell.url,
+            Auth::None,
+            hydrant_runtime::https::plain_client(),
+        )),
+        receivers: Receivers::default(),
+        emit_to: Vec::new(),
+        tick: Duration::from_secs(1),
+        refresh: Duration::from_secs(3600),
+        reload_poll: Duration::from_secs(60),
+        settings,
+        shadow: true,
+        member: None,
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(service::run(config, http, shutdown.clone()));
+    wait_healthy(api).await;
+    eventually("autoscaler subscribed", || async {
+        d.metric(
+            hydrant::telemetry::names::DOPPLER_SUBSCRIPTIONS,
+            &[("shard_id", "autoscaler")],
+        )
+        .await
+            == 1.0
+    })
+    .await;
+
+    // Two samples a second of instance 0, in real time.
+    let client = IngressClient::start(Config::new(vec![d.grpc.to_string()])).unwrap();
+    let start = hydrant_proto::envelope::now_nanos() / 1_000_000_000 + 1;
+    let mut at = tokio::time::Instant::now()
+        + Duration::from_nanos(
+            (start * 1_000_000_000 - hydrant_proto::envelope::now_nanos()) as u64,
+        );
+    for half in 0..SECONDS * 2 {
+        tokio::time::sleep_until(at).await;
+        at += Duration::from_millis(500);
+        if let Some(v) = cpu_at(half / 2) {
+            let mut e = envelope::gauge(guid.clone(), [("cpu", v, "percentage")]);
+            e.instance_id = "0".into();
+            client.send_envelope(&e);
+        }
+    }
+    client.close(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let live: Value = hydrant_runtime::https::plain_client()
+        .get(format!(
+            "http://{api}/v1/apps/{guid}/scaling_histories?order-direction=asc&results-per-page=100"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let live = live["resources"].as_array().unwrap().clone();
+
+    let loaded = policy::parse(&text, std::path::Path::new("live.yml"));
+    let records = replay::run(&replay::Replay {
+        policy: loaded.policy.unwrap(),
+        storage: storage.url.clone(),
+        token: None,
+        http: hydrant_runtime::https::plain_client(),
+        from: start,
+        to: start + SECONDS + 1,
+        step: 1,
+        instances: Some(1),
+        settings,
+    })
+    .await
+    .unwrap();
+    let replayed: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    // The profile scales out and in twice each; both see exactly that, in order.
+    assert!(decisions(&live).len() >= 4, "{live:#?}");
+    assert_eq!(
+        decisions(&replayed),
+        decisions(&live),
+        "replay {replayed:#?}\nlive {live:#?}"
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    storage.stop().await;
+    d.stop().await;
+}

@@ -112,10 +112,15 @@ pub(super) async fn push_demo(
         ("HYDRANT_TLS_CERT".to_owned(), absolute("client.pem")),
         ("HYDRANT_TLS_KEY".to_owned(), absolute("client-key.pem")),
     ]);
-    let app = client
-        .push(DEMO, &command, 1, 128, 256, &env)
-        .await
-        .context("pushing the demo app")?;
+    // The cell keeps its apps across restarts: a demo app from an earlier `up` is reused.
+    let app = match client.find(DEMO).await {
+        Ok(app) => app,
+        Err(apps::Error::NotFound(_)) => client
+            .push(DEMO, &command, 1, 128, 256, &env)
+            .await
+            .context("pushing the demo app")?,
+        Err(e) => return Err(e).context("looking for the demo app"),
+    };
     let guid = app.guid;
     let mut port = None;
     for _ in 0..50 {

@@ -38,6 +38,7 @@ use tokio_util::task::TaskTracker;
 
 pub mod api;
 pub mod contract;
+pub mod desired;
 pub mod logs;
 pub mod model;
 pub mod monitor;
@@ -141,6 +142,9 @@ pub enum Error {
     /// The data directory cannot be used, or the API server failed.
     #[error("cell: {0}")]
     Io(#[from] std::io::Error),
+    /// The stored desired state cannot be read.
+    #[error("cell: {0}")]
+    Desired(#[from] desired::Error),
 }
 
 hydrant_runtime::instruments! {
@@ -210,6 +214,20 @@ impl Cell {
     /// Sends an envelope to the agent (never blocks).
     pub(crate) fn send(&self, env: &Envelope) {
         self.emit.send(RawEnvelope::from_envelope(env));
+    }
+
+    /// Writes the desired state `apps` would have (every app not deleted) before a change
+    /// to it is acknowledged; the caller holds the app table, so writes are in order.
+    pub(crate) fn persist(&self, apps: &[desired::Stored]) -> Result<(), desired::Error> {
+        desired::save(&self.config.data_dir, apps)
+    }
+
+    /// The desired state of the app table as it stands.
+    pub(crate) fn desired(apps: &BTreeMap<String, App>) -> Vec<desired::Stored> {
+        apps.values()
+            .filter(|a| !a.deleted)
+            .map(|a| desired::Stored::of(&a.guid, &a.spec, a.created_at, a.updated_at))
+            .collect()
     }
 
     /// Asks the converger to look at the state now.
@@ -316,6 +334,30 @@ pub async fn run(
 ) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir)?;
     process::reap_leftovers(&config.data_dir);
+    // Every app the cell had comes back, with its guid; the converger starts its instances.
+    let stored = desired::load(&config.data_dir)?;
+    if !stored.is_empty() {
+        tracing::info!(
+            apps = stored.len(),
+            "cell: apps restored from {}",
+            desired::FILE
+        );
+    }
+    let restored: BTreeMap<String, App> = stored
+        .iter()
+        .map(|s| {
+            let (created_at, updated_at) = s.times();
+            let app = App {
+                guid: s.guid.clone(),
+                spec: s.spec(),
+                created_at,
+                updated_at,
+                slots: BTreeMap::new(),
+                deleted: false,
+            };
+            (s.guid.clone(), app)
+        })
+        .collect();
     let mut emit_config = client::Config::new(vec![config.agent.clone()]);
     emit_config.tls = config.agent_tls.clone();
     let emitter = IngressClient::start(emit_config)?;
@@ -335,7 +377,7 @@ pub async fn run(
     };
     let cell = Arc::new(Cell {
         config,
-        apps: Mutex::default(),
+        apps: Mutex::new(restored),
         wake: Notify::new(),
         emit: emitter.sender(),
         host: usage::Host::detect(),

@@ -207,3 +207,88 @@ async fn a_cell_kills_what_an_earlier_run_left_in_its_data_dir() {
     a.stop().await;
     d.stop().await;
 }
+
+/// A cell killed with `kill -9` and started again brings every app back with its guid,
+/// command, quotas and instance count, and starts the instances; a deleted app stays
+/// deleted. Cloud Controller keeps desired state in a database; the cell keeps it in its
+/// data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_survive_kill_9_of_the_cell() {
+    let dir = Scratch::new("cell-durable");
+    let api = crate::servers::free_port();
+    let agent = crate::listener().await.local_addr().unwrap(); // nothing listens
+    let start = || {
+        Proc::new(
+            Command::new(hydrant_bin())
+                .args(["cell", "--insecure-open", "--api", &api.to_string()])
+                .args(["--agent", &agent.to_string()])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start hydrant cell"),
+        )
+    };
+    let url = format!("http://{api}");
+    let client = hydrant::apps::Client::new(&url, None, hydrant_runtime::https::plain_client());
+    let running = |name: &'static str| {
+        let client = &client;
+        async move {
+            let Ok(app) = client.find(name).await else {
+                return 0;
+            };
+            client
+                .stats(&app.guid)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter(|s| s.state == InstanceState::Running)
+                .count()
+        }
+    };
+
+    let mut cell = start();
+    crate::wait_healthy(api).await;
+    let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
+    let web = client
+        .push("web", "sleep 600", 2, 64, 128, &env)
+        .await
+        .unwrap();
+    let worker = client
+        .push("worker", "sleep 600", 1, 64, 128, &Default::default())
+        .await
+        .unwrap();
+    client.scale("worker", 2).await.unwrap();
+    let gone = client
+        .push("gone", "sleep 600", 1, 64, 128, &Default::default())
+        .await
+        .unwrap();
+    client.delete("gone").await.unwrap();
+    eventually_within("instances run", Duration::from_secs(20), || async {
+        running("web").await == 2 && running("worker").await == 2
+    })
+    .await;
+
+    cell.kill();
+    let mut cell = start();
+    crate::wait_healthy(api).await;
+    let web2 = client.find("web").await.unwrap();
+    assert_eq!(web2.guid, web.guid, "the same guid");
+    assert_eq!(client.find("worker").await.unwrap().guid, worker.guid);
+    assert!(
+        client.find("gone").await.is_err(),
+        "a deleted app stays deleted ({})",
+        gone.guid
+    );
+    eventually_within("instances run again", Duration::from_secs(20), || async {
+        running("web").await == 2 && running("worker").await == 2
+    })
+    .await;
+    let stored = std::fs::read_to_string(dir.path().join("apps.json")).unwrap();
+    assert!(
+        stored.contains("\"GREETING\"") && stored.contains("\"memory_mb\": 64"),
+        "{stored}"
+    );
+    cell.kill();
+}

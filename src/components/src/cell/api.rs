@@ -70,6 +70,16 @@ impl ApiError {
             detail,
         }
     }
+    /// The change could not be stored, so it was not made.
+    fn unstored(e: &crate::cell::desired::Error) -> ApiError {
+        tracing::error!(error = %e, "cell: the desired state could not be stored");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: 10001,
+            title: "CF-ServiceUnavailable",
+            detail: format!("the change could not be stored, so it was not made: {e}"),
+        }
+    }
     fn unauthenticated() -> ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
@@ -308,6 +318,9 @@ async fn create(
             slots: BTreeMap::new(),
             deleted: false,
         };
+        let mut desired = Cell::desired(&apps);
+        desired.push(crate::cell::desired::Stored::of(&guid, &app.spec, now, now));
+        cell.persist(&desired).map_err(|e| ApiError::unstored(&e))?;
         let tags = Cell::tags(&guid, &app.spec.name, 0, "");
         cell.send(&tags.api_log(format!("Created app with guid {guid}")));
         cell.send(&tags.event(
@@ -338,6 +351,16 @@ async fn show(
 }
 
 async fn delete(State(cell): Shared, Path(guid): Path<String>) -> Result<StatusCode, ApiError> {
+    {
+        let apps = cell.apps();
+        if apps.get(&guid).is_some_and(|a| !a.deleted) {
+            let desired: Vec<_> = Cell::desired(&apps)
+                .into_iter()
+                .filter(|a| a.guid != guid)
+                .collect();
+            cell.persist(&desired).map_err(|e| ApiError::unstored(&e))?;
+        }
+    }
     with_app(&cell, &guid, |app| {
         app.deleted = true;
         app.updated_at = SystemTime::now();
@@ -368,18 +391,38 @@ async fn scale(
     if !problems.is_empty() {
         return Err(ApiError::unprocessable(problems.join(", ")));
     }
-    let body = with_app(&cell, &guid, |app| {
+    // The new spec is stored before it is applied (the table stays locked in between).
+    let mut apps = cell.apps();
+    let Some(app) = apps.get(&guid).filter(|a| !a.deleted) else {
+        return Err(ApiError::not_found("App"));
+    };
+    let mut spec = app.spec.clone();
+    if let Some(n) = req.instances {
+        spec.instances = n as u32;
+    }
+    if let Some(m) = req.memory_in_mb {
+        spec.memory_mb = m as u64;
+    }
+    if let Some(d) = req.disk_in_mb {
+        spec.disk_mb = d as u64;
+    }
+    let now = SystemTime::now();
+    let desired: Vec<_> = Cell::desired(&apps)
+        .into_iter()
+        .map(|a| {
+            if a.guid == guid {
+                crate::cell::desired::Stored::of(&guid, &spec, app.created_at, now)
+            } else {
+                a
+            }
+        })
+        .collect();
+    cell.persist(&desired).map_err(|e| ApiError::unstored(&e))?;
+    let body = {
+        let app = apps.get_mut(&guid).expect("checked above");
         let from = app.spec.instances;
-        if let Some(n) = req.instances {
-            app.spec.instances = n as u32;
-        }
-        if let Some(m) = req.memory_in_mb {
-            app.spec.memory_mb = m as u64;
-        }
-        if let Some(d) = req.disk_in_mb {
-            app.spec.disk_mb = d as u64;
-        }
-        app.updated_at = SystemTime::now();
+        app.spec = spec;
+        app.updated_at = now;
         let to = app.spec.instances;
         let tags = Cell::tags(&app.guid, &app.spec.name, 0, "");
         cell.send(&tags.api_log(format!(
@@ -391,7 +434,8 @@ async fn scale(
             json!({"type": "web", "from": from, "instances": to}).to_string(),
         ));
         process_resource(app)
-    })?;
+    };
+    drop(apps);
     cell.converge_soon();
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }

@@ -259,12 +259,16 @@ impl Supervisor {
                     tail: tail(&r.log),
                 });
             }
-            let healthy = self
-                .http
-                .get(&spec.health)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
+            // Healthy, and the answer is our child's: another process that has the port
+            // answers with its own pid.
+            let pid = self.running[index].child.id();
+            let answer = match self.http.get(&spec.health).send().await {
+                Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+                _ => None,
+            };
+            let healthy = answer
+                .as_ref()
+                .is_some_and(|v| v["pid"].as_u64() == pid.map(u64::from));
             if healthy {
                 return Ok(started.elapsed());
             }
@@ -414,20 +418,42 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A stand-in `/healthz` that answers with the pid in `pid_file` (what the child wrote).
+    async fn health_server(pid_file: std::path::PathBuf) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let app = axum::Router::new().route(
+                "/healthz",
+                axum::routing::get(move || {
+                    let pid_file = pid_file.clone();
+                    async move {
+                        let pid: u64 = std::fs::read_to_string(&pid_file)
+                            .ok()
+                            .and_then(|p| p.trim().parse().ok())
+                            .unwrap_or(0);
+                        axum::Json(serde_json::json!({"status": "ok", "pid": pid}))
+                    }
+                }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+        addr
+    }
+
     #[tokio::test]
     async fn a_component_that_dies_later_is_reported_with_its_log() {
         let dir = scratch();
         let mut s = Supervisor::new("/bin/sh".into(), &dir, &Default::default()).unwrap();
-        // Healthy at once: its health URL is the supervisor's own probe of a live server.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
-            let _ = axum::serve(listener, app).await;
-        });
+        // Healthy once the child has written its pid, which the stand-in server reports.
+        let pid_file = dir.join("flaky.pid");
+        let addr = health_server(pid_file.clone()).await;
         let mut spec = spec(
             "flaky",
-            "sleep 0.3; echo 'panicked at storage' >&2; exit 101",
+            &format!(
+                "echo $$ > {}; sleep 0.3; echo 'panicked at storage' >&2; exit 101",
+                pid_file.display()
+            ),
         );
         spec.health = format!("http://{addr}/healthz");
         s.start(&spec, Duration::from_secs(5)).await.unwrap();
@@ -437,6 +463,35 @@ mod tests {
         assert_eq!((name, status.code()), ("flaky", Some(101)));
         assert!(tail.contains("panicked at storage"), "{tail}");
         assert!(s.names().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Another process answering on the component's port is not the component: `up` once
+    /// reported six components "ready in 0.0s" that were an earlier `up`'s.
+    #[tokio::test]
+    async fn a_port_answered_by_another_process_is_not_readiness() {
+        let dir = scratch();
+        let mut s = Supervisor::new("/bin/sh".into(), &dir, &Default::default()).unwrap();
+        let other = dir.join("other.pid");
+        std::fs::write(&other, "1\n").unwrap();
+        let addr = health_server(other).await;
+        let mut spec = spec("impostor", "sleep 30");
+        spec.health = format!("http://{addr}/healthz");
+        let e = s
+            .start(&spec, Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Unhealthy {
+                    name: "impostor",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        s.stop(&["impostor"], Duration::from_secs(2), |_| {}).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 

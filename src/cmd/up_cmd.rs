@@ -173,13 +173,60 @@ fn reach(addr: SocketAddr) -> String {
     }
 }
 
-/// Plans component `name`; `cell` is the scheduler API the cell was planned on, for the
-/// components that call it.
+/// Where `up` planned the components others connect to: one source of truth, so moving a
+/// port in the config file moves every connection to it.
+#[derive(Debug, Default, Clone)]
+struct Wiring {
+    /// The doppler's gRPC address.
+    doppler: Option<String>,
+    /// The agent's gRPC address.
+    agent: Option<String>,
+    /// The cell's scheduler API URL.
+    cell: Option<String>,
+}
+
+impl Wiring {
+    fn of(planned: &[Planned]) -> Wiring {
+        let main = |name| endpoint(planned, name).map(str::to_owned);
+        Wiring {
+            doppler: main("doppler"),
+            agent: main("agent"),
+            cell: main("cell"),
+        }
+    }
+
+    /// The connection flags of component `name`, as (flag, address).
+    fn flags(&self, name: &str) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut add = |flag, addr: &Option<String>| {
+            if let Some(a) = addr {
+                out.push((flag, a.clone()));
+            }
+        };
+        match name {
+            "agent" => add("doppler", &self.doppler),
+            "cell" => add("agent", &self.agent),
+            "logcache" | "storage" | "autoscaler" => add("from", &self.doppler),
+            _ => {}
+        }
+        // The log cache (app names to guids) and the autoscaler (scales) call the cell.
+        if ["logcache", "autoscaler"].contains(&name) {
+            add("scheduler", &self.cell);
+        }
+        // Everything but the agent itself sends its own metrics to the agent.
+        if name != "agent" {
+            add("self-metrics-agent", &self.agent);
+        }
+        out
+    }
+}
+
+/// Plans component `name`, connected as `wiring` says unless the config file says how.
 fn plan(
     name: &'static str,
     data: &Path,
     file: Option<&config::File>,
-    cell: Option<&str>,
+    wiring: &Wiring,
 ) -> anyhow::Result<Planned> {
     let mut args: Vec<OsString> = vec![name.into()];
     let component = components::find(name).context("not a component")?;
@@ -188,13 +235,10 @@ fn plan(
             args.push(format!("--{long}={value}").into());
         }
     }
-    // The log cache (app names to guids) and the autoscaler (scales) call the cell where
-    // it was planned, unless the config file says where.
-    if let Some(cell) = cell
-        && ["logcache", "autoscaler"].contains(&name)
-        && !file.is_some_and(|f| f.sets(name, "scheduler"))
-    {
-        args.push(format!("--scheduler={cell}").into());
+    for (long, value) in wiring.flags(name) {
+        if !file.is_some_and(|f| f.sets(name, long)) {
+            args.push(format!("--{long}={value}").into());
+        }
     }
     // Every HTTP API takes the token `up` makes, unless the config file chooses.
     let chooses = ["token-file", "auth-file", "insecure-open"]
@@ -294,11 +338,15 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         .filter(|c| c.built)
         .map(|c| c.name)
         .collect();
-    let mut planned: Vec<Planned> = Vec::new();
-    for name in &components {
-        let cell = endpoint(&planned, "cell").map(str::to_owned);
-        planned.push(plan(name, &a.data_dir, file.as_ref(), cell.as_deref())?);
-    }
+    // Two passes: the first learns where each component listens, the second connects
+    // every component to those addresses.
+    let plan_all = |wiring: &Wiring| {
+        components
+            .iter()
+            .map(|n| plan(n, &a.data_dir, file.as_ref(), wiring))
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    let planned = plan_all(&Wiring::of(&plan_all(&Wiring::default())?))?;
     let _lock = hydrant::up::DirLock::take(&a.data_dir)?;
     let token = ensure_token(&a.data_dir.join(TOKEN_FILE))?;
     let certs = a.data_dir.join(CERTS_DIR);

@@ -32,6 +32,7 @@ mod tidy;
 mod tls;
 mod up;
 mod up_stop;
+mod up_wiring;
 mod v1;
 
 use std::net::SocketAddr;

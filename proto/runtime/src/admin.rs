@@ -43,8 +43,13 @@ async fn metrics(State(o): State<Arc<dyn Observe>>) -> impl IntoResponse {
     )
 }
 
+/// `/healthz`: the component's report, with the process id added, so a supervisor can tell
+/// its own child from another process answering on the same port.
 async fn healthz(State(o): State<Arc<dyn Observe>>) -> impl IntoResponse {
-    let (ok, details) = o.health();
+    let (ok, mut details) = o.health();
+    if let Some(map) = details.as_object_mut() {
+        map.insert("pid".into(), std::process::id().into());
+    }
     let status = if ok {
         StatusCode::OK
     } else {

@@ -255,7 +255,16 @@ impl Cell {
         let mut apps = self.apps();
         let mut next: Option<Instant> = None;
         let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
-        apps.retain(|_, app| !(app.deleted && app.slots.is_empty()));
+        // A deleted app whose instances have all stopped goes, with its directory.
+        let gone: Vec<String> = apps
+            .values()
+            .filter(|a| a.deleted && a.slots.is_empty())
+            .map(|a| a.guid.clone())
+            .collect();
+        for guid in &gone {
+            apps.remove(guid);
+            let _ = std::fs::remove_dir_all(self.config.data_dir.join(guid));
+        }
         for app in apps.values_mut() {
             let desired = if app.deleted { 0 } else { app.spec.instances };
             for slot in app.slots.values_mut() {
@@ -281,7 +290,10 @@ impl Cell {
                     Action::Start(index) => process::start(self, app, index, now),
                     Action::Stop(index) => process::stop(self, app, index),
                     Action::Forget(index) => {
+                        // A stopped instance beyond the count: its directory goes too.
                         app.slots.remove(&index);
+                        let dir = self.config.data_dir.join(&app.guid).join(index.to_string());
+                        let _ = std::fs::remove_dir_all(dir);
                     }
                 }
             }
@@ -326,6 +338,22 @@ impl Cell {
     }
 }
 
+/// Removes the directories of apps the desired state does not have (deleted while the
+/// cell was down, or before it kept its state): every entry named like an app guid.
+fn remove_strays(data_dir: &std::path::Path, stored: &[desired::Stored]) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_guid = uuid::Uuid::parse_str(&name).is_ok();
+        if is_guid && e.path().is_dir() && !stored.iter().any(|s| s.guid == name) {
+            tracing::info!(dir = %e.path().display(), "cell: removing the directory of an app it no longer has");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Runs a cell: the API on `api`, instances under the data dir, envelopes to the agent.
 pub async fn run(
     config: Config,
@@ -343,6 +371,7 @@ pub async fn run(
             desired::FILE
         );
     }
+    remove_strays(&config.data_dir, &stored);
     let restored: BTreeMap<String, App> = stored
         .iter()
         .map(|s| {

@@ -269,6 +269,15 @@ async fn apps_survive_kill_9_of_the_cell() {
         running("web").await == 2 && running("worker").await == 2
     })
     .await;
+    eventually_within(
+        "a deleted app's directory goes",
+        Duration::from_secs(20),
+        || async { !dir.path().join(&gone.guid).exists() },
+    )
+    .await;
+    // A directory of an app the cell does not have (deleted while it was down).
+    let stray = dir.path().join(uuid_like());
+    std::fs::create_dir_all(stray.join("0")).unwrap();
 
     cell.kill();
     let mut cell = start();
@@ -290,5 +299,25 @@ async fn apps_survive_kill_9_of_the_cell() {
         stored.contains("\"GREETING\"") && stored.contains("\"memory_mb\": 64"),
         "{stored}"
     );
+    assert!(
+        !stray.exists(),
+        "the stray app directory was removed at start"
+    );
+    // Scaling down removes the stopped instance's directory.
+    let worker_dir = dir.path().join(&worker.guid);
+    assert!(worker_dir.join("1").exists());
+    client.scale("worker", 1).await.unwrap();
+    eventually_within(
+        "the stopped instance's directory goes",
+        Duration::from_secs(20),
+        || async { !worker_dir.join("1").exists() },
+    )
+    .await;
+    assert!(worker_dir.join("0").exists());
     cell.kill();
+}
+
+/// A name like an app guid.
+fn uuid_like() -> String {
+    "6d6c3a04-0c55-4b1f-9d39-2f1e8a0c1d99".to_owned()
 }

@@ -285,6 +285,11 @@ impl Supervisor {
         }
     }
 
+    /// The HTTP client of the health probes (trusting the components' CA).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     /// Waits until any child exits; returns its name, status and the end of its log. Pends
     /// forever when nothing runs.
     pub async fn exited(&mut self) -> (&'static str, ExitStatus, String) {

@@ -4,6 +4,7 @@
 //! with the component's own flag definitions to learn its addresses, and hands the list to
 //! [`hydrant::up::Supervisor`].
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -393,7 +394,9 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         push_demo(&term, &planned, &exe, &token, &tls, &certs).await?;
     }
     term.line(format_args!("Ctrl-C stops everything."));
+    let watch = watch_health(&term, sup.http(), &planned);
     tokio::select! {
+        () = watch => bail!("the health watch ended"),
         () = signal.cancelled() => {
             term.line(format_args!("\nstopping…"));
             stop_all(&term, &mut sup, a.grace).await;
@@ -403,6 +406,47 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
             term.line(format_args!("\n{name} exited unexpectedly ({status}); the end of its log:\n{tail}"));
             stop_all(&term, &mut sup, a.grace).await;
             bail!("{name} exited; see {}", logs.join(format!("{name}.log")).display())
+        }
+    }
+}
+
+/// How often `up` looks at every component's `/healthz` once everything runs.
+const HEALTH_WATCH: Duration = Duration::from_secs(5);
+
+/// Says on `up`'s terminal when a running component stops being healthy (a refused policy,
+/// a failing check) and when it is again, with what its `/healthz` reports. Never ends.
+async fn watch_health(term: &Terminal, http: reqwest::Client, planned: &[Planned]) {
+    let mut last: BTreeMap<&str, String> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(HEALTH_WATCH).await;
+        for p in planned {
+            let (status, detail) = match http.get(&p.spec.health).send().await {
+                Ok(r) => {
+                    let code = r.status();
+                    let v: serde_json::Value = r.json().await.unwrap_or_default();
+                    let status = v["status"].as_str().unwrap_or(if code.is_success() {
+                        "ok"
+                    } else {
+                        "unhealthy"
+                    });
+                    let problems: Vec<&str> = v["policy_problems"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .take(3)
+                        .collect();
+                    (status.to_owned(), problems.join("; "))
+                }
+                Err(e) => ("unreachable".to_owned(), e.to_string()),
+            };
+            let seen = last.insert(p.spec.name, status.clone());
+            let changed = seen.as_deref().unwrap_or("ok") != status;
+            if changed && status == "ok" {
+                term.line(format_args!("  {}: ok again", p.spec.name));
+            } else if changed {
+                term.line(format_args!("  {}: {status}: {detail}", p.spec.name));
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `hydrant up` is wired by its config: with only the listen ports moved in `hydrant.yaml`,
 //! every component connects to the moved ports (the agent to the doppler, the nozzles to
 //! the doppler, the cell and every self-metrics sender to the agent), never to the
-//! defaults, where another `up` may be running.
+//! defaults, where another `up` may be running. A component that runs but is not healthy
+//! shows on `up`'s terminal.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -22,6 +23,13 @@ async fn moved_ports_move_every_connection() {
     let data = dir.join("data");
     let p: Vec<SocketAddr> = (0..8).map(|_| free_port()).collect();
     let (doppler, doppler_http, agent, agent_http) = (p[0], p[1], p[2], p[3]);
+    // A policy file the autoscaler refuses: `up`'s terminal says so.
+    std::fs::create_dir_all(data.join("policies")).unwrap();
+    std::fs::write(
+        data.join("policies").join("web.yml"),
+        "app: web\ninstance_min_count: 1\ninstance_max_count: 3\nscaling_rules:\n  - {metric_type: cpuutil, operator: '>', threshold: 170, adjustment: '+1'}\n",
+    )
+    .unwrap();
     let file = dir.join("hydrant.yaml");
     std::fs::write(
         &file,
@@ -125,6 +133,22 @@ async fn moved_ports_move_every_connection() {
         || async { metric(agent_http, names::AGENT_INGRESS_STREAMS, &[]).await >= 5.0 },
     )
     .await;
+
+    // The degraded autoscaler shows on `up`'s terminal, with the problem.
+    let degraded = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("autoscaler: degraded") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await;
+    let line = degraded
+        .ok()
+        .flatten()
+        .expect("up says the autoscaler is degraded");
+    assert!(line.contains("web.yml:5:"), "{line}");
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(up.id().unwrap() as i32),

@@ -130,6 +130,10 @@ struct RunArgs {
     /// Policy files or directories; repeatable.
     #[arg(long = "policies", default_value = "hydrant-data/policies")]
     policies: Vec<PathBuf>,
+    /// Where the scaling history and cooldowns are kept across restarts (default: in
+    /// memory only; `hydrant up` gives one under its data directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:9500")]
     http: SocketAddr,
@@ -291,6 +295,7 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
     let access = a.component.access.access(&mut problems);
     Invalids::check(problems)?;
     let config = service::Config {
+        data_dir: a.data_dir.clone(),
         access,
         dopplers: a.dopplers.clone(),
         tls,

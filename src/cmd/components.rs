@@ -88,6 +88,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
         up_flags: |d| {
             vec![
                 ("policies", under(d, "policies")),
+                ("data-dir", under(d, "autoscaler")),
                 ("stat-window", "30s".into()),
                 ("scheduler-token-file", under(d, super::up_cmd::TOKEN_FILE)),
             ]

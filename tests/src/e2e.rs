@@ -5,6 +5,7 @@ mod actuators;
 mod agent;
 mod autoscaler;
 mod autoscaler_alerts;
+mod autoscaler_restart;
 mod bad_input;
 mod cell;
 mod cell_api;

@@ -551,6 +551,31 @@ impl Fleet {
         Some(record)
     }
 
+    /// Each app's cooldowns: (scale-out blocked until, scale-in blocked until).
+    pub fn cooldowns(&self) -> BTreeMap<String, (Option<Time>, Option<Time>)> {
+        self.apps
+            .iter()
+            .map(|(k, m)| (k.clone(), (m.state.out_until, m.state.in_until)))
+            .collect()
+    }
+
+    /// Puts back cooldowns and history kept across a restart (apps without a policy now
+    /// keep their history only).
+    pub fn restore(
+        &mut self,
+        cooldowns: &BTreeMap<String, (Option<Time>, Option<Time>)>,
+        records: Vec<Record>,
+    ) {
+        for (key, (out_until, in_until)) in cooldowns {
+            if let Some(m) = self.apps.get_mut(key) {
+                (m.state.out_until, m.state.in_until) = (*out_until, *in_until);
+            }
+        }
+        for r in records {
+            self.history.push(r);
+        }
+    }
+
     /// The history.
     pub fn history(&self) -> &History {
         &self.history

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use hydrant_proto::ingress::{IngressClient, Sender};
 use hydrant_proto::raw::RawBatch;
@@ -31,9 +31,9 @@ use crate::engine::Time;
 use crate::fleet::{Effect, Fleet, Settings};
 use crate::history::Record;
 use crate::notify::{Notifier, Receivers};
-use crate::policy;
 use crate::telemetry::names;
 
+mod durable;
 mod emit;
 mod policies;
 
@@ -61,6 +61,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Policy files or directories.
     pub policies: Vec<PathBuf>,
+    /// Where history and cooldowns are kept across restarts (none: in memory only).
+    pub data_dir: Option<PathBuf>,
     /// What carries out scales.
     pub actuator: Arc<dyn Actuator>,
     /// Alert receivers.
@@ -231,6 +233,8 @@ pub struct Autoscaler {
     pub access: hydrant_runtime::access::Access,
     /// Errors of refused policy files (`/healthz` says degraded while there are any).
     policy_problems: Mutex<Vec<String>>,
+    /// History and cooldowns on disk (`--data-dir`).
+    durable: Option<Mutex<durable::Store>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -276,20 +280,21 @@ impl Autoscaler {
     fn count(&self, record: &Record) {
         self.stats.decisions.inc(Decision::of(record));
     }
-}
 
-/// A fingerprint of the policy files (names, sizes, modification times).
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    policy::files(paths)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|f| {
-            let meta = std::fs::metadata(&f).ok();
-            let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
-            let modified = meta.and_then(|m| m.modified().ok());
-            (f, len, modified)
-        })
-        .collect()
+    /// Keeps a record (and, after a scale, the cooldowns) on disk when there is a data dir.
+    fn keep(&self, record: &Record, scaled: bool) {
+        let Some(store) = &self.durable else { return };
+        let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = store.append(record) {
+            tracing::error!(error = %e, "autoscaler: a history record could not be stored");
+        }
+        if scaled {
+            let cooldowns = self.fleet().cooldowns();
+            if let Err(e) = store.save_cooldowns(&cooldowns) {
+                tracing::error!(error = %e, "autoscaler: cooldowns could not be stored");
+            }
+        }
+    }
 }
 
 /// Longest wait for emitted records to leave at a stop: a doppler that is gone (`hydrant
@@ -322,6 +327,25 @@ pub async fn run(
     let mut fleet = Fleet::new(config.settings);
     let problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
     let changes = fleet.set_policies(loaded.policies);
+    let durable = match &config.data_dir {
+        Some(dir) => {
+            let (store, restored) = durable::Store::open(dir, unix_now())?;
+            if restored.damaged > 0 {
+                tracing::warn!(
+                    damaged = restored.damaged,
+                    "autoscaler: damaged history lines skipped"
+                );
+            }
+            tracing::info!(
+                records = restored.records.len(),
+                apps = restored.cooldowns.len(),
+                "autoscaler: history and cooldowns restored"
+            );
+            fleet.restore(&restored.cooldowns, restored.records);
+            Some(Mutex::new(store))
+        }
+        None => None,
+    };
     tracing::info!(apps = changes.added, "autoscaler: policies loaded");
     let emitter = if config.emit_to.is_empty() {
         None
@@ -342,6 +366,7 @@ pub async fn run(
         started: Instant::now(),
         access: config.access.clone(),
         policy_problems: Mutex::new(problems),
+        durable,
         stats: Stats::default(),
     });
     scaler.emit_policy_problems();
@@ -369,7 +394,7 @@ pub async fn run(
     life.spawn(
         Phase::Accept,
         "reload policies",
-        reload(
+        policies::reload(
             Arc::clone(&scaler),
             files,
             config.policies.clone(),
@@ -472,6 +497,7 @@ async fn ticks(
                         if let Some(record) = record {
                             tracing::info!(app = %record.app, from = record.old_instances, to = record.new_instances, status = record.status.label(), reason = %record.reason, "scaling decision");
                             scaler.count(&record);
+                            scaler.keep(&record, true);
                             scaler.emit_record(&record);
                         }
                     });
@@ -482,6 +508,7 @@ async fn ticks(
                 }
                 Effect::Recorded(record) => {
                     scaler.count(&record);
+                    scaler.keep(&record, false);
                     scaler.emit_record(&record);
                 }
             }
@@ -514,65 +541,5 @@ async fn refresh(
                 tracing::warn!(error = %e, "cannot read instance counts");
             }
         }
-    }
-}
-
-async fn reload(
-    scaler: Arc<Autoscaler>,
-    mut files: policies::Files,
-    paths: Vec<PathBuf>,
-    every: Duration,
-    cancel: CancellationToken,
-) -> Result<(), Error> {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut seen = fingerprint(&paths);
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let forced = tokio::select! {
-            _ = interval.tick() => false,
-            _ = hup.recv() => true,
-            () = cancel.cancelled() => return Ok(()),
-        };
-        let now = fingerprint(&paths);
-        if !forced && now == seen {
-            continue;
-        }
-        seen = now;
-        let loaded = files.load();
-        for p in &loaded.warnings {
-            tracing::warn!("{p}");
-        }
-        if loaded.errors.is_empty() {
-            scaler.stats.reloads.inc(ReloadResult::Ok);
-        } else {
-            scaler.stats.reloads.inc(ReloadResult::Failed);
-            tracing::error!(
-                kept = ?loaded.kept,
-                "policy files refused; every other one is in force, a refused one at its last good version:\n{}",
-                loaded.listing()
-            );
-        }
-        let problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
-        let c = scaler.fleet().set_policies(loaded.policies);
-        let changed = {
-            let mut current = scaler
-                .policy_problems
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let changed = *current != problems;
-            *current = problems;
-            changed
-        };
-        if changed {
-            scaler.emit_policy_problems();
-        }
-        tracing::info!(
-            added = c.added,
-            changed = c.changed,
-            removed = c.removed,
-            kept = c.kept,
-            "policies reloaded"
-        );
     }
 }

@@ -94,6 +94,7 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
+        data_dir: None,
         access: Access::open(),
         self_metrics: None,
         grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
@@ -347,6 +348,7 @@ async fn policies_reload_on_change_and_a_broken_edit_keeps_the_old_ones() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
+        data_dir: None,
         access: Access::open(),
         self_metrics: None,
         grace: hydrant_runtime::shutdown::DEFAULT_GRACE,

@@ -63,6 +63,7 @@ async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
+        data_dir: None,
         access: Access::open(),
         self_metrics: None,
         grace: hydrant_runtime::shutdown::DEFAULT_GRACE,

@@ -84,6 +84,7 @@ async fn replay_takes_the_live_decisions_over_the_same_load() {
         ..Settings::default()
     };
     let config = service::Config {
+        data_dir: None,
         access: Access::open(),
         self_metrics: None,
         grace: hydrant_runtime::shutdown::DEFAULT_GRACE,

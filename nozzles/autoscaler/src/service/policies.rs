@@ -5,7 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use tokio_util::sync::CancellationToken;
+
+use super::{Autoscaler, Error, ReloadResult};
 use crate::policy::{self, Policy, Problem, Severity};
 
 /// The policy files and what the last load made of them.
@@ -83,6 +88,80 @@ impl Files {
         self.last_good.retain(|f, _| set.files.contains(f));
         out
     }
+}
+
+pub(super) async fn reload(
+    scaler: Arc<Autoscaler>,
+    mut files: Files,
+    paths: Vec<PathBuf>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut seen = fingerprint(&paths);
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = interval.tick() => false,
+            _ = hup.recv() => true,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let now = fingerprint(&paths);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        let loaded = files.load();
+        for p in &loaded.warnings {
+            tracing::warn!("{p}");
+        }
+        if loaded.errors.is_empty() {
+            scaler.stats.reloads.inc(ReloadResult::Ok);
+        } else {
+            scaler.stats.reloads.inc(ReloadResult::Failed);
+            tracing::error!(
+                kept = ?loaded.kept,
+                "policy files refused; every other one is in force, a refused one at its last good version:\n{}",
+                loaded.listing()
+            );
+        }
+        let problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        let c = scaler.fleet().set_policies(loaded.policies);
+        let changed = {
+            let mut current = scaler
+                .policy_problems
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let changed = *current != problems;
+            *current = problems;
+            changed
+        };
+        if changed {
+            scaler.emit_policy_problems();
+        }
+        tracing::info!(
+            added = c.added,
+            changed = c.changed,
+            removed = c.removed,
+            kept = c.kept,
+            "policies reloaded"
+        );
+    }
+}
+
+/// A fingerprint of the policy files (names, sizes, modification times).
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    policy::files(paths)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f).ok();
+            let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (f, len, modified)
+        })
+        .collect()
 }
 
 #[cfg(test)]

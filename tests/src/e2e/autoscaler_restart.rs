@@ -1,0 +1,117 @@
+//! The autoscaler keeps its history and cooldowns across a restart (`--data-dir`), as CF
+//! keeps them in its database: after a restart `history` still lists the decision, and
+//! the app is still in the cooldown that decision started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hydrant::doppler;
+use hydrant_autoscaler::fleet::Settings;
+use hydrant_autoscaler::notify::Receivers;
+use hydrant_autoscaler::service;
+use hydrant_proto::envelope;
+use hydrant_proto::ingress::{Config, IngressClient};
+use hydrant_runtime::access::Access;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::guard::Scratch;
+use crate::{TestDoppler, eventually_within, listener, wait_healthy};
+
+const GUID: &str = "4a1e0000-0000-4000-8000-0000000000aa";
+
+async fn get(url: String) -> Value {
+    hydrant_runtime::https::plain_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_cooldowns_survive_a_restart() {
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let dir = Scratch::new("autoscaler-restart");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies").join("app.yml"),
+        format!("app: {GUID}\ninstance_min_count: 1\ninstance_max_count: 5\nscaling_rules:\n  - {{metric_type: cpu, operator: '>', threshold: 50, breach_duration: 2s, cool_down: 300s, adjustment: '+1'}}\n"),
+    )
+    .unwrap();
+    let start = |grpc: std::net::SocketAddr| {
+        let dir = dir.to_path_buf();
+        async move {
+            let http = listener().await;
+            let api = http.local_addr().unwrap();
+            let config = service::Config {
+                data_dir: Some(dir.join("state")),
+                access: Access::open(),
+                self_metrics: None,
+                grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
+                dopplers: vec![grpc.to_string()],
+                tls: None,
+                policies: vec![dir.join("policies")],
+                actuator: Arc::new(hydrant_autoscaler::actuator::Webhook::new(
+                    "http://127.0.0.1:9/",
+                    None,
+                )),
+                receivers: Receivers::default(),
+                emit_to: Vec::new(),
+                tick: Duration::from_secs(1),
+                refresh: Duration::from_secs(3600),
+                reload_poll: Duration::from_secs(60),
+                settings: Settings {
+                    stat_window: 2,
+                    ..Settings::default()
+                },
+                shadow: true,
+                member: None,
+            };
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(service::run(config, http, shutdown.clone()));
+            wait_healthy(api).await;
+            (api, shutdown, task)
+        }
+    };
+    let (api, shutdown, task) = start(d.grpc).await;
+    let client = IngressClient::start(Config::new(vec![d.grpc.to_string()])).unwrap();
+    let history =
+        |api: std::net::SocketAddr| get(format!("http://{api}/v1/apps/{GUID}/scaling_histories"));
+    eventually_within("a decision", Duration::from_secs(30), || async {
+        let mut e = envelope::gauge(GUID, [("cpu", 90.0, "percentage")]);
+        e.instance_id = "0".into();
+        client.send_envelope(&e);
+        history(api).await["total_results"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    client.close(Duration::from_secs(5)).await;
+    let before = history(api).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    let (api, shutdown, task) = start(d.grpc).await;
+    let after = history(api).await;
+    assert_eq!(
+        after["resources"], before["resources"],
+        "the history came back"
+    );
+    let explain = get(format!("http://{api}/v1/apps/{GUID}/explain")).await;
+    let remaining = explain["cooldown"]["scale_out_remaining_secs"]
+        .as_i64()
+        .unwrap_or(0);
+    assert!(remaining > 200, "the 300 s cooldown continues: {explain}");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    d.stop().await;
+}

@@ -340,38 +340,120 @@ impl Client {
                 .iter()
                 .filter(|s| s.state == InstanceState::Running)
                 .count();
-            let usage = stats
+            let usage: Vec<_> = stats
                 .iter()
-                .filter_map(|s| s.detail.as_ref().map(|d| &d.usage));
-            let (cpu, mem) = usage.fold((0.0, 0), |(c, m), u| (c + u.cpu, m + u.mem));
-            let state = match app.state {
-                contract::AppState::Started => "started",
-                contract::AppState::Stopped => "stopped",
+                .filter_map(|s| s.detail.as_ref().map(|d| &d.usage))
+                .collect();
+            // CPU as the mean over instances (as `cf apps` would sum nothing); memory the sum.
+            let cpu = usage.iter().map(|u| u.cpu).sum::<f64>() / usage.len().max(1) as f64;
+            let mem: u64 = usage.iter().map(|u| u.mem).sum();
+            let crashed = stats
+                .iter()
+                .filter(|s| s.state == InstanceState::Crashed)
+                .count();
+            let state = match (app.state, crashed) {
+                (contract::AppState::Stopped, _) => "stopped".to_owned(),
+                (_, 0) => "started".to_owned(),
+                (_, n) => format!("started ({n} crashed)"),
             };
             rows.push([
                 app.name,
-                state.into(),
+                state,
                 format!("{running}/{}", app.instances),
                 format!("{:.1}%", cpu * 100.0),
                 format!("{:.1}M", mem as f64 / (1024.0 * 1024.0)),
                 app.guid,
             ]);
         }
-        let widths: Vec<usize> = (0..6)
-            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for r in &rows {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(&widths)
-                .map(|(v, w)| format!("{v:<w$}"))
-                .collect();
-            out.push_str(cells.join("   ").trim_end());
-            out.push('\n');
+        Ok(columns(&rows))
+    }
+
+    /// One app as `cf app` shows it: its settings, then each instance with its state, when
+    /// it started, cpu, memory and disk against their quotas, and crashes in a row.
+    pub async fn details(&self, name_or_guid: &str) -> Result<String, Error> {
+        let app = self.find(name_or_guid).await?;
+        let stats = self.stats(&app.guid).await?;
+        let running = stats
+            .iter()
+            .filter(|s| s.state == InstanceState::Running)
+            .count();
+        let mb = |b: u64| format!("{:.1}M", b as f64 / (1024.0 * 1024.0));
+        let mut out = format!(
+            "name:              {}\nguid:              {}\nrequested state:   {}\ninstances:         {running}/{}\nmemory, disk:      {}M, {}M per instance\ncommand:           {}\n\n",
+            app.name,
+            app.guid,
+            match app.state {
+                contract::AppState::Started => "started",
+                contract::AppState::Stopped => "stopped",
+            },
+            app.instances,
+            app.memory_in_mb,
+            app.disk_in_mb,
+            app.command
+        );
+        let mut rows = vec![[
+            String::new(),
+            "state".to_owned(),
+            "since".into(),
+            "cpu".into(),
+            "memory".into(),
+            "disk".into(),
+            "crashes".into(),
+        ]];
+        let now = chrono::Utc::now();
+        for s in &stats {
+            let state = match s.state {
+                InstanceState::Starting => "starting",
+                InstanceState::Running => "running",
+                InstanceState::Crashed => "crashed",
+                InstanceState::Down => "down",
+            };
+            let since = if s.uptime > 0 {
+                (now - chrono::Duration::seconds(s.uptime as i64))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            } else {
+                String::new()
+            };
+            let (cpu, mem, disk, crashes) = match &s.detail {
+                Some(d) => (
+                    format!("{:.1}%", d.usage.cpu * 100.0),
+                    format!("{} of {}", mb(d.usage.mem), mb(d.mem_quota)),
+                    format!("{} of {}", mb(d.usage.disk), mb(d.disk_quota)),
+                    d.crash_count.to_string(),
+                ),
+                None => Default::default(),
+            };
+            rows.push([
+                format!("#{}", s.index),
+                state.into(),
+                since,
+                cpu,
+                mem,
+                disk,
+                crashes,
+            ]);
         }
+        out.push_str(&columns(&rows));
         Ok(out)
     }
+}
+
+/// Rows as left-aligned columns, three spaces apart.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

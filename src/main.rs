@@ -55,8 +55,10 @@ enum Command {
     Push(apps_cmd::PushArgs),
     /// Set an app's instance count.
     Scale(apps_cmd::ScaleArgs),
-    /// List apps with running/desired instances, cpu and memory.
+    /// List apps with running/desired instances, mean cpu, memory, and crashed instances.
     Apps(SchedulerArgs),
+    /// Show one app as `cf app` does: its settings and each instance's state and usage.
+    App(apps_cmd::AppArgs),
     /// Delete an app (its instances are stopped).
     Delete(apps_cmd::DeleteArgs),
     /// Keep recent envelopes per source from the Firehose; serve Log Cache's read API.
@@ -90,6 +92,7 @@ async fn run(cli: Cli, file: Option<config::File>) -> anyhow::Result<()> {
         Command::Scale(a) => apps_cmd::scale(a).await,
         Command::Apps(a) => apps_cmd::apps(a).await,
         Command::Delete(a) => apps_cmd::delete(a).await,
+        Command::App(a) => apps_cmd::app(a).await,
         Command::Logcache(a) => logs_cmd::logcache(a).await,
         Command::Logs(a) => logs_cmd::logs(a).await,
         Command::Policy(a) => policy_cmd::policy(a).await,

@@ -87,6 +87,17 @@ pub(crate) struct ScaleArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct AppArgs {
+    /// App name or guid.
+    pub(crate) name: String,
+    /// Print the app and its instances' stats as JSON (Cloud Controller's resources).
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) scheduler: SchedulerArgs,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct DeleteArgs {
     /// App name or guid.
     pub(crate) name: String,
@@ -157,6 +168,19 @@ pub(crate) async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
 /// `hydrant apps`.
 pub(crate) async fn apps(a: SchedulerArgs) -> anyhow::Result<()> {
     print!("{}", a.client()?.table().await?);
+    Ok(())
+}
+
+/// `hydrant app`.
+pub(crate) async fn app(a: AppArgs) -> anyhow::Result<()> {
+    let client = a.scheduler.client()?;
+    if a.json {
+        let app = client.find(&a.name).await?;
+        let stats = client.stats(&app.guid).await?;
+        println!("{}", serde_json::json!({ "app": app, "instances": stats }));
+    } else {
+        print!("{}", client.details(&a.name).await?);
+    }
     Ok(())
 }
 

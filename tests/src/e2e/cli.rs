@@ -338,6 +338,29 @@ async fn push_apps_scale_delete_through_the_cli() {
         .find(|l| l.starts_with("web "))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains("started") && row.contains("2/2"), "{out}");
+    // `hydrant app`: settings, then each instance with state, since, usage and quotas.
+    let (code, out, err) = run(&["app", "web"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("name:              web") && out.contains("instances:         2/2"),
+        "{out}"
+    );
+    assert!(out.contains("command:           sleep 300"), "{out}");
+    for index in ["#0", "#1"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(index))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(
+            line.contains("running") && line.contains("of 128.0M"),
+            "{line}"
+        );
+    }
+    let (code, out, _) = run(&["app", "web", "--json"]).await;
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["app"]["name"], "web");
+    assert_eq!(v["instances"].as_array().map(Vec::len), Some(2));
 
     let (code, _, err) = run(&["scale", "web", "-i", "-1"]).await;
     assert_eq!(code, Some(1));

@@ -14,9 +14,7 @@ mod cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use cmd::{
-    SchedulerArgs, apps_cmd, autoscaler_cmd, config, logs_cmd, pipeline, policy_cmd, up_cmd,
-};
+use cmd::{apps_cmd, autoscaler_cmd, config, logs_cmd, pipeline, policy_cmd, up_cmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,7 +54,7 @@ enum Command {
     /// Set an app's instance count.
     Scale(apps_cmd::ScaleArgs),
     /// List apps with running/desired instances, mean cpu, memory, and crashed instances.
-    Apps(SchedulerArgs),
+    Apps(apps_cmd::AppsArgs),
     /// Show one app as `cf app` does: its settings and each instance's state and usage.
     App(apps_cmd::AppArgs),
     /// Delete an app (its instances are stopped).

@@ -87,6 +87,15 @@ pub(crate) struct ScaleArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct AppsArgs {
+    /// Print every app with its instances' stats as JSON, one app per line.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) scheduler: SchedulerArgs,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct AppArgs {
     /// App name or guid.
     pub(crate) name: String,
@@ -166,8 +175,16 @@ pub(crate) async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
 }
 
 /// `hydrant apps`.
-pub(crate) async fn apps(a: SchedulerArgs) -> anyhow::Result<()> {
-    print!("{}", a.client()?.table().await?);
+pub(crate) async fn apps(a: AppsArgs) -> anyhow::Result<()> {
+    let client = a.scheduler.client()?;
+    if a.json {
+        for app in client.apps().await? {
+            let stats = client.stats(&app.guid).await?;
+            println!("{}", serde_json::json!({ "app": app, "instances": stats }));
+        }
+    } else {
+        print!("{}", client.table().await?);
+    }
     Ok(())
 }
 

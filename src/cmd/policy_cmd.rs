@@ -25,12 +25,20 @@ pub(crate) enum PolicyCommand {
         /// Treat warnings as errors (rules that may flap, …), exit 1 on any.
         #[arg(long)]
         strict: bool,
+        /// Print the result as JSON: every problem (file, line, column, path, severity,
+        /// message) and every policy loaded.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// `hydrant policy`.
 pub(crate) async fn policy(a: PolicyArgs) -> anyhow::Result<()> {
-    let PolicyCommand::Check { paths, strict } = a.command;
+    let PolicyCommand::Check {
+        paths,
+        strict,
+        json,
+    } = a.command;
     let set = policy::load_all(&paths);
     let (mut errors, mut warnings) = (0, 0);
     for p in &set.problems {
@@ -38,20 +46,54 @@ pub(crate) async fn policy(a: PolicyArgs) -> anyhow::Result<()> {
             Severity::Error => errors += 1,
             Severity::Warning => warnings += 1,
         }
-        println!("{p}");
+        if !json {
+            println!("{p}");
+        }
     }
-    for (policy, file) in set.policies.iter().zip(&set.origins) {
+    if json {
+        let problems: Vec<serde_json::Value> = set
+            .problems
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "file": p.file.display().to_string(),
+                    "line": p.line,
+                    "column": p.column,
+                    "path": p.path,
+                    "severity": match p.severity {
+                        Severity::Error => "error",
+                        Severity::Warning => "warning",
+                    },
+                    "message": p.message,
+                })
+            })
+            .collect();
+        let policies: Vec<serde_json::Value> = set
+            .policies
+            .iter()
+            .zip(&set.origins)
+            .map(|(p, f)| {
+                serde_json::json!({"file": f.display().to_string(), "app": p.app, "rules": p.rules.len()})
+            })
+            .collect();
         println!(
-            "{}: ok (app {}, {} rule(s))",
-            file.display(),
-            policy.app,
-            policy.rules.len()
+            "{}",
+            serde_json::json!({"files": set.files.len(), "errors": errors, "warnings": warnings, "problems": problems, "policies": policies})
+        );
+    } else {
+        for (policy, file) in set.policies.iter().zip(&set.origins) {
+            println!(
+                "{}: ok (app {}, {} rule(s))",
+                file.display(),
+                policy.app,
+                policy.rules.len()
+            );
+        }
+        println!(
+            "{} file(s): {errors} error(s), {warnings} warning(s)",
+            set.files.len()
         );
     }
-    println!(
-        "{} file(s): {errors} error(s), {warnings} warning(s)",
-        set.files.len()
-    );
     if errors > 0 {
         bail!("{errors} error(s) in policies");
     }

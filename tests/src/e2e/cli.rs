@@ -356,6 +356,11 @@ async fn push_apps_scale_delete_through_the_cli() {
             "{line}"
         );
     }
+    let (code, out, _) = run(&["apps", "--json"]).await;
+    assert_eq!(code, Some(0));
+    let first: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a line per app")).expect("JSON");
+    assert_eq!(first["app"]["name"], "web");
     let (code, out, _) = run(&["app", "web", "--json"]).await;
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
@@ -428,6 +433,31 @@ fn policy_check_reports_every_problem_and_exits_non_zero() {
         stdout.contains("2 file(s): 2 error(s), 0 warning(s)"),
         "{stdout}"
     );
+    // --json: the same result for scripts.
+    let out = Command::new(hydrant_bin())
+        .args(["policy", "check", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (v["files"].as_u64(), v["errors"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    assert_eq!(v["problems"][0]["line"], 1, "{v}");
+    assert_eq!(v["policies"][0]["app"], "web", "{v}");
+    // A policy that may flap is a warning; --strict makes it an error.
+    std::fs::remove_file(dir.join("bad.json")).unwrap();
+    std::fs::write(dir.join("flap.yml"), "instance_min_count: 1\ninstance_max_count: 3\nscaling_rules:\n  - {metric_type: cpu, operator: '>', threshold: 50, adjustment: '+1'}\n  - {metric_type: cpu, operator: '<', threshold: 60, adjustment: '-1'}\n").unwrap();
+    assert_eq!(run(&[&dir]).status.code(), Some(0), "CF accepts it");
+    let strict = Command::new(hydrant_bin())
+        .args(["policy", "check", "--strict"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1));
 }
 
 /// A component takes the hard descriptor limit at start (1,100 idle connections once

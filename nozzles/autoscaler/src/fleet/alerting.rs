@@ -5,29 +5,42 @@ use super::{AlertChange, Effect, Managed, explain};
 use crate::alert::Transition;
 use crate::engine::Time;
 
-/// Queues the resolution of `old`'s alert for rule `i`, if it is firing.
-pub(super) fn resolve(key: &str, old: &Managed, i: usize, now: Time, queued: &mut Vec<Effect>) {
-    let crate::alert::State::Firing { since, .. } = old.alerts[i].state else {
-        return;
-    };
-    let rule = &old.policy.rules[i];
-    queued.push(Effect::Alert(AlertChange {
+/// The change of rule `i`'s alert of app `key`, with the rule's text and latest value.
+fn change(
+    key: &str,
+    m: &Managed,
+    i: usize,
+    transition: Transition,
+    since: Time,
+    now: Time,
+) -> AlertChange {
+    let rule = &m.policy.rules[i];
+    AlertChange {
         app: key.to_owned(),
-        target: old.guid.clone().unwrap_or_else(|| old.policy.app.clone()),
+        target: m.target(),
         rule: i,
         metric: rule.metric.name().to_owned(),
         summary: explain::rule_text(rule),
         adjustment: explain::adjustment_text(rule),
-        transition: Transition::Resolved,
-        value: old.latest.get(&rule.metric).copied().flatten(),
+        transition,
+        value: m.latest.get(&rule.metric).copied().flatten(),
         since,
         at: now,
-    }));
+    }
+}
+
+/// Queues the resolution of `old`'s alert for rule `i`, if it is firing.
+pub(super) fn resolve(key: &str, old: &Managed, i: usize, now: Time, queued: &mut Vec<Effect>) {
+    if let crate::alert::State::Firing { since, .. } = old.alerts[i].state {
+        let c = change(key, old, i, Transition::Resolved, since, now);
+        queued.push(Effect::Alert(c));
+    }
 }
 
 /// Feeds each rule's alert: the condition is the latest aggregate breaching the rule.
 pub(super) fn alerts(key: &str, m: &mut Managed, now: Time, effects: &mut Vec<Effect>) {
-    for (i, rule) in m.policy.rules.iter().enumerate() {
+    for i in 0..m.policy.rules.len() {
+        let rule = &m.policy.rules[i];
         let value = m.latest.get(&rule.metric).copied().flatten();
         let condition = value.is_some_and(|v| rule.operator.holds(v, rule.threshold));
         let alert = &mut m.alerts[i];
@@ -47,20 +60,8 @@ pub(super) fn alerts(key: &str, m: &mut Managed, now: Time, effects: &mut Vec<Ef
             }
             crate::alert::State::Inactive => now,
         };
-        if transition == Transition::Reset {
-            continue;
+        if transition != Transition::Reset {
+            effects.push(Effect::Alert(change(key, m, i, transition, since, now)));
         }
-        effects.push(Effect::Alert(AlertChange {
-            app: key.to_owned(),
-            target: m.guid.clone().unwrap_or_else(|| m.policy.app.clone()),
-            rule: i,
-            metric: rule.metric.name().to_owned(),
-            summary: explain::rule_text(rule),
-            adjustment: explain::adjustment_text(rule),
-            transition,
-            value,
-            since,
-            at: now,
-        }));
     }
 }

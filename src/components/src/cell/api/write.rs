@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{ApiError, Shared, app_resource, process_resource, with_app};
+use super::{ApiError, Shared, app_resource, process_resource};
 use crate::cell::contract::{CreateApp, Scale};
+use crate::cell::desired::Stored;
 use crate::cell::model::AppSpec;
 use crate::cell::{App, Cell, MAX_INSTANCES};
 
@@ -137,9 +138,8 @@ pub(super) async fn create(
             slots: BTreeMap::new(),
             deleted: false,
         };
-        let mut desired = Cell::desired(&apps);
-        desired.push(crate::cell::desired::Stored::of(&guid, &app.spec, now, now));
-        cell.persist(&desired).map_err(|e| ApiError::unstored(&e))?;
+        let stored = Stored::of(&guid, &app.spec, now, now);
+        store_with(&cell, &apps, &guid, Some(stored))?;
         let tags = Cell::tags(&guid, &app.spec.name, 0, "");
         cell.send(&tags.api_log(format!("Created app with guid {guid}")));
         cell.send(&tags.event(
@@ -154,30 +154,43 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
+/// Stores the desired state with app `guid` as `with` (added or replaced; removed when
+/// `None`) before the change it describes is made, so a change is never acknowledged
+/// unstored. The caller holds `apps` from before this until the change is made.
+fn store_with(
+    cell: &Cell,
+    apps: &BTreeMap<String, App>,
+    guid: &str,
+    with: Option<Stored>,
+) -> Result<(), ApiError> {
+    let mut desired: Vec<Stored> = Cell::desired(apps)
+        .into_iter()
+        .filter(|a| a.guid != guid)
+        .collect();
+    desired.extend(with);
+    cell.persist(&desired).map_err(|e| ApiError::unstored(&e))
+}
+
 pub(super) async fn delete(
     State(cell): Shared,
     Path(guid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    {
-        let apps = cell.apps();
-        if apps.get(&guid).is_some_and(|a| !a.deleted) {
-            let desired: Vec<_> = Cell::desired(&apps)
-                .into_iter()
-                .filter(|a| a.guid != guid)
-                .collect();
-            cell.persist(&desired).map_err(|e| ApiError::unstored(&e))?;
-        }
+    // Stored and made under one hold of the table, so no other change lands in between.
+    let mut apps = cell.apps();
+    if apps.get(&guid).is_none_or(|a| a.deleted) {
+        return Err(ApiError::not_found("App"));
     }
-    with_app(&cell, &guid, |app| {
-        app.deleted = true;
-        app.updated_at = SystemTime::now();
-        let tags = Cell::tags(&app.guid, &app.spec.name, 0, "");
-        cell.send(&tags.api_log(format!("Deleted app with guid {}", app.guid)));
-        cell.send(&tags.event(
-            "audit.app.delete-request",
-            json!({"name": app.spec.name}).to_string(),
-        ));
-    })?;
+    store_with(&cell, &apps, &guid, None)?;
+    let app = apps.get_mut(&guid).expect("checked above");
+    app.deleted = true;
+    app.updated_at = SystemTime::now();
+    let tags = Cell::tags(&app.guid, &app.spec.name, 0, "");
+    cell.send(&tags.api_log(format!("Deleted app with guid {}", app.guid)));
+    cell.send(&tags.event(
+        "audit.app.delete-request",
+        json!({"name": app.spec.name}).to_string(),
+    ));
+    drop(apps);
     cell.converge_soon();
     Ok(StatusCode::ACCEPTED)
 }
@@ -214,17 +227,8 @@ pub(super) async fn scale(
         spec.disk_mb = d as u64;
     }
     let now = SystemTime::now();
-    let desired: Vec<_> = Cell::desired(&apps)
-        .into_iter()
-        .map(|a| {
-            if a.guid == guid {
-                crate::cell::desired::Stored::of(&guid, &spec, app.created_at, now)
-            } else {
-                a
-            }
-        })
-        .collect();
-    cell.persist(&desired).map_err(|e| ApiError::unstored(&e))?;
+    let stored = Stored::of(&guid, &spec, app.created_at, now);
+    store_with(&cell, &apps, &guid, Some(stored))?;
     let body = {
         let app = apps.get_mut(&guid).expect("checked above");
         let from = app.spec.instances;

@@ -36,6 +36,39 @@ scaling_rules:
 /// Burns CPU in a shell loop while `$BURN` exists, otherwise sleeps.
 const BURNER: &str = r#"while :; do if [ -e "$BURN" ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 0.2; fi; done"#;
 
+/// An open autoscaler reading `dopplers` and `policies`, ticking every second over a 2 s
+/// stat window, whose scales go nowhere (a webhook to the discard port); tests set what
+/// they need on top.
+pub(super) fn service_config(
+    dopplers: Vec<String>,
+    policies: std::path::PathBuf,
+) -> service::Config {
+    service::Config {
+        data_dir: None,
+        access: Access::open(),
+        self_metrics: None,
+        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
+        dopplers,
+        tls: None,
+        policies: vec![policies],
+        actuator: Arc::new(hydrant_autoscaler::actuator::Webhook::new(
+            "http://127.0.0.1:9/",
+            None,
+        )),
+        receivers: Receivers::default(),
+        emit_to: Vec::new(),
+        tick: Duration::from_secs(1),
+        refresh: Duration::from_secs(60),
+        reload_poll: Duration::from_millis(100),
+        settings: Settings {
+            stat_window: 2,
+            ..Settings::default()
+        },
+        shadow: false,
+        member: None,
+    }
+}
+
 async fn get(url: &str) -> Value {
     hydrant_runtime::https::plain_client()
         .get(url)
@@ -94,13 +127,6 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
-        data_dir: None,
-        access: Access::open(),
-        self_metrics: None,
-        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
-        dopplers: vec![d.grpc.to_string()],
-        tls: None,
-        policies: vec![dir.to_path_buf()],
         actuator: Arc::new(CloudController::new(
             &cell.url,
             Auth::None,
@@ -112,15 +138,9 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
             external_url: format!("http://{api}"),
         },
         emit_to: vec![d.grpc.to_string()],
-        tick: Duration::from_secs(1),
         refresh: Duration::from_secs(1),
         reload_poll: Duration::from_millis(500),
-        settings: Settings {
-            stat_window: 2,
-            ..Settings::default()
-        },
-        shadow: false,
-        member: None,
+        ..service_config(vec![d.grpc.to_string()], dir.to_path_buf())
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(service::run(config, http, shutdown.clone()));
@@ -348,25 +368,8 @@ async fn policies_reload_on_change_and_a_broken_edit_keeps_the_old_ones() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
-        data_dir: None,
-        access: Access::open(),
-        self_metrics: None,
-        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
-        dopplers: Vec::new(),
-        tls: None,
-        policies: vec![dir.to_path_buf()],
-        actuator: Arc::new(hydrant_autoscaler::actuator::Webhook::new(
-            "http://127.0.0.1:9/",
-            None,
-        )),
-        receivers: Receivers::default(),
-        emit_to: Vec::new(),
-        tick: Duration::from_secs(1),
-        refresh: Duration::from_secs(60),
-        reload_poll: Duration::from_millis(100),
         settings: Settings::default(),
-        shadow: false,
-        member: None,
+        ..service_config(Vec::new(), dir.to_path_buf())
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(service::run(config, http, shutdown.clone()));

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hydrant::doppler;
-use hydrant_autoscaler::fleet::Settings;
 use hydrant_autoscaler::notify::Receivers;
 use hydrant_autoscaler::service;
 use hydrant_proto::envelope;
 use hydrant_proto::ingress::{Config, IngressClient};
-use hydrant_runtime::access::Access;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -63,33 +61,14 @@ async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
-        data_dir: None,
-        access: Access::open(),
-        self_metrics: None,
-        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
-        dopplers: vec![d.grpc.to_string()],
-        tls: None,
-        policies: vec![dir.to_path_buf()],
-        actuator: Arc::new(hydrant_autoscaler::actuator::Webhook::new(
-            "http://127.0.0.1:9/",
-            None,
-        )),
         receivers: Receivers {
             alertmanagers: vec![am.url.clone()],
             webhook: None,
             external_url: format!("http://{api}"),
         },
-        emit_to: Vec::new(),
-        tick: Duration::from_secs(1),
-        refresh: Duration::from_secs(60),
-        reload_poll: Duration::from_millis(100),
-        settings: Settings {
-            stat_window: 2,
-            ..Settings::default()
-        },
         // Decisions are recorded, not carried out: this test is about alerts.
         shadow: true,
-        member: None,
+        ..super::autoscaler::service_config(vec![d.grpc.to_string()], dir.to_path_buf())
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(service::run(config, http, shutdown.clone()));

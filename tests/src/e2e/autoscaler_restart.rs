@@ -2,16 +2,12 @@
 //! keeps them in its database: after a restart `history` still lists the decision, and
 //! the app is still in the cooldown that decision started.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hydrant::doppler;
-use hydrant_autoscaler::fleet::Settings;
-use hydrant_autoscaler::notify::Receivers;
 use hydrant_autoscaler::service;
 use hydrant_proto::envelope;
 use hydrant_proto::ingress::{Config, IngressClient};
-use hydrant_runtime::access::Access;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -48,27 +44,10 @@ async fn history_and_cooldowns_survive_a_restart() {
             let api = http.local_addr().unwrap();
             let config = service::Config {
                 data_dir: Some(dir.join("state")),
-                access: Access::open(),
-                self_metrics: None,
-                grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
-                dopplers: vec![grpc.to_string()],
-                tls: None,
-                policies: vec![dir.join("policies")],
-                actuator: Arc::new(hydrant_autoscaler::actuator::Webhook::new(
-                    "http://127.0.0.1:9/",
-                    None,
-                )),
-                receivers: Receivers::default(),
-                emit_to: Vec::new(),
-                tick: Duration::from_secs(1),
                 refresh: Duration::from_secs(3600),
                 reload_poll: Duration::from_secs(60),
-                settings: Settings {
-                    stat_window: 2,
-                    ..Settings::default()
-                },
                 shadow: true,
-                member: None,
+                ..super::autoscaler::service_config(vec![grpc.to_string()], dir.join("policies"))
             };
             let shutdown = CancellationToken::new();
             let task = tokio::spawn(service::run(config, http, shutdown.clone()));

@@ -8,11 +8,9 @@ use std::time::Duration;
 use hydrant::doppler;
 use hydrant_autoscaler::actuator::{Auth, CloudController};
 use hydrant_autoscaler::fleet::Settings;
-use hydrant_autoscaler::notify::Receivers;
 use hydrant_autoscaler::{policy, replay, service};
 use hydrant_proto::envelope;
 use hydrant_proto::ingress::{Config, IngressClient};
-use hydrant_runtime::access::Access;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -84,26 +82,16 @@ async fn replay_takes_the_live_decisions_over_the_same_load() {
         ..Settings::default()
     };
     let config = service::Config {
-        data_dir: None,
-        access: Access::open(),
-        self_metrics: None,
-        grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
-        dopplers: vec![d.grpc.to_string()],
-        tls: None,
-        policies: vec![policies.clone()],
         actuator: Arc::new(CloudController::new(
             &cell.url,
             Auth::None,
             hydrant_runtime::https::plain_client(),
         )),
-        receivers: Receivers::default(),
-        emit_to: Vec::new(),
-        tick: Duration::from_secs(1),
         refresh: Duration::from_secs(3600),
         reload_poll: Duration::from_secs(60),
         settings,
         shadow: true,
-        member: None,
+        ..super::autoscaler::service_config(vec![d.grpc.to_string()], policies.clone())
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(service::run(config, http, shutdown.clone()));

@@ -10,13 +10,16 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use hydrant::apps;
 use hydrant_autoscaler::actuator::{self, Actuator};
-use hydrant_autoscaler::api::contract::{AlertState, ErrorBody, Explanation, HistoryPage};
+use hydrant_autoscaler::api::contract::{ErrorBody, Explanation, HistoryPage};
 use hydrant_autoscaler::fleet::Settings;
-use hydrant_autoscaler::history::{Record, Status};
 use hydrant_autoscaler::notify::Receivers;
 use hydrant_autoscaler::{replay, service};
 use hydrant_runtime::config::{Invalid, Invalids};
 use hydrant_runtime::shutdown;
+
+mod render;
+
+use render::{explain_text, history_table, replay_report};
 
 use super::{ClientToken, ComponentArgs, bind, parse_duration};
 use hydrant_runtime::https;
@@ -374,106 +377,6 @@ fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn time(ns: i64) -> String {
-    chrono::DateTime::from_timestamp(ns / 1_000_000_000, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// Renders history records as the cf CLI's autoscaling-history table.
-pub(crate) fn history_table(records: &[Record]) -> String {
-    let mut rows = vec![[
-        "Scaling Type".to_owned(),
-        "Status".into(),
-        "Instance Changes".into(),
-        "Time".into(),
-        "Action".into(),
-        "Error".into(),
-    ]];
-    for r in records {
-        let mut action = r.reason.clone();
-        if !r.message.is_empty() {
-            action.push_str(&format!(" ({})", r.message));
-        }
-        rows.push([
-            r.scaling_type.label().into(),
-            r.status.label().into(),
-            format!("{}->{}", r.old_instances, r.new_instances),
-            time(r.timestamp),
-            action,
-            r.error.clone(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// `-` for nothing.
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
-}
-
-fn explain_text(x: &Explanation) -> String {
-    let mut out = format!(
-        "app {} (guid {}): {} instance(s), limits [{}, {}]\n",
-        x.app,
-        x.guid.as_deref().unwrap_or("unknown"),
-        opt(x.instances),
-        x.limits.min,
-        x.limits.max,
-    );
-    out.push_str(&format!(
-        "cooldown: scale-out {} s, scale-in {} s; breaker: {} failure(s), open {} s\n",
-        opt(x.cooldown.scale_out_remaining_secs),
-        opt(x.cooldown.scale_in_remaining_secs),
-        x.breaker.failures,
-        opt(x.breaker.open_remaining_secs),
-    ));
-    for r in &x.rules {
-        let alert = match r.alert.state {
-            AlertState::Inactive => "inactive",
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-        };
-        out.push_str(&format!(
-            "rule {}: {} ({}): value {}, breaching for {} s, {}; alert {alert}\n",
-            r.rule,
-            r.text,
-            r.adjustment,
-            opt(r.value),
-            opt(r.breaching_for_secs),
-            r.verdict,
-        ));
-    }
-    if let Some(t) = &x.target {
-        out.push_str(&format!(
-            "target tracking: value {}, ratio {}, recommends {} (stabilized {})\n",
-            opt(t.value),
-            opt(t.ratio),
-            t.recommended,
-            t.stabilized,
-        ));
-    }
-    out.push_str(&format!("next: {}\n", x.next));
-    if let Some(last) = &x.last_decision {
-        out.push_str("last decision:\n");
-        out.push_str(&history_table(std::slice::from_ref(last)));
-    }
-    out
-}
-
 /// `hydrant autoscaler …`.
 pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
     match a.command {
@@ -545,30 +448,8 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
                     ..Settings::default()
                 },
             };
-            let records = replay::run(&r).await?;
-            if json {
-                for rec in &records {
-                    println!("{}", serde_json::to_string(rec)?);
-                }
-                return Ok(());
-            }
-            if records.is_empty() {
-                println!(
-                    "No decisions between {} and {}.",
-                    time(from * 1_000_000_000),
-                    time(to * 1_000_000_000)
-                );
-            } else {
-                print!("{}", history_table(&records));
-            }
-            let scales = records
-                .iter()
-                .filter(|r| r.status == Status::Succeeded)
-                .count();
-            println!(
-                "{} decision(s), {scales} scale(s) (dry run: nothing was scaled)",
-                records.len()
-            );
+            let outcome = replay::run(&r).await?;
+            print!("{}", replay_report(&outcome, from, to, json)?);
             Ok(())
         }
         Some(AutoscalerCommand::Explain {

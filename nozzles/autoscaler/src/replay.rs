@@ -15,8 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use hydrant_proto::envelope;
 use serde_json::Value;
 
+use crate::alert::Transition;
 use crate::engine::Time;
-use crate::fleet::{Effect, Fleet, Settings};
+use crate::fleet::{AlertChange, Effect, Fleet, Settings};
 use crate::history::Record;
 use crate::policy::{MetricType, Policy};
 
@@ -169,8 +170,17 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Replays `r`; returns the records it would have written, oldest first.
-pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
+/// What a replay would have done.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The records it would have written, oldest first.
+    pub records: Vec<Record>,
+    /// The alerts it would have notified (firing and resolved), oldest first.
+    pub alerts: Vec<AlertChange>,
+}
+
+/// Replays `r`: the records it would have written and the alerts it would have sent.
+pub async fn run(r: &Replay) -> Result<Outcome, Error> {
     let http = &r.http;
     let mut wanted: BTreeSet<MetricType> =
         r.policy.rules.iter().map(|x| x.metric.clone()).collect();
@@ -246,7 +256,7 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
     let mut fleet = Fleet::new(r.settings);
     fleet.set_policies([r.policy.clone()]);
     fleet.set_instances(&r.policy.app, &r.policy.app, start_instances);
-    let mut records = Vec::new();
+    let mut out = Outcome::default();
     let mut gauges = gauge_at.into_iter().peekable();
     let mut timers = http_at.into_iter().peekable();
     let mut t = warm_up(r);
@@ -277,16 +287,22 @@ pub async fn run(r: &Replay) -> Result<Vec<Record>, Error> {
             match effect {
                 Effect::Scale(req) => {
                     let done = fleet.completed(&req.app, Ok("replay: not carried out".into()), t);
-                    records.extend(done.filter(|_| keep));
+                    out.records.extend(done.filter(|_| keep));
                 }
-                Effect::Recorded(rec) if keep => records.push(rec),
+                Effect::Recorded(rec) if keep => out.records.push(rec),
+                Effect::Alert(a)
+                    if keep
+                        && matches!(a.transition, Transition::Firing | Transition::Resolved) =>
+                {
+                    out.alerts.push(a);
+                }
                 Effect::Recorded(_) | Effect::Alert(_) => {}
             }
         }
         // Warm-up ticks every second up to `from`, then every `step`.
         t += if t < r.from { 1 } else { r.step.max(1) };
     }
-    Ok(records)
+    Ok(out)
 }
 
 /// A time `parse_time` does not understand.

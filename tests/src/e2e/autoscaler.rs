@@ -116,13 +116,8 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
     std::fs::write(dir.join("burner.yml"), POLICY).unwrap();
     let burn = dir.join("burn");
     std::fs::write(&burn, "").unwrap();
-    let env = BTreeMap::from([("BURN".to_owned(), burn.display().to_string())]);
-    let app = cell
-        .client()
-        .push("burner", BURNER, 1, 64, 64, &env)
-        .await
-        .unwrap();
-    let guid = app.guid;
+    // Storage keeps the same stream, for the replay at the end.
+    let storage = super::storage::TestStorage::start(&d, dir.join("storage")).await;
 
     let http = listener().await;
     let api = http.local_addr().unwrap();
@@ -151,6 +146,15 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
             == 1.0
     })
     .await;
+    // The app starts under a running autoscaler, so replay from here sees all it saw.
+    let from = chrono::Utc::now().timestamp();
+    let env = BTreeMap::from([("BURN".to_owned(), burn.display().to_string())]);
+    let app = cell
+        .client()
+        .push("burner", BURNER, 1, 64, 64, &env)
+        .await
+        .unwrap();
+    let guid = app.guid;
 
     // Out: 1 → 2 → 3, one step per breach plus cooldown.
     eventually_within("scaled out to 3", Duration::from_secs(180), || async {
@@ -232,16 +236,53 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
     );
 
     // Decisions and alerts are in the app's logs.
-    eventually_within("decisions in hydrant logs", Duration::from_secs(20), || async {
+    let logs = || {
         let out = std::process::Command::new(hydrant_bin())
-            .args(["logs", "burner", "--recent", "--log-cache", &cache.url, "--scheduler", &cell.url])
+            .args([
+                "logs",
+                "burner",
+                "--recent",
+                "--log-cache",
+                &cache.url,
+                "--scheduler",
+                &cell.url,
+            ])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    eventually_within("decisions in hydrant logs", Duration::from_secs(20), || async {
+        let text = logs();
         text.contains("[AUTOSCALER/0] OUT Scaled app burner from 1 to 2 instances: +1 instance(s) because cpu > 25% for 5 seconds")
             && text.contains("[AUTOSCALER/0] OUT Alert firing: cpu > 25 for 5 seconds")
             && text.contains("Scaled app burner from 2 to 1 instances")
     })
+    .await;
+
+    // Replaying what storage kept takes the same decisions and sends the same alerts.
+    let to = chrono::Utc::now().timestamp();
+    let live = super::replay_live::live_history(api, "burner").await;
+    let alerts: Vec<(usize, String)> = logs()
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("OUT Alert ")?;
+            let (state, rest) = rest.split_once(": ")?;
+            let rule = rest.split_once("(rule ")?.1.split_once(',')?.0;
+            (state != "pending").then(|| (rule.parse().unwrap(), state.to_owned()))
+        })
+        .collect();
+    super::replay_live::assert_replay_agrees(
+        &storage.url,
+        POLICY,
+        (from, to),
+        1,
+        Settings {
+            stat_window: 2,
+            ..Settings::default()
+        },
+        &live,
+        Some(&alerts),
+    )
     .await;
 
     let metrics = crate::metric(
@@ -269,6 +310,7 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
         .unwrap();
     cell.stop().await;
     cache.stop().await;
+    storage.stop().await;
     a.stop().await;
     d.stop().await;
 }
@@ -438,8 +480,8 @@ async fn policies_reload_on_change_and_a_broken_edit_keeps_the_old_ones() {
 }
 
 /// A refused policy file does not stop `hydrant autoscaler`: the good file beside it is in
-/// force, `/healthz` says degraded with the error (file:line), and fixing the file clears
-/// it. Bad flags still stop the process with a clear error and exit 1.
+/// force (its app scales), `/healthz` says degraded with the error (file:line), and fixing
+/// the file clears it. Bad flags still stop the process with a clear error and exit 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_policy_file_leaves_the_others_in_force_and_bad_flags_fail_clearly() {
     let dir = Scratch::new("badpol");
@@ -452,6 +494,16 @@ async fn a_bad_policy_file_leaves_the_others_in_force_and_bad_flags_fail_clearly
     )
     .unwrap();
     let policies = dir.to_str().unwrap();
+    // The good file's app runs on a cell and reports cpu 90 through a doppler.
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let agent = listener().await.local_addr().unwrap();
+    let cell = TestCell::start(TestCell::config(agent)).await;
+    let guid = cell
+        .client()
+        .push("api", "sleep 600", 1, 64, 64, &Default::default())
+        .await
+        .unwrap()
+        .guid;
     let http = crate::servers::free_port();
     let _autoscaler = crate::guard::Proc::new(
         std::process::Command::new(hydrant_bin())
@@ -461,7 +513,13 @@ async fn a_bad_policy_file_leaves_the_others_in_force_and_bad_flags_fail_clearly
                 "--policies",
                 policies,
                 "--from",
-                "127.0.0.1:1",
+                &d.grpc.to_string(),
+                "--scheduler",
+                &cell.url,
+                "--tick",
+                "1s",
+                "--stat-window",
+                "2s",
             ])
             .args(["--http", &http.to_string(), "--no-emit"])
             .stdout(std::process::Stdio::null())
@@ -491,6 +549,19 @@ async fn a_bad_policy_file_leaves_the_others_in_force_and_bad_flags_fail_clearly
         .map(|a| a["app"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["api"], "the good file is in force");
+    let client =
+        hydrant_proto::ingress::IngressClient::start(hydrant_proto::ingress::Config::new(vec![
+            d.grpc.to_string(),
+        ]))
+        .unwrap();
+    eventually_within("the good app scales", Duration::from_secs(30), || async {
+        let mut e = hydrant_proto::envelope::gauge(guid.as_str(), [("cpu", 90.0, "percentage")]);
+        e.instance_id = "0".into();
+        client.send_envelope(&e);
+        instances(&cell, &guid).await >= 2
+    })
+    .await;
+    client.close(Duration::from_secs(5)).await;
     std::fs::write(dir.join("web.yml"), bad.replace("170", "70")).unwrap();
     eventually("the fixed file clears the problem", || async {
         health().await["status"] == "ok"
@@ -537,4 +608,6 @@ async fn a_bad_policy_file_leaves_the_others_in_force_and_bad_flags_fail_clearly
         String::from_utf8_lossy(&out.stderr)
             .contains("cannot reach the autoscaler at http://127.0.0.1:1")
     );
+    cell.stop().await;
+    d.stop().await;
 }

@@ -56,8 +56,10 @@ async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
     let am = Alertmanager::start().await;
     let d = TestDoppler::start(doppler::Config::default()).await;
     let dir = Scratch::new("alerts-edit");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("app.yml"), policy(50)).unwrap();
+    let storage = super::storage::TestStorage::start(&d, dir.join("storage")).await;
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("app.yml"), policy(50)).unwrap();
     let http = listener().await;
     let api = http.local_addr().unwrap();
     let config = service::Config {
@@ -68,13 +70,15 @@ async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
         },
         // Decisions are recorded, not carried out: this test is about alerts.
         shadow: true,
-        ..super::autoscaler::service_config(vec![d.grpc.to_string()], dir.to_path_buf())
+        ..super::autoscaler::service_config(vec![d.grpc.to_string()], policies.clone())
     };
+    let settings = config.settings;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(service::run(config, http, shutdown.clone()));
     wait_healthy(api).await;
 
     // cpu 90 every 200 ms, from one instance.
+    let from = chrono::Utc::now().timestamp();
     let feed = CancellationToken::new();
     let feeder = {
         let (grpc, feed) = (d.grpc, feed.clone());
@@ -93,9 +97,23 @@ async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
         active(&am).await.iter().any(|(_, s)| s.contains("> 50"))
     })
     .await;
+    // Up to the edit, replaying what storage kept takes the same decision (one shadow
+    // scale) and fires the same alert.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let live = super::replay_live::live_history(api, GUID).await;
+    super::replay_live::assert_replay_agrees(
+        &storage.url,
+        &policy(50),
+        (from, chrono::Utc::now().timestamp() - 1),
+        1,
+        settings,
+        &live,
+        Some(&[(0, "firing".to_owned())]),
+    )
+    .await;
 
     // A threshold edit: the old rule's alert resolves; the new one fires in its place.
-    std::fs::write(dir.join("app.yml"), policy(60)).unwrap();
+    std::fs::write(policies.join("app.yml"), policy(60)).unwrap();
     eventually_within(
         "the old alert resolves",
         Duration::from_secs(10),
@@ -125,7 +143,7 @@ async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
 
     // Removing the policy resolves its alert within a tick or two.
     let removed = tokio::time::Instant::now();
-    std::fs::remove_file(dir.join("app.yml")).unwrap();
+    std::fs::remove_file(policies.join("app.yml")).unwrap();
     eventually_within(
         "the removed policy's alert resolves",
         Duration::from_secs(10),
@@ -146,6 +164,7 @@ async fn edited_and_removed_policies_resolve_their_alerts_in_alertmanager() {
         .unwrap()
         .unwrap()
         .unwrap();
+    storage.stop().await;
     d.stop().await;
 }
 

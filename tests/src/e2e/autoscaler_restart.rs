@@ -1,6 +1,7 @@
 //! The autoscaler keeps its history and cooldowns across a restart (`--data-dir`), as CF
 //! keeps them in its database: after a restart `history` still lists the decision, and
-//! the app is still in the cooldown that decision started.
+//! the app is still in the cooldown that decision started, and takes no decision in it:
+//! replaying the whole stretch from storage agrees.
 
 use std::time::Duration;
 
@@ -31,12 +32,12 @@ async fn get(url: String) -> Value {
 async fn history_and_cooldowns_survive_a_restart() {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let dir = Scratch::new("autoscaler-restart");
+    let storage = super::storage::TestStorage::start(&d, dir.join("storage")).await;
     std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(
-        dir.join("policies").join("app.yml"),
-        format!("app: {GUID}\ninstance_min_count: 1\ninstance_max_count: 5\nscaling_rules:\n  - {{metric_type: cpu, operator: '>', threshold: 50, breach_duration: 2s, cool_down: 300s, adjustment: '+1'}}\n"),
-    )
-    .unwrap();
+    let policy = format!(
+        "app: {GUID}\ninstance_min_count: 1\ninstance_max_count: 5\nscaling_rules:\n  - {{metric_type: cpu, operator: '>', threshold: 50, breach_duration: 2s, cool_down: 300s, adjustment: '+1'}}\n"
+    );
+    std::fs::write(dir.join("policies").join("app.yml"), &policy).unwrap();
     let start = |grpc: std::net::SocketAddr| {
         let dir = dir.to_path_buf();
         async move {
@@ -56,6 +57,7 @@ async fn history_and_cooldowns_survive_a_restart() {
         }
     };
     let (api, shutdown, task) = start(d.grpc).await;
+    let from = chrono::Utc::now().timestamp();
     let client = IngressClient::start(Config::new(vec![d.grpc.to_string()])).unwrap();
     let history =
         |api: std::net::SocketAddr| get(format!("http://{api}/v1/apps/{GUID}/scaling_histories"));
@@ -66,7 +68,6 @@ async fn history_and_cooldowns_survive_a_restart() {
         history(api).await["total_results"].as_u64().unwrap_or(0) >= 1
     })
     .await;
-    client.close(Duration::from_secs(5)).await;
     let before = history(api).await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
@@ -86,11 +87,33 @@ async fn history_and_cooldowns_survive_a_restart() {
         .as_i64()
         .unwrap_or(0);
     assert!(remaining > 200, "the 300 s cooldown continues: {explain}");
+    // The load goes on after the restart; the cooldown holds, and replay agrees.
+    for _ in 0..15 {
+        let mut e = envelope::gauge(GUID, [("cpu", 90.0, "percentage")]);
+        e.instance_id = "0".into();
+        client.send_envelope(&e);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client.close(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let live = super::replay_live::live_history(api, GUID).await;
+    assert_eq!(live.len(), 1, "{live:#?}");
+    super::replay_live::assert_replay_agrees(
+        &storage.url,
+        &policy,
+        (from, chrono::Utc::now().timestamp()),
+        1,
+        super::autoscaler::service_config(Vec::new(), dir.to_path_buf()).settings,
+        &live,
+        None,
+    )
+    .await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .unwrap()
         .unwrap()
         .unwrap();
+    storage.stop().await;
     d.stop().await;
 }

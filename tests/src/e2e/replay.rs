@@ -72,10 +72,10 @@ async fn replay_prints_what_a_policy_would_have_done() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let records: Vec<Value> = run(&["--json"])
+    let (alerts, records): (Vec<Value>, Vec<Value>) = run(&["--json"])
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .partition(|v| v.get("alert").is_some());
     let got: Vec<(i64, i64, i64, i64)> = records
         .iter()
         .map(|r| {
@@ -103,13 +103,38 @@ async fn replay_prints_what_a_policy_would_have_done() {
         "{records:#?}"
     );
     assert_eq!(records[2]["message"], "limited by max instances 4");
+    // The alerts it would have sent: the scale-out rule fires when its breach has lasted
+    // (380), resolves with the first aggregate under 70 (900), and the scale-in rule fires
+    // at 980.
+    let states: Vec<(i64, &str, i64)> = alerts
+        .iter()
+        .map(|a| {
+            let a = &a["alert"];
+            (
+                a["rule"].as_i64().unwrap(),
+                a["state"].as_str().unwrap(),
+                a["at"].as_i64().unwrap() - start,
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [(0, "firing", 380), (0, "resolved", 900), (1, "firing", 980)],
+        "{alerts:#?}"
+    );
     assert_eq!(records[0]["response"], "replay: not carried out");
 
     let table = run(&[]);
     assert!(table.starts_with("Scaling Type"), "{table}");
     assert!(table.contains("2->3") && table.contains("3->2"), "{table}");
     assert!(
-        table.contains("5 decision(s), 4 scale(s) (dry run: nothing was scaled)"),
+        table.contains("alert firing: rule 0: cpu > 70 for 60 seconds"),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "5 decision(s), 4 scale(s), 3 alert notification(s) (dry run: nothing was scaled or sent)"
+        ),
         "{table}"
     );
 

@@ -54,6 +54,73 @@ fn decisions(records: &[Value]) -> Vec<(i64, i64, i64)> {
         .collect()
 }
 
+/// The live autoscaler's history of `app`, oldest first.
+pub(super) async fn live_history(api: std::net::SocketAddr, app: &str) -> Vec<Value> {
+    let page: Value = hydrant_runtime::https::plain_client()
+        .get(format!(
+            "http://{api}/v1/apps/{app}/scaling_histories?order-direction=asc&results-per-page=100"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["resources"].as_array().unwrap().clone()
+}
+
+/// Replays `policy` over what `storage` kept in `span` (UNIX seconds), starting from
+/// `instances`, and asserts that it takes the `live` decisions ((status, old, new), in
+/// order) and, when given, sends the live alerts ((rule, "firing"/"resolved"), in order).
+pub(super) async fn assert_replay_agrees(
+    storage: &str,
+    policy: &str,
+    span: (i64, i64),
+    instances: u32,
+    settings: Settings,
+    live: &[Value],
+    live_alerts: Option<&[(usize, String)]>,
+) {
+    let loaded = policy::parse(policy, std::path::Path::new("live.yml"));
+    let outcome = replay::run(&replay::Replay {
+        policy: loaded.policy.unwrap(),
+        storage: storage.to_owned(),
+        token: None,
+        http: hydrant_runtime::https::plain_client(),
+        from: span.0,
+        to: span.1,
+        step: 1,
+        instances: Some(instances),
+        settings,
+    })
+    .await
+    .unwrap();
+    let replayed: Vec<Value> = outcome
+        .records
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    assert_eq!(
+        decisions(&replayed),
+        decisions(live),
+        "replay {replayed:#?}\nlive {live:#?}"
+    );
+    if let Some(live_alerts) = live_alerts {
+        let alerts: Vec<(usize, String)> = outcome
+            .alerts
+            .iter()
+            .map(|a| {
+                let state = match a.transition {
+                    hydrant_autoscaler::alert::Transition::Firing => "firing",
+                    _ => "resolved",
+                };
+                (a.rule, state.to_owned())
+            })
+            .collect();
+        assert_eq!(alerts, live_alerts, "replayed alerts {:#?}", outcome.alerts);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_takes_the_live_decisions_over_the_same_load() {
     // Real-time ticks: kept apart from the CPU-heavy tests, like the other timing ones.
@@ -124,43 +191,20 @@ async fn replay_takes_the_live_decisions_over_the_same_load() {
     }
     client.close(Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let live: Value = hydrant_runtime::https::plain_client()
-        .get(format!(
-            "http://{api}/v1/apps/{guid}/scaling_histories?order-direction=asc&results-per-page=100"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let live = live["resources"].as_array().unwrap().clone();
+    let live = live_history(api, &guid).await;
 
-    let loaded = policy::parse(&text, std::path::Path::new("live.yml"));
-    let records = replay::run(&replay::Replay {
-        policy: loaded.policy.unwrap(),
-        storage: storage.url.clone(),
-        token: None,
-        http: hydrant_runtime::https::plain_client(),
-        from: start,
-        to: start + SECONDS + 1,
-        step: 1,
-        instances: Some(1),
-        settings,
-    })
-    .await
-    .unwrap();
-    let replayed: Vec<Value> = records
-        .iter()
-        .map(|r| serde_json::to_value(r).unwrap())
-        .collect();
-    // The profile scales out and in twice each; both see exactly that, in order.
+    // The profile scales out and in twice each; replay sees exactly that, in order.
     assert!(decisions(&live).len() >= 4, "{live:#?}");
-    assert_eq!(
-        decisions(&replayed),
-        decisions(&live),
-        "replay {replayed:#?}\nlive {live:#?}"
-    );
+    assert_replay_agrees(
+        &storage.url,
+        &text,
+        (start, start + SECONDS + 1),
+        1,
+        settings,
+        &live,
+        None,
+    )
+    .await;
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)

@@ -5,6 +5,7 @@ mod actuators;
 mod agent;
 mod autoscaler;
 mod autoscaler_alerts;
+mod autoscaler_cf;
 mod autoscaler_policies;
 mod autoscaler_restart;
 mod bad_input;

@@ -243,12 +243,14 @@ impl AppMetrics {
         let from = now - window;
         match metric {
             MetricType::Throughput | MetricType::ResponseTime => {
+                // The last `span` completed seconds: the current one is still arriving,
+                // and counting it would undercount requests (CF counts the whole interval
+                // up to now, all of which has arrived).
                 let span = window.min(HTTP_WINDOW);
-                let from = now - span;
                 let mut per_instance = Vec::new();
                 self.http.retain(|_, series| {
-                    series.prune(now - window.max(HTTP_WINDOW) + 1);
-                    let (sum, count) = series.total(from, now);
+                    series.prune(now - window.max(HTTP_WINDOW));
+                    let (sum, count) = series.total(now - 1 - span, now - 1);
                     if count > 0 {
                         per_instance.push(if *metric == MetricType::Throughput {
                             (f64::from(count) / span as f64).ceil()
@@ -389,7 +391,7 @@ mod tests {
         assert_eq!(m.aggregate(&MetricType::ResponseTime, 100, 10), Some(0.0));
         for i in 0..40 {
             let instance = if i % 2 == 0 { "0" } else { "1" };
-            m.observe(&http(instance, 91 + i % 10, 10 + i), 100, 10);
+            m.observe(&http(instance, 90 + i % 10, 10 + i), 100, 10);
         }
         // 40 requests over 10 s on 2 instances: 2 rps per instance.
         assert_eq!(m.aggregate(&MetricType::Throughput, 100, 10), Some(2.0));
@@ -416,9 +418,9 @@ mod tests {
         let mut m = AppMetrics::new([MetricType::ResponseTime, MetricType::Throughput]);
         for s in 0..40 {
             for _ in 0..10 {
-                m.observe(&http("fast", 61 + s, 10), 100, 120);
+                m.observe(&http("fast", 60 + s, 10), 100, 120);
             }
-            m.observe(&http("slow", 61 + s, 400), 100, 120);
+            m.observe(&http("slow", 60 + s, 400), 100, 120);
         }
         assert_eq!(
             m.aggregate(&MetricType::ResponseTime, 100, 120),

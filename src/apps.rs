@@ -211,12 +211,29 @@ impl Client {
     }
 
     /// The app with this name or guid.
+    ///
+    /// Asks for that one app as the cf CLI does (`?names=`, then `?guids=`), so resolving a
+    /// name costs the same with ten apps or ten thousand. A name with a comma cannot be
+    /// put in Cloud Controller's list filter; it is looked up in the full listing.
     pub async fn find(&self, name_or_guid: &str) -> Result<contract::App, Error> {
-        self.apps()
-            .await?
-            .into_iter()
-            .find(|a| a.name == name_or_guid || a.guid == name_or_guid)
-            .ok_or_else(|| Error::NotFound(name_or_guid.to_owned()))
+        let matches = |a: &contract::App| a.name == name_or_guid || a.guid == name_or_guid;
+        if name_or_guid.contains(',') || name_or_guid.is_empty() {
+            return self
+                .apps()
+                .await?
+                .into_iter()
+                .find(matches)
+                .ok_or_else(|| Error::NotFound(name_or_guid.to_owned()));
+        }
+        let value: String = form_urlencoded::byte_serialize(name_or_guid.as_bytes()).collect();
+        for filter in ["names", "guids"] {
+            let path = format!("/v3/apps?{filter}={value}");
+            let page: Page<contract::App> = self.call(reqwest::Method::GET, &path, None).await?;
+            if let Some(app) = page.resources.into_iter().find(matches) {
+                return Ok(app);
+            }
+        }
+        Err(Error::NotFound(name_or_guid.to_owned()))
     }
 
     /// Creates an app.

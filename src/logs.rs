@@ -296,12 +296,36 @@ impl Client {
 
     /// Whether the cache holds (or held) anything for `source_id`; an error when it
     /// refuses the token.
+    ///
+    /// One read of at most one envelope of any type: its cost does not grow with the
+    /// number of sources cached. The meta listing (whose cost does) is read only when
+    /// that read finds nothing.
     pub async fn knows(&self, source_id: &str) -> Result<bool, Error> {
-        match self.meta().await? {
-            Some(meta) => Ok(meta.get(source_id).is_some()),
-            None => Err(Error::Refused {
-                what: "its meta listing".into(),
-                why: "it does not accept this token, or none was given",
+        let source: String = form_urlencoded::byte_serialize(source_id.as_bytes()).collect();
+        let resp = self
+            .get(&format!("/api/v1/read/{source}?limit=1"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let found = body["envelopes"]["batch"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty());
+        match status {
+            200 if found => Ok(true),
+            // Nothing to read: the meta listing says whether the source is known (its
+            // envelopes may have expired) and whether the token was refused.
+            200 | 404 => match self.meta().await? {
+                Some(meta) => Ok(meta.get(source_id).is_some()),
+                None => Err(Error::Refused {
+                    what: "its meta listing".into(),
+                    why: "it does not accept this token, or none was given",
+                }),
+            },
+            _ => Err(Error::Api {
+                status,
+                message: body["message"].as_str().unwrap_or_default().to_owned(),
             }),
         }
     }

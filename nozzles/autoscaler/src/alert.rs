@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::engine::Time;
 
 /// Where an alert stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
 pub enum State {
     /// Not active.
     #[default]

@@ -22,8 +22,11 @@ mod alerting;
 mod explain;
 mod records;
 
+mod restart;
+
 use alerting::{alerts, resolve};
 use records::{base_record, summary};
+pub use restart::KeptAlert;
 
 /// Fleet-wide settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,6 +151,8 @@ pub struct Managed {
     pub breaker: Breaker,
     /// Latest aggregate per metric.
     latest: BTreeMap<MetricType, Option<f64>>,
+    /// Alerts restored after a restart are not resolved for want of data before this.
+    alerts_held_until: Time,
 }
 
 impl Managed {
@@ -185,6 +190,7 @@ impl Managed {
             pending: None,
             breaker: Breaker::default(),
             latest: BTreeMap::new(),
+            alerts_held_until: 0,
             policy,
         }
     }
@@ -549,31 +555,6 @@ impl Fleet {
         }
         self.history.push(record.clone());
         Some(record)
-    }
-
-    /// Each app's cooldowns: (scale-out blocked until, scale-in blocked until).
-    pub fn cooldowns(&self) -> BTreeMap<String, (Option<Time>, Option<Time>)> {
-        self.apps
-            .iter()
-            .map(|(k, m)| (k.clone(), (m.state.out_until, m.state.in_until)))
-            .collect()
-    }
-
-    /// Puts back cooldowns and history kept across a restart (apps without a policy now
-    /// keep their history only).
-    pub fn restore(
-        &mut self,
-        cooldowns: &BTreeMap<String, (Option<Time>, Option<Time>)>,
-        records: Vec<Record>,
-    ) {
-        for (key, (out_until, in_until)) in cooldowns {
-            if let Some(m) = self.apps.get_mut(key) {
-                (m.state.out_until, m.state.in_until) = (*out_until, *in_until);
-            }
-        }
-        for r in records {
-            self.history.push(r);
-        }
     }
 
     /// The history.

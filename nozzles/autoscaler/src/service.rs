@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actuator::Actuator;
+use crate::alert::Transition;
 use crate::engine::Time;
 use crate::fleet::{Effect, Fleet, Settings};
 use crate::history::Record;
@@ -289,10 +290,26 @@ impl Autoscaler {
             tracing::error!(error = %e, "autoscaler: a history record could not be stored");
         }
         if scaled {
-            let cooldowns = self.fleet().cooldowns();
-            if let Err(e) = store.save_cooldowns(&cooldowns) {
+            let (cooldowns, alerts) = {
+                let fleet = self.fleet();
+                (fleet.cooldowns(), fleet.firing_alerts())
+            };
+            if let Err(e) = store.save_state(&cooldowns, &alerts) {
                 tracing::error!(error = %e, "autoscaler: cooldowns could not be stored");
             }
+        }
+    }
+
+    /// Keeps the firing alerts (and cooldowns) on disk after an alert fired or resolved.
+    fn keep_alerts(&self) {
+        let Some(store) = &self.durable else { return };
+        let (cooldowns, alerts) = {
+            let fleet = self.fleet();
+            (fleet.cooldowns(), fleet.firing_alerts())
+        };
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = store.save_state(&cooldowns, &alerts) {
+            tracing::error!(error = %e, "autoscaler: firing alerts could not be stored");
         }
     }
 }
@@ -339,9 +356,11 @@ pub async fn run(
             tracing::info!(
                 records = restored.records.len(),
                 apps = restored.cooldowns.len(),
-                "autoscaler: history and cooldowns restored"
+                firing = restored.alerts.values().map(Vec::len).sum::<usize>(),
+                "autoscaler: history, cooldowns and firing alerts restored"
             );
             fleet.restore(&restored.cooldowns, restored.records);
+            fleet.restore_alerts(&restored.alerts, unix_now());
             Some(Mutex::new(store))
         }
         None => None,
@@ -503,6 +522,9 @@ async fn ticks(
                     });
                 }
                 Effect::Alert(change) => {
+                    if matches!(change.transition, Transition::Firing | Transition::Resolved) {
+                        scaler.keep_alerts();
+                    }
                     scaler.emit_alert(&change);
                     scaler.notifier.send(change);
                 }

@@ -1,6 +1,7 @@
-//! The autoscaler keeps its history and cooldowns across a restart (`--data-dir`), as CF
-//! keeps them in its database: after a restart `history` still lists the decision, and
-//! the app is still in the cooldown that decision started, and takes no decision in it:
+//! The autoscaler keeps its history, cooldowns and firing alerts across a restart
+//! (`--data-dir`), as CF keeps them in its database: after a restart `history` still lists
+//! the decision, the alert still fires from when it started, and the app is still in the
+//! cooldown that decision started, and takes no decision in it:
 //! replaying the whole stretch from storage agrees.
 
 use std::time::Duration;
@@ -69,6 +70,9 @@ async fn history_and_cooldowns_survive_a_restart() {
     })
     .await;
     let before = history(api).await;
+    let explain = |api: std::net::SocketAddr| get(format!("http://{api}/v1/apps/{GUID}/explain"));
+    let alert_before = explain(api).await["rules"][0]["alert"].clone();
+    assert_eq!(alert_before["state"], "firing", "{alert_before}");
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -82,7 +86,11 @@ async fn history_and_cooldowns_survive_a_restart() {
         after["resources"], before["resources"],
         "the history came back"
     );
-    let explain = get(format!("http://{api}/v1/apps/{GUID}/explain")).await;
+    let explain = explain(api).await;
+    assert_eq!(
+        explain["rules"][0]["alert"], alert_before,
+        "the firing alert came back, with its start"
+    );
     let remaining = explain["cooldown"]["scale_out_remaining_secs"]
         .as_i64()
         .unwrap_or(0);

@@ -6,7 +6,7 @@ use crate::alert::Transition;
 use crate::engine::Time;
 
 /// The change of rule `i`'s alert of app `key`, with the rule's text and latest value.
-fn change(
+pub(super) fn change(
     key: &str,
     m: &Managed,
     i: usize,
@@ -42,6 +42,11 @@ pub(super) fn alerts(key: &str, m: &mut Managed, now: Time, effects: &mut Vec<Ef
     for i in 0..m.policy.rules.len() {
         let rule = &m.policy.rules[i];
         let value = m.latest.get(&rule.metric).copied().flatten();
+        // Just after a restart the app's data is still arriving: no data then is no
+        // reason to resolve an alert that was firing.
+        if value.is_none() && now < m.alerts_held_until {
+            continue;
+        }
         let condition = value.is_some_and(|v| rule.operator.holds(v, rule.threshold));
         let alert = &mut m.alerts[i];
         let before = alert.state;

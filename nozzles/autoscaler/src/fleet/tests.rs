@@ -297,3 +297,52 @@ fn an_edited_policy_keeps_cooldowns_and_resolves_the_changed_rules_alert() {
     let x = serde_json::to_value(fleet.explain("web", 20).unwrap()).unwrap();
     assert!(x.is_object());
 }
+
+/// A firing alert kept across a restart keeps firing from when it started (announced
+/// again, then resolving as usual); one whose rule changed meanwhile resolves at once.
+#[test]
+fn firing_alerts_survive_a_restart() {
+    let mut fleet = Fleet::new(settings());
+    fleet.set_policies([policy(BURN)]);
+    fleet.set_instances("guid-web", "web", 1);
+    run(&mut fleet, 0..=8, |_| 90.0, 1);
+    let kept = fleet.firing_alerts();
+    assert_eq!(kept["web"].len(), 1, "{kept:?}");
+
+    let mut restarted = Fleet::new(settings());
+    restarted.set_policies([policy(BURN)]);
+    restarted.set_instances("guid-web", "web", 2);
+    restarted.restore_alerts(&kept, 30);
+    let effects = run(&mut restarted, 30..=31, |_| 50.0, 1);
+    let firing: Vec<(Time, Time, Transition)> = effects
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Effect::Alert(a) => Some((*t, a.since, a.transition)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        firing,
+        [(30, 5, Transition::Firing), (30, 5, Transition::Resolved)],
+        "announced again with its start, then resolved by the first evaluation"
+    );
+
+    // No data yet after the restart: held firing for one stat window, then resolved.
+    let mut quiet = Fleet::new(settings());
+    quiet.set_policies([policy(BURN)]);
+    quiet.restore_alerts(&kept, 30);
+    let mut ticks = Vec::new();
+    for t in 30..=33 {
+        ticks.extend(quiet.tick(t).into_iter().map(|e| (t, e)));
+    }
+    assert_eq!(
+        alert_effects(&ticks),
+        [(30, 0, Transition::Firing), (32, 0, Transition::Resolved)]
+    );
+
+    let mut edited = Fleet::new(settings());
+    edited.set_policies([policy(&BURN.replace("threshold: 70", "threshold: 60"))]);
+    edited.restore_alerts(&kept, 30);
+    let effects = run(&mut edited, 30..=30, |_| 10.0, 1);
+    assert_eq!(alert_effects(&effects)[0], (30, 0, Transition::Resolved));
+}

@@ -1,7 +1,8 @@
 //! What the autoscaler keeps across restarts under `--data-dir`, as CF keeps it in its
 //! database: the scaling history (`history.jsonl`, one record per line, each synced
-//! before the next decision is taken) and each app's cooldowns (`state.json`, replaced
-//! atomically after every scale). At start the history is read back within its 240 h
+//! before the next decision is taken), each app's cooldowns and its firing alerts
+//! (`state.json`, replaced atomically after every scale and every alert that fires or
+//! resolves). At start the history is read back within its 240 h
 //! retention (damaged lines are skipped and counted, and the file is rewritten without
 //! them or what has expired).
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Time;
+use crate::fleet::KeptAlert;
 use crate::history::{RETENTION_SECS, Record};
 
 /// The history file.
@@ -24,10 +26,17 @@ const SCHEMA_VERSION: u32 = 1;
 /// Cooldowns by policy app: (scale-out blocked until, scale-in blocked until), UNIX s.
 pub(super) type Cooldowns = BTreeMap<String, (Option<Time>, Option<Time>)>;
 
+/// Firing alerts by policy app.
+pub(super) type Alerts = BTreeMap<String, Vec<KeptAlert>>;
+
+/// What `state.json` holds (alerts were added within schema 1: a file without them reads
+/// as none firing).
 #[derive(Debug, Serialize, Deserialize)]
 struct State {
     schema_version: u32,
     cooldowns: Cooldowns,
+    #[serde(default)]
+    alerts: Alerts,
 }
 
 /// The open store.
@@ -42,6 +51,7 @@ pub(super) struct Store {
 pub(super) struct Restored {
     pub(super) records: Vec<Record>,
     pub(super) cooldowns: Cooldowns,
+    pub(super) alerts: Alerts,
     /// History lines that could not be read.
     pub(super) damaged: usize,
 }
@@ -97,7 +107,10 @@ impl Store {
         let state = dir.join(STATE);
         match std::fs::read_to_string(&state) {
             Ok(text) => match serde_json::from_str::<State>(&text) {
-                Ok(s) if s.schema_version == SCHEMA_VERSION => restored.cooldowns = s.cooldowns,
+                Ok(s) if s.schema_version == SCHEMA_VERSION => {
+                    restored.cooldowns = s.cooldowns;
+                    restored.alerts = s.alerts;
+                }
                 _ => {
                     tracing::warn!(file = %state.display(), "autoscaler: cooldown state unreadable; starting without it")
                 }
@@ -126,11 +139,12 @@ impl Store {
         self.history.sync_data()
     }
 
-    /// Replaces the cooldown state.
-    pub(super) fn save_cooldowns(&self, cooldowns: &Cooldowns) -> std::io::Result<()> {
+    /// Replaces the cooldowns and firing alerts.
+    pub(super) fn save_state(&self, cooldowns: &Cooldowns, alerts: &Alerts) -> std::io::Result<()> {
         let state = State {
             schema_version: SCHEMA_VERSION,
             cooldowns: cooldowns.clone(),
+            alerts: alerts.clone(),
         };
         replace(
             &self.dir.join(STATE),
@@ -164,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn history_and_cooldowns_come_back_and_damage_is_skipped() {
+    fn history_cooldowns_and_alerts_come_back_and_damage_is_skipped() {
         let dir = std::env::temp_dir().join(format!("hydrant-durable-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let now = 1_800_000_000;
@@ -174,11 +188,22 @@ mod tests {
             .append(&record("web", now - RETENTION_SECS - 10))
             .unwrap();
         store.append(&record("web", now - 60)).unwrap();
+        let firing = KeptAlert {
+            rule: 0,
+            summary: "cpu > 70 for 60 seconds".into(),
+            metric: "cpu".into(),
+            adjustment: "+1".into(),
+            target: "guid-1".into(),
+            state: crate::alert::State::Firing {
+                since: now - 100,
+                keep_firing_since: None,
+            },
+        };
         store
-            .save_cooldowns(&BTreeMap::from([(
-                "web".to_owned(),
-                (Some(now + 30), None),
-            )]))
+            .save_state(
+                &BTreeMap::from([("web".to_owned(), (Some(now + 30), None))]),
+                &BTreeMap::from([("web".to_owned(), vec![firing.clone()])]),
+            )
             .unwrap();
         drop(store);
         // A torn last line, as a crash mid-write leaves it.
@@ -196,6 +221,7 @@ mod tests {
         );
         assert_eq!(restored.damaged, 1);
         assert_eq!(restored.cooldowns["web"], (Some(now + 30), None));
+        assert_eq!(restored.alerts["web"], [firing]);
         store.append(&record("api", now)).unwrap();
         drop(store);
         let (_, restored) = Store::open(&dir, now).unwrap();
@@ -206,5 +232,19 @@ mod tests {
         );
         assert_eq!(restored.damaged, 0);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod schema {
+    use super::*;
+
+    /// A state file written before alerts were kept still reads (none firing).
+    #[test]
+    fn a_state_file_without_alerts_reads() {
+        let s: State =
+            serde_json::from_str(r#"{"schema_version":1,"cooldowns":{"web":[100,null]}}"#).unwrap();
+        assert_eq!(s.cooldowns["web"], (Some(100), None));
+        assert!(s.alerts.is_empty());
     }
 }

@@ -10,8 +10,8 @@
 //! nothing else.
 //!
 //! Every HTTP client in Hydrant comes from [`client`]: it carries its own rustls
-//! configuration (ring; the given CA only, or the system's roots without one), so no
-//! process-wide crypto provider is needed. A tidy test keeps other constructors out.
+//! configuration (ring; the given CA only, or the system's roots without one, read at the
+//! first https handshake), so no process-wide crypto provider is needed. A tidy test keeps other constructors out.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,6 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+mod system;
 
 /// Time a new HTTPS connection has to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,17 +167,11 @@ impl ClientTls {
             .map_err(config_error)?;
         let builder = match &self.ca {
             Some(pem) => builder.with_root_certificates(roots(pem, "the CA")?),
-            None => {
-                use rustls_platform_verifier::BuilderVerifierExt as _;
-                match builder.clone().with_platform_verifier() {
-                    Ok(builder) => builder,
-                    Err(e) => {
-                        // Only `https://` requests suffer, each with its own error.
-                        tracing::warn!(error = %e, "no system TLS roots; https:// requests will fail");
-                        builder.with_root_certificates(rustls::RootCertStore::empty())
-                    }
-                }
-            }
+            // The system's roots, loaded at the first https:// handshake: a process that
+            // only speaks plain http (most CLI calls) does not pay for reading them.
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(system::LazyVerifier::new(provider()))),
         };
         let mut config = match &self.identity {
             Some((cert, key)) => builder

@@ -314,7 +314,10 @@ impl Client {
                 let exit = crashed
                     .detail
                     .as_ref()
-                    .map(|d| format!(" ({} crashes in a row)", d.crash_count))
+                    .map(|d| match &d.last_crash {
+                        Some(c) => format!(" ({}; {} crashes in a row)", c.reason, d.crash_count),
+                        None => format!(" ({} crashes in a row)", d.crash_count),
+                    })
                     .unwrap_or_default();
                 return Err(Error::Crashed {
                     name: name.to_owned(),
@@ -451,6 +454,14 @@ impl Client {
             ]);
         }
         out.push_str(&columns(&rows));
+        for s in &stats {
+            if let Some(c) = s.detail.as_ref().and_then(|d| d.last_crash.as_ref()) {
+                out.push_str(&format!(
+                    "#{} last crash: {} at {}\n",
+                    s.index, c.reason, c.at
+                ));
+            }
+        }
         Ok(out)
     }
 }

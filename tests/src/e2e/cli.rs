@@ -312,8 +312,16 @@ async fn push_apps_scale_delete_through_the_cli() {
     let (code, _, err) = run(&["push", "crashy", "--", "sh", "-c", "exit 3"]).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("app 'crashy' did not start: instance 0 crashed"),
+        err.contains("app 'crashy' did not start: instance 0 crashed")
+            && err.contains("APP/PROC/WEB: Exited with status 3"),
         "{err}"
+    );
+    // `hydrant app` shows the last crash's reason, as `cf app` shows an instance's details.
+    let (code, out, err) = run(&["app", "crashy"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("#0 last crash: APP/PROC/WEB: Exited with status 3 at 20"),
+        "{out}"
     );
     assert_eq!(run(&["delete", "spin"]).await.0, Some(0));
     assert_eq!(run(&["delete", "crashy"]).await.0, Some(0));

@@ -255,6 +255,11 @@ async fn stats(
                     port: slot.process.as_ref().map(|p| p.port),
                     pid: i.pid,
                     crash_count: i.crash_count,
+                    last_crash: i.last_crash.as_ref().map(|c| contract::LastCrash {
+                        reason: c.reason.clone(),
+                        exit_status: c.exit_status,
+                        at: rfc3339(c.at),
+                    }),
                     restart_in_seconds: if i.state == InstanceState::Crashed {
                         restart_in
                     } else {

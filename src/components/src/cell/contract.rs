@@ -233,12 +233,26 @@ pub struct InstanceDetail {
     pub crash_count: u32,
     /// When crashed: seconds to its restart.
     pub restart_in_seconds: Option<f64>,
+    /// Its last crash, if it has crashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_crash: Option<LastCrash>,
     /// Memory quota, bytes.
     pub mem_quota: u64,
     /// Disk quota, bytes.
     pub disk_quota: u64,
     /// Its last measurement.
     pub usage: Usage,
+}
+
+/// Why and when an instance last crashed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastCrash {
+    /// As Cloud Foundry words it: `APP/PROC/WEB: Exited with status 1`.
+    pub reason: String,
+    /// Exit status (128 + signal number when killed by a signal).
+    pub exit_status: Option<i32>,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// An instance's last measurement.
@@ -340,6 +354,7 @@ mod tests {
                 pid: None,
                 crash_count: 0,
                 restart_in_seconds: None,
+                last_crash: None,
                 mem_quota: 1,
                 disk_quota: 2,
                 usage: Usage {

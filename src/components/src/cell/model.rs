@@ -81,6 +81,19 @@ pub struct Instance {
     pub restart_at: Option<Instant>,
     /// A stop was requested and is in progress.
     pub stopping: bool,
+    /// The slot's last crash, kept across its restarts.
+    pub last_crash: Option<Crash>,
+}
+
+/// Why and when an instance last crashed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Crash {
+    /// As Cloud Foundry describes it, e.g. `APP/PROC/WEB: Exited with status 1`.
+    pub reason: String,
+    /// Exit status (128 + signal for a signal).
+    pub exit_status: Option<i32>,
+    /// When.
+    pub at: std::time::SystemTime,
 }
 
 impl Instance {
@@ -187,6 +200,7 @@ mod tests {
             crash_count: 0,
             restart_at: None,
             stopping: false,
+            last_crash: None,
         }
     }
 

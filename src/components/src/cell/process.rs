@@ -99,7 +99,9 @@ pub(crate) fn start(cell: &Arc<Cell>, app: &mut App, index: u32, now: Instant) {
         format!("Cell {cell_id} creating container for instance {instance_guid}"),
         false,
     ));
-    let crash_count = app.slots.get(&index).map_or(0, |s| s.instance.crash_count);
+    let (crash_count, last_crash) = app.slots.get(&index).map_or((0, None), |s| {
+        (s.instance.crash_count, s.instance.last_crash.clone())
+    });
     let mut instance = Instance {
         index,
         instance_guid: instance_guid.clone(),
@@ -109,6 +111,7 @@ pub(crate) fn start(cell: &Arc<Cell>, app: &mut App, index: u32, now: Instant) {
         crash_count,
         restart_at: None,
         stopping: false,
+        last_crash,
     };
     let dir = cell.config.data_dir.join(&app.guid).join(index.to_string());
     match spawn(cell, app, index, &instance_guid, &dir) {
@@ -499,6 +502,11 @@ fn crashed(
     cell.stats.crashes.inc();
     let tags = Cell::tags(&app.guid, &app.spec.name, index, &i.instance_guid);
     let exit_description = format!("APP/PROC/WEB: {description}");
+    i.last_crash = Some(super::model::Crash {
+        reason: exit_description.clone(),
+        exit_status: code,
+        at: std::time::SystemTime::now(),
+    });
     let crash_ts = hydrant_proto::envelope::now_nanos();
     cell.send(&tags.api_log("Process has crashed with type: \"web\""));
     let payload = serde_json::json!({

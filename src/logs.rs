@@ -16,6 +16,10 @@ use chrono::{DateTime, Local};
 use hydrant_proto::v2::{Envelope, envelope::Message};
 use serde_json::Value;
 
+mod decode;
+
+pub use decode::from_json;
+
 /// The cf CLI's `RecentLogsLines`.
 pub const RECENT_LIMIT: usize = 1000;
 
@@ -156,51 +160,6 @@ where
         .collect()
 }
 
-/// Decodes a protojson envelope (as the read API and `/v2/read` write them).
-pub fn from_json(v: &Value) -> Option<Envelope> {
-    let num = |v: &Value| {
-        v.as_str()
-            .and_then(|s| s.parse::<i64>().ok())
-            .or_else(|| v.as_i64())
-    };
-    let mut env = Envelope {
-        timestamp: num(&v["timestamp"]).unwrap_or(0),
-        source_id: v["source_id"]
-            .as_str()
-            .or_else(|| v["sourceId"].as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        instance_id: v["instance_id"]
-            .as_str()
-            .or_else(|| v["instanceId"].as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        ..Envelope::default()
-    };
-    if let Some(tags) = v["tags"].as_object() {
-        env.tags = tags
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect();
-    }
-    if let Some(log) = v.get("log") {
-        use base64::Engine as _;
-        let payload = base64::engine::general_purpose::STANDARD
-            .decode(log["payload"].as_str().unwrap_or(""))
-            .ok()?;
-        let ty = if log["type"] == "ERR" || log["type"] == 1 {
-            1
-        } else {
-            0
-        };
-        env.message = Some(Message::Log(hydrant_proto::v2::Log {
-            payload: payload.into(),
-            r#type: ty,
-        }));
-    }
-    Some(env)
-}
-
 /// A log cache client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -250,16 +209,12 @@ impl Client {
         );
         let resp = self.get(&q).send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        if status == 200 {
+            return Ok(Some(decode::batch(&bytes)));
+        }
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         match status {
-            200 => Ok(Some(
-                body["envelopes"]["batch"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(from_json)
-                    .collect(),
-            )),
             429 => Ok(None),
             // Log Cache answers 404 to an unknown source, to a source the token may not
             // read, and to a token it does not accept. The last is told apart by the meta

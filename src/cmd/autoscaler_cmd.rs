@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use hydrant::apps;
 use hydrant_autoscaler::actuator::{self, Actuator};
-use hydrant_autoscaler::api::contract::{ErrorBody, Explanation, HistoryPage};
+use hydrant_autoscaler::api::contract::{ErrorBody, Explanation, HistoryPage, Overview};
 use hydrant_autoscaler::fleet::Settings;
 use hydrant_autoscaler::notify::Receivers;
 use hydrant_autoscaler::{replay, service};
@@ -19,7 +19,7 @@ use hydrant_runtime::shutdown;
 
 mod render;
 
-use render::{explain_text, history_table, replay_report};
+use render::{explain_text, history_table, replay_report, status_table};
 
 use super::{ClientToken, ComponentArgs, bind, parse_duration};
 use hydrant_runtime::https;
@@ -94,6 +94,19 @@ enum AutoscalerCommand {
         #[arg(long)]
         instances: Option<u32>,
         /// One JSON record per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        token: ClientToken,
+    },
+    /// Every app with a policy in one table, as `kubectl get hpa` shows autoscalers: each
+    /// rule's metric value against its threshold, the limits, the instances and the last
+    /// decision.
+    Status {
+        /// Autoscaler API URL.
+        #[arg(long, env = "HYDRANT_AUTOSCALER", default_value = DEFAULT_AUTOSCALER)]
+        autoscaler: String,
+        /// Print the API's JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -402,6 +415,24 @@ pub(crate) async fn autoscaler(a: AutoscalerArgs) -> anyhow::Result<()> {
                 println!("No scaling history for app {app}.");
             } else {
                 print!("{}", history_table(&page.resources));
+            }
+            Ok(())
+        }
+        Some(AutoscalerCommand::Status {
+            autoscaler,
+            json,
+            token,
+        }) => {
+            let overview: Overview = get(&autoscaler, "/v1/overview", &token).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&overview)?);
+            } else if overview.resources.is_empty() {
+                println!("No app has a policy.");
+            } else {
+                print!(
+                    "{}",
+                    status_table(&overview, chrono::Utc::now().timestamp())
+                );
             }
             Ok(())
         }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 pub mod contract;
 
-use contract::{AppList, AppSummary, ErrorBody, Explanation, HistoryPage};
+use contract::{AppList, AppSummary, ErrorBody, Explanation, HistoryPage, Overview};
 
 use crate::history::Query;
 use crate::service::{Autoscaler, unix_now};
@@ -134,6 +134,20 @@ async fn explain(
         })
 }
 
+async fn overview(State(s): Shared) -> axum::Json<Overview> {
+    let now = unix_now();
+    let fleet = s.fleet();
+    let resources: Vec<Explanation> = fleet
+        .apps()
+        .keys()
+        .filter_map(|key| fleet.explain(key, now))
+        .collect();
+    axum::Json(Overview {
+        total_results: resources.len(),
+        resources,
+    })
+}
+
 async fn apps(State(s): Shared) -> axum::Json<AppList> {
     let fleet = s.fleet();
     let resources: Vec<AppSummary> = fleet
@@ -171,6 +185,7 @@ pub fn router(scaler: Arc<Autoscaler>) -> Router {
         .route("/v1/apps", get(apps))
         .route("/v1/apps/{app}/scaling_histories", get(histories))
         .route("/v1/apps/{app}/explain", get(explain))
+        .route("/v1/overview", get(overview))
         .with_state(scaler)
         .merge(hydrant_runtime::admin::router(observe))
         .fallback(not_found);

@@ -1,7 +1,7 @@
 //! How `hydrant autoscaler` renders what it reads for a terminal: the history table, the
 //! live explanation and a replay's report.
 
-use hydrant_autoscaler::api::contract::{AlertState, Explanation};
+use hydrant_autoscaler::api::contract::{AlertState, Explanation, Overview};
 use hydrant_autoscaler::history::{Record, Status};
 use hydrant_autoscaler::replay;
 
@@ -171,4 +171,87 @@ pub(super) fn explain_text(x: &Explanation) -> String {
         out.push_str(&history_table(std::slice::from_ref(last)));
     }
     out
+}
+
+/// `hydrant autoscaler status`: one row per app, as `kubectl get hpa` lays it out.
+pub(super) fn status_table(o: &Overview, now: i64) -> String {
+    let mut rows = vec![[
+        "APP".to_owned(),
+        "TARGETS".into(),
+        "MIN".into(),
+        "MAX".into(),
+        "INSTANCES".into(),
+        "LAST DECISION".into(),
+    ]];
+    let num = |v: f64| {
+        if v.fract() == 0.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    for x in &o.resources {
+        let mut targets: Vec<String> = x
+            .rules
+            .iter()
+            .map(|r| {
+                let value = r.value.map_or_else(|| "<unknown>".to_owned(), num);
+                format!("{} {value}/{}{}", r.metric, r.operator, num(r.threshold))
+            })
+            .collect();
+        if let Some(t) = &x.target {
+            let value = t.value.map_or_else(|| "<unknown>".to_owned(), num);
+            targets.push(format!("target {value} (wants {})", t.stabilized));
+        }
+        let last = x.last_decision.as_ref().map_or_else(
+            || "-".to_owned(),
+            |r| {
+                let ago = (now - r.timestamp / 1_000_000_000).max(0);
+                let what = match r.status {
+                    Status::Succeeded => format!("{}->{}", r.old_instances, r.new_instances),
+                    Status::Failed => format!("{}->{} failed", r.old_instances, r.new_instances),
+                    Status::Ignored if r.message.is_empty() => "ignored".to_owned(),
+                    Status::Ignored => format!("ignored ({})", r.message),
+                };
+                format!("{what} {} ago", age(ago))
+            },
+        );
+        rows.push([
+            x.app.clone(),
+            if targets.is_empty() {
+                "-".into()
+            } else {
+                targets.join(", ")
+            },
+            x.limits.min.to_string(),
+            x.limits.max.to_string(),
+            x.instances
+                .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            last,
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Seconds as kubectl prints ages: `42s`, `5m`, `3h`, `2d`.
+fn age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7_200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3_600),
+        s => format!("{}d", s / 86_400),
+    }
 }

@@ -234,6 +234,29 @@ async fn burning_cpu_scales_out_in_steps_then_back_in() {
         explained.contains("rule 0: cpu > 25 for 5 seconds (+1)"),
         "{explained}"
     );
+    // The overview, one row per app as `kubectl get hpa`.
+    let status = run_cli(&["autoscaler", "status", "--autoscaler", &base]);
+    assert!(status.starts_with("APP "), "{status}");
+    let row = status
+        .lines()
+        .find(|l| l.starts_with("burner "))
+        .unwrap_or_else(|| panic!("{status}"));
+    let cells: Vec<&str> = row
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cells.len(), 6, "{status}");
+    assert!(
+        cells[1].contains("/>25") && cells[1].contains("/<10"),
+        "{status}"
+    );
+    assert_eq!(&cells[2..5], ["1", "3", "1"], "{status}");
+    // The last decision: the scale-in to 1, or the rule held at the minimum after it.
+    assert!(
+        cells[5].starts_with("2->1 ") || cells[5].starts_with("ignored (limited by min"),
+        "{status}"
+    );
 
     // Decisions and alerts are in the app's logs.
     let logs = || {

@@ -54,6 +54,16 @@ pub struct AppSummary {
     pub schedules: bool,
 }
 
+/// `GET /v1/overview`: every managed app's live state (what `kubectl get hpa` shows for
+/// each: metric values against their thresholds, limits, instances, the last decision).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    /// Apps.
+    pub total_results: usize,
+    /// Each app's explanation, by app.
+    pub resources: Vec<Explanation>,
+}
+
 /// `GET /v1/apps/{app}/explain`: the live state of an app's policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
@@ -134,6 +144,12 @@ pub struct RuleState {
     pub adjustment: String,
     /// Its metric.
     pub metric: String,
+    /// The comparison, e.g. `>`.
+    #[serde(default)]
+    pub operator: String,
+    /// The threshold.
+    #[serde(default)]
+    pub threshold: f64,
     /// The latest aggregate.
     pub value: Option<f64>,
     /// How long the latest run of breaching aggregates has lasted.

@@ -81,6 +81,8 @@ impl Fleet {
                     text: rule_text(rule),
                     adjustment: adjustment_text(rule),
                     metric: rule.metric.name().to_owned(),
+                    operator: rule.operator.as_str().to_owned(),
+                    threshold: rule.threshold,
                     value: m.latest.get(&rule.metric).copied().flatten(),
                     breaching_for_secs: first.map(|t| now - t),
                     breach_duration_secs: rule.breach_duration.as_secs(),

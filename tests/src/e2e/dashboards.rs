@@ -1,7 +1,11 @@
 //! The Grafana dashboards against Grafana's dashboard model and the declared metric names:
-//! schemaVersion, unique ids, grid positions, the provisioned data source's uid on every
-//! panel and query, variable definitions, and every expression parsing as PromQL over names
-//! Hydrant declares. `up.rs` runs the same queries against a live system.
+//! schemaVersion, unique ids, grid positions, the data source on every panel and query,
+//! variable definitions, and every expression parsing as PromQL over names Hydrant
+//! declares. They must work both ways Grafana takes them: imported through its UI (the
+//! `__inputs` data source picker; the importer writes the chosen uid over `${DS_HYDRANT}`)
+//! and provisioned by `hydrant up` (no import: `${DS_HYDRANT}` is then the data source
+//! variable, whose default is the provisioned default data source). `up.rs` runs the same
+//! queries against a live system.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -14,6 +18,14 @@ pub(crate) const SCHEMA_VERSION: u64 = 41;
 
 /// Value substituted for each template variable when a query runs.
 pub(crate) const APP: &str = "demo";
+
+/// What `$guid` (the Apps dashboard's app guid) becomes in [`queries`]; `up.rs` puts the
+/// demo app's guid in its place.
+pub(crate) const GUID: &str = "00000000-0000-4000-8000-0000000000a9";
+
+/// The data source every panel, query, annotation and variable names: the dashboard's
+/// one import input, and the name of its data source variable.
+const DS: &str = "${DS_HYDRANT}";
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards")
@@ -57,7 +69,7 @@ pub(crate) fn queries(d: &Value) -> Vec<(String, String)> {
 }
 
 fn substitute(expr: &str) -> String {
-    expr.replace("$app", APP)
+    expr.replace("$app", APP).replace("$guid", GUID)
 }
 
 fn panels(d: &Value) -> Vec<&Value> {
@@ -78,8 +90,8 @@ fn annotations(d: &Value) -> Vec<&Value> {
         .collect()
 }
 
-/// The uid of the provisioned Prometheus data source.
-fn provisioned_uid() -> String {
+/// Checks the provisioned Prometheus data source.
+fn check_provisioned_data_source() {
     let text = std::fs::read_to_string(dir().join("provisioning/datasources/hydrant.yaml"))
         .expect("datasource provisioning file");
     let root = marked_yaml::parse_yaml(0, &text).expect("provisioning YAML");
@@ -119,7 +131,67 @@ fn provisioned_uid() -> String {
         .and_then(|j| j.get_scalar("tlsCACert"))
         .map(|s| s.as_str().to_owned());
     assert_eq!(ca.as_deref(), Some("${HYDRANT_TLS_CA_PEM}"));
-    ds.get_scalar("uid").expect("uid").as_str().to_owned()
+    // Provisioned dashboards find it as the data source variable's default.
+    assert_eq!(ds.get_scalar("isDefault").map(|s| s.as_str()), Some("true"));
+    assert!(ds.get_scalar("uid").is_some(), "a stable uid");
+}
+
+/// Every `datasource.uid` in a dashboard (panels, queries, annotations, variables).
+fn datasource_uids(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(uid) = m.get("datasource").and_then(|d| d["uid"].as_str()) {
+                out.push(uid.to_owned());
+            }
+            m.values().for_each(|x| datasource_uids(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| datasource_uids(x, out)),
+        _ => {}
+    }
+}
+
+/// The dashboard's import inputs and data source variable; then an import as Grafana's
+/// UI does it (the chosen uid written over `${DS_HYDRANT}`) leaves every query on the
+/// chosen data source.
+fn check_data_source_input(file: &str, d: &Value, text: &str) {
+    let inputs = d["__inputs"].as_array().expect("__inputs");
+    assert_eq!(inputs.len(), 1, "{file}: one input");
+    let i = &inputs[0];
+    assert_eq!(
+        (&i["name"], &i["type"], &i["pluginId"]),
+        (
+            &Value::from("DS_HYDRANT"),
+            &Value::from("datasource"),
+            &Value::from("prometheus")
+        ),
+        "{file}: __inputs"
+    );
+    let var = &d["templating"]["list"][0];
+    assert_eq!(
+        (&var["name"], &var["type"], &var["query"]),
+        (
+            &Value::from("DS_HYDRANT"),
+            &Value::from("datasource"),
+            &Value::from("prometheus")
+        ),
+        "{file}: the first variable picks the data source"
+    );
+    let mut uids = Vec::new();
+    datasource_uids(d, &mut uids);
+    let builtin = "-- Grafana --";
+    assert!(
+        uids.iter().all(|u| u == DS || u == builtin),
+        "{file}: every data source is {DS}: {uids:?}"
+    );
+    let imported: Value =
+        serde_json::from_str(&text.replace(DS, "picked-at-import")).expect("imported JSON");
+    let mut uids = Vec::new();
+    datasource_uids(&imported, &mut uids);
+    let picked = uids.iter().filter(|u| *u == "picked-at-import").count();
+    assert!(
+        picked > 0 && uids.iter().all(|u| u == "picked-at-import" || u == builtin),
+        "{file}: after import every query uses the chosen data source: {uids:?}"
+    );
 }
 
 fn metric_names(e: &Expr, out: &mut BTreeSet<String>) {
@@ -146,11 +218,13 @@ fn metric_names(e: &Expr, out: &mut BTreeSet<String>) {
 
 #[test]
 fn dashboards_follow_grafanas_model_and_use_declared_names() {
-    let uid = provisioned_uid();
+    check_provisioned_data_source();
     let declared: HashSet<&str> = hydrant::telemetry::dashboard_names().into_iter().collect();
     let mut dashboard_uids = HashSet::new();
     for (file, d) in dashboards() {
         let at = |what: &str| format!("{file}: {what}");
+        let text = std::fs::read_to_string(dir().join(&file)).expect("read dashboard");
+        check_data_source_input(&file, &d, &text);
         assert_eq!(
             d["schemaVersion"].as_u64(),
             Some(SCHEMA_VERSION),
@@ -197,7 +271,7 @@ fn dashboards_follow_grafanas_model_and_use_declared_names() {
             );
             assert_eq!(
                 p["datasource"]["uid"],
-                uid.as_str(),
+                DS,
                 "{}",
                 at(&format!("panel {id} datasource"))
             );
@@ -216,7 +290,7 @@ fn dashboards_follow_grafanas_model_and_use_declared_names() {
                 );
                 assert_eq!(
                     t["datasource"]["uid"],
-                    uid.as_str(),
+                    DS,
                     "{}",
                     at(&format!("panel {id} query datasource"))
                 );
@@ -225,7 +299,7 @@ fn dashboards_follow_grafanas_model_and_use_declared_names() {
         for a in annotations(&d) {
             assert_eq!(
                 a["datasource"]["uid"],
-                uid.as_str(),
+                DS,
                 "{}",
                 at("annotation datasource")
             );
@@ -239,6 +313,10 @@ fn dashboards_follow_grafanas_model_and_use_declared_names() {
         let mut variables = HashSet::new();
         for v in d["templating"]["list"].as_array().expect("templating.list") {
             let name = v["name"].as_str().expect("variable name");
+            if v["type"] == "datasource" {
+                variables.insert(name.to_owned());
+                continue;
+            }
             assert!(
                 name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty(),
                 "{}",
@@ -246,12 +324,7 @@ fn dashboards_follow_grafanas_model_and_use_declared_names() {
             );
             variables.insert(name.to_owned());
             assert_eq!(v["type"], "query", "{}", at("variable type"));
-            assert_eq!(
-                v["datasource"]["uid"],
-                uid.as_str(),
-                "{}",
-                at("variable datasource")
-            );
+            assert_eq!(v["datasource"]["uid"], DS, "{}", at("variable datasource"));
             assert!(
                 matches!(v["refresh"].as_u64(), Some(1 | 2)),
                 "{}",
@@ -273,7 +346,19 @@ fn dashboards_follow_grafanas_model_and_use_declared_names() {
                         at("variable query is not label_values(metric, label)")
                     )
                 });
-            let (metric, label) = inner.split_once(',').expect("label_values(metric, label)");
+            let (series, label) = inner.rsplit_once(',').expect("label_values(metric, label)");
+            // `metric` or `metric{label="$var"}`: variables used there are defined above.
+            let metric = series.split('{').next().unwrap_or_default();
+            for word in series.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
+            {
+                if let Some(var) = word.strip_prefix('$') {
+                    assert!(
+                        variables.contains(var) && var != name,
+                        "{}",
+                        at(&format!("variable {name}: ${var} not defined before it"))
+                    );
+                }
+            }
             assert!(
                 declared.contains(metric.trim()),
                 "{}",

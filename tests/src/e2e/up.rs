@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
-use super::dashboards::{APP, dashboards, queries};
+use super::dashboards::{APP, GUID, dashboards, queries};
 
 /// Self-metrics and container metrics every second, so the test sees several samples soon.
 const FAST: &str = "1s";
@@ -372,6 +372,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     let range = format!("https://{}/api/v1/query_range", ports.storage);
     for (file, d) in dashboards() {
         for (place, expr) in queries(&d) {
+            let expr = expr.replace(GUID, &guid);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             loop {
                 let end = chrono::Utc::now().timestamp();
@@ -423,6 +424,20 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
         values["data"].as_array().unwrap().iter().any(|v| v == APP),
         "{values}"
     );
+    // Its guid variable lists the demo's guid for that name.
+    let values = get_json(
+        &client,
+        &format!(
+            "https://{}/api/v1/label/source_id/values?match[]={}&start={}&end={end}",
+            ports.storage,
+            form_urlencoded::byte_serialize(format!("cpu{{app_name=\"{APP}\"}}").as_bytes())
+                .collect::<String>(),
+            end - 600
+        ),
+    )
+    .await
+    .expect("label values");
+    assert_eq!(values["data"], serde_json::json!([guid]), "{values}");
 
     // The storage sink delivered the same metrics to VictoriaMetrics.
     let vm_query = format!(

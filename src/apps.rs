@@ -263,13 +263,18 @@ impl Client {
 
     /// Sets the instance count.
     pub async fn scale(&self, name_or_guid: &str, instances: i64) -> Result<Process, Error> {
-        let guid = self.find(name_or_guid).await?.guid;
-        let path = format!("/v3/apps/{guid}/processes/web/actions/scale");
-        let body = Scale {
+        let change = Scale {
             instances: Some(instances),
             ..Scale::default()
         };
-        self.call(reqwest::Method::POST, &path, Some(json(&body)))
+        self.scale_to(name_or_guid, &change).await
+    }
+
+    /// Scales an app: instances, quotas or both (Cloud Controller's process scale).
+    pub async fn scale_to(&self, name_or_guid: &str, change: &Scale) -> Result<Process, Error> {
+        let guid = self.find(name_or_guid).await?.guid;
+        let path = format!("/v3/apps/{guid}/processes/web/actions/scale");
+        self.call(reqwest::Method::POST, &path, Some(json(change)))
             .await
     }
 

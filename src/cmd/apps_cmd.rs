@@ -81,7 +81,13 @@ pub(crate) struct ScaleArgs {
     pub(crate) name: String,
     /// Desired instances.
     #[arg(short = 'i', long, allow_negative_numbers = true)]
-    pub(crate) instances: i64,
+    pub(crate) instances: Option<i64>,
+    /// New memory quota per instance (e.g. 512M, 1G); instances restart one at a time.
+    #[arg(short = 'm', long)]
+    pub(crate) memory: Option<String>,
+    /// New disk quota per instance (e.g. 2G); instances restart one at a time.
+    #[arg(short = 'k', long)]
+    pub(crate) disk: Option<String>,
     #[command(flatten)]
     pub(crate) scheduler: SchedulerArgs,
 }
@@ -168,9 +174,46 @@ pub(crate) async fn push(a: PushArgs) -> anyhow::Result<()> {
 }
 
 /// `hydrant scale`.
+///
+/// `-i` alone scales horizontally; `-m`/`-k` change the quotas (Cloud Controller's
+/// `memory_in_mb`/`disk_in_mb` on the same route), after which the cell restarts the
+/// instances one at a time.
 pub(crate) async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
-    a.scheduler.client()?.scale(&a.name, a.instances).await?;
-    println!("scaled {} to {} instance(s)", a.name, a.instances);
+    if a.instances.is_none() && a.memory.is_none() && a.disk.is_none() {
+        anyhow::bail!("nothing to scale: give -i INSTANCES, -m MEMORY or -k DISK");
+    }
+    let mb = |v: &Option<String>, flag: &str| -> anyhow::Result<Option<i64>> {
+        v.as_deref()
+            .map(|v| {
+                apps::parse_megabytes(v)
+                    .map(|m| m as i64)
+                    .context(flag.to_owned())
+            })
+            .transpose()
+    };
+    let change = hydrant::cell::contract::Scale {
+        instances: a.instances,
+        memory_in_mb: mb(&a.memory, "--memory")?,
+        disk_in_mb: mb(&a.disk, "--disk")?,
+    };
+    let p = a.scheduler.client()?.scale_to(&a.name, &change).await?;
+    let mut done = Vec::new();
+    if let Some(n) = change.instances {
+        done.push(format!("{n} instance(s)"));
+    }
+    if let Some(m) = change.memory_in_mb {
+        done.push(format!("{m}M memory"));
+    }
+    if let Some(d) = change.disk_in_mb {
+        done.push(format!("{d}M disk"));
+    }
+    println!("scaled {} to {}", a.name, done.join(", "));
+    if change.memory_in_mb.is_some() || change.disk_in_mb.is_some() {
+        println!(
+            "{} instance(s) restart one at a time with the new quotas",
+            p.instances
+        );
+    }
     Ok(())
 }
 

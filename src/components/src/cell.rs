@@ -285,7 +285,8 @@ impl Cell {
                 .iter()
                 .map(|(k, s)| (*k, s.instance.clone()))
                 .collect();
-            for action in model::plan(desired, &slots, now) {
+            let quota = (app.spec.memory_mb, app.spec.disk_mb);
+            for action in model::plan(desired, quota, &slots, now) {
                 match action {
                     Action::Start(index) => process::start(self, app, index, now),
                     Action::Stop(index) => process::stop(self, app, index),

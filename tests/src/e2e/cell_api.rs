@@ -314,3 +314,82 @@ async fn list_filters_orders_and_pages_as_cloud_controller() {
         assert!(got.contains(detail), "{query}: {got}");
     }
 }
+
+/// `hydrant scale NAME -m 96M` (the real binary) changes the memory quota through Cloud
+/// Controller's scale route, and the cell restarts the instances one at a time: lowest
+/// index first, never more than one of them down, each back with the new quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertical_scale_rolls_through_the_instances() {
+    use hydrant::cell::contract::InstanceState;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    let agent = crate::listener().await.local_addr().unwrap();
+    let cell = TestCell::start(TestCell::config(agent)).await;
+    let client = cell.client();
+    let app = client
+        .push("roller", "sleep 600", 3, 64, 64, &Default::default())
+        .await
+        .unwrap();
+    client
+        .wait_started("roller", &app.guid, 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let guids = |stats: &[hydrant::cell::contract::InstanceStats]| -> BTreeMap<u32, String> {
+        stats
+            .iter()
+            .filter_map(|s| Some((s.index, s.detail.as_ref()?.instance_guid.clone())))
+            .collect()
+    };
+    let before = guids(&client.stats(&app.guid).await.unwrap());
+    assert_eq!(before.len(), 3);
+
+    let out = std::process::Command::new(crate::hydrant_bin())
+        .args(["scale", "roller", "-m", "96M", "--scheduler", &cell.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("scaled roller to 96M memory")
+            && stdout.contains("3 instance(s) restart one at a time"),
+        "{stdout}"
+    );
+
+    let new_quota = 96 * 1024 * 1024;
+    let mut replaced: Vec<u32> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = client.stats(&app.guid).await.unwrap();
+        let down = stats
+            .iter()
+            .filter(|s| s.state != InstanceState::Running)
+            .count();
+        assert!(down <= 1, "more than one instance down at once: {stats:#?}");
+        for (index, guid) in guids(&stats) {
+            if guid != before[&index] && !replaced.contains(&index) {
+                replaced.push(index);
+            }
+        }
+        let done = stats.len() == 3
+            && stats.iter().all(|s| {
+                s.state == InstanceState::Running
+                    && s.detail.as_ref().is_some_and(|d| d.mem_quota == new_quota)
+            })
+            && replaced.len() == 3;
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the roll did not finish: {stats:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(replaced, [0, 1, 2], "lowest index first, one at a time");
+    cell.stop().await;
+}

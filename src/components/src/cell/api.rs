@@ -265,8 +265,10 @@ async fn stats(
                     } else {
                         None
                     },
-                    mem_quota: app.spec.memory_mb.saturating_mul(1024 * 1024),
-                    disk_quota: app.spec.disk_mb.saturating_mul(1024 * 1024),
+                    // The quotas this instance runs with (during a rolling change of
+                    // quotas, not yet the spec's).
+                    mem_quota: i.quota.0.saturating_mul(1024 * 1024),
+                    disk_quota: i.quota.1.saturating_mul(1024 * 1024),
                     usage: contract::Usage {
                         time: slot.usage.at.map(rfc3339),
                         cpu: slot.usage.cpu_percent / 100.0,

@@ -1,6 +1,7 @@
 //! The cell's desired and actual state, and the pure converger that turns the difference
 //! into actions (as Diego's converger does): start missing instances, restart crashed ones
-//! after an exponential backoff, stop the highest indexes first when scaled down.
+//! after an exponential backoff, stop the highest indexes first when scaled down, and
+//! restart instances whose quotas changed one at a time (rolling).
 //! No I/O and no clock of its own: callers pass `now`.
 
 use std::collections::BTreeMap;
@@ -83,7 +84,12 @@ pub struct Instance {
     pub stopping: bool,
     /// The slot's last crash, kept across its restarts.
     pub last_crash: Option<Crash>,
+    /// The quotas its process was started with.
+    pub quota: Quota,
 }
+
+/// Memory and disk quotas, MB.
+pub type Quota = (u64, u64);
 
 /// Why and when an instance last crashed.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,9 +155,16 @@ pub enum Action {
     Forget(u32),
 }
 
-/// What to do for an app with `desired` instances, given its slots at `now`.
-/// Stops come highest index first.
-pub fn plan(desired: u32, slots: &BTreeMap<u32, Instance>, now: Instant) -> Vec<Action> {
+/// What to do for an app with `desired` instances and `quota`, given its slots at `now`.
+/// Stops come highest index first. Once every wanted instance runs and nothing else is to
+/// be done, one instance started with other quotas is stopped (it then starts with the new
+/// ones): a quota change rolls through the instances one at a time.
+pub fn plan(
+    desired: u32,
+    quota: Quota,
+    slots: &BTreeMap<u32, Instance>,
+    now: Instant,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     for index in 0..desired {
         match slots.get(&index) {
@@ -173,6 +186,17 @@ pub fn plan(desired: u32, slots: &BTreeMap<u32, Instance>, now: Instant) -> Vec<
         } else {
             actions.push(Action::Forget(*index));
         }
+    }
+    let all_running = (0..desired).all(|index| {
+        slots
+            .get(&index)
+            .is_some_and(|i| i.state == State::Running && !i.stopping)
+    });
+    if actions.is_empty()
+        && all_running
+        && let Some((index, _)) = slots.range(..desired).find(|(_, i)| i.quota != quota)
+    {
+        actions.push(Action::Stop(*index));
     }
     actions
 }
@@ -201,7 +225,34 @@ mod tests {
             restart_at: None,
             stopping: false,
             last_crash: None,
+            quota: Q,
         }
+    }
+
+    const Q: Quota = (64, 128);
+
+    /// A quota change restarts one running instance at a time, lowest index first, and
+    /// only while every other one runs.
+    #[test]
+    fn new_quotas_roll_through_the_instances_one_at_a_time() {
+        let now = Instant::now();
+        let new = (256, 128);
+        let mut s = slots(&[State::Running, State::Running, State::Running]);
+        assert_eq!(plan(3, new, &s, now), [Action::Stop(0)]);
+        s.get_mut(&0).unwrap().stopping = true;
+        assert_eq!(plan(3, new, &s, now), [], "one at a time");
+        let i0 = s.get_mut(&0).unwrap();
+        (i0.state, i0.stopping) = (State::Down, false);
+        assert_eq!(plan(3, new, &s, now), [Action::Start(0)]);
+        let i0 = s.get_mut(&0).unwrap();
+        (i0.state, i0.quota) = (State::Starting, new);
+        assert_eq!(plan(3, new, &s, now), [], "the restarted one is not up yet");
+        s.get_mut(&0).unwrap().state = State::Running;
+        assert_eq!(plan(3, new, &s, now), [Action::Stop(1)]);
+        for i in s.values_mut() {
+            i.quota = new;
+        }
+        assert_eq!(plan(3, new, &s, now), []);
     }
 
     fn slots(states: &[State]) -> BTreeMap<u32, Instance> {
@@ -216,12 +267,12 @@ mod tests {
     fn starts_missing_and_stops_extra_highest_first() {
         let now = Instant::now();
         assert_eq!(
-            plan(2, &BTreeMap::new(), now),
+            plan(2, Q, &BTreeMap::new(), now),
             [Action::Start(0), Action::Start(1)]
         );
         let three = slots(&[State::Running, State::Running, State::Starting]);
-        assert_eq!(plan(1, &three, now), [Action::Stop(2), Action::Stop(1)]);
-        assert_eq!(plan(3, &three, now), []);
+        assert_eq!(plan(1, Q, &three, now), [Action::Stop(2), Action::Stop(1)]);
+        assert_eq!(plan(3, Q, &three, now), []);
     }
 
     #[test]
@@ -229,7 +280,7 @@ mod tests {
         let now = Instant::now();
         let mut s = slots(&[State::Running, State::Running, State::Down]);
         s.get_mut(&1).unwrap().stopping = true;
-        assert_eq!(plan(1, &s, now), [Action::Forget(2)]);
+        assert_eq!(plan(1, Q, &s, now), [Action::Forget(2)]);
     }
 
     #[test]
@@ -237,10 +288,10 @@ mod tests {
         let now = Instant::now();
         let mut s = slots(&[State::Crashed]);
         s.get_mut(&0).unwrap().restart_at = Some(now + Duration::from_secs(2));
-        assert_eq!(plan(1, &s, now), []);
+        assert_eq!(plan(1, Q, &s, now), []);
         assert_eq!(next_restart(1, &s), Some(now + Duration::from_secs(2)));
         assert_eq!(
-            plan(1, &s, now + Duration::from_secs(2)),
+            plan(1, Q, &s, now + Duration::from_secs(2)),
             [Action::Start(0)]
         );
     }

@@ -112,6 +112,7 @@ pub(crate) fn start(cell: &Arc<Cell>, app: &mut App, index: u32, now: Instant) {
         restart_at: None,
         stopping: false,
         last_crash,
+        quota: (app.spec.memory_mb, app.spec.disk_mb),
     };
     let dir = cell.config.data_dir.join(&app.guid).join(index.to_string());
     match spawn(cell, app, index, &instance_guid, &dir) {

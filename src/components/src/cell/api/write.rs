@@ -232,6 +232,8 @@ pub(super) async fn scale(
     let body = {
         let app = apps.get_mut(&guid).expect("checked above");
         let from = app.spec.instances;
+        let quotas_changed =
+            (app.spec.memory_mb, app.spec.disk_mb) != (spec.memory_mb, spec.disk_mb);
         app.spec = spec;
         app.updated_at = now;
         let to = app.spec.instances;
@@ -240,9 +242,15 @@ pub(super) async fn scale(
             "Updated app with guid {} ({{\"instances\"=>{to}}}): scaled from {from} to {to} instances",
             app.guid
         )));
+        if quotas_changed {
+            cell.send(&tags.api_log(format!(
+                "Updated app with guid {} ({{\"memory_in_mb\"=>{}, \"disk_in_mb\"=>{}}}): instances restart one at a time",
+                app.guid, app.spec.memory_mb, app.spec.disk_mb
+            )));
+        }
         cell.send(&tags.event(
             "audit.app.process.scale",
-            json!({"type": "web", "from": from, "instances": to}).to_string(),
+            json!({"type": "web", "from": from, "instances": to, "memory_in_mb": app.spec.memory_mb, "disk_in_mb": app.spec.disk_mb}).to_string(),
         ));
         process_resource(app)
     };

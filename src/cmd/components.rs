@@ -69,7 +69,12 @@ pub(crate) const COMPONENTS: &[Component] = &[
         stop_rank: 4,
         serves: "Log Cache API: hydrant logs APP",
         built: true,
-        up_flags: |d| vec![("scheduler-token-file", under(d, super::up_cmd::TOKEN_FILE))],
+        up_flags: |d| {
+            vec![
+                ("scheduler-token-file", under(d, super::up_cmd::TOKEN_FILE)),
+                ("warm-token-file", under(d, super::up_cmd::TOKEN_FILE)),
+            ]
+        },
     },
     Component {
         name: "storage",

@@ -41,6 +41,20 @@ pub(crate) struct LogcacheArgs {
     /// File whose first line is the bearer token for --scheduler.
     #[arg(long)]
     pub(crate) scheduler_token_file: Option<std::path::PathBuf>,
+    /// Storage nozzle whose `logs` table fills the cache at start (the newest lines of
+    /// every source), so a restart does not empty `hydrant logs --recent`; a URL, or an
+    /// address (https with certificates). `hydrant up` sets it.
+    #[arg(long)]
+    pub(crate) warm_from: Option<String>,
+    /// File whose first line is a token reading every source of --warm-from.
+    #[arg(long)]
+    pub(crate) warm_token_file: Option<std::path::PathBuf>,
+    /// Most lines read when warming.
+    #[arg(long, default_value_t = hydrant_logcache::warm::DEFAULT_MAX_ROWS)]
+    pub(crate) warm_max_rows: usize,
+    /// How far back warming reads (e.g. 24h).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub(crate) warm_lookback: Duration,
     #[command(flatten)]
     pub(crate) component: ComponentArgs,
 }
@@ -120,6 +134,32 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
                 });
             }
             Err(e) => problems.push(Invalid::new("scheduler", e.to_string())),
+        }
+    }
+    if let Some(addr) = &a.warm_from {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(https::ClientTls::of)
+            .unwrap_or_default();
+        let token = match &a.warm_token_file {
+            Some(path) => super::read_token(path)
+                .map_err(|e| problems.push(Invalid::new("warm-token-file", format!("{e:#}"))))
+                .ok(),
+            None => None,
+        };
+        match https::client(&tls) {
+            Ok(http) => {
+                config.warm = Some(hydrant_logcache::warm::Warm {
+                    url: https::url(addr, &tls),
+                    token,
+                    http,
+                    max_rows: a.warm_max_rows,
+                    lookback: a.warm_lookback,
+                    patience: hydrant_logcache::warm::DEFAULT_PATIENCE,
+                });
+            }
+            Err(e) => problems.push(Invalid::new("warm-from", e.to_string())),
         }
     }
     problems.extend(config.validate());

@@ -184,6 +184,8 @@ struct Wiring {
     agent: Option<String>,
     /// The cell's scheduler API URL.
     cell: Option<String>,
+    /// The storage nozzle's API, when it runs.
+    storage: Option<String>,
 }
 
 impl Wiring {
@@ -193,6 +195,7 @@ impl Wiring {
             doppler: main("doppler"),
             agent: main("agent"),
             cell: main("cell"),
+            storage: main("storage"),
         }
     }
 
@@ -213,6 +216,10 @@ impl Wiring {
         // The log cache (app names to guids) and the autoscaler (scales) call the cell.
         if ["logcache", "autoscaler"].contains(&name) {
             add("scheduler", &self.cell);
+        }
+        // The log cache fills itself from storage's logs at start.
+        if name == "logcache" {
+            add("warm-from", &self.storage);
         }
         // Everything but the agent itself sends its own metrics to the agent.
         if name != "agent" {

@@ -20,6 +20,7 @@ mod fanout;
 mod hostile;
 mod logcache;
 mod logcache_promql;
+mod logcache_warm;
 mod logs;
 mod pending;
 mod replay;

@@ -5,6 +5,8 @@
 //! - [`store`]: the pure cache (ordering, eviction, reads).
 //! - [`api`]: the HTTP API (read, meta, info, `/v2/read`, `/metrics`).
 //! - [`telemetry`]: metric names.
+//! - [`warm`]: at start, the newest lines of every source read back from the storage
+//!   nozzle, so a restart does not empty `--recent`.
 //!
 //! Data flow: one reconnecting subscription per doppler (shard id `log-cache`, every type)
 //! → [`store::Store`] behind one mutex, taken once per batch. Reads copy what they need out
@@ -34,6 +36,7 @@ pub mod directory;
 pub mod promql;
 pub mod store;
 pub mod telemetry;
+pub mod warm;
 
 use hydrant_runtime::sse::{self, BatchStream, Source};
 use store::{Limits, Store};
@@ -74,6 +77,8 @@ pub struct Config {
     /// The scheduler that names apps' guids for tokens scoped to apps by name (none: such
     /// scopes read nothing).
     pub scheduler: Option<directory::Scheduler>,
+    /// The storage nozzle to warm from at start (none: start empty).
+    pub warm: Option<warm::Warm>,
 }
 
 impl Config {
@@ -92,6 +97,7 @@ impl Config {
             self_metrics: None,
             grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
             scheduler: None,
+            warm: None,
         }
     }
 
@@ -160,6 +166,8 @@ pub struct LogCache {
     started: Instant,
     /// App names to guids, for app-scoped tokens.
     directory: directory::Directory,
+    /// How warming from storage went (none: not asked to).
+    warmed: Mutex<Option<warm::Report>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -252,6 +260,7 @@ pub async fn run(
         memory_limit: config.limits.memory_bytes,
         started: Instant::now(),
         directory: directory::Directory::new(config.scheduler.clone()),
+        warmed: Mutex::new(None),
         stats: Stats::default(),
     });
     let source = nozzle::Source {
@@ -264,6 +273,9 @@ pub async fn run(
         &request(SHARD_ID, select::all("")),
         &cache,
     )?;
+    if let Some(w) = config.warm.clone() {
+        spawn_warm(&cache, w, config.limits.max_per_source, accept.clone());
+    }
     let observe: Arc<dyn Observe> = Arc::clone(&cache) as _;
     selfmetrics::register(&mut life, observe, config.self_metrics.as_ref())?;
     // Serve: reads are answered until the end.
@@ -272,6 +284,36 @@ pub async fn run(
     hydrant_runtime::admin::spawn(&mut life, http, api::router(Arc::clone(&cache)), http_tls);
     life.run(shutdown).await?;
     Ok(())
+}
+
+/// Warms the store from storage in the background, from the moment the Firehose
+/// subscription started (see [`warm`]).
+fn spawn_warm(cache: &Arc<LogCache>, w: warm::Warm, per_source: usize, cancel: CancellationToken) {
+    let before = hydrant_proto::envelope::now_nanos();
+    *cache.warmed.lock().unwrap_or_else(|p| p.into_inner()) = Some(warm::Report {
+        status: "pending".into(),
+        ..warm::Report::default()
+    });
+    let cache = Arc::clone(cache);
+    tokio::spawn(async move {
+        let report = warm::run(&w, before, per_source, &cancel, |envelopes| {
+            cache.store().insert_all(&envelopes);
+        })
+        .await;
+        match &report.error {
+            None => tracing::info!(
+                envelopes = report.envelopes,
+                sources = report.sources,
+                oldest = report.oldest.as_deref().unwrap_or("-"),
+                from = %w.url,
+                "log cache: warmed from storage"
+            ),
+            Some(e) => {
+                tracing::warn!(error = %e, "log cache: could not warm from storage; starting empty")
+            }
+        }
+        *cache.warmed.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    });
 }
 
 impl Observe for LogCache {
@@ -309,10 +351,19 @@ impl Observe for LogCache {
     }
 
     fn health(&self) -> (bool, serde_json::Value) {
-        let store = self.store();
-        (
-            true,
-            serde_json::json!({ "component": "logcache", "status": "ok", "sources": store.source_count(), "envelopes": store.len() }),
-        )
+        let (sources, envelopes) = {
+            let store = self.store();
+            (store.source_count(), store.len())
+        };
+        let warmed = self
+            .warmed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut body = serde_json::json!({ "component": "logcache", "status": "ok", "sources": sources, "envelopes": envelopes });
+        if let Some(w) = warmed {
+            body["warm"] = serde_json::to_value(w).unwrap_or_default();
+        }
+        (true, body)
     }
 }

@@ -41,4 +41,5 @@ pub mod selfmetrics;
 pub mod series;
 pub mod shutdown;
 pub mod sse;
+pub mod time;
 pub mod yaml;

@@ -3,7 +3,6 @@
 //! (`{"errors":[{"code","title","detail"}]}`); `/metrics` and `/healthz` are served too.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -20,6 +19,7 @@ use super::contract::{
 };
 use super::model::State as InstanceState;
 use super::{App, Cell};
+use hydrant_runtime::time::rfc3339;
 
 mod list;
 mod write;
@@ -101,31 +101,6 @@ impl IntoResponse for ApiError {
         };
         (self.status, axum::Json(body)).into_response()
     }
-}
-
-/// Parses a JSON body: syntax errors are 400 (`CF-MessageParseError`), wrong or unknown
-/// fields 422 (`CF-UnprocessableEntity`), each naming the problem.
-/// A JSON body, only as `application/json`: a browser can send a form or `text/plain` to
-/// any port without asking, but not JSON.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn app_resource(app: &App) -> contract::App {
@@ -380,23 +355,5 @@ impl Observe for Cell {
             true,
             json!({ "component": "cell", "status": "ok", "apps": apps, "cgroups": self.cgroups.is_some() }),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(1_795_319_286)),
-            "2026-11-22T03:48:06Z"
-        );
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00Z"
-        );
     }
 }

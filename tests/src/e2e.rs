@@ -35,6 +35,8 @@ mod storage_safety;
 mod tidy;
 mod tls;
 mod up;
+mod up_harness;
+mod up_restart;
 mod up_stop;
 mod up_wiring;
 mod v1;

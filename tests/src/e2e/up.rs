@@ -5,14 +5,12 @@
 //! refused with file:line.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::guard::Scratch;
-use crate::servers::{VictoriaMetrics, free_port};
+use crate::servers::VictoriaMetrics;
 use crate::{eventually_within, hydrant_bin};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
 use super::dashboards::{APP, GUID, dashboards, queries};
@@ -20,33 +18,7 @@ use super::dashboards::{APP, GUID, dashboards, queries};
 /// Self-metrics and container metrics every second, so the test sees several samples soon.
 const FAST: &str = "1s";
 
-/// Every port of a `hydrant up`.
-pub(super) struct Ports {
-    doppler_grpc: SocketAddr,
-    doppler_http: SocketAddr,
-    agent_grpc: SocketAddr,
-    agent_http: SocketAddr,
-    cell: SocketAddr,
-    logcache: SocketAddr,
-    storage: SocketAddr,
-    autoscaler: SocketAddr,
-}
-
-impl Ports {
-    /// Free loopback ports for every component.
-    pub(super) fn free() -> Ports {
-        Ports {
-            doppler_grpc: free_port(),
-            doppler_http: free_port(),
-            agent_grpc: free_port(),
-            agent_http: free_port(),
-            cell: free_port(),
-            logcache: free_port(),
-            storage: free_port(),
-            autoscaler: free_port(),
-        }
-    }
-}
+pub(super) use super::up_harness::Ports;
 
 /// The components in the order `up` stops them.
 pub(super) const STOP_ORDER: [&str; 6] = [
@@ -145,30 +117,11 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     )
     .unwrap();
 
-    let mut up = Command::new(hydrant_bin())
-        .arg("--config")
-        .arg(&file)
-        .arg("up")
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start hydrant up");
-    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut banner = String::new();
-    let ready = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.starts_with("Ctrl-C stops everything") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(matches!(ready, Ok(true)), "up did not come up:\n{banner}");
+    let super::up_harness::Up {
+        child: mut up,
+        mut lines,
+        banner,
+    } = super::up_harness::start(&dir, &file, &[]).await;
     for name in [
         "doppler",
         "agent",

@@ -5,16 +5,13 @@
 //! shows on `up`'s terminal.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use hydrant::telemetry::names;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::Command;
 
+use crate::eventually_within;
 use crate::guard::Scratch;
 use crate::servers::free_port;
-use crate::{eventually_within, hydrant_bin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moved_ports_move_every_connection() {
@@ -49,30 +46,11 @@ async fn moved_ports_move_every_connection() {
         ),
     )
     .unwrap();
-    let mut up = Command::new(hydrant_bin())
-        .arg("--config")
-        .arg(&file)
-        .arg("up")
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start hydrant up");
-    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut banner = String::new();
-    let ready = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.starts_with("Ctrl-C stops everything") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(matches!(ready, Ok(true)), "up did not come up:\n{banner}");
+    let super::up_harness::Up {
+        child: mut up,
+        mut lines,
+        ..
+    } = super::up_harness::start(&dir, &file, &[]).await;
 
     // Read the moved doppler's and agent's metrics over HTTPS with up's CA and token.
     let tls =

@@ -421,7 +421,8 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
 const HEALTH_WATCH: Duration = Duration::from_secs(5);
 
 /// Says on `up`'s terminal when a running component stops being healthy (a refused policy,
-/// a failing check) and when it is again, with what its `/healthz` reports. Never ends.
+/// a failing sink, a crash-looping app) and when it is again, with what its `/healthz`
+/// reports. Never ends.
 async fn watch_health(term: &Terminal, http: reqwest::Client, planned: &[Planned]) {
     let mut last: BTreeMap<&str, String> = BTreeMap::new();
     loop {
@@ -436,9 +437,11 @@ async fn watch_health(term: &Terminal, http: reqwest::Client, planned: &[Planned
                     } else {
                         "unhealthy"
                     });
+                    // The autoscaler's refused policies; any component's other problems.
                     let problems: Vec<&str> = v["policy_problems"]
                         .as_array()
                         .into_iter()
+                        .chain(v["problems"].as_array())
                         .flatten()
                         .filter_map(|x| x.as_str())
                         .take(3)

@@ -418,11 +418,26 @@ impl Observe for Storage {
         t.finish()
     }
 
+    /// Healthy, but `degraded` with each failing sink's last error: the store keeps
+    /// everything, only that sink's copy is behind or lost.
     fn health(&self) -> (bool, Value) {
         let series = self.shared.lock().catalog.len();
+        let problems: Vec<String> = self
+            .forwarders
+            .iter()
+            .filter_map(|f| {
+                f.failing()
+                    .map(|e| format!("sink {} ({}) is failing: {e}", f.name, f.target))
+            })
+            .collect();
+        let status = if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        };
         (
             true,
-            json!({"component": "storage", "status": "ok", "series": series, "uptime_secs": self.uptime().as_secs()}),
+            json!({"component": "storage", "status": status, "problems": problems, "series": series, "uptime_secs": self.uptime().as_secs()}),
         )
     }
 }

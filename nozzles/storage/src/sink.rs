@@ -83,6 +83,25 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Samples still queued (or in a batch being sent) when the stop's grace period ended.
     pub dropped_shutdown: AtomicU64,
+    /// The last attempt's error while the sink is failing; cleared by a delivery.
+    pub failing: std::sync::Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn set_failing(&self, error: Option<&str>) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = error.map(str::to_owned);
+    }
+}
+
+impl Forwarder {
+    /// Why the sink is failing (its last attempt's error), or `None` while it delivers.
+    pub fn failing(&self) -> Option<String> {
+        self.stats
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Writes every forwarder's counters into `t`, labelled by sink and target.
@@ -213,10 +232,12 @@ async fn deliver(
             match sink.send(batch).await {
                 Ok(()) => {
                     stats.sent.fetch_add(n as u64, Relaxed);
+                    stats.set_failing(None);
                     break;
                 }
                 Err(e) if e.retryable && attempt < MAX_ATTEMPTS && !cancel.is_cancelled() => {
                     stats.retries.fetch_add(1, Relaxed);
+                    stats.set_failing(Some(&e.message));
                     tracing::debug!(sink = sink.name(), error = %e.message, attempt, "retrying");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
@@ -226,6 +247,7 @@ async fn deliver(
                 }
                 Err(e) => {
                     stats.failed.fetch_add(n as u64, Relaxed);
+                    stats.set_failing(Some(&e.message));
                     tracing::warn!(sink = sink.name(), error = %e.message, samples = n, "dropping a batch");
                     break;
                 }

@@ -274,6 +274,22 @@ async fn a_crashing_command_restarts_with_backoff_and_reports_its_exit_status() 
         has_log(&stack.sub.got, &guid, "CELL", "crash-looping")
     })
     .await;
+    // The cell's /healthz says degraded, naming the app and its last crash (`up` prints it).
+    let health: Value = hydrant_runtime::https::plain_client()
+        .get(format!("{}/healthz", stack.cell.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let problem = health["problems"][0].as_str().unwrap_or_default();
+    assert!(
+        problem.starts_with("app crasher instance 0 is crash-looping")
+            && problem.contains("APP/PROC/WEB: Exited with status 3"),
+        "{health}"
+    );
     let crash_events: Vec<Value> = of_source(&stack.sub.got, &guid)
         .iter()
         .filter_map(|e| match &e.message {

@@ -142,6 +142,19 @@ async fn sinks_deliver_to_real_servers_and_a_dead_one_never_blocks() {
         }
     };
     assert_eq!(sent(format!("{}/api/v1/write", prom.url)).await, 60.0);
+    // /healthz says degraded, naming the dead sink (and only it); `up` prints it.
+    let (_, body) = crate::http_get(storage.http, "/healthz").await.unwrap();
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let problems = health["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{health}");
+    assert!(
+        problems[0]
+            .as_str()
+            .unwrap()
+            .starts_with("sink remote_write (http://127.0.0.1:1/api/v1/write) is failing: "),
+        "{health}"
+    );
     assert!(
         crate::metric(
             storage.http,

@@ -349,11 +349,35 @@ impl Observe for Cell {
         t.finish()
     }
 
+    /// Healthy, but `degraded` while an instance is crash-looping (3 crashes in a row or
+    /// more), naming it and its last crash.
     fn health(&self) -> (bool, Value) {
-        let apps = self.apps().values().filter(|a| !a.deleted).count();
+        let (apps, problems) = {
+            let table = self.apps();
+            let live = table.values().filter(|a| !a.deleted);
+            let mut problems = Vec::new();
+            for app in live.clone() {
+                for slot in app.slots.values() {
+                    let i = &slot.instance;
+                    if i.crash_count >= 3 {
+                        let reason = i.last_crash.as_ref().map_or("", |c| c.reason.as_str());
+                        problems.push(format!(
+                            "app {} instance {} is crash-looping ({} crashes in a row; {reason})",
+                            app.spec.name, i.index, i.crash_count
+                        ));
+                    }
+                }
+            }
+            (live.count(), problems)
+        };
+        let status = if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        };
         (
             true,
-            json!({ "component": "cell", "status": "ok", "apps": apps, "cgroups": self.cgroups.is_some() }),
+            json!({ "component": "cell", "status": status, "problems": problems, "apps": apps, "cgroups": self.cgroups.is_some() }),
         )
     }
 }

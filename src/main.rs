@@ -75,6 +75,25 @@ enum Command {
     DemoApp,
 }
 
+impl Command {
+    /// A client of the platform's APIs (it asks, prints and exits), not a component or a
+    /// load tool.
+    fn is_client(&self) -> bool {
+        match self {
+            Command::Push(_)
+            | Command::Scale(_)
+            | Command::Apps(_)
+            | Command::Delete(_)
+            | Command::App(_)
+            | Command::Logs(_)
+            | Command::Policy(_)
+            | Command::Config(_) => true,
+            Command::Autoscaler(a) => !a.serves(),
+            _ => false,
+        }
+    }
+}
+
 async fn run(cli: Cli, file: Option<config::File>) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(a) => up_cmd::up(a, file).await,
@@ -166,10 +185,14 @@ fn main() -> ExitCode {
         Ok(n) => tracing::debug!(nofile = n, "descriptor limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A command that makes a few requests and exits runs on one thread: starting worker
+    // threads costs more than such a command does (`hydrant logs --recent` end to end).
+    let mut builder = if cli.command.is_client() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -340,6 +340,13 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
     Ok(config)
 }
 
+impl AutoscalerArgs {
+    /// Whether this runs the autoscaler (no subcommand), not a query of one.
+    pub(crate) fn serves(&self) -> bool {
+        self.command.is_none()
+    }
+}
+
 /// Every problem the autoscaler process would refuse at start (none for a query
 /// subcommand).
 pub(crate) fn check(a: &AutoscalerArgs) -> Vec<Invalid> {

@@ -76,6 +76,20 @@ pub mod select {
 /// value see no change.
 pub const SOURCE_AFFINITY: &str = "hydrant:source-id";
 
+/// The member of `members` (in name order) that [`SOURCE_AFFINITY`] sends `source_id` to:
+/// `crc64(source_id) % members`, with Go's `crc64.ECMA` checksum as Loggregator computes
+/// it. A log cache cluster owns sources by the same function, so with every node
+/// subscribed each source arrives where it is kept.
+pub fn source_member(source_id: &str, members: usize) -> usize {
+    (crc64(source_id) % members.max(1) as u64) as usize
+}
+
+/// Go's `crc64.Checksum(s, crc64.MakeTable(crc64.ECMA))`.
+pub fn crc64(s: &str) -> u64 {
+    const CRC: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+    CRC.checksum(s.as_bytes())
+}
+
 /// A subscription request with the given shard id and selectors.
 pub fn request(shard_id: &str, selectors: Vec<Selector>) -> EgressBatchRequest {
     EgressBatchRequest {

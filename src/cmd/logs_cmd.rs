@@ -55,6 +55,18 @@ pub(crate) struct LogcacheArgs {
     /// How far back warming reads (e.g. 24h).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub(crate) warm_lookback: Duration,
+    /// Every log cache node's API address, in the same order on every node (Log Cache's
+    /// NODE_ADDRS; comma-separated or repeated). With --node-index this node keeps its
+    /// share of the sources and answers reads for all of them.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) node_addrs: Vec<String>,
+    /// This node's place in --node-addrs, from 0 (Log Cache's NODE_INDEX).
+    #[arg(long)]
+    pub(crate) node_index: Option<usize>,
+    /// File whose first line is a token the other nodes accept for writes (the envelopes
+    /// forwarded to their owner).
+    #[arg(long)]
+    pub(crate) node_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) component: ComponentArgs,
 }
@@ -160,6 +172,41 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
                 });
             }
             Err(e) => problems.push(Invalid::new("warm-from", e.to_string())),
+        }
+    }
+    match (a.node_addrs.is_empty(), a.node_index) {
+        (true, None) => {}
+        (true, Some(_)) => problems.push(Invalid::new(
+            "node-index",
+            "needs --node-addrs, the list it indexes",
+        )),
+        (false, None) => problems.push(Invalid::new(
+            "node-addrs",
+            "needs --node-index, this node's place in the list",
+        )),
+        (false, Some(index)) => {
+            let tls = config
+                .tls
+                .as_ref()
+                .map(https::ClientTls::of)
+                .unwrap_or_default();
+            let token = match &a.node_token_file {
+                Some(path) => super::read_token(path)
+                    .map_err(|e| problems.push(Invalid::new("node-token-file", format!("{e:#}"))))
+                    .ok(),
+                None => None,
+            };
+            match https::client(&tls) {
+                Ok(http) => {
+                    config.cluster = Some(hydrant_logcache::cluster::Cluster {
+                        nodes: a.node_addrs.iter().map(|n| https::url(n, &tls)).collect(),
+                        index,
+                        token,
+                        http,
+                    });
+                }
+                Err(e) => problems.push(Invalid::new("node-addrs", e.to_string())),
+            }
         }
     }
     problems.extend(config.validate());

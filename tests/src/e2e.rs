@@ -19,6 +19,7 @@ mod delivery;
 mod fanout;
 mod hostile;
 mod logcache;
+mod logcache_cluster;
 mod logcache_promql;
 mod logcache_warm;
 mod logs;

@@ -228,7 +228,16 @@ impl TestLogCache {
         config: hydrant_logcache::Config,
         dopplers: &[&TestDoppler],
     ) -> TestLogCache {
-        let http = listener().await;
+        TestLogCache::start_on(listener().await, config, dopplers).await
+    }
+
+    /// Starts one on `http` (bound by the caller, e.g. to know a cluster's addresses
+    /// first), and waits until it is subscribed to each doppler.
+    pub async fn start_on(
+        http: TcpListener,
+        config: hydrant_logcache::Config,
+        dopplers: &[&TestDoppler],
+    ) -> TestLogCache {
         let addr = http.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(hydrant_logcache::run(config, http, shutdown.clone()));

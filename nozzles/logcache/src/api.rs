@@ -1,7 +1,9 @@
 //! The HTTP API, Log Cache's read API with its parameters, limits and errors:
 //! `GET /api/v1/read/{source_id}`, `GET /api/v1/meta`, `GET /api/v1/info`, Log Cache's
 //! PromQL (`/api/v1/query`, `/api/v1/query_range`), plus `/v2/read` (server-sent events),
-//! `/metrics` and `/healthz`.
+//! `/metrics` and `/healthz`. In a cluster, reads of another node's sources are proxied to
+//! it, meta is merged over every node, and peers deliver envelopes on
+//! [`crate::cluster::INGEST_PATH`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use hydrant_proto::envelope::now_nanos;
 use hydrant_proto::json;
 use serde_json::{Value, json};
@@ -24,6 +26,9 @@ pub const MAX_LIMIT: usize = 1000;
 
 /// Envelopes one read returns by default.
 pub const DEFAULT_LIMIT: usize = 100;
+
+/// Largest batch a peer may deliver at once.
+pub const INGEST_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// An API error: status and message, as grpc-gateway renders them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,12 +89,29 @@ async fn grant(cache: &LogCache, headers: &HeaderMap) -> Option<(Read, HashSet<S
     Some((read, guids))
 }
 
+/// The cluster node that answers for `source_id`, when it is another one (and the request
+/// was not already proxied).
+fn elsewhere(cache: &LogCache, source_id: &str, headers: &HeaderMap) -> Option<usize> {
+    let c = cache.cluster.as_ref()?;
+    if headers.contains_key(crate::cluster::PROXIED) || c.owns(source_id) {
+        return None;
+    }
+    Some(crate::cluster::owner(source_id, c.nodes.len()))
+}
+
 async fn read(
     State(cache): Shared,
     Path(source_id): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if let (Some(node), Some(c)) = (elsewhere(&cache, &source_id, &headers), &cache.cluster) {
+        let id: String = form_urlencoded::byte_serialize(source_id.as_bytes()).collect();
+        let query = raw.map(|q| format!("?{q}")).unwrap_or_default();
+        return Ok(c
+            .proxy(node, &format!("/api/v1/read/{id}{query}"), &headers)
+            .await);
+    }
     let granted = grant(&cache, &headers).await;
     let result = read_inner(&cache, &source_id, raw.as_deref(), granted);
     let status = match &result {
@@ -169,12 +191,16 @@ fn read_inner(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn meta(State(cache): Shared, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
+async fn meta(
+    State(cache): Shared,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
     let (access, guids) = grant(&cache, &headers)
         .await
         .ok_or_else(ApiError::not_found)?;
     let entries = cache.store().meta(|id, _| access.allows(id, &guids));
-    let meta: serde_json::Map<String, Value> = entries
+    let mut meta: serde_json::Map<String, Value> = entries
         .into_iter()
         .map(|(id, m)| {
             let v = json!({
@@ -186,7 +212,40 @@ async fn meta(State(cache): Shared, headers: HeaderMap) -> Result<axum::Json<Val
             (id, v)
         })
         .collect();
+    // In a cluster, every other node's own listing too: a node that does not answer is an
+    // error naming it, not a shorter listing.
+    let local = pairs(raw.as_deref())
+        .iter()
+        .any(|(k, v)| k == "local" && v == "true");
+    if let Some(c) = cache.cluster.as_ref().filter(|_| !local)
+        && !headers.contains_key(crate::cluster::PROXIED)
+    {
+        for node in (0..c.nodes.len()).filter(|&n| n != c.index) {
+            let theirs = c
+                .get_json(node, "/api/v1/meta?local=true", &headers)
+                .await
+                .map_err(|message| ApiError {
+                    status: StatusCode::BAD_GATEWAY,
+                    message,
+                })?;
+            if let Some(m) = theirs["meta"].as_object() {
+                meta.extend(m.clone());
+            }
+        }
+    }
     Ok(axum::Json(json!({ "meta": meta })))
+}
+
+/// A peer's envelopes for sources this node owns (a protobuf `EnvelopeBatch`).
+async fn ingest(State(cache): Shared, body: bytes::Bytes) -> Result<StatusCode, ApiError> {
+    use prost::Message as _;
+    if cache.cluster.is_none() {
+        return Err(ApiError::not_found());
+    }
+    let batch = hydrant_proto::raw::RawBatch::decode(body)
+        .map_err(|e| ApiError::bad(format!("not an EnvelopeBatch: {e}")))?;
+    cache.store().insert_all(&batch.batch);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The Log Cache API version `/api/v1/info` reports. Clients choose their paths and
@@ -220,6 +279,7 @@ fn needs(_: &Method, path: &str) -> Need {
     match path {
         "/api/v1/info" => Need::Nothing,
         "/metrics" => Need::ReadAll,
+        crate::cluster::INGEST_PATH => Need::Write,
         _ => Need::Read,
     }
 }
@@ -248,6 +308,10 @@ pub fn router(cache: Arc<LogCache>) -> Router {
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/v2/read", get(sse))
+        .route(
+            crate::cluster::INGEST_PATH,
+            post(ingest).layer(axum::extract::DefaultBodyLimit::max(INGEST_BODY_LIMIT)),
+        )
         .with_state(cache)
         .merge(hydrant_runtime::admin::router(observe));
     Guard::new(access, needs).refusing(refuse).wrap(routes)

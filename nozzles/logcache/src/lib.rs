@@ -5,6 +5,8 @@
 //! - [`store`]: the pure cache (ordering, eviction, reads).
 //! - [`api`]: the HTTP API (read, meta, info, `/v2/read`, `/metrics`).
 //! - [`telemetry`]: metric names.
+//! - [`cluster`]: several nodes sharing the sources (ownership, forwarding, proxied
+//!   reads).
 //! - [`warm`]: at start, the newest lines of every source read back from the storage
 //!   nozzle, so a restart does not empty `--recent`.
 //!
@@ -32,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
+pub mod cluster;
 pub mod directory;
 pub mod promql;
 pub mod store;
@@ -79,6 +82,8 @@ pub struct Config {
     pub scheduler: Option<directory::Scheduler>,
     /// The storage nozzle to warm from at start (none: start empty).
     pub warm: Option<warm::Warm>,
+    /// This node's place in a cluster (none: a single node holding every source).
+    pub cluster: Option<cluster::Cluster>,
 }
 
 impl Config {
@@ -98,6 +103,7 @@ impl Config {
             grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
             scheduler: None,
             warm: None,
+            cluster: None,
         }
     }
 
@@ -110,6 +116,14 @@ impl Config {
             "max-per-source",
             "must be at least 1",
         );
+        if let Some(c) = &self.cluster {
+            require(
+                &mut out,
+                c.index < c.nodes.len(),
+                "node-index",
+                "must be less than the number of --node-addrs",
+            );
+        }
         out
     }
 }
@@ -168,6 +182,10 @@ pub struct LogCache {
     directory: directory::Directory,
     /// How warming from storage went (none: not asked to).
     warmed: Mutex<Option<warm::Report>>,
+    /// This node's place in a cluster.
+    pub cluster: Option<cluster::Cluster>,
+    /// The queues towards the other nodes.
+    peers: Option<cluster::Peers>,
     /// Counters.
     pub stats: Stats,
 }
@@ -230,7 +248,13 @@ impl Source for Dopplers {
 /// The log cache's side of the Firehose: every batch goes into the store.
 impl nozzle::Handler for LogCache {
     async fn batch(&self, batch: RawBatch) {
-        self.store().insert_all(&batch.batch);
+        match &self.peers {
+            Some(peers) => {
+                let local = peers.route(&batch.batch);
+                self.store().insert_all(&local);
+            }
+            None => self.store().insert_all(&batch.batch),
+        }
     }
 
     fn reconnected(&self, n: u64) {
@@ -247,6 +271,13 @@ pub async fn run(
     let mut life: Lifecycle<Error> = Lifecycle::new("logcache", config.grace);
     // Accept: the Firehose subscriptions (ingest and `/v2/read` streams) end.
     let accept = life.token(Phase::Accept);
+    let peers = config.cluster.clone().map(|c| {
+        let (peers, tasks) = cluster::Peers::new(c, accept.clone());
+        for t in tasks {
+            tokio::spawn(t);
+        }
+        peers
+    });
     let cache = Arc::new(LogCache {
         store: Mutex::new(Store::new(config.limits)),
         access: config.access.clone(),
@@ -261,18 +292,21 @@ pub async fn run(
         started: Instant::now(),
         directory: directory::Directory::new(config.scheduler.clone()),
         warmed: Mutex::new(None),
+        cluster: config.cluster.clone(),
+        peers,
         stats: Stats::default(),
     });
     let source = nozzle::Source {
         dopplers: config.dopplers.clone(),
         tls: config.tls.clone(),
     };
-    nozzle::subscribe(
-        &mut life,
-        &source,
-        &request(SHARD_ID, select::all("")),
-        &cache,
-    )?;
+    // In a cluster, the dopplers hand each node the sources it owns (source-id affinity,
+    // members ordered by node index).
+    let mut req = request(SHARD_ID, select::all(""));
+    if let Some(c) = &config.cluster {
+        req.deterministic_name = c.member_name();
+    }
+    nozzle::subscribe(&mut life, &source, &req, &cache)?;
     if let Some(w) = config.warm.clone() {
         spawn_warm(&cache, w, config.limits.max_per_source, accept.clone());
     }
@@ -346,6 +380,19 @@ impl Observe for LogCache {
         t.sample(names::MEMORY, &[], store.bytes() as f64);
         drop(store);
         t.sample(names::MEMORY_LIMIT, &[], self.memory_limit as f64);
+        if let Some(p) = &self.peers {
+            use std::sync::atomic::Ordering::Relaxed;
+            t.sample(
+                names::FORWARDED,
+                &[],
+                p.stats.forwarded.load(Relaxed) as f64,
+            );
+            t.sample(
+                names::FORWARD_DROPPED,
+                &[],
+                p.stats.dropped.load(Relaxed) as f64,
+            );
+        }
         self.stats.render(&mut t);
         t.finish()
     }

@@ -21,4 +21,8 @@ hydrant_runtime::metrics! {
         "Envelopes returned by the read API.";
     RECONNECTS = "hydrant_logcache_firehose_reconnects_total", Counter,
         "Firehose subscriptions re-established.";
+    FORWARDED = "hydrant_logcache_forwarded_envelopes_total", Counter,
+        "Cluster: envelopes received for a source another node owns, delivered to it.";
+    FORWARD_DROPPED = "hydrant_logcache_forward_dropped_envelopes_total", Counter,
+        "Cluster: envelopes for another node's source that could not be delivered (the owner is down, or its queue overflowed).";
 }

@@ -322,7 +322,7 @@ impl Table {
     fn pick(&self, group: &Group, env: &RawEnvelope) -> usize {
         let n = group.members.len();
         if group.by_source() {
-            return (crc64(env.source_id()) % n as u64) as usize;
+            return hydrant_proto::subscriber::source_member(env.source_id(), n);
         }
         if group.deterministic() {
             let hash = match env.kind() {
@@ -347,10 +347,7 @@ fn is_source_affine(name: &str) -> bool {
             .is_some_and(|rest| rest.starts_with(':'))
 }
 
-fn crc64(s: &str) -> u64 {
-    const CRC: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
-    CRC.checksum(s.as_bytes())
-}
+use hydrant_proto::subscriber::crc64;
 
 fn prefer_tags(env: &RawEnvelope) -> RawEnvelope {
     let mut full = env.decode();

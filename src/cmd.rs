@@ -111,11 +111,27 @@ pub(crate) struct ComponentArgs {
     pub(crate) self_metrics: SelfMetricsArgs,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
+    /// DNS server that resolves peers given by name (e.g. `--from dopplers.svc:8082`, every
+    /// address of which is used); default: the system's resolvers.
+    #[arg(long)]
+    pub(crate) dns_server: Option<std::net::SocketAddr>,
+    /// How often a peer given by name is resolved again (a doppler added behind the name is
+    /// used from then on).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) dns_refresh: Duration,
 }
 
 impl ComponentArgs {
     fn grace(&self) -> Duration {
         Duration::from_secs(self.grace_secs)
+    }
+
+    /// How peers given by DNS name are resolved.
+    pub(crate) fn discovery(&self) -> hydrant_proto::discovery::Discovery {
+        hydrant_proto::discovery::Discovery {
+            dns_server: self.dns_server,
+            refresh: self.dns_refresh.max(Duration::from_secs(1)),
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! worker reconnects with exponential backoff. Meanwhile the queue absorbs the backlog up to
 //! its bound and then drops the oldest, counted.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::discovery::{self, Discovery, Resolver};
 use crate::queue::{DropQueue, Pushed};
 use crate::raw::grpc::ingress_client::IngressClient as RawIngressClient;
 use crate::raw::{RawBatch, RawEnvelope};
@@ -76,6 +78,9 @@ pub struct Config {
     /// Pacing of small batches (see [`MIN_BATCH_INTERVAL`]); zero sends every envelope as
     /// soon as the stream is free, trading CPU for the lowest latency.
     pub min_batch_interval: Duration,
+    /// How a target given as a DNS name is resolved: one set of streams per address it
+    /// resolves to, kept current (see [`crate::discovery`]).
+    pub discovery: Discovery,
 }
 
 impl Config {
@@ -88,6 +93,7 @@ impl Config {
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             streams_per_target: 1,
             min_batch_interval: MIN_BATCH_INTERVAL,
+            discovery: Discovery::default(),
         }
     }
 }
@@ -150,6 +156,80 @@ fn weigh(env: &RawEnvelope) -> usize {
     env.bytes().len()
 }
 
+/// Starts `streams_per_target` workers sending to `target`.
+fn spawn_workers(
+    config: &Config,
+    target: &str,
+    queue: &Arc<DropQueue<RawEnvelope>>,
+    stats: &Arc<Stats>,
+    cancel: &CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, transport::Error> {
+    let endpoint = transport::endpoint(target, config.tls.as_ref())?;
+    Ok((0..config.streams_per_target.max(1))
+        .map(|_| {
+            let worker = Worker {
+                min_batch_interval: config.min_batch_interval,
+                target: target.to_owned(),
+                endpoint: endpoint.clone(),
+                queue: Arc::clone(queue),
+                stats: Arc::clone(stats),
+                cancel: cancel.clone(),
+            };
+            tokio::spawn(worker.run())
+        })
+        .collect())
+}
+
+/// Keeps one set of workers per address a name resolves to: starts them for an address
+/// that appears, stops them for one that goes. Ends, with its workers, when the queue is
+/// closed and drained or `cancel` fires.
+async fn follow(
+    mut addrs: tokio::sync::watch::Receiver<std::collections::BTreeSet<SocketAddr>>,
+    queue: Arc<DropQueue<RawEnvelope>>,
+    cancel: CancellationToken,
+    spawn: impl Fn(SocketAddr, CancellationToken) -> Result<Vec<JoinHandle<()>>, transport::Error>,
+) {
+    let mut running: std::collections::BTreeMap<
+        SocketAddr,
+        (CancellationToken, Vec<JoinHandle<()>>),
+    > = std::collections::BTreeMap::new();
+    loop {
+        let current = addrs.borrow_and_update().clone();
+        running.retain(|addr, (stop, _)| {
+            let keep = current.contains(addr);
+            if !keep {
+                tracing::info!(%addr, "ingress: a doppler address is gone; its streams stop");
+                stop.cancel();
+            }
+            keep
+        });
+        for addr in current {
+            if running.contains_key(&addr) {
+                continue;
+            }
+            let stop = cancel.child_token();
+            match spawn(addr, stop.clone()) {
+                Ok(handles) => {
+                    running.insert(addr, (stop, handles));
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "ingress: cannot use a resolved address")
+                }
+            }
+        }
+        tokio::select! {
+            changed = addrs.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep(Duration::from_millis(100)), if queue.is_closed() => {
+                if queue.is_empty() { break }
+            }
+            () = cancel.cancelled() => break,
+        }
+    }
+    for (_, (_, handles)) in running {
+        futures::future::join_all(handles).await;
+    }
+}
+
 impl IngressClient {
     /// Starts the workers. Connections are made in the background; sending works at once.
     ///
@@ -164,19 +244,43 @@ impl IngressClient {
         let stats = Arc::new(Stats::default());
         let cancel = CancellationToken::new();
         let mut workers = Vec::new();
+        let mut resolver = None;
         for target in &config.targets {
-            let endpoint = transport::endpoint(target, config.tls.as_ref())?;
-            for _ in 0..config.streams_per_target.max(1) {
-                let worker = Worker {
-                    min_batch_interval: config.min_batch_interval,
-                    target: target.clone(),
-                    endpoint: endpoint.clone(),
-                    queue: Arc::clone(&queue),
-                    stats: Arc::clone(&stats),
-                    cancel: cancel.clone(),
+            if let Some((host, port)) = discovery::dns_name(target) {
+                let resolver = match &resolver {
+                    Some(r) => Arc::clone(r),
+                    None => {
+                        let r = Arc::new(
+                            Resolver::new(&config.discovery)
+                                .map_err(transport::Error::Discovery)?,
+                        );
+                        resolver = Some(Arc::clone(&r));
+                        r
+                    }
                 };
-                workers.push(tokio::spawn(worker.run()));
+                let addrs = discovery::watch(
+                    resolver,
+                    host,
+                    port,
+                    config.discovery.refresh,
+                    cancel.clone(),
+                );
+                let spawn = {
+                    let (config, queue, stats) =
+                        (config.clone(), Arc::clone(&queue), Arc::clone(&stats));
+                    move |addr: SocketAddr, cancel: CancellationToken| {
+                        spawn_workers(&config, &addr.to_string(), &queue, &stats, &cancel)
+                    }
+                };
+                workers.push(tokio::spawn(follow(
+                    addrs,
+                    Arc::clone(&queue),
+                    cancel.clone(),
+                    spawn,
+                )));
+                continue;
             }
+            workers.extend(spawn_workers(&config, target, &queue, &stats, &cancel)?);
         }
         Ok(IngressClient {
             sender: Sender { queue, stats },

@@ -26,6 +26,7 @@ pub mod v2 {
     include!(concat!(env!("OUT_DIR"), "/std/loggregator.v2.rs"));
 }
 
+pub mod discovery;
 pub mod envelope;
 pub mod ingress;
 pub mod json;

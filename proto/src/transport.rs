@@ -14,6 +14,9 @@ use crate::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 /// Errors loading TLS material or building an endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Names cannot be resolved (the DNS configuration is unusable).
+    #[error("doppler discovery: {0}")]
+    Discovery(String),
     /// A file could not be read.
     #[error("cannot read {what} file {path}: {source}")]
     Read {

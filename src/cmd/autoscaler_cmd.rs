@@ -315,6 +315,7 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
         access,
         dopplers: a.dopplers.clone(),
         tls,
+        discovery: a.component.discovery(),
         policies: a.policies.clone(),
         actuator,
         receivers: Receivers {

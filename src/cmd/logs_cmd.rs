@@ -123,6 +123,7 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
         super::DEFAULT_AGENT,
     );
     config.limits.memory_bytes = a.memory_limit;
+    config.discovery = a.component.discovery();
     config.grace = a.component.grace();
     config.access = a.component.access.access(&mut problems);
     if let Some(addr) = &a.scheduler {

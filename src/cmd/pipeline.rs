@@ -266,6 +266,7 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),
         doppler_tls: tls,
+        discovery: a.component.discovery(),
         tags: a.tags.into_iter().collect::<BTreeMap<_, _>>(),
         buffer_envelopes: a.buffer,
         buffer_bytes: a.buffer_bytes,

@@ -128,6 +128,7 @@ pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids
     let sinks = sinks(a, &mut problems);
     let access = a.component.access.access(&mut problems);
     let config = hydrant_storage::Config {
+        discovery: a.component.discovery(),
         access,
         queries: hydrant_storage::queries::Limits {
             timeout: a.query_timeout,

@@ -16,6 +16,7 @@ mod cli;
 mod compat;
 mod dashboards;
 mod delivery;
+mod discovery;
 mod fanout;
 mod hostile;
 mod logcache;

@@ -67,6 +67,11 @@ impl Proc {
         Proc(None)
     }
 
+    /// Its process id (0 once it is gone).
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
     /// Kills it now (`kill -9`) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.0.take() {

@@ -106,6 +106,11 @@ impl TestAgent {
     /// Starts an agent forwarding to `dopplers`.
     pub async fn start(mut config: agent::Config, dopplers: &[SocketAddr]) -> TestAgent {
         config.dopplers = dopplers.iter().map(|d| d.to_string()).collect();
+        TestAgent::start_with(config).await
+    }
+
+    /// Starts an agent forwarding to the dopplers `config` names (addresses or DNS names).
+    pub async fn start_with(config: agent::Config) -> TestAgent {
         let (grpc, http) = (listener().await, listener().await);
         let (g, h) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let shutdown = CancellationToken::new();

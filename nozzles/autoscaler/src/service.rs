@@ -60,6 +60,8 @@ pub struct Config {
     pub dopplers: Vec<String>,
     /// mTLS towards the dopplers (and the event target).
     pub tls: Option<Tls>,
+    /// How dopplers given as DNS names are resolved.
+    pub discovery: hydrant_proto::discovery::Discovery,
     /// Policy files or directories.
     pub policies: Vec<PathBuf>,
     /// Where history and cooldowns are kept across restarts (none: in memory only).
@@ -398,6 +400,7 @@ pub async fn run(
     let source = nozzle::Source {
         dopplers: config.dopplers.clone(),
         tls: config.tls.clone(),
+        discovery: config.discovery,
     };
     nozzle::subscribe(&mut life, &source, &req, &scaler)?;
     life.spawn(

@@ -84,6 +84,8 @@ pub struct Config {
     pub warm: Option<warm::Warm>,
     /// This node's place in a cluster (none: a single node holding every source).
     pub cluster: Option<cluster::Cluster>,
+    /// How dopplers given as DNS names are resolved.
+    pub discovery: hydrant_proto::discovery::Discovery,
 }
 
 impl Config {
@@ -104,6 +106,7 @@ impl Config {
             scheduler: None,
             warm: None,
             cluster: None,
+            discovery: hydrant_proto::discovery::Discovery::default(),
         }
     }
 
@@ -299,6 +302,7 @@ pub async fn run(
     let source = nozzle::Source {
         dopplers: config.dopplers.clone(),
         tls: config.tls.clone(),
+        discovery: config.discovery,
     };
     // In a cluster, the dopplers hand each node the sources it owns (source-id affinity,
     // members ordered by node index).

@@ -38,6 +38,8 @@ pub struct Config {
     pub dopplers: Vec<String>,
     /// mTLS towards them.
     pub tls: Option<Tls>,
+    /// How dopplers given as DNS names are resolved.
+    pub discovery: hydrant_proto::discovery::Discovery,
     /// The engine.
     pub store: store::Config,
     /// Rows of the log table.
@@ -450,6 +452,7 @@ pub async fn run(
     let source = nozzle::Source {
         dopplers: config.dopplers.clone(),
         tls: config.tls.clone(),
+        discovery: config.discovery,
     };
     nozzle::subscribe(
         &mut life,

@@ -5,11 +5,16 @@
 //!
 //! A handler that is slow holds up only its own subscription: the doppler buffers for it
 //! and then drops its oldest envelopes, counted as this subscriber's.
+//!
+//! A doppler given as a DNS name (`dopplers.hydrant.svc:8082`) stands for every address it
+//! resolves to: one subscription each, added and dropped as the answer changes
+//! ([`hydrant_proto::discovery`]).
 
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 
+use hydrant_proto::discovery::{self, Discovery, Resolver};
 use hydrant_proto::raw::RawBatch;
 use hydrant_proto::subscriber::Subscriber;
 use hydrant_proto::transport::{self, Tls};
@@ -24,6 +29,8 @@ pub struct Source {
     pub dopplers: Vec<String>,
     /// mTLS towards them.
     pub tls: Option<Tls>,
+    /// How doppler names are resolved.
+    pub discovery: Discovery,
 }
 
 /// A doppler refused the nozzle's subscription (a bad request, a TLS identity it does not
@@ -62,6 +69,54 @@ where
 {
     let accept = life.token(Phase::Accept);
     for doppler in &source.dopplers {
+        if let Some((host, port)) = discovery::dns_name(doppler) {
+            let resolver =
+                Arc::new(Resolver::new(&source.discovery).map_err(transport::Error::Discovery)?);
+            let mut addrs = discovery::watch(
+                resolver,
+                host,
+                port,
+                source.discovery.refresh,
+                accept.clone(),
+            );
+            let (source, request, handler) = (source.clone(), request.clone(), Arc::clone(handler));
+            let accept = accept.clone();
+            life.spawn(Phase::Accept, format!("firehose {doppler}"), async move {
+                let mut running: std::collections::BTreeMap<_, tokio_util::sync::CancellationToken> =
+                    std::collections::BTreeMap::new();
+                loop {
+                    let current = addrs.borrow_and_update().clone();
+                    running.retain(|addr, stop| {
+                        let keep = current.contains(addr);
+                        if !keep {
+                            tracing::info!(%addr, "firehose: a doppler address is gone; unsubscribing");
+                            stop.cancel();
+                        }
+                        keep
+                    });
+                    for addr in current {
+                        if running.contains_key(&addr) {
+                            continue;
+                        }
+                        let stop = accept.child_token();
+                        let target = addr.to_string();
+                        match Subscriber::new(&target, source.tls.as_ref(), request.clone(), stop.clone()) {
+                            Ok(sub) => {
+                                tokio::spawn(follow_one(sub, target, Arc::clone(&handler)));
+                                running.insert(addr, stop);
+                            }
+                            Err(e) => tracing::warn!(%addr, error = %e, "firehose: cannot use a resolved address"),
+                        }
+                    }
+                    tokio::select! {
+                        changed = addrs.changed() => if changed.is_err() { break },
+                        () = accept.cancelled() => break,
+                    }
+                }
+                Ok(())
+            });
+            continue;
+        }
         let mut sub = Subscriber::new(
             doppler,
             source.tls.as_ref(),
@@ -84,4 +139,22 @@ where
         });
     }
     Ok(())
+}
+
+/// One discovered doppler's subscription, until it is cancelled; a refusal is logged (the
+/// other addresses go on).
+async fn follow_one<H: Handler>(mut sub: Subscriber, doppler: String, handler: Arc<H>) {
+    loop {
+        match sub.next().await {
+            Ok(Some(batch)) => {
+                handler.batch(batch).await;
+                handler.reconnected(sub.take_reconnects());
+            }
+            Ok(None) => return,
+            Err(status) => {
+                tracing::error!(%doppler, %status, "firehose: the doppler refused the subscription");
+                return;
+            }
+        }
+    }
 }

@@ -43,6 +43,8 @@ pub struct Config {
     pub dopplers: Vec<String>,
     /// mTLS towards the dopplers.
     pub doppler_tls: Option<Tls>,
+    /// How a doppler given as a DNS name is resolved (every address it has gets streams).
+    pub discovery: hydrant_proto::discovery::Discovery,
     /// Tags added to every envelope that does not already carry them.
     pub tags: BTreeMap<String, String>,
     /// Forwarding buffer bound, in envelopes.
@@ -77,6 +79,7 @@ impl Default for Config {
             server_tls: None,
             dopplers: vec!["127.0.0.1:8082".into()],
             doppler_tls: None,
+            discovery: hydrant_proto::discovery::Discovery::default(),
             tags: BTreeMap::new(),
             buffer_envelopes: client::DEFAULT_BUFFER_ENVELOPES,
             buffer_bytes: client::DEFAULT_BUFFER_BYTES,
@@ -210,6 +213,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let mut forward_config = client::Config::new(config.dopplers.clone());
     forward_config.tls = config.doppler_tls.clone();
+    forward_config.discovery = config.discovery;
     forward_config.buffer_envelopes = config.buffer_envelopes;
     forward_config.buffer_bytes = config.buffer_bytes;
     forward_config.streams_per_target = config.streams_per_doppler;

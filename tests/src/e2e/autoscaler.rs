@@ -50,6 +50,7 @@ pub(super) fn service_config(
         grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         dopplers,
         tls: None,
+        discovery: Default::default(),
         policies: vec![policies],
         actuator: Arc::new(hydrant_autoscaler::actuator::Webhook::new(
             "http://127.0.0.1:9/",

@@ -56,6 +56,7 @@ impl TestStorage {
             self_metrics: None,
             dopplers: vec![d.grpc.to_string()],
             tls: None,
+            discovery: Default::default(),
             store: store::Config {
                 dir: dir.to_path_buf(),
                 wal: true,

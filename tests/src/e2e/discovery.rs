@@ -1,0 +1,169 @@
+//! Dopplers found by DNS, as behind a Kubernetes headless Service: an agent and a log cache
+//! given one name (served by a real dnsmasq) use every address it resolves to. A doppler
+//! added behind the name is used without a restart; one taken away leaves the others
+//! carrying everything.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hydrant::telemetry::names;
+use hydrant::{agent, doppler};
+use hydrant_proto::discovery::{Discovery, Resolver};
+use hydrant_proto::envelope;
+use hydrant_proto::ingress::{Config, IngressClient};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::guard::{Proc, Scratch};
+use crate::servers::free_port;
+use crate::{TestAgent, TestDoppler, TestLogCache, eventually_within};
+
+const NAME: &str = "dopplers.hydrant.test";
+
+/// A dnsmasq answering from `hosts` only, on 127.0.0.1; reloads `hosts` on SIGHUP.
+fn dnsmasq(hosts: &std::path::Path, port: u16) -> Proc {
+    let child = std::process::Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+        ])
+        .args([
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--pid-file=",
+        ])
+        .arg(format!("--addn-hosts={}", hosts.display()))
+        .arg(format!("--port={port}"))
+        .arg("--local-ttl=0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq (Debian dnsmasq-base; .ci/run installs it)");
+    Proc::new(child)
+}
+
+async fn subscribed(d: &TestDoppler) -> bool {
+    d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "log-cache")])
+        .await
+        == 1.0
+}
+
+async fn logs(cache: &TestLogCache, source: &str) -> usize {
+    let v: Value = hydrant_runtime::https::plain_client()
+        .get(format!("{}/api/v1/meta", cache.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["meta"][source]["count"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dopplers_behind_one_name_are_found_added_and_dropped() {
+    let dir = Scratch::new("discovery");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, format!("127.0.0.2 {NAME}\n")).unwrap();
+    let dns = free_port();
+    let mut server = dnsmasq(&hosts, dns.port());
+    let discovery = Discovery {
+        dns_server: Some(dns),
+        refresh: Duration::from_millis(300),
+    };
+    let resolver = Resolver::new(&discovery).unwrap();
+    eventually_within("dnsmasq answers", Duration::from_secs(10), || async {
+        resolver.resolve(NAME, 1).await.is_ok()
+    })
+    .await;
+
+    // Two dopplers on one port, at two addresses; the name has only the first for now.
+    let a_listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let port = a_listener.local_addr().unwrap().port();
+    let b_listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 3], port)))
+        .await
+        .unwrap();
+    let a = TestDoppler::start_on(doppler::Config::default(), a_listener).await;
+    let b = TestDoppler::start_on(doppler::Config::default(), b_listener).await;
+    let by_name = format!("{NAME}:{port}");
+    let agent = TestAgent::start_with(agent::Config {
+        dopplers: vec![by_name.clone()],
+        discovery,
+        ..agent::Config::default()
+    })
+    .await;
+    let mut cache_config = hydrant_logcache::Config::new(vec![by_name.clone()]);
+    cache_config.discovery = discovery;
+    let cache = TestLogCache::start(cache_config, &[]).await;
+    eventually_within(
+        "the first doppler in use",
+        Duration::from_secs(10),
+        || async {
+            agent.metric(names::AGENT_DOPPLER_STREAMS, &[]).await == 1.0 && subscribed(&a).await
+        },
+    )
+    .await;
+    assert!(!subscribed(&b).await, "b is not behind the name yet");
+
+    // A second address behind the name: used at the next lookup, nothing restarted.
+    std::fs::write(&hosts, format!("127.0.0.2 {NAME}\n127.0.0.3 {NAME}\n")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    eventually_within("both dopplers in use", Duration::from_secs(10), || async {
+        agent.metric(names::AGENT_DOPPLER_STREAMS, &[]).await == 2.0
+            && subscribed(&a).await
+            && subscribed(&b).await
+    })
+    .await;
+    let emitter = IngressClient::start(Config::new(vec![agent.grpc.to_string()])).unwrap();
+    let send = |n: usize, source: &str| {
+        for i in 0..n {
+            emitter.send_envelope(&envelope::log(source, format!("line {i}"), false));
+        }
+    };
+    send(2000, "spread");
+    eventually_within(
+        "every line through both",
+        Duration::from_secs(10),
+        || async { logs(&cache, "spread").await == 2000 },
+    )
+    .await;
+    for d in [&a, &b] {
+        assert!(
+            d.metric(names::DOPPLER_INGRESS, &[]).await > 0.0,
+            "both carried some"
+        );
+    }
+
+    // The first doppler leaves (and the name): the second carries everything.
+    std::fs::write(&hosts, format!("127.0.0.3 {NAME}\n")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    a.stop().await;
+    eventually_within("only b in use", Duration::from_secs(10), || async {
+        agent.metric(names::AGENT_DOPPLER_STREAMS, &[]).await == 1.0
+    })
+    .await;
+    send(1000, "after");
+    eventually_within("every line through b", Duration::from_secs(10), || async {
+        logs(&cache, "after").await == 1000
+    })
+    .await;
+    emitter.close(Duration::from_secs(5)).await;
+    cache.stop().await;
+    agent.stop().await;
+    b.stop().await;
+    server.kill();
+}

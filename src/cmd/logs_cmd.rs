@@ -126,54 +126,34 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
     config.discovery = a.component.discovery();
     config.grace = a.component.grace();
     config.access = a.component.access.access(&mut problems);
-    if let Some(addr) = &a.scheduler {
-        let tls = config
-            .tls
-            .as_ref()
-            .map(https::ClientTls::of)
-            .unwrap_or_default();
-        let token = match &a.scheduler_token_file {
-            Some(path) => super::read_token(path)
-                .map_err(|e| problems.push(Invalid::new("scheduler-token-file", format!("{e:#}"))))
-                .ok(),
-            None => None,
-        };
-        match https::client(&tls) {
-            Ok(http) => {
-                config.scheduler = Some(hydrant_logcache::directory::Scheduler {
-                    url: https::url(addr, &tls),
-                    token,
-                    http,
-                });
-            }
-            Err(e) => problems.push(Invalid::new("scheduler", e.to_string())),
-        }
+    let tls = config.tls.clone();
+    let mut peer = |token_file: &Option<std::path::PathBuf>,
+                    flags: (&'static str, &'static str)| {
+        Peer::new(tls.as_ref(), token_file.as_deref(), flags, &mut problems)
+    };
+    if let Some(addr) = &a.scheduler
+        && let Some(p) = peer(
+            &a.scheduler_token_file,
+            ("scheduler", "scheduler-token-file"),
+        )
+    {
+        config.scheduler = Some(hydrant_logcache::directory::Scheduler {
+            url: https::url(addr, &p.tls),
+            token: p.token,
+            http: p.http,
+        });
     }
-    if let Some(addr) = &a.warm_from {
-        let tls = config
-            .tls
-            .as_ref()
-            .map(https::ClientTls::of)
-            .unwrap_or_default();
-        let token = match &a.warm_token_file {
-            Some(path) => super::read_token(path)
-                .map_err(|e| problems.push(Invalid::new("warm-token-file", format!("{e:#}"))))
-                .ok(),
-            None => None,
-        };
-        match https::client(&tls) {
-            Ok(http) => {
-                config.warm = Some(hydrant_logcache::warm::Warm {
-                    url: https::url(addr, &tls),
-                    token,
-                    http,
-                    max_rows: a.warm_max_rows,
-                    lookback: a.warm_lookback,
-                    patience: hydrant_logcache::warm::DEFAULT_PATIENCE,
-                });
-            }
-            Err(e) => problems.push(Invalid::new("warm-from", e.to_string())),
-        }
+    if let Some(addr) = &a.warm_from
+        && let Some(p) = peer(&a.warm_token_file, ("warm-from", "warm-token-file"))
+    {
+        config.warm = Some(hydrant_logcache::warm::Warm {
+            url: https::url(addr, &p.tls),
+            token: p.token,
+            http: p.http,
+            max_rows: a.warm_max_rows,
+            lookback: a.warm_lookback,
+            patience: hydrant_logcache::warm::DEFAULT_PATIENCE,
+        });
     }
     match (a.node_addrs.is_empty(), a.node_index) {
         (true, None) => {}
@@ -186,33 +166,57 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
             "needs --node-index, this node's place in the list",
         )),
         (false, Some(index)) => {
-            let tls = config
-                .tls
-                .as_ref()
-                .map(https::ClientTls::of)
-                .unwrap_or_default();
-            let token = match &a.node_token_file {
-                Some(path) => super::read_token(path)
-                    .map_err(|e| problems.push(Invalid::new("node-token-file", format!("{e:#}"))))
-                    .ok(),
-                None => None,
-            };
-            match https::client(&tls) {
-                Ok(http) => {
-                    config.cluster = Some(hydrant_logcache::cluster::Cluster {
-                        nodes: a.node_addrs.iter().map(|n| https::url(n, &tls)).collect(),
-                        index,
-                        token,
-                        http,
-                    });
-                }
-                Err(e) => problems.push(Invalid::new("node-addrs", e.to_string())),
+            if let Some(p) = peer(&a.node_token_file, ("node-addrs", "node-token-file")) {
+                config.cluster = Some(hydrant_logcache::cluster::Cluster {
+                    nodes: a.node_addrs.iter().map(|n| https::url(n, &p.tls)).collect(),
+                    index,
+                    token: p.token,
+                    http: p.http,
+                });
             }
         }
     }
     problems.extend(config.validate());
     Invalids::check(problems)?;
     Ok(config)
+}
+
+/// How the log cache calls a peer (the scheduler, the storage nozzle, another node): a
+/// client trusting the component's CA, and the token read from a file.
+struct Peer {
+    tls: https::ClientTls,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Peer {
+    /// The peer's client; `None` with the problem (named by `flags`: the address flag,
+    /// the token file flag) when a file cannot be read or the client cannot be built.
+    fn new(
+        tls: Option<&hydrant_proto::transport::Tls>,
+        token_file: Option<&std::path::Path>,
+        (flag, token_flag): (&'static str, &'static str),
+        problems: &mut Vec<Invalid>,
+    ) -> Option<Peer> {
+        let tls = tls.map(https::ClientTls::of).unwrap_or_default();
+        let token = match token_file {
+            Some(path) => match super::read_token(path) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    problems.push(Invalid::new(token_flag, format!("{e:#}")));
+                    return None;
+                }
+            },
+            None => None,
+        };
+        match https::client(&tls) {
+            Ok(http) => Some(Peer { tls, token, http }),
+            Err(e) => {
+                problems.push(Invalid::new(flag, e.to_string()));
+                None
+            }
+        }
+    }
 }
 
 /// `hydrant logcache`.

@@ -67,6 +67,13 @@ impl Proc {
         Proc(None)
     }
 
+    /// Whether it has exited (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     /// Its process id (0 once it is gone).
     pub fn id(&self) -> u32 {
         self.0.as_ref().map_or(0, std::process::Child::id)

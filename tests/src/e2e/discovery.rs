@@ -73,23 +73,39 @@ async fn dopplers_behind_one_name_are_found_added_and_dropped() {
     std::fs::create_dir_all(&dir).unwrap();
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, format!("127.0.0.2 {NAME}\n")).unwrap();
-    let dns = free_port();
+    // Up once it accepts on its TCP port (it serves DNS over TCP too). A port that turns
+    // out to be taken for UDP makes it exit: another port is tried.
     let log = dir.join("dnsmasq.log");
-    let mut server = dnsmasq(&hosts, dns.port(), &log);
+    let mut started = None;
+    for _ in 0..3 {
+        let dns = free_port();
+        let mut server = dnsmasq(&hosts, dns.port(), &log);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if tokio::net::TcpStream::connect(dns).await.is_ok() {
+                started = Some((dns, server));
+                break;
+            }
+            if server.exited() || tokio::time::Instant::now() > deadline {
+                server.kill();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if started.is_some() {
+            break;
+        }
+    }
+    let Some((dns, mut server)) = started else {
+        panic!(
+            "dnsmasq did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
     let discovery = Discovery {
         dns_server: Some(dns),
         refresh: Duration::from_millis(300),
     };
-    // Up once it accepts on its TCP port (it serves DNS over TCP too).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(dns).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "dnsmasq did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let resolver = Resolver::new(&discovery).unwrap();
     eventually_within("dnsmasq answers", Duration::from_secs(30), || async {
         resolver.resolve(NAME, 1).await.is_ok()

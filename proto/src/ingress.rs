@@ -219,8 +219,9 @@ async fn follow(
         }
         tokio::select! {
             changed = addrs.changed() => if changed.is_err() { break },
-            () = tokio::time::sleep(Duration::from_millis(100)), if queue.is_closed() => {
-                if queue.is_empty() { break }
+            // The queue closes without waking anyone: look every 100 ms.
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                if queue.is_closed() && queue.is_empty() { break }
             }
             () = cancel.cancelled() => break,
         }

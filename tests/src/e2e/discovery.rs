@@ -23,7 +23,15 @@ const NAME: &str = "dopplers.hydrant.test";
 /// A dnsmasq answering from `hosts` only, on 127.0.0.1:`port` (UDP and TCP); reloads
 /// `hosts` on SIGHUP. Its log goes to `log`.
 fn dnsmasq(hosts: &std::path::Path, port: u16, log: &std::path::Path) -> Proc {
-    let child = std::process::Command::new("dnsmasq")
+    let mut command = std::process::Command::new("dnsmasq");
+    // Started as root, dnsmasq becomes `nobody`, who cannot read a hosts file under a
+    // private TMPDIR (CI's): it stays root here (it only listens on 127.0.0.1).
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if root {
+        command.arg("--user=root");
+    }
+    let child = command
         .args([
             "--keep-in-foreground",
             "--conf-file=/dev/null",

@@ -119,6 +119,10 @@ pub(crate) struct AgentArgs {
     /// (default: 127.0.0.1:3457, Loggregator's, skipped with a warning when taken).
     #[arg(long)]
     pub(crate) udp: Option<String>,
+    /// On a Kubernetes node: the kubelet's pod log directory (`/var/log/pods`), whose
+    /// container logs are sent as log envelopes (source id `namespace/workload`).
+    #[arg(long)]
+    pub(crate) cri_logs: Option<std::path::PathBuf>,
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
@@ -262,6 +266,7 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         access,
         pending,
         udp,
+        cri_logs: a.cri_logs.clone(),
         handshake_timeout: a.handshake_timeout,
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),

@@ -25,6 +25,7 @@ mod logcache_promql;
 mod logcache_warm;
 mod logs;
 mod pending;
+mod pod_logs;
 mod replay;
 mod replay_live;
 mod restart;

@@ -31,6 +31,7 @@ use hydrant_runtime::lifecycle::{self, Lifecycle, Phase};
 use hydrant_runtime::shutdown;
 
 mod counters;
+pub mod cri;
 
 pub use counters::{MAX_COUNTER_KEYS, Totals};
 
@@ -69,6 +70,8 @@ pub struct Config {
     pub pending: Option<crate::pending::Limits>,
     /// A bound socket to read dropsonde (Loggregator v1) datagrams from (none: no UDP).
     pub udp: Option<Arc<std::net::UdpSocket>>,
+    /// The kubelet's pod log directory to tail (`/var/log/pods`; none: no pod logs).
+    pub cri_logs: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
         Config {
             pending: None,
             udp: None,
+            cri_logs: None,
             server_tls: None,
             dopplers: vec!["127.0.0.1:8082".into()],
             doppler_tls: None,
@@ -262,6 +266,14 @@ pub async fn run(
         let stop = life.token(Phase::Accept);
         life.spawn(Phase::Accept, "udp ingress", async move {
             crate::v1::serve_udp(socket, sink, tagger, stop).await;
+            Ok(())
+        });
+    }
+    // Kubernetes pods' logs, as the kubelet writes them on this node.
+    if let Some(root) = config.cri_logs.clone() {
+        let (sink, stop) = (Arc::clone(&state), life.token(Phase::Accept));
+        life.spawn(Phase::Accept, "pod logs", async move {
+            cri::serve(root, sink, stop).await;
             Ok(())
         });
     }

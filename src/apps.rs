@@ -471,10 +471,11 @@ impl Client {
     }
 }
 
-/// Rows as left-aligned columns, three spaces apart.
-fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+/// Rows as left-aligned columns, three spaces apart (widths in characters, as `{:<w$}`
+/// pads). Every table the CLI prints goes through here.
+pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
     let widths: Vec<usize> = (0..N)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for r in rows {

@@ -103,20 +103,7 @@ pub(super) fn history_table(records: &[Record]) -> String {
             r.error.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    hydrant::apps::columns(&rows)
 }
 
 /// `-` for nothing.
@@ -230,20 +217,7 @@ pub(super) fn status_table(o: &Overview, now: i64) -> String {
             last,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    hydrant::apps::columns(&rows)
 }
 
 /// Seconds as kubectl prints ages: `42s`, `5m`, `3h`, `2d`.

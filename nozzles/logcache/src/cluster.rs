@@ -83,19 +83,29 @@ impl Cluster {
         format!("{}{path_and_query}", self.nodes[node].trim_end_matches('/'))
     }
 
-    /// `GET path_and_query` on `node`, as the caller asked it (its token), marked as
-    /// proxied. A node that does not answer is a 502 naming it.
-    pub async fn proxy(&self, node: usize, path_and_query: &str, headers: &HeaderMap) -> Response {
-        let url = self.url(node, path_and_query);
+    /// `GET path_and_query` on `node` with the caller's token, marked as proxied (so
+    /// `node` answers it itself).
+    fn peer_get(
+        &self,
+        node: usize,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> reqwest::RequestBuilder {
         let mut req = self
             .http
-            .get(&url)
+            .get(self.url(node, path_and_query))
             .timeout(PEER_TIMEOUT)
             .header(PROXIED, "1");
         if let Some(auth) = headers.get(header::AUTHORIZATION) {
             req = req.header(header::AUTHORIZATION, auth);
         }
-        match req.send().await {
+        req
+    }
+
+    /// `GET path_and_query` on `node`, as the caller asked it (its token), marked as
+    /// proxied. A node that does not answer is a 502 naming it.
+    pub async fn proxy(&self, node: usize, path_and_query: &str, headers: &HeaderMap) -> Response {
+        match self.peer_get(node, path_and_query, headers).send().await {
             Ok(resp) => {
                 let status =
                     StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -120,15 +130,7 @@ impl Cluster {
         path_and_query: &str,
         headers: &HeaderMap,
     ) -> Result<serde_json::Value, String> {
-        let url = self.url(node, path_and_query);
-        let mut req = self
-            .http
-            .get(&url)
-            .timeout(PEER_TIMEOUT)
-            .header(PROXIED, "1");
-        if let Some(auth) = headers.get(header::AUTHORIZATION) {
-            req = req.header(header::AUTHORIZATION, auth);
-        }
+        let req = self.peer_get(node, path_and_query, headers);
         let resp = req.send().await.map_err(|e| {
             format!(
                 "log cache node {node} ({}) is unreachable: {e}",

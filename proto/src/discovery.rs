@@ -7,7 +7,7 @@
 //! Lookups go to the system's resolvers (`/etc/resolv.conf`, `/etc/hosts`), or to
 //! [`Discovery::dns_server`] when set.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +122,62 @@ pub fn watch(
         }
     });
     rx
+}
+
+/// What runs for each address a name resolves to (an ingress client's workers, a nozzle's
+/// subscription), each under a token of its own.
+#[derive(Debug)]
+pub struct PerAddress<T> {
+    running: BTreeMap<SocketAddr, (CancellationToken, T)>,
+}
+
+impl<T> Default for PerAddress<T> {
+    fn default() -> Self {
+        PerAddress {
+            running: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> PerAddress<T> {
+    /// Brings what runs to `current`: what runs for an address that is gone is cancelled;
+    /// for a new one `start` gets a child token of `parent`. An address `start` refuses is
+    /// logged (as `what`) and tried again at the next update.
+    pub fn update<E: std::fmt::Display>(
+        &mut self,
+        current: &BTreeSet<SocketAddr>,
+        parent: &CancellationToken,
+        what: &str,
+        mut start: impl FnMut(SocketAddr, CancellationToken) -> Result<T, E>,
+    ) {
+        self.running.retain(|addr, (stop, _)| {
+            let keep = current.contains(addr);
+            if !keep {
+                tracing::info!(%addr, "{what}: a doppler address is gone; its connection stops");
+                stop.cancel();
+            }
+            keep
+        });
+        for &addr in current {
+            if self.running.contains_key(&addr) {
+                continue;
+            }
+            let stop = parent.child_token();
+            match start(addr, stop.clone()) {
+                Ok(t) => {
+                    self.running.insert(addr, (stop, t));
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "{what}: cannot use a resolved address")
+                }
+            }
+        }
+    }
+
+    /// What runs, address by address.
+    pub fn into_values(self) -> impl Iterator<Item = T> {
+        self.running.into_values().map(|(_, t)| t)
+    }
 }
 
 #[cfg(test)]

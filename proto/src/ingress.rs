@@ -189,34 +189,10 @@ async fn follow(
     cancel: CancellationToken,
     spawn: impl Fn(SocketAddr, CancellationToken) -> Result<Vec<JoinHandle<()>>, transport::Error>,
 ) {
-    let mut running: std::collections::BTreeMap<
-        SocketAddr,
-        (CancellationToken, Vec<JoinHandle<()>>),
-    > = std::collections::BTreeMap::new();
+    let mut running = discovery::PerAddress::default();
     loop {
         let current = addrs.borrow_and_update().clone();
-        running.retain(|addr, (stop, _)| {
-            let keep = current.contains(addr);
-            if !keep {
-                tracing::info!(%addr, "ingress: a doppler address is gone; its streams stop");
-                stop.cancel();
-            }
-            keep
-        });
-        for addr in current {
-            if running.contains_key(&addr) {
-                continue;
-            }
-            let stop = cancel.child_token();
-            match spawn(addr, stop.clone()) {
-                Ok(handles) => {
-                    running.insert(addr, (stop, handles));
-                }
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "ingress: cannot use a resolved address")
-                }
-            }
-        }
+        running.update(&current, &cancel, "ingress", &spawn);
         tokio::select! {
             changed = addrs.changed() => if changed.is_err() { break },
             // The queue closes without waking anyone: look every 100 ms.
@@ -226,7 +202,7 @@ async fn follow(
             () = cancel.cancelled() => break,
         }
     }
-    for (_, (_, handles)) in running {
+    for handles in running.into_values() {
         futures::future::join_all(handles).await;
     }
 }

@@ -82,32 +82,16 @@ where
             let (source, request, handler) = (source.clone(), request.clone(), Arc::clone(handler));
             let accept = accept.clone();
             life.spawn(Phase::Accept, format!("firehose {doppler}"), async move {
-                let mut running: std::collections::BTreeMap<_, tokio_util::sync::CancellationToken> =
-                    std::collections::BTreeMap::new();
+                let mut running = discovery::PerAddress::default();
                 loop {
                     let current = addrs.borrow_and_update().clone();
-                    running.retain(|addr, stop| {
-                        let keep = current.contains(addr);
-                        if !keep {
-                            tracing::info!(%addr, "firehose: a doppler address is gone; unsubscribing");
-                            stop.cancel();
-                        }
-                        keep
-                    });
-                    for addr in current {
-                        if running.contains_key(&addr) {
-                            continue;
-                        }
-                        let stop = accept.child_token();
+                    running.update(&current, &accept, "firehose", |addr, stop| {
                         let target = addr.to_string();
-                        match Subscriber::new(&target, source.tls.as_ref(), request.clone(), stop.clone()) {
-                            Ok(sub) => {
-                                tokio::spawn(follow_one(sub, target, Arc::clone(&handler)));
-                                running.insert(addr, stop);
-                            }
-                            Err(e) => tracing::warn!(%addr, error = %e, "firehose: cannot use a resolved address"),
-                        }
-                    }
+                        let sub =
+                            Subscriber::new(&target, source.tls.as_ref(), request.clone(), stop)?;
+                        tokio::spawn(follow_one(sub, target, Arc::clone(&handler)));
+                        Ok::<(), transport::Error>(())
+                    });
                     tokio::select! {
                         changed = addrs.changed() => if changed.is_err() { break },
                         () = accept.cancelled() => break,
@@ -126,17 +110,20 @@ where
         let handler = Arc::clone(handler);
         let doppler = doppler.clone();
         life.spawn(Phase::Accept, format!("firehose {doppler}"), async move {
-            loop {
-                match sub.next().await {
-                    Ok(Some(batch)) => {
-                        handler.batch(batch).await;
-                        handler.reconnected(sub.take_reconnects());
-                    }
-                    Ok(None) => return Ok(()),
-                    Err(status) => return Err(Refused { doppler, status }.into()),
-                }
-            }
+            pump(&mut sub, handler.as_ref())
+                .await
+                .map_err(|status| Refused { doppler, status }.into())
         });
+    }
+    Ok(())
+}
+
+/// Hands every batch of `sub` to `handler` until the subscription ends (`Ok`) or the
+/// doppler refuses it.
+async fn pump<H: Handler>(sub: &mut Subscriber, handler: &H) -> Result<(), tonic::Status> {
+    while let Some(batch) = sub.next().await? {
+        handler.batch(batch).await;
+        handler.reconnected(sub.take_reconnects());
     }
     Ok(())
 }
@@ -144,17 +131,7 @@ where
 /// One discovered doppler's subscription, until it is cancelled; a refusal is logged (the
 /// other addresses go on).
 async fn follow_one<H: Handler>(mut sub: Subscriber, doppler: String, handler: Arc<H>) {
-    loop {
-        match sub.next().await {
-            Ok(Some(batch)) => {
-                handler.batch(batch).await;
-                handler.reconnected(sub.take_reconnects());
-            }
-            Ok(None) => return,
-            Err(status) => {
-                tracing::error!(%doppler, %status, "firehose: the doppler refused the subscription");
-                return;
-            }
-        }
+    if let Err(status) = pump(&mut sub, handler.as_ref()).await {
+        tracing::error!(%doppler, %status, "firehose: the doppler refused the subscription");
     }
 }

@@ -34,6 +34,10 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// Longest line kept while its parts arrive; the rest of a longer one is cut.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
+/// Longest stretch of a file without a newline that is held; a longer one (not what the
+/// kubelet writes) is dropped up to its next newline.
+pub const MAX_RAW_LINE_BYTES: usize = 1024 * 1024;
+
 /// One CRI log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Line<'a> {
@@ -141,6 +145,8 @@ struct Tail {
     offset: u64,
     /// Bytes after the last newline.
     rest: Vec<u8>,
+    /// Dropping an overlong raw line up to its newline.
+    skipping: bool,
     /// Parts of a line so far.
     partial: String,
     container: Container,
@@ -157,6 +163,7 @@ impl Tail {
             inode: meta.ino(),
             offset,
             rest: Vec::new(),
+            skipping: false,
             partial: String::new(),
             container,
         })
@@ -169,8 +176,25 @@ impl Tail {
             return;
         }
         self.offset += buf.len() as u64;
-        self.rest.extend_from_slice(&buf);
+        self.take(&buf, out);
+    }
+
+    /// Takes bytes read from the file; returns the complete lines' envelopes.
+    fn take(&mut self, mut buf: &[u8], out: &mut Vec<RawEnvelope>) {
+        if self.skipping {
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                return;
+            };
+            buf = &buf[nl + 1..];
+            self.skipping = false;
+        }
+        self.rest.extend_from_slice(buf);
         let Some(end) = self.rest.iter().rposition(|&b| b == b'\n') else {
+            if self.rest.len() > MAX_RAW_LINE_BYTES {
+                tracing::warn!(pod = %self.container.pod, "pod logs: a line longer than {MAX_RAW_LINE_BYTES} bytes is dropped");
+                self.rest.clear();
+                self.skipping = true;
+            }
             return;
         };
         let complete: Vec<u8> = self.rest.drain(..=end).collect();
@@ -289,6 +313,36 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    /// A file that never writes a newline is not held in memory: the overlong line is
+    /// dropped up to its newline and the next lines read as usual.
+    #[test]
+    fn an_endless_line_is_dropped_not_held() {
+        let dir = std::env::temp_dir().join(format!("hydrant-cri-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("0.log");
+        std::fs::write(&path, b"").unwrap();
+        let c = Container {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            uid: "u".into(),
+            container: "c".into(),
+        };
+        let mut t = Tail::open(&path, c, false).unwrap();
+        let mut out = Vec::new();
+        let chunk = vec![b'x'; 600 * 1024];
+        for _ in 0..3 {
+            t.take(&chunk, &mut out);
+        }
+        assert!(t.rest.len() <= MAX_RAW_LINE_BYTES && t.skipping);
+        t.take(b"xxx\n2016-10-06T00:17:09Z stdout F after\n", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].decode().message,
+            envelope::log("", "after", false).message
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

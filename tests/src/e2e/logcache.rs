@@ -301,7 +301,15 @@ async fn tokens_read_only_their_own_sources() {
         token: None,
         http: hydrant_runtime::https::plain_client(),
     });
-    let lc = TestLogCache::start(config, &[&d]).await;
+    // A cluster of one, so the peers' ingest route is served (and guarded).
+    let http = crate::listener().await;
+    config.cluster = Some(hydrant_logcache::cluster::Cluster {
+        nodes: vec![format!("http://{}", http.local_addr().unwrap())],
+        index: 0,
+        token: None,
+        http: hydrant_runtime::https::plain_client(),
+    });
+    let lc = TestLogCache::start_on(http, config, &[&d]).await;
     // "spoof" tags itself app_name=name-b (app_log tags name-<source>, so rename it).
     let mut spoof = app_log("spoof", T0, 0, "x", false);
     spoof.tags.insert("app_name".into(), "name-b".into());
@@ -323,6 +331,28 @@ async fn tokens_read_only_their_own_sources() {
     .await;
     let read = |s: &str, t: Option<&'static str>| get(format!("{}/api/v1/read/{s}", lc.url), t);
     assert_eq!(read("c", Some("root")).await.0, 200);
+    // The cluster peers' ingest route takes only a token that may write.
+    let post = |t: &'static str| {
+        hydrant_runtime::https::plain_client()
+            .post(format!(
+                "{}{}",
+                lc.url,
+                hydrant_logcache::cluster::INGEST_PATH
+            ))
+            .bearer_auth(t)
+            .body(Vec::<u8>::new())
+            .send()
+    };
+    assert_eq!(
+        post("team").await.unwrap().status().as_u16(),
+        404,
+        "a reading token"
+    );
+    assert_eq!(
+        post("nobody").await.unwrap().status().as_u16(),
+        404,
+        "an unknown token"
+    );
     assert_eq!(count(&read("a", Some("team")).await.1), 1, "own source id");
     assert_eq!(
         count(&read(&b, Some("team")).await.1),

@@ -236,6 +236,22 @@ async fn envelopes_reaching_the_wrong_node_are_forwarded_to_their_owner() {
     let dead = listener().await.local_addr().unwrap().to_string();
     let a = TestLogCache::start_on(la, config(0, d.grpc.to_string()), &[&d]).await;
     let b = TestLogCache::start_on(lb, config(1, dead), &[]).await;
+    // What is not an EnvelopeBatch is refused on the peers' route, by name.
+    let r = hydrant_runtime::https::plain_client()
+        .post(format!(
+            "{}{}",
+            b.url,
+            hydrant_logcache::cluster::INGEST_PATH
+        ))
+        .body(vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(
+        r.text().await.unwrap().contains("not an EnvelopeBatch"),
+        "a truncated batch is named"
+    );
     let client = IngressClient::start(Config::new(vec![d.grpc.to_string()])).unwrap();
     for n in 0..LINES {
         for i in 0..SOURCES {

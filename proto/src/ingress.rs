@@ -81,6 +81,10 @@ pub struct Config {
     /// How a target given as a DNS name is resolved: one set of streams per address it
     /// resolves to, kept current (see [`crate::discovery`]).
     pub discovery: Discovery,
+    /// How long written data may go unacknowledged by a target's host before its
+    /// connection is given up and the other targets take over (see
+    /// [`transport::PEER_ACK_TIMEOUT`]).
+    pub peer_ack_timeout: Duration,
 }
 
 impl Config {
@@ -94,6 +98,7 @@ impl Config {
             streams_per_target: 1,
             min_batch_interval: MIN_BATCH_INTERVAL,
             discovery: Discovery::default(),
+            peer_ack_timeout: transport::PEER_ACK_TIMEOUT,
         }
     }
 }
@@ -117,6 +122,10 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Streams currently open.
     pub connected: AtomicI64,
+    /// Envelopes written to a stream in the last two ack timeouts before it broke: what
+    /// may have been in flight to a host that went away, so possibly lost (an upper bound;
+    /// a stream ended by its server also counts).
+    pub unconfirmed: AtomicU64,
 }
 
 impl Stats {
@@ -169,6 +178,7 @@ fn spawn_workers(
         .map(|_| {
             let worker = Worker {
                 min_batch_interval: config.min_batch_interval,
+                peer_ack_timeout: config.peer_ack_timeout,
                 target: target.to_owned(),
                 endpoint: endpoint.clone(),
                 queue: Arc::clone(queue),
@@ -382,6 +392,7 @@ impl Drop for InHand {
 
 struct Worker {
     min_batch_interval: Duration,
+    peer_ack_timeout: Duration,
     target: String,
     endpoint: tonic::transport::Endpoint,
     queue: Arc<DropQueue<RawEnvelope>>,
@@ -410,13 +421,14 @@ impl Worker {
         let pending = &mut in_hand.batch;
         loop {
             let channel = tokio::select! {
-                c = self.endpoint.connect() => c,
+                c = transport::connect_sender(&self.endpoint, self.peer_ack_timeout) => c,
                 () = self.cancel.cancelled() => return,
             };
             let channel = match channel {
                 Ok(c) => c,
                 Err(e) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.give_back(pending);
                     tracing::debug!(target = %self.target, error = %e, "ingress: connect failed");
                     if self.queue.is_closed() && self.queue.is_empty() && pending.is_empty() {
                         return;
@@ -440,6 +452,7 @@ impl Worker {
                 Ended::Drained | Ended::Cancelled => return,
                 Ended::Broken => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.give_back(pending);
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = self.cancel.cancelled() => return,
@@ -447,6 +460,27 @@ impl Worker {
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
+        }
+    }
+
+    /// A broken stream: what was written to it lately may be lost.
+    fn broken(&self, recent: &mut Recent) -> Ended {
+        let n = recent.total();
+        if n > 0 {
+            self.stats.unconfirmed.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!(target = %self.target, unconfirmed = n, "ingress: stream broke with envelopes possibly in flight");
+        }
+        Ended::Broken
+    }
+
+    /// Hands a batch this worker could not send back to the shared queue, first in line,
+    /// so a worker of another target sends it while this one reconnects.
+    fn give_back(&self, pending: &mut Vec<RawEnvelope>) {
+        let evicted = self.queue.give_back(std::mem::take(pending));
+        if evicted > 0 {
+            self.stats
+                .dropped_overflow
+                .fetch_add(evicted as u64, Ordering::Relaxed);
         }
     }
 
@@ -464,6 +498,7 @@ impl Worker {
         let target = &self.target;
         // When the last batch was small (a trickle), and when it was sent.
         let mut last_small_send: Option<tokio::time::Instant> = None;
+        let mut recent = Recent::new(2 * self.peer_ack_timeout);
         loop {
             // Pace a trickle: right after a small batch, let envelopes accumulate for up to
             // the batch interval instead of paying a frame and a syscall per envelope. Busy
@@ -476,7 +511,7 @@ impl Worker {
                     () = tokio::time::sleep_until(due) => {}
                     r = &mut call => {
                         tracing::warn!(%target, result = ?r.err(), "ingress: stream ended by server");
-                        return Ended::Broken;
+                        return self.broken(&mut recent);
                     }
                     () = self.cancel.cancelled() => return Ended::Cancelled,
                 }
@@ -499,7 +534,7 @@ impl Worker {
                     }
                     r = &mut call => {
                         tracing::warn!(%target, result = ?r.err(), "ingress: stream ended by server");
-                        return Ended::Broken;
+                        return self.broken(&mut recent);
                     }
                     () = self.cancel.cancelled() => return Ended::Cancelled,
                 }
@@ -513,22 +548,59 @@ impl Worker {
                         permit.send(RawBatch::from(std::mem::take(pending)));
                         last_small_send = (n < PACE_BELOW_ENVELOPES as u64)
                             .then(tokio::time::Instant::now);
+                        recent.record(n);
                         self.stats.sent.fetch_add(n, Ordering::Relaxed);
                         self.stats.batches.fetch_add(1, Ordering::Relaxed);
                         *backoff = BACKOFF_MIN;
                     }
                     Err(_) => {
                         tracing::warn!(%target, "ingress: stream closed, reconnecting");
-                        return Ended::Broken;
+                        return self.broken(&mut recent);
                     }
                 },
                 r = &mut call => {
                     tracing::warn!(%target, result = ?r.err(), "ingress: stream broken, reconnecting");
-                    return Ended::Broken;
+                    return self.broken(&mut recent);
                 }
                 () = self.cancel.cancelled() => return Ended::Cancelled,
             }
         }
+    }
+}
+
+/// Envelopes written to a stream within the last `window`, in per-batch records.
+struct Recent {
+    window: Duration,
+    sends: std::collections::VecDeque<(tokio::time::Instant, u64)>,
+}
+
+impl Recent {
+    fn new(window: Duration) -> Recent {
+        Recent {
+            window,
+            sends: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn record(&mut self, n: u64) {
+        let now = tokio::time::Instant::now();
+        self.forget_before(now);
+        self.sends.push_back((now, n));
+    }
+
+    fn forget_before(&mut self, now: tokio::time::Instant) {
+        while self
+            .sends
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > self.window)
+        {
+            self.sends.pop_front();
+        }
+    }
+
+    fn total(&mut self) -> u64 {
+        self.forget_before(tokio::time::Instant::now());
+        self.sends.iter().map(|(_, n)| n).sum()
     }
 }
 

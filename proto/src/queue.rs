@@ -104,6 +104,37 @@ impl<T> DropQueue<T> {
         self.push_all(std::iter::once(item))
     }
 
+    /// Puts entries a reader took but could not deliver back at the front, in their
+    /// order, so another reader sends them next; accepted even after [`close`](Self::close)
+    /// (they were accepted before it). Past the bounds the oldest go, as in
+    /// [`push_all`](Self::push_all); returns how many were evicted.
+    pub fn give_back(&self, items: Vec<T>) -> usize {
+        if items.is_empty() {
+            return 0;
+        }
+        let mut dropped = 0;
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            for item in items.into_iter().rev() {
+                inner.bytes += (self.weigh)(&item);
+                inner.entries.push_front(item);
+            }
+            while inner.entries.len() > 1
+                && (inner.entries.len() > self.max_entries || inner.bytes > self.max_bytes)
+            {
+                if let Some(old) = inner.entries.pop_front() {
+                    inner.bytes -= (self.weigh)(&old);
+                    dropped += 1;
+                }
+            }
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        self.notify.notify_one();
+        dropped
+    }
+
     /// Moves up to `max` entries, and no more than `max_bytes` (but always at least one
     /// entry when any is waiting), into `out` without waiting; returns how many.
     pub fn try_pop_batch(&self, max: usize, max_bytes: usize, out: &mut Vec<T>) -> usize {
@@ -228,6 +259,23 @@ mod tests {
         let r = q.push(50);
         assert_eq!(r.dropped, 2, "both small entries make way for the big one");
         assert_eq!((q.len(), q.bytes()), (1, 50));
+    }
+
+    #[test]
+    fn given_back_entries_leave_first_in_order_even_after_close() {
+        let q = DropQueue::new(4, usize::MAX, one);
+        q.push_all([3u32, 4]);
+        q.close();
+        assert_eq!(q.give_back(vec![1, 2]), 0);
+        let mut out = Vec::new();
+        q.try_pop_batch(10, usize::MAX, &mut out);
+        assert_eq!(out, vec![1, 2, 3, 4]);
+        q.give_back(vec![5, 6, 7]);
+        q.give_back(vec![1, 2]);
+        assert_eq!(q.dropped(), 1, "past the bound the oldest goes");
+        out.clear();
+        q.try_pop_batch(10, usize::MAX, &mut out);
+        assert_eq!(out, vec![2, 5, 6, 7]);
     }
 
     #[tokio::test]

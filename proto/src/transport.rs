@@ -142,6 +142,38 @@ impl Tls {
     }
 }
 
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long data a sender wrote may stay unacknowledged by the receiving host before its
+/// connection is given up (`TCP_USER_TIMEOUT`, Linux). A host that vanishes mid-stream (link
+/// cut, power lost) sends no reset: without this, a sender would keep writing into a dead
+/// connection until the HTTP/2 keepalive gives up after ~30 s. Acknowledgements come from
+/// the peer's kernel, not from its (possibly busy) process, so 750 ms without one means the
+/// host is unreachable, not slow (on a LAN they take well under a millisecond; Linux's
+/// least retransmission timeout is 200 ms). With it, the streams to a host that vanished
+/// break within a second and the other targets take everything.
+pub const PEER_ACK_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// Connects a sender's `endpoint` (from [`endpoint`]) with `TCP_USER_TIMEOUT` set to
+/// `ack_timeout`, so a connection to a host that went away fails within that time once
+/// anything is written to it (elsewhere the option is not available and only the keepalive
+/// applies).
+pub async fn connect_sender(
+    endpoint: &Endpoint,
+    ack_timeout: Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    #[cfg(target_os = "linux")]
+    http.set_tcp_user_timeout(Some(ack_timeout));
+    #[cfg(not(target_os = "linux"))]
+    let _ = ack_timeout;
+    endpoint.connect_with_connector(http).await
+}
+
 /// A gRPC endpoint tuned for streaming envelopes: large HTTP/2 windows, no Nagle delay,
 /// keepalives that notice a dead peer within ~30 s, and mTLS when configured.
 pub fn endpoint(addr: &str, tls: Option<&Tls>) -> Result<Endpoint, Error> {
@@ -157,7 +189,7 @@ pub fn endpoint(addr: &str, tls: Option<&Tls>) -> Result<Endpoint, Error> {
     };
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(address_error)?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .initial_stream_window_size(HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)

@@ -362,6 +362,11 @@ impl Observe for Observed {
             &[],
             f.errors.load(Relaxed) as f64,
         );
+        t.sample(
+            names::AGENT_UNCONFIRMED,
+            &[],
+            f.unconfirmed.load(Relaxed) as f64,
+        );
         let keys = s.totals.lock().unwrap_or_else(|p| p.into_inner()).len();
         t.sample(names::AGENT_COUNTER_KEYS, &[], keys as f64);
         t.finish()

@@ -49,6 +49,8 @@ hydrant_runtime::metrics! {
         "Doppler streams re-established after a failure.";
     AGENT_DOPPLER_ERRORS = "hydrant_agent_doppler_errors_total", Counter,
         "Failed doppler connection attempts and broken streams.";
+    AGENT_UNCONFIRMED = "hydrant_agent_unconfirmed_envelopes_total", Counter,
+        "Envelopes written to a doppler stream in the last two ack timeouts (1.5 s) before it broke: possibly lost in flight to a host that went away (an upper bound).";
     AGENT_COUNTER_KEYS = "hydrant_agent_counter_aggregator_keys", Gauge,
         "Distinct counters whose totals the agent tracks.";
     CELL_APPS = "hydrant_cell_apps", Gauge,

@@ -24,6 +24,8 @@ mod logcache_cluster;
 mod logcache_promql;
 mod logcache_warm;
 mod logs;
+mod multihost;
+mod netns;
 mod pending;
 mod pod_logs;
 mod replay;

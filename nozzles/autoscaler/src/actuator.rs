@@ -286,8 +286,20 @@ impl Actuator for CloudController {
 pub struct Kubernetes {
     api: String,
     namespace: String,
-    token: Option<String>,
+    /// Read again for every request: the kubelet rotates a projected service account
+    /// token (about hourly), as client-go rereads it.
+    token_file: Option<PathBuf>,
     http: https::Client,
+}
+
+/// A bearer token file's content, trimmed.
+fn read_token(path: &std::path::Path) -> Result<String, Error> {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| Error::File {
+            path: path.to_owned(),
+            message: format!("cannot read the token: {e}"),
+        })
 }
 
 /// The in-cluster service account token.
@@ -302,21 +314,14 @@ impl Kubernetes {
         token_file: Option<PathBuf>,
         ca_file: Option<PathBuf>,
     ) -> Result<Kubernetes, Error> {
-        let token = match token_file {
-            Some(path) => {
-                let t = std::fs::read_to_string(&path).map_err(|e| Error::File {
-                    path: path.clone(),
-                    message: format!("cannot read the token: {e}"),
-                })?;
-                Some(t.trim().to_owned())
-            }
-            None => None,
-        };
+        if let Some(path) = &token_file {
+            read_token(path)?;
+        }
         let http = https::Client::new(ca_file.as_deref())?;
         Ok(Kubernetes {
             api: api.trim_end_matches('/').to_owned(),
             namespace: namespace.to_owned(),
-            token,
+            token_file,
             http,
         })
     }
@@ -329,8 +334,8 @@ impl Kubernetes {
         body: Option<String>,
     ) -> Result<(u16, Value), Error> {
         let mut headers = vec![("accept", "application/json".to_owned())];
-        if let Some(t) = &self.token {
-            headers.push(("authorization", format!("Bearer {t}")));
+        if let Some(path) = &self.token_file {
+            headers.push(("authorization", format!("Bearer {}", read_token(path)?)));
         }
         if let Some(c) = content_type {
             headers.push(("content-type", c.to_owned()));

@@ -362,6 +362,10 @@ async fn kubernetes_patches_the_scale_subresource_over_tls() {
     assert_eq!(patch.header("content-type"), "application/merge-patch+json");
     assert_eq!(patch.header("authorization"), "Bearer sa-token");
     assert_eq!(patch.json(), json!({"spec": {"replicas": 4}}));
+    // The kubelet rotates the service account token: the next request sends the new one.
+    std::fs::write(dir.join("token"), "rotated-token\n").unwrap();
+    kube.scale(&request("web", 4, 3)).await.unwrap();
+    assert_eq!(r.seen()[2].header("authorization"), "Bearer rotated-token");
 
     // A CA that did not sign the server's certificate is refused.
     let other = dir.join("other");

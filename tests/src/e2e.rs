@@ -19,6 +19,7 @@ mod delivery;
 mod discovery;
 mod fanout;
 mod hostile;
+mod kubernetes;
 mod logcache;
 mod logcache_cluster;
 mod logcache_promql;

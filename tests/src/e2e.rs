@@ -22,6 +22,7 @@ mod hostile;
 mod kubernetes;
 mod logcache;
 mod logcache_cluster;
+mod logcache_cluster_query;
 mod logcache_promql;
 mod logcache_warm;
 mod logs;

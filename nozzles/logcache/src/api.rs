@@ -89,39 +89,34 @@ async fn grant(cache: &LogCache, headers: &HeaderMap) -> Option<(Read, HashSet<S
     Some((read, guids))
 }
 
-/// The cluster node that answers for `source_id`, when it is another one (and the request
-/// was not already proxied).
-fn elsewhere(cache: &LogCache, source_id: &str, headers: &HeaderMap) -> Option<usize> {
-    let c = cache.cluster.as_ref()?;
-    if headers.contains_key(crate::cluster::PROXIED) || c.owns(source_id) {
-        return None;
-    }
-    Some(crate::cluster::owner(source_id, c.nodes.len()))
-}
-
 async fn read(
     State(cache): Shared,
     Path(source_id): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if let (Some(node), Some(c)) = (elsewhere(&cache, &source_id, &headers), &cache.cluster) {
-        let id: String = form_urlencoded::byte_serialize(source_id.as_bytes()).collect();
-        let query = raw.map(|q| format!("?{q}")).unwrap_or_default();
-        return Ok(c
-            .proxy(node, &format!("/api/v1/read/{id}{query}"), &headers)
-            .await);
-    }
-    let granted = grant(&cache, &headers).await;
-    let result = read_inner(&cache, &source_id, raw.as_deref(), granted);
-    let status = match &result {
-        Ok(_) => ReadStatus::Ok,
-        Err(e) if e.status == StatusCode::NOT_FOUND => ReadStatus::NotFound,
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => ReadStatus::TooLarge,
-        Err(_) => ReadStatus::BadRequest,
+) -> Response {
+    let local = async || {
+        let granted = grant(&cache, &headers).await;
+        let result = read_inner(&cache, &source_id, raw.as_deref(), granted);
+        let status = match &result {
+            Ok(_) => ReadStatus::Ok,
+            Err(e) if e.status == StatusCode::NOT_FOUND => ReadStatus::NotFound,
+            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => ReadStatus::TooLarge,
+            Err(_) => ReadStatus::BadRequest,
+        };
+        cache.stats.reads.inc(status);
+        result.into_response()
     };
-    cache.stats.reads.inc(status);
-    result
+    // In a cluster, a read this node cannot answer alone (a source it does not own, or a
+    // name that is none of its sources) is answered across it, unless a peer asked.
+    let kept = cache.store().contains(&source_id);
+    if let Some(c) = cache.cluster.as_ref()
+        && !headers.contains_key(crate::cluster::PROXIED)
+        && (!c.owns(&source_id) || !kept)
+    {
+        return across::read(&cache, c, &source_id, raw.as_deref(), &headers, local).await;
+    }
+    local().await
 }
 
 fn read_inner(
@@ -132,6 +127,7 @@ fn read_inner(
 ) -> Result<Response, ApiError> {
     let (access, guids) = granted.ok_or_else(ApiError::not_found)?;
     let query = parse_query(raw, now_nanos())?;
+    let mut by_name = false;
     let found = {
         let store = cache.store();
         // A source may be asked for by app name, as Log Cache allows; an exact source id
@@ -139,6 +135,7 @@ fn read_inner(
         let ids: Vec<String> = if store.contains(source_id) {
             vec![source_id.to_owned()]
         } else {
+            by_name = true;
             let named = store.sources_named(source_id);
             if named.is_empty() {
                 vec![source_id.to_owned()]
@@ -188,7 +185,12 @@ fn read_inner(
         });
     }
 
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    Ok(if by_name {
+        across::mark_by_name(response)
+    } else {
+        response
+    })
 }
 
 async fn meta(
@@ -308,6 +310,7 @@ pub fn router(cache: Arc<LogCache>) -> Router {
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/v2/read", get(sse))
+        .route(crate::cluster::SAMPLES_PATH, get(query::samples))
         .route(
             crate::cluster::INGEST_PATH,
             post(ingest).layer(axum::extract::DefaultBodyLimit::max(INGEST_BODY_LIMIT)),
@@ -317,6 +320,7 @@ pub fn router(cache: Arc<LogCache>) -> Router {
     Guard::new(access, needs).refusing(refuse).wrap(routes)
 }
 
+mod across;
 mod gateway;
 mod query;
 

@@ -12,7 +12,9 @@
 //! - **Reads.** A read of a source another node owns is proxied to that node with the
 //!   caller's token, so any node answers for the whole cluster. A node that does not answer
 //!   is a 502 naming it, never an empty result. `/api/v1/meta` merges every node's own
-//!   listing (`?local=true`).
+//!   listing (`?local=true`). A PromQL query reads the metric envelopes of the sources it
+//!   names from their owners ([`SAMPLES_PATH`], a protobuf `EnvelopeBatch`) and evaluates
+//!   them where it was asked.
 //! - **Membership** is static: changing the node list moves most sources to new owners,
 //!   whose caches start empty for them (the old owners' copies are no longer read).
 
@@ -31,6 +33,10 @@ use tokio_util::sync::CancellationToken;
 /// Where peers deliver envelopes they received for a source this node owns.
 pub const INGEST_PATH: &str = "/internal/v1/envelopes";
 
+/// Where a node asks a source's owner for the metric envelopes of a time span
+/// (`?start=&end=` in ms), for a PromQL query: a protobuf `EnvelopeBatch`.
+pub const SAMPLES_PATH: &str = "/internal/v1/samples/{source_id}";
+
 /// Envelopes waiting for one peer; beyond it the oldest are dropped (counted).
 pub const FORWARD_QUEUE: usize = 100_000;
 
@@ -39,6 +45,11 @@ pub const FORWARD_BATCH: usize = 1_000;
 
 /// Marks a request one node proxied to another, so it is answered there, not passed on.
 pub const PROXIED: &str = "x-hydrant-proxied";
+
+/// Set on a node's read answer when the name asked for is none of its source ids, so it
+/// answered with the sources it keeps under that app name (possibly none); kept when the
+/// answer is proxied.
+pub const BY_NAME: &str = "x-hydrant-by-name";
 
 /// Longest a forward or a proxied read may take.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,8 +125,16 @@ impl Cluster {
                     .get(header::CONTENT_TYPE)
                     .cloned()
                     .unwrap_or(HeaderValue::from_static("application/json"));
+                let by_name = resp.headers().contains_key(BY_NAME);
                 match resp.bytes().await {
-                    Ok(body) => (status, [(header::CONTENT_TYPE, kind)], body).into_response(),
+                    Ok(body) => {
+                        let mut r = (status, [(header::CONTENT_TYPE, kind)], body).into_response();
+                        if by_name {
+                            r.headers_mut()
+                                .insert(BY_NAME, HeaderValue::from_static("1"));
+                        }
+                        r
+                    }
                     Err(e) => self.unreachable(node, &e.to_string()),
                 }
             }
@@ -147,6 +166,40 @@ impl Cluster {
         resp.json()
             .await
             .map_err(|e| format!("log cache node {node} ({}): {e}", self.nodes[node]))
+    }
+
+    /// The metric envelopes `node` keeps of `source` over `[from, to]` (ms), read with the
+    /// caller's token; an error names the node and why.
+    pub async fn samples(
+        &self,
+        node: usize,
+        source: &str,
+        (from, to): (i64, i64),
+        headers: &HeaderMap,
+    ) -> Result<Vec<hydrant_proto::v2::Envelope>, String> {
+        let id: String = form_urlencoded::byte_serialize(source.as_bytes()).collect();
+        let path = SAMPLES_PATH.replace("{source_id}", &id);
+        let req = self.peer_get(node, &format!("{path}?start={from}&end={to}"), headers);
+        let at = || {
+            format!(
+                "log cache node {node} ({}), which holds {source}",
+                self.nodes[node]
+            )
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{}, is unreachable: {e}", at()))?;
+        if !resp.status().is_success() {
+            return Err(format!("{}, answered {}", at(), resp.status()));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("{}, is unreachable: {e}", at()))?;
+        hydrant_proto::v2::EnvelopeBatch::decode(body)
+            .map(|b| b.batch)
+            .map_err(|e| format!("{}, sent an undecodable batch: {e}", at()))
     }
 
     fn unreachable(&self, node: usize, why: &str) -> Response {

@@ -8,16 +8,21 @@
 //! fall on whole seconds; results carry no `__name__`. The sources a query names must all
 //! be readable by the caller's token, or the answer is 404 as from Log Cache's auth proxy.
 //!
+//! In a cluster ([`crate::cluster`]) a source another node owns is read from that node
+//! ([`crate::cluster::SAMPLES_PATH`]) before evaluation, so every node answers for the
+//! whole cluster; a node that does not answer is an error naming it, never a missing series.
+//!
 //! Where Hydrant differs, deliberately: label matchers other than `source_id` keep their
 //! PromQL meaning (Log Cache compares every one for equality), and errors are Prometheus'
 //! (`bad_data` 400, `execution` 422) rather than the gateway's 500 `internal`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use hydrant_promql::{self as promql, Data, Error, Evaluator, LOOKBACK_MS, Labels, Series, Value};
 use hydrant_proto::envelope::now_nanos;
 use hydrant_proto::raw::Kind;
+use hydrant_proto::v2::Envelope;
 use hydrant_proto::v2::envelope::Message;
 use promql_parser::label::{MatchOp, Matcher};
 
@@ -83,14 +88,12 @@ pub fn sources(expr: &promql_parser::parser::Expr) -> Result<Vec<String>, Error>
     Ok(out)
 }
 
-/// The samples of `source` in `[from, to]` (ms), by series, as Log Cache's querier makes
-/// them.
-fn series_of(
-    cache: &LogCache,
-    source: &str,
-    from: i64,
-    to: i64,
-) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+/// Envelopes of sources other nodes own, read from them for one query.
+pub type Remote = HashMap<String, Vec<Envelope>>;
+
+/// The metric envelopes (counters, gauges, timers) of a source this node keeps, that a
+/// query over `[from, to]` (ms) reads.
+pub fn metric_envelopes(cache: &LogCache, source: &str, from: i64, to: i64) -> Vec<Envelope> {
     let query = Query {
         // Log Cache reads a second more, since samples fall on whole seconds.
         start: from.saturating_sub(1_000).saturating_mul(1_000_000),
@@ -104,9 +107,14 @@ fn series_of(
         name_filter: None,
     };
     let found = cache.store().read(source, &query);
+    found.into_iter().map(|f| f.into_envelope()).collect()
+}
+
+/// The samples in `[from, to]` (ms) of a source's metric envelopes, by series, as Log
+/// Cache's querier makes them.
+fn series_of(envelopes: &[Envelope], from: i64, to: i64) -> BTreeMap<Labels, Vec<(i64, f64)>> {
     let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    for f in found {
-        let e = f.into_envelope();
+    for e in envelopes {
         let ts = e.timestamp / 1_000_000_000 * 1_000;
         if ts < from || ts > to {
             continue;
@@ -121,7 +129,7 @@ fn series_of(
             labels.insert("__name__".into(), sanitize(name));
             out.entry(labels).or_default().push((ts, value));
         };
-        match e.message {
+        match &e.message {
             Some(Message::Counter(c)) => add(&c.name, c.total as f64),
             Some(Message::Gauge(g)) => {
                 for (name, v) in &g.metrics {
@@ -141,9 +149,11 @@ fn matches(labels: &Labels, group: &[Matcher]) -> bool {
         .all(|m| m.is_match(labels.get(&m.name).map_or("", String::as_str)))
 }
 
-/// Every selector's series, from the sources it names.
+/// Every selector's series, from the sources it names: in `remote` when another node
+/// owns them, otherwise from this node's store.
 fn fetch(
     cache: &LogCache,
+    remote: &Remote,
     expr: &promql_parser::parser::Expr,
     start: i64,
     end: i64,
@@ -154,7 +164,15 @@ fn fetch(
         let mut selected: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         for group in &need.matchers {
             for source in source_ids(group).unwrap_or_default() {
-                for (labels, points) in series_of(cache, &source, need.from, need.to) {
+                let local;
+                let envelopes = match remote.get(&source) {
+                    Some(e) => e,
+                    None => {
+                        local = metric_envelopes(cache, &source, need.from, need.to);
+                        &local
+                    }
+                };
+                for (labels, points) in series_of(envelopes, need.from, need.to) {
                     if matches(&labels, group) {
                         selected.insert(labels, points);
                     }
@@ -223,10 +241,25 @@ pub fn parse(query: &str) -> Result<Parsed, Error> {
     Ok(Parsed { expr, sources })
 }
 
-/// An instant query at `t` (ms; Log Cache's default is now, on a whole second).
-pub fn instant(cache: &LogCache, q: &Parsed, t: Option<i64>) -> Result<Value, Error> {
-    let t = t.unwrap_or(now_nanos() / 1_000_000_000 * 1_000);
-    let data = fetch(cache, &q.expr, t, t)?;
+impl Parsed {
+    /// The time span (ms) whose envelopes a query over `[start, end]` reads, for
+    /// [`metric_envelopes`] on the sources' owners.
+    pub fn span(&self, start: i64, end: i64) -> (i64, i64) {
+        let needs = promql::plan(&self.expr, start, end, LOOKBACK_MS);
+        let from = needs.iter().map(|n| n.from).min().unwrap_or(start);
+        let to = needs.iter().map(|n| n.to).max().unwrap_or(end);
+        (from, to)
+    }
+}
+
+/// Log Cache's default time of an instant query: now, on a whole second (ms).
+pub fn default_time() -> i64 {
+    now_nanos() / 1_000_000_000 * 1_000
+}
+
+/// An instant query at `t` (ms), with what other nodes hold in `remote`.
+pub fn instant(cache: &LogCache, remote: &Remote, q: &Parsed, t: i64) -> Result<Value, Error> {
+    let data = fetch(cache, remote, &q.expr, t, t)?;
     Evaluator::new(&q.expr, &data, LOOKBACK_MS)
         .instant(&q.expr, t)
         .map(without_names)
@@ -235,13 +268,14 @@ pub fn instant(cache: &LogCache, q: &Parsed, t: Option<i64>) -> Result<Value, Er
 /// A range query over `[start, end]` every `step` (ms).
 pub fn range(
     cache: &LogCache,
+    remote: &Remote,
     q: &Parsed,
     start: i64,
     end: i64,
     step: i64,
 ) -> Result<Value, Error> {
     promql::check_range(start, end, step)?;
-    let data = fetch(cache, &q.expr, start, end)?;
+    let data = fetch(cache, remote, &q.expr, start, end)?;
     Evaluator::new(&q.expr, &data, LOOKBACK_MS)
         .range(&q.expr, start, end, step)
         .map(without_names)

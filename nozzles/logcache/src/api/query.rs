@@ -1,6 +1,7 @@
 //! The HTTP side of Log Cache's PromQL endpoints (`crate::promql`): parameters from the
 //! query string or a form body, the caller's sources checked before anything is read,
-//! evaluation off the async threads, Prometheus' JSON.
+//! other nodes' sources read from them, evaluation off the async threads, Prometheus' JSON.
+//! Also the owner's side of those reads ([`crate::cluster::SAMPLES_PATH`]).
 
 use std::sync::Arc;
 
@@ -114,12 +115,26 @@ async fn answer(
         Ok(t) => t,
         Err(e) => return error(&e),
     };
+    // Instant queries default to now: fixed here so the span read from other nodes is the
+    // one evaluated.
+    let start = match kind {
+        Kind::Instant => Some(start.unwrap_or_else(promql::default_time)),
+        Kind::Range => start,
+    };
+    let span = match kind {
+        Kind::Instant => parsed.span(start.unwrap_or(0), start.unwrap_or(0)),
+        Kind::Range => parsed.span(start.unwrap_or(0), end),
+    };
+    let remote = match remote(&cache, &parsed.sources, span, &headers).await {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
     let c = Arc::clone(&cache);
     // Evaluation reads the store under its mutex source by source and may take a while:
     // off the async threads.
     let result = tokio::task::spawn_blocking(move || match kind {
-        Kind::Instant => promql::instant(&c, &parsed, start),
-        Kind::Range => promql::range(&c, &parsed, start.unwrap_or(0), end, step),
+        Kind::Instant => promql::instant(&c, &remote, &parsed, start.unwrap_or(0)),
+        Kind::Range => promql::range(&c, &remote, &parsed, start.unwrap_or(0), end, step),
     })
     .await
     .unwrap_or_else(|e| Err(Error::Internal(format!("the query failed: {e}"))));
@@ -130,6 +145,72 @@ async fn answer(
         )
             .into_response(),
         Err(e) => error(&e),
+    }
+}
+
+/// The sources of `sources` that other nodes own, read from them (all at once).
+async fn remote(
+    cache: &LogCache,
+    sources: &[String],
+    span: (i64, i64),
+    headers: &HeaderMap,
+) -> Result<promql::Remote, Error> {
+    let Some(c) = cache.cluster.as_ref() else {
+        return Ok(promql::Remote::new());
+    };
+    let elsewhere: Vec<&String> = sources.iter().filter(|s| !c.owns(s)).collect();
+    let reads = elsewhere.iter().map(|s| {
+        let node = crate::cluster::owner(s, c.nodes.len());
+        c.samples(node, s, span, headers)
+    });
+    let mut out = promql::Remote::new();
+    let mut total = 0;
+    for (source, read) in elsewhere.iter().zip(futures::future::join_all(reads).await) {
+        let envelopes = read.map_err(Error::Execution)?;
+        total += envelopes.len();
+        if total > promql::MAX_SAMPLES {
+            return Err(Error::Execution(format!(
+                "the query would read more than {} samples from the cache",
+                promql::MAX_SAMPLES
+            )));
+        }
+        out.insert((*source).clone(), envelopes);
+    }
+    Ok(out)
+}
+
+/// The metric envelopes of one source this node keeps, over `?start=&end=` (ms), as a
+/// protobuf `EnvelopeBatch`, for the node a PromQL query was asked of. 404 as any read
+/// the caller's token does not allow.
+pub(super) async fn samples(
+    State(cache): Shared,
+    axum::extract::Path(source_id): axum::extract::Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    use prost::Message as _;
+    let Some((read, guids)) = grant(&cache, &headers).await else {
+        return ApiError::not_found().into_response();
+    };
+    if !read.allows(&source_id, &guids) {
+        return ApiError::not_found().into_response();
+    }
+    let p = pairs(raw.as_deref());
+    let ms = |key: &str| one(&p, key).and_then(|v| v.parse::<i64>().ok());
+    let (Some(from), Some(to)) = (ms("start"), ms("end")) else {
+        return error(&Error::BadData(
+            "start and end (ms) are required".to_owned(),
+        ));
+    };
+    let c = Arc::clone(&cache);
+    let batch = tokio::task::spawn_blocking(move || {
+        let batch = promql::metric_envelopes(&c, &source_id, from, to);
+        hydrant_proto::v2::EnvelopeBatch { batch }.encode_to_vec()
+    })
+    .await;
+    match batch {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response(),
+        Err(e) => error(&Error::Internal(format!("reading samples failed: {e}"))),
     }
 }
 

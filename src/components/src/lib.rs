@@ -6,6 +6,8 @@
 //! - [`doppler`]: Ingress + the Firehose (Egress) around the router.
 //! - [`agent`]: per-cell ingress that completes envelopes and forwards them to dopplers.
 //! - [`cell`]: runs app instances as processes, streams their logs and metrics, scales them.
+//! - [`drain`]: syslog drains (RFC 5424 over TCP, TLS or HTTPS), written by the agent for
+//!   the apps bound to them.
 //! - Cross-cutting: [`telemetry`] (every metric these components expose), [`status`]
 //!   (errors to gRPC statuses), [`inbound`] (reading ingress streams), [`connections`]
 //!   (accepted gRPC connections, bounded in number and handshake time), [`pending`]
@@ -20,6 +22,7 @@ pub mod agent;
 pub mod cell;
 pub mod connections;
 pub mod doppler;
+pub mod drain;
 pub mod inbound;
 pub mod pending;
 pub mod router;

@@ -43,6 +43,7 @@ pub mod logs;
 pub mod model;
 pub mod monitor;
 pub mod process;
+pub mod services;
 pub mod usage;
 
 use logs::AppTags;
@@ -196,6 +197,7 @@ pub struct Slot {
 pub struct Cell {
     config: Config,
     apps: Mutex<BTreeMap<String, App>>,
+    services: Mutex<services::Services>,
     wake: Notify,
     emit: Sender,
     host: usage::Host,
@@ -209,6 +211,12 @@ impl Cell {
     /// The app table. Sync mutex: held for bookkeeping only, never across an await.
     pub(crate) fn apps(&self) -> MutexGuard<'_, BTreeMap<String, App>> {
         self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Service instances and bindings. Sync mutex, never held across an await; taken after
+    /// the app table when both are held.
+    pub(crate) fn services(&self) -> MutexGuard<'_, services::Services> {
+        self.services.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sends an envelope to the agent (never blocks).
@@ -373,6 +381,7 @@ pub async fn run(
         );
     }
     remove_strays(&config.data_dir, &stored);
+    let services = services::Services::load(&config.data_dir)?;
     let restored: BTreeMap<String, App> = stored
         .iter()
         .map(|s| {
@@ -408,6 +417,7 @@ pub async fn run(
     let cell = Arc::new(Cell {
         config,
         apps: Mutex::new(restored),
+        services: Mutex::new(services),
         wake: Notify::new(),
         emit: emitter.sender(),
         host: usage::Host::detect(),

@@ -7,3 +7,16 @@
 
 pub mod rfc5424;
 pub mod url;
+
+use hydrant_proto::envelope;
+use hydrant_proto::v2::Envelope;
+
+/// A notice about a drain in the app's own log stream, as Loggregator writes them:
+/// source type `LGR`, on stderr.
+pub fn app_notice(app_id: &str, text: impl Into<String>) -> Envelope {
+    let text: String = text.into();
+    let mut env = envelope::log(app_id, text, true);
+    env.instance_id = "0".into();
+    env.tags.insert("source_type".into(), "LGR".into());
+    env
+}

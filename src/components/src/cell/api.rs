@@ -22,6 +22,7 @@ use super::{App, Cell};
 use hydrant_runtime::time::rfc3339;
 
 mod list;
+mod services;
 mod write;
 
 pub use write::MAX_QUOTA_MB;
@@ -31,6 +32,10 @@ use hydrant_runtime::access::{Guard, Need, Refusal};
 use hydrant_runtime::admin::Observe;
 use hydrant_runtime::instrument::Render;
 pub use list::MAX_PER_PAGE;
+pub use services::MAX_BATCH_SIZE as MAX_DRAIN_BATCH;
+
+/// Cloud Controller's internal list of syslog drains and the apps bound to them.
+pub const DRAIN_URLS_PATH: &str = "/internal/v5/syslog_drain_urls";
 
 /// A Cloud Controller error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +264,11 @@ async fn stats(
 
 /// What each route needs: reading apps needs a token that reads everything (the list is
 /// every app's), and anything else (push, scale, delete) a token that may write.
-fn needs(method: &Method, _path: &str) -> Need {
+fn needs(method: &Method, path: &str) -> Need {
+    if path == DRAIN_URLS_PATH {
+        // It carries drain credentials (TLS keys).
+        return Need::Write;
+    }
     match *method {
         Method::GET | Method::HEAD => Need::ReadAll,
         _ => Need::Write,
@@ -297,6 +306,23 @@ pub fn router(cell: Arc<Cell>) -> Router {
         .route("/v3/processes/{guid}/actions/scale", post(write::scale))
         .route("/v3/apps/{guid}/processes/web/stats", get(stats))
         .route("/v3/processes/{guid}/stats", get(stats))
+        .route(
+            "/v3/service_instances",
+            post(services::create_instance).get(services::list_instances),
+        )
+        .route(
+            "/v3/service_instances/{guid}",
+            get(services::show_instance).delete(services::delete_instance),
+        )
+        .route(
+            "/v3/service_credential_bindings",
+            post(services::create_binding).get(services::list_bindings),
+        )
+        .route(
+            "/v3/service_credential_bindings/{guid}",
+            get(services::show_binding).delete(services::delete_binding),
+        )
+        .route(DRAIN_URLS_PATH, get(services::drain_urls))
         .fallback(not_found)
         .with_state(Arc::clone(&cell));
     let access = cell.config.access.clone();

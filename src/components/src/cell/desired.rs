@@ -144,20 +144,27 @@ pub fn load(dir: &Path) -> Result<Vec<Stored>, Error> {
 
 /// Replaces the stored table with `apps`, durably (see the module docs).
 pub fn save(dir: &Path, apps: &[Stored]) -> Result<(), Error> {
-    let path = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |source| Error::Io { path: p, source }
-    };
     let table = Table {
         schema_version: SCHEMA_VERSION,
         apps: apps.to_vec(),
     };
     let text = serde_json::to_vec_pretty(&table).expect("the table serializes");
+    write_durably(dir, FILE, &text)
+}
+
+/// Replaces `dir/file` with `bytes` so that a crash at any point leaves the old content or
+/// the new, never a torn file: a synced temporary file renamed over it, then the directory
+/// synced.
+pub(crate) fn write_durably(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), Error> {
+    let path = dir.join(file);
+    let tmp = dir.join(format!("{file}.tmp"));
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| Error::Io { path: p, source }
+    };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(&text).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
     std::fs::rename(&tmp, &path).map_err(io(&path))?;

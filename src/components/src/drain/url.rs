@@ -89,31 +89,48 @@ pub struct Invalid {
     pub anonymized: String,
     /// What is wrong.
     pub reason: String,
+    /// What the app's own log says about it, in Loggregator's words.
+    pub notice: String,
 }
 
 impl DrainUrl {
     /// Parses a drain URL, or says what is wrong with it.
     pub fn parse(text: &str) -> Result<DrainUrl, Invalid> {
-        let invalid = |reason: String| Invalid {
-            anonymized: anonymize(text),
+        let anonymized = anonymize(text);
+        let invalid = |reason: String, notice: String| Invalid {
+            anonymized: anonymized.clone(),
             reason,
+            notice,
         };
-        let u = url::Url::parse(text.trim()).map_err(|e| invalid(format!("not a URL: {e}")))?;
+        let u = url::Url::parse(text.trim()).map_err(|e| {
+            invalid(
+                format!("not a URL: {e}"),
+                "Cannot parse syslog drain URL.".into(),
+            )
+        })?;
         let scheme = match u.scheme() {
             "syslog" => Scheme::Syslog,
             "syslog-tls" => Scheme::SyslogTls,
             "https" => Scheme::Https,
             "https-batch" => Scheme::HttpsBatch,
             other => {
-                return Err(invalid(format!(
-                    "unsupported protocol {other:?} (syslog, syslog-tls, https or https-batch)"
-                )));
+                return Err(invalid(
+                    format!(
+                        "unsupported protocol {other:?} (syslog, syslog-tls, https or https-batch)"
+                    ),
+                    format!("Invalid Scheme {other} for syslog drain url {anonymized}"),
+                ));
             }
         };
         let host = u
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| invalid("no host".into()))?
+            .ok_or_else(|| {
+                invalid(
+                    "no host".into(),
+                    format!("No hostname found in syslog drain url {anonymized}"),
+                )
+            })?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
@@ -253,6 +270,10 @@ mod tests {
         let e = DrainUrl::parse("ftp://user:secret@h/x?token=t").unwrap_err();
         assert_eq!(e.anonymized, "ftp://h/x");
         assert!(e.reason.contains("unsupported protocol \"ftp\""), "{e}");
+        assert_eq!(
+            e.notice,
+            "Invalid Scheme ftp for syslog drain url ftp://h/x"
+        );
         assert!(!e.to_string().contains("secret"));
         let e = DrainUrl::parse("not a url ?key=k").unwrap_err();
         assert!(e.reason.starts_with("not a URL"), "{e}");

@@ -18,7 +18,10 @@ use crate::cell::desired::Stored;
 use crate::cell::model::AppSpec;
 use crate::cell::{App, Cell, MAX_INSTANCES};
 
-fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -181,6 +184,17 @@ pub(super) async fn delete(
         return Err(ApiError::not_found("App"));
     }
     store_with(&cell, &apps, &guid, None)?;
+    // Its bindings go with it (Cloud Controller deletes them with the app).
+    {
+        let mut services = cell.services();
+        if services.bindings_of(&guid).next().is_some() {
+            let mut next = services.clone();
+            next.bindings.retain(|_, b| b.app_guid != guid);
+            next.save(&cell.config.data_dir)
+                .map_err(|e| ApiError::unstored(&e))?;
+            *services = next;
+        }
+    }
     let app = apps.get_mut(&guid).expect("checked above");
     app.deleted = true;
     app.updated_at = SystemTime::now();

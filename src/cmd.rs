@@ -361,3 +361,43 @@ pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     }
     Ok(token)
 }
+
+/// How a component calls a peer (the scheduler, the storage nozzle, another node): a
+/// client trusting the component's CA, and the token read from a file.
+pub(crate) struct Peer {
+    pub(crate) tls: hydrant_runtime::https::ClientTls,
+    pub(crate) token: Option<String>,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Peer {
+    /// The peer's client; `None` with the problem (named by `flags`: the address flag,
+    /// the token file flag) when a file cannot be read or the client cannot be built.
+    pub(crate) fn new(
+        tls: Option<&hydrant_proto::transport::Tls>,
+        token_file: Option<&std::path::Path>,
+        (flag, token_flag): (&'static str, &'static str),
+        problems: &mut Vec<Invalid>,
+    ) -> Option<Peer> {
+        let tls = tls
+            .map(hydrant_runtime::https::ClientTls::of)
+            .unwrap_or_default();
+        let token = match token_file {
+            Some(path) => match read_token(path) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    problems.push(Invalid::new(token_flag, format!("{e:#}")));
+                    return None;
+                }
+            },
+            None => None,
+        };
+        match hydrant_runtime::https::client(&tls) {
+            Ok(http) => Some(Peer { tls, token, http }),
+            Err(e) => {
+                problems.push(Invalid::new(flag, e.to_string()));
+                None
+            }
+        }
+    }
+}

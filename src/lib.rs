@@ -19,7 +19,7 @@
 //! gateway) in `hydrant-runtime`.
 
 pub use hydrant_components::{
-    agent, cell, connections, doppler, inbound, pending, router, status, v1,
+    agent, cell, connections, doppler, drain, inbound, pending, router, status, v1,
 };
 
 pub mod apps;

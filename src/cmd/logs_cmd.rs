@@ -129,7 +129,7 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
     let tls = config.tls.clone();
     let mut peer = |token_file: &Option<std::path::PathBuf>,
                     flags: (&'static str, &'static str)| {
-        Peer::new(tls.as_ref(), token_file.as_deref(), flags, &mut problems)
+        super::Peer::new(tls.as_ref(), token_file.as_deref(), flags, &mut problems)
     };
     if let Some(addr) = &a.scheduler
         && let Some(p) = peer(
@@ -179,44 +179,6 @@ pub(crate) fn build(a: &LogcacheArgs) -> Result<hydrant_logcache::Config, Invali
     problems.extend(config.validate());
     Invalids::check(problems)?;
     Ok(config)
-}
-
-/// How the log cache calls a peer (the scheduler, the storage nozzle, another node): a
-/// client trusting the component's CA, and the token read from a file.
-struct Peer {
-    tls: https::ClientTls,
-    token: Option<String>,
-    http: reqwest::Client,
-}
-
-impl Peer {
-    /// The peer's client; `None` with the problem (named by `flags`: the address flag,
-    /// the token file flag) when a file cannot be read or the client cannot be built.
-    fn new(
-        tls: Option<&hydrant_proto::transport::Tls>,
-        token_file: Option<&std::path::Path>,
-        (flag, token_flag): (&'static str, &'static str),
-        problems: &mut Vec<Invalid>,
-    ) -> Option<Peer> {
-        let tls = tls.map(https::ClientTls::of).unwrap_or_default();
-        let token = match token_file {
-            Some(path) => match super::read_token(path) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    problems.push(Invalid::new(token_flag, format!("{e:#}")));
-                    return None;
-                }
-            },
-            None => None,
-        };
-        match https::client(&tls) {
-            Ok(http) => Some(Peer { tls, token, http }),
-            Err(e) => {
-                problems.push(Invalid::new(flag, e.to_string()));
-                None
-            }
-        }
-    }
 }
 
 /// `hydrant logcache`.

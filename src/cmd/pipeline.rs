@@ -123,6 +123,25 @@ pub(crate) struct AgentArgs {
     /// container logs are sent as log envelopes (source id `namespace/workload`).
     #[arg(long)]
     pub(crate) cri_logs: Option<std::path::PathBuf>,
+    /// Scheduler whose apps' syslog drain bindings this agent writes (a cell's API; its
+    /// `/internal/v5/syslog_drain_urls`, as Cloud Controller serves Loggregator's agents).
+    #[arg(long)]
+    pub(crate) drain_bindings: Option<String>,
+    /// Token file for --drain-bindings: a token that may write (the list carries drains'
+    /// TLS keys).
+    #[arg(long)]
+    pub(crate) drain_bindings_token_file: Option<std::path::PathBuf>,
+    /// Syslog drain (syslog://, syslog-tls://, https://, https-batch://) that receives
+    /// every app's logs; repeatable.
+    #[arg(long = "aggregate-drain")]
+    pub(crate) aggregate_drains: Vec<String>,
+    /// Envelopes each syslog drain may hold while it lags (the oldest are dropped beyond
+    /// it, counted, and the app is told).
+    #[arg(long, default_value_t = hydrant::drain::writer::DRAIN_BUFFER)]
+    pub(crate) drain_buffer: usize,
+    /// Time between two polls of --drain-bindings.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub(crate) drain_refresh: Duration,
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     pub(crate) tls_server_name: String,
@@ -260,6 +279,7 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .limits(a.max_message_bytes)
         .map_err(|p| problems.push(p))
         .ok();
+    let drains = drains(&a, tls.as_ref(), &mut problems);
     Invalids::check(problems)?;
     let udp = bind_udp(a.udp.as_deref())?;
     let config = agent::Config {
@@ -267,6 +287,7 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         pending,
         udp,
         cri_logs: a.cri_logs.clone(),
+        drains,
         handshake_timeout: a.handshake_timeout,
         server_tls: tls.clone(),
         dopplers: a.dopplers.clone(),
@@ -286,6 +307,45 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     tracing::info!(grpc = %a.grpc, http = %a.http, dopplers = ?a.dopplers, "agent listening");
     agent::run(config, grpc, http, shutdown::on_signal()).await?;
     Ok(())
+}
+
+/// The agent's syslog drains from its flags; every unusable one is a named problem.
+fn drains(
+    a: &AgentArgs,
+    tls: Option<&hydrant_proto::transport::Tls>,
+    problems: &mut Vec<Invalid>,
+) -> hydrant::drain::bindings::Config {
+    for url in &a.aggregate_drains {
+        if let Err(e) = hydrant::drain::url::DrainUrl::parse(url) {
+            problems.push(Invalid::new("aggregate-drain", e.to_string()));
+        }
+    }
+    if a.drain_refresh < Duration::from_secs(1) {
+        problems.push(Invalid::new("drain-refresh", "must be at least 1s"));
+    }
+    let source = a.drain_bindings.as_ref().and_then(|addr| {
+        let p = super::Peer::new(
+            tls,
+            a.drain_bindings_token_file.as_deref(),
+            ("drain-bindings", "drain-bindings-token-file"),
+            problems,
+        )?;
+        Some(hydrant::drain::bindings::Source {
+            url: hydrant_runtime::https::url(addr, &p.tls),
+            token: p.token,
+            http: p.http,
+        })
+    });
+    hydrant::drain::bindings::Config {
+        source,
+        aggregate: a.aggregate_drains.clone(),
+        refresh: Some(a.drain_refresh),
+        buffer: Some(a.drain_buffer.max(1)),
+        hostname: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "hydrant".into()),
+    }
 }
 
 /// The agent's dropsonde socket: `--udp ADDR` must bind; the default is skipped with a

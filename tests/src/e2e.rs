@@ -17,6 +17,7 @@ mod compat;
 mod dashboards;
 mod delivery;
 mod discovery;
+mod drains;
 mod fanout;
 mod hostile;
 mod kubernetes;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 #[cfg(test)]
 mod e2e;
 pub mod guard;
+pub mod rsyslog;
 pub mod servers;
 
 /// Default bound for any wait in the tests.
@@ -111,7 +112,13 @@ impl TestAgent {
 
     /// Starts an agent forwarding to the dopplers `config` names (addresses or DNS names).
     pub async fn start_with(config: agent::Config) -> TestAgent {
-        let (grpc, http) = (listener().await, listener().await);
+        TestAgent::start_on(listener().await, config).await
+    }
+
+    /// Starts an agent whose gRPC port is `grpc` (bound earlier, so that what sends to it
+    /// can be started first).
+    pub async fn start_on(grpc: TcpListener, config: agent::Config) -> TestAgent {
+        let http = listener().await;
         let (g, h) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let https = config.server_tls.as_ref().map(ClientTls::of);

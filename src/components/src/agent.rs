@@ -72,6 +72,8 @@ pub struct Config {
     pub udp: Option<Arc<std::net::UdpSocket>>,
     /// The kubelet's pod log directory to tail (`/var/log/pods`; none: no pod logs).
     pub cri_logs: Option<std::path::PathBuf>,
+    /// Syslog drains: where bindings come from, aggregate drains.
+    pub drains: crate::drain::bindings::Config,
 }
 
 impl Default for Config {
@@ -80,6 +82,7 @@ impl Default for Config {
             pending: None,
             udp: None,
             cri_logs: None,
+            drains: crate::drain::bindings::Config::default(),
             server_tls: None,
             dopplers: vec!["127.0.0.1:8082".into()],
             doppler_tls: None,
@@ -128,6 +131,7 @@ hydrant_runtime::instruments! {
 #[derive(Debug)]
 pub struct State {
     forward: Sender,
+    drains: Arc<crate::drain::bindings::Drains>,
     totals: Mutex<Totals>,
     tags: Vec<(String, String)>,
     /// Counters.
@@ -145,10 +149,15 @@ impl State {
         };
         if !batch.iter().any(needs_decode) {
             if self.tags.is_empty() {
+                self.drains.offer(&batch);
                 self.forward.send_all(batch);
             } else {
-                self.forward
-                    .send_all(batch.iter().map(|e| e.with_default_tags(self.tag_pairs())));
+                let tagged: Vec<RawEnvelope> = batch
+                    .iter()
+                    .map(|e| e.with_default_tags(self.tag_pairs()))
+                    .collect();
+                self.drains.offer(&tagged);
+                self.forward.send_all(tagged);
             }
             return;
         }
@@ -166,6 +175,7 @@ impl State {
             })
             .collect();
         drop(totals);
+        self.drains.offer(&done);
         self.forward.send_all(done);
     }
 
@@ -223,8 +233,10 @@ pub async fn run(
     forward_config.streams_per_target = config.streams_per_doppler;
     forward_config.min_batch_interval = config.min_batch_interval;
     let forward = IngressClient::start(forward_config)?;
+    let drains = Arc::new(crate::drain::bindings::Drains::default());
     let state = Arc::new(State {
         forward: forward.sender(),
+        drains: Arc::clone(&drains),
         totals: Mutex::default(),
         tags: config.tags.clone().into_iter().collect(),
         stats: Stats::default(),
@@ -274,6 +286,23 @@ pub async fn run(
         let (sink, stop) = (Arc::clone(&state), life.token(Phase::Accept));
         life.spawn(Phase::Accept, "pod logs", async move {
             cri::serve(root, sink, stop).await;
+            Ok(())
+        });
+    }
+    // Syslog drains: the apps' bindings and aggregate drains, until the flush ends. A
+    // notice about a drain enters like an emitter's log (Weak: the drains live in the
+    // state).
+    {
+        let weak = Arc::downgrade(&state);
+        let notify: crate::drain::writer::Notify = Arc::new(move |env| {
+            if let Some(state) = weak.upgrade() {
+                state.accept(vec![RawEnvelope::from_envelope(&env)]);
+            }
+        });
+        let stop = life.token(Phase::Flush);
+        let drain_config = config.drains.clone();
+        life.spawn(Phase::Flush, "syslog drains", async move {
+            crate::drain::bindings::run(drains, drain_config, notify, stop).await;
             Ok(())
         });
     }
@@ -366,6 +395,24 @@ impl Observe for Observed {
             names::AGENT_UNCONFIRMED,
             &[],
             f.unconfirmed.load(Relaxed) as f64,
+        );
+        let drains = &s.drains;
+        t.sample(names::AGENT_DRAINS, &[], drains.count() as f64);
+        for f in drains.figures() {
+            let labels = [("drain_url", f.url.as_str()), ("drain_scope", f.scope)];
+            t.sample(names::AGENT_DRAIN_SENT, &labels, f.sent as f64);
+            t.sample(names::AGENT_DRAIN_DROPPED, &labels, f.dropped as f64);
+            t.sample(names::AGENT_DRAIN_ERRORS, &labels, f.errors as f64);
+        }
+        t.sample(
+            names::AGENT_DRAIN_INVALID,
+            &[],
+            drains.invalid.load(Relaxed) as f64,
+        );
+        t.sample(
+            names::AGENT_DRAIN_REFRESH_ERRORS,
+            &[],
+            drains.refresh_errors.load(Relaxed) as f64,
         );
         let keys = s.totals.lock().unwrap_or_else(|p| p.into_inner()).len();
         t.sample(names::AGENT_COUNTER_KEYS, &[], keys as f64);

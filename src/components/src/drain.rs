@@ -4,9 +4,15 @@
 //!
 //! - [`url`]: drain URLs (scheme, options, anonymized form).
 //! - [`rfc5424`]: envelopes as RFC 5424 messages, byte for byte as Loggregator writes them.
+//! - [`writer`]: one drain: its queue, its connection or HTTPS client, retries, counted
+//!   losses and the notices about them in the app's log.
+//! - [`bindings`]: which drains run: the apps' bindings polled from the scheduler, and
+//!   aggregate drains; routing of envelopes to them by source id.
 
+pub mod bindings;
 pub mod rfc5424;
 pub mod url;
+pub mod writer;
 
 use hydrant_proto::envelope;
 use hydrant_proto::v2::Envelope;

@@ -51,6 +51,18 @@ hydrant_runtime::metrics! {
         "Failed doppler connection attempts and broken streams.";
     AGENT_UNCONFIRMED = "hydrant_agent_unconfirmed_envelopes_total", Counter,
         "Envelopes written to a doppler stream in the last two ack timeouts (1.5 s) before it broke: possibly lost in flight to a host that went away (an upper bound).";
+    AGENT_DRAINS = "hydrant_agent_drains", Gauge,
+        "Syslog drains the agent writes to (one per drain URL and bound app, plus aggregate drains).";
+    AGENT_DRAIN_SENT = "hydrant_agent_drain_sent_messages_total", Counter,
+        "RFC 5424 messages written to syslog drains, by drain URL (without credentials or query) and scope (app, aggregate).";
+    AGENT_DRAIN_DROPPED = "hydrant_agent_drain_dropped_envelopes_total", Counter,
+        "Envelopes syslog drains lost (their buffer overflowed, or every retry failed), by drain URL and scope.";
+    AGENT_DRAIN_ERRORS = "hydrant_agent_drain_errors_total", Counter,
+        "Failed connections and writes to syslog drains, by drain URL and scope.";
+    AGENT_DRAIN_INVALID = "hydrant_agent_drain_invalid_bindings", Gauge,
+        "Bindings left out of the last poll because their drain URL cannot be used.";
+    AGENT_DRAIN_REFRESH_ERRORS = "hydrant_agent_drain_binding_refresh_errors_total", Counter,
+        "Polls of the scheduler's drain bindings that failed (the drains stay as they were).";
     AGENT_COUNTER_KEYS = "hydrant_agent_counter_aggregator_keys", Gauge,
         "Distinct counters whose totals the agent tracks.";
     CELL_APPS = "hydrant_cell_apps", Gauge,

@@ -66,6 +66,9 @@ pub struct Binding {
     pub created_at_ms: u64,
 }
 
+/// A drain's TLS material: certificate, key, CA (PEM; empty when none).
+type Tls = (String, String, String);
+
 /// Every service instance and binding of the cell.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Services {
@@ -140,8 +143,7 @@ impl Services {
     /// sorted by URL, apps grouped by their instance's TLS material. `name_of` gives an
     /// app's name (its syslog HOSTNAME); unknown apps are left out.
     pub fn drain_urls(&self, name_of: impl Fn(&str) -> Option<String>) -> Vec<DrainBinding> {
-        let mut by_url: BTreeMap<&str, BTreeMap<(String, String, String), Vec<DrainApp>>> =
-            BTreeMap::new();
+        let mut by_url: BTreeMap<&str, BTreeMap<Tls, Vec<DrainApp>>> = BTreeMap::new();
         for b in self.bindings.values() {
             let Some(instance) = self.instances.get(&b.instance_guid) else {
                 continue;

@@ -6,8 +6,8 @@
 //!   metrics, 11 (user.err) for ERR; the timestamp in UTC with microseconds, trailing zeros
 //!   dropped, offset `+00:00`.
 //! - HOSTNAME is `org.space.app` from the `organization_name`, `space_name` and `app_name`
-//!   tags (each part sanitized to `[-a-zA-Z0-9]`, at most 63 characters) when any is
-//!   present, else the binding's hostname; APP-NAME the source id; PROCID
+//!   tags (each part sanitized to `[-a-zA-Z0-9]`, at most 63 characters) when the org or
+//!   space tag is present, else the binding's hostname; APP-NAME the source id; PROCID
 //!   `[SOURCE_TYPE/instance]` for logs, `[instance]` for metrics.
 //! - Tags go in `[tags@47450 k="v" …]` (sorted by key); a gauge is one message per metric
 //!   (`gauge@47450` name, value, unit), a counter `counter@47450` (name, total, delta), a
@@ -15,9 +15,13 @@
 //! - A log's payload loses its NUL bytes and ends in exactly one added newline if it had
 //!   none; a metric's message is empty and the line ends in `" \n"`.
 //!
-//! One deliberate difference: a tag whose name RFC 5424 cannot carry (a space, `=`, `]`,
-//! `"`, a non-ASCII byte) is left out of the structured data instead of failing the whole
-//! message, so such a tag never costs a log line.
+//! Two deliberate differences:
+//! - A tag whose name RFC 5424 cannot carry (a space, `=`, `]`, `"`, a non-ASCII byte) is
+//!   left out of the structured data instead of failing the whole message, so such a tag
+//!   never costs a log line.
+//! - An `app_name` tag alone does not make the HOSTNAME (Loggregator would write
+//!   `..app`): a cell's apps have no org or space, and their binding's hostname is the
+//!   app's name.
 
 use std::fmt::Write as _;
 
@@ -208,7 +212,7 @@ fn printable(s: &str, max: usize) -> String {
 fn hostname(env: &Envelope, default: &str) -> String {
     let tag = |k: &str| env.tags.get(k);
     let (org, space, app) = (tag("organization_name"), tag("space_name"), tag("app_name"));
-    if org.is_none() && space.is_none() && app.is_none() {
+    if org.is_none() && space.is_none() {
         return default.to_owned();
     }
     let part = |v: Option<&String>| {

@@ -87,6 +87,12 @@ fn hostnames_come_from_org_space_and_app_sanitized() {
         [r#"<11>1 1970-01-01T00:00:00.012345+00:00 someorg.some-space.someapp test-app-id [MY-TASK/2] - [tags@47450 app_name="some_app--" organization_name="some_org" source_type="MY TASK" space_name="some space"] just a test"#.to_owned() + "\n"]
     );
     let mut e = log(false);
+    e.tags.insert("app_name".into(), "only-an-app".into());
+    assert_eq!(
+        text(&e, &opts("bound-name"))[0].split(' ').nth(2).unwrap(),
+        "bound-name"
+    );
+    let mut e = log(false);
     for (k, c) in [
         ("organization_name", 'a'),
         ("space_name", 'b'),

@@ -1,0 +1,214 @@
+//! Syslog drains end to end, against real rsyslog servers: an app on a cell is bound to a
+//! plain TCP drain and a TLS drain the way the cf CLI binds them (a user-provided service
+//! instance with a `syslog_drain_url`, then a credential binding), the agent polls the
+//! bindings from the cell, and every line arrives at both, once, in order, as RFC 5424 that
+//! rsyslog parses into the fields Loggregator writes. Stopping one rsyslog costs only that
+//! drain's envelopes, counted and told in the app's own log; it catches up once back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hydrant::agent;
+use hydrant::doppler;
+use hydrant::drain::bindings;
+use serde_json::{Value, json};
+
+use crate::guard::Scratch;
+use crate::rsyslog::{Received, Rsyslog};
+use crate::{TestAgent, TestCell, TestDoppler, eventually_within, listener};
+
+/// Prints 1,000 lines; after `$GO` exists, 3,000 more at ~2,000/s; after `$AGAIN`, ten.
+const APP: &str = r#"i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo "line $i"; done
+while [ ! -e "$GO" ]; do sleep 0.1; done
+i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo "burst $i"; if [ $((i % 100)) -eq 0 ]; then sleep 0.05; fi; done
+echo "burst done"
+while [ ! -e "$AGAIN" ]; do sleep 0.1; done
+i=0; while [ $i -lt 10 ]; do i=$((i+1)); echo "again $i"; done
+exec sleep 600"#;
+
+/// A JSON request to the cell as the cf CLI makes it.
+async fn cf(url: &str, body: Value) -> Value {
+    let r = hydrant_runtime::https::plain_client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{url}");
+    r.json().await.unwrap()
+}
+
+/// The app's own lines (`[APP/PROC/WEB/0]`) an rsyslog received.
+fn app_lines(r: &Rsyslog) -> Vec<Received> {
+    r.received()
+        .into_iter()
+        .filter(|m| m.procid == "[APP/PROC/WEB/0]")
+        .collect()
+}
+
+fn texts(lines: &[Received], prefix: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|m| m.msg.starts_with(prefix))
+        .map(|m| m.msg.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_lines_reach_rsyslog_over_tcp_and_tls_and_a_dead_drain_costs_only_its_own() {
+    let dir = Scratch::new("drains");
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let agent_grpc = listener().await;
+    let cell = TestCell::start(TestCell::config(agent_grpc.local_addr().unwrap())).await;
+    let mut config = agent::Config {
+        dopplers: vec![d.grpc.to_string()],
+        ..agent::Config::default()
+    };
+    config.drains = bindings::Config {
+        source: Some(bindings::Source {
+            url: cell.url.clone(),
+            token: None,
+            http: hydrant_runtime::https::plain_client(),
+        }),
+        aggregate: Vec::new(),
+        refresh: Some(Duration::from_secs(1)),
+        hostname: "agent-host".into(),
+        buffer: Some(1000),
+    };
+    let agent = TestAgent::start_on(agent_grpc, config).await;
+    let mut plain = Rsyslog::start(&dir.join("plain")).await;
+    let tls = Rsyslog::start_tls(&dir.join("tls")).await;
+
+    let (go, again) = (dir.join("go"), dir.join("again"));
+    let env = BTreeMap::from([
+        ("GO".to_owned(), go.to_str().unwrap().to_owned()),
+        ("AGAIN".to_owned(), again.to_str().unwrap().to_owned()),
+    ]);
+    let guid = cell
+        .client()
+        .push("drained app", APP, 0, 64, 64, &env)
+        .await
+        .unwrap()
+        .guid;
+    let plain_url = format!("syslog://127.0.0.1:{}", plain.addr.port());
+    let tls_url = format!("syslog-tls://127.0.0.1:{}", tls.addr.port());
+    let space = json!({"space": {"data": {"guid": "a-space"}}});
+    for (name, url, credentials) in [
+        ("plain-drain", &plain_url, json!({})),
+        ("tls-drain", &tls_url, json!({"ca": tls.ca()})),
+    ] {
+        let si = cf(
+            &format!("{}/v3/service_instances", cell.url),
+            json!({"type": "user-provided", "name": name, "syslog_drain_url": url,
+                   "credentials": credentials, "relationships": space}),
+        )
+        .await;
+        assert_eq!(si["type"], "user-provided");
+        assert!(
+            si.get("credentials").is_none(),
+            "credentials are never shown"
+        );
+        cf(
+            &format!("{}/v3/service_credential_bindings", cell.url),
+            json!({"type": "app", "relationships": {
+                "service_instance": {"data": {"guid": si["guid"]}},
+                "app": {"data": {"guid": guid}}}}),
+        )
+        .await;
+    }
+    eventually_within(
+        "the agent runs both drains",
+        Duration::from_secs(10),
+        || async { agent.metric("hydrant_agent_drains", &[]).await == 2.0 },
+    )
+    .await;
+    cell.client().scale(&guid, 1).await.unwrap();
+
+    // Every line at both, once, in order, with Loggregator's fields.
+    let expected: Vec<String> = (1..=1000).map(|i| format!("line {i}")).collect();
+    for r in [&plain, &tls] {
+        eventually_within("1,000 lines drained", Duration::from_secs(30), || async {
+            texts(&app_lines(r), "line ").len() >= 1000
+        })
+        .await;
+        let lines = app_lines(r);
+        assert_eq!(texts(&lines, "line "), expected);
+        let first = &lines[0];
+        assert_eq!(first.hostname, "drained-app");
+        assert_eq!(first.app_name, guid);
+        assert!(
+            first.structured.starts_with("[tags@47450 ")
+                && first.structured.contains(r#"app_name="drained app""#)
+                && first.structured.contains(r#"source_type="APP/PROC/WEB""#),
+            "{first:?}"
+        );
+    }
+
+    // The plain rsyslog goes away: its drain drops (counted, told in the app's log), the
+    // TLS drain loses nothing.
+    plain.stop();
+    std::fs::write(&go, "").unwrap();
+    eventually_within(
+        "the burst reaches the TLS drain",
+        Duration::from_secs(60),
+        || async { texts(&app_lines(&tls), "burst").len() == 3001 },
+    )
+    .await;
+    let burst: Vec<String> = (1..=3000)
+        .map(|i| format!("burst {i}"))
+        .chain(["burst done".to_owned()])
+        .collect();
+    assert_eq!(texts(&app_lines(&tls), "burst"), burst);
+    let labels = |url: &str| [("drain_url", url.to_owned()), ("drain_scope", "app".into())];
+    let dropped = |url: String| {
+        let agent = &agent;
+        async move {
+            let l = labels(&url);
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            agent
+                .metric("hydrant_agent_drain_dropped_envelopes_total", &l)
+                .await
+        }
+    };
+    eventually_within(
+        "the dead drain's losses counted",
+        Duration::from_secs(30),
+        || async { dropped(plain_url.clone()).await >= 1000.0 },
+    )
+    .await;
+    assert_eq!(
+        dropped(tls_url.clone()).await,
+        0.0,
+        "the TLS drain lost nothing"
+    );
+    let notice = format!("in user provided syslog drain with url {plain_url}");
+    eventually_within("the app is told", Duration::from_secs(20), || async {
+        tls.received().iter().any(|m| {
+            m.procid == "[LGR/0]"
+                && m.msg
+                    .contains(&format!("messages lost for application {guid}"))
+                && m.msg.ends_with(&notice)
+        })
+    })
+    .await;
+    assert!(
+        tls.received()
+            .iter()
+            .any(|m| m.procid == "[LGR/0]" && m.msg == format!("Failed to connect to {plain_url}")),
+        "a failed connection is told too"
+    );
+
+    // Back: the drain reconnects and carries new lines.
+    plain.resume().await;
+    std::fs::write(&again, "").unwrap();
+    eventually_within(
+        "the plain drain catches up",
+        Duration::from_secs(60),
+        || async { texts(&app_lines(&plain), "again ").len() == 10 },
+    )
+    .await;
+    agent.stop().await;
+    cell.stop().await;
+    d.stop().await;
+}

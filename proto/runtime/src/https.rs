@@ -161,7 +161,9 @@ impl ClientTls {
         }
     }
 
-    fn rustls(&self) -> Result<rustls::ClientConfig, Error> {
+    /// The rustls configuration these settings make (ALPN `http/1.1`), for a TLS client
+    /// that is not HTTP (clear `alpn_protocols` there).
+    pub fn rustls(&self) -> Result<rustls::ClientConfig, Error> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(config_error)?;

@@ -490,6 +490,10 @@ pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
+mod drains;
+
+pub use drains::Drain;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub(crate) mod apps_cmd;
 pub(crate) mod autoscaler_cmd;
 pub(crate) mod components;
 pub(crate) mod config;
+pub(crate) mod drain_cmd;
 pub(crate) mod logs_cmd;
 pub(crate) mod pipeline;
 pub(crate) mod policy_cmd;

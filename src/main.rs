@@ -59,6 +59,10 @@ enum Command {
     App(apps_cmd::AppArgs),
     /// Delete an app (its instances are stopped).
     Delete(apps_cmd::DeleteArgs),
+    /// Syslog drains: `hydrant drain create APP URL`, `hydrant drain delete NAME`.
+    Drain(cmd::drain_cmd::DrainArgs),
+    /// List syslog drains and the apps they drain.
+    Drains(cmd::drain_cmd::DrainsArgs),
     /// Keep recent envelopes per source from the Firehose; serve Log Cache's read API.
     Logcache(logs_cmd::LogcacheArgs),
     /// Show an app's logs: `--recent` for the newest 1000 lines, otherwise tail live.
@@ -84,6 +88,8 @@ impl Command {
             | Command::Scale(_)
             | Command::Apps(_)
             | Command::Delete(_)
+            | Command::Drain(_)
+            | Command::Drains(_)
             | Command::App(_)
             | Command::Logs(_)
             | Command::Policy(_)
@@ -109,6 +115,8 @@ async fn run(cli: Cli, file: Option<config::File>) -> anyhow::Result<()> {
         Command::Scale(a) => apps_cmd::scale(a).await,
         Command::Apps(a) => apps_cmd::apps(a).await,
         Command::Delete(a) => apps_cmd::delete(a).await,
+        Command::Drain(a) => cmd::drain_cmd::drain(a).await,
+        Command::Drains(a) => cmd::drain_cmd::drains(a).await,
         Command::App(a) => apps_cmd::app(a).await,
         Command::Logcache(a) => logs_cmd::logcache(a).await,
         Command::Logs(a) => logs_cmd::logs(a).await,

@@ -46,9 +46,17 @@ pub(crate) const COMPONENTS: &[Component] = &[
         name: "agent",
         cert: "metron",
         stop_rank: 1,
-        serves: "ingress for apps and components (gRPC)",
+        serves: "ingress for apps and components (gRPC); syslog drains",
         built: true,
-        up_flags: none,
+        up_flags: |d| {
+            vec![
+                (
+                    "drain-bindings-token-file",
+                    under(d, super::up_cmd::TOKEN_FILE),
+                ),
+                ("drain-refresh", "5s".into()),
+            ]
+        },
     },
     Component {
         name: "cell",

@@ -208,7 +208,11 @@ impl Wiring {
             }
         };
         match name {
-            "agent" => add("doppler", &self.doppler),
+            "agent" => {
+                add("doppler", &self.doppler);
+                // The apps' syslog drain bindings.
+                add("drain-bindings", &self.cell);
+            }
             "cell" => add("agent", &self.agent),
             "logcache" | "storage" | "autoscaler" => add("from", &self.doppler),
             _ => {}

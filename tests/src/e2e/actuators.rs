@@ -23,18 +23,18 @@ use crate::{eventually, listener};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    uri: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(super) struct Seen {
+    pub(super) method: Method,
+    pub(super) uri: String,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Vec<u8>,
 }
 
 impl Seen {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
-    fn header(&self, name: &str) -> &str {
+    pub(super) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -45,13 +45,13 @@ impl Seen {
 type Answer = Arc<dyn Fn(&Seen) -> (StatusCode, Value) + Send + Sync>;
 
 #[derive(Clone)]
-struct Recorder {
+pub(super) struct Recorder {
     seen: Arc<Mutex<Vec<Seen>>>,
     answer: Answer,
 }
 
 impl Recorder {
-    fn seen(&self) -> Vec<Seen> {
+    pub(super) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -385,7 +385,7 @@ async fn kubernetes_patches_the_scale_subresource_over_tls() {
 }
 
 /// The recorder behind TLS with `dir/kube.pem`.
-async fn tls_recorder(
+pub(super) async fn tls_recorder(
     dir: &std::path::Path,
     answer: impl Fn(&Seen) -> (StatusCode, Value) + Send + Sync + 'static,
 ) -> (Recorder, std::net::SocketAddr) {

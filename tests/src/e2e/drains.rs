@@ -212,3 +212,149 @@ async fn an_apps_lines_reach_rsyslog_over_tcp_and_tls_and_a_dead_drain_costs_onl
     cell.stop().await;
     d.stop().await;
 }
+
+/// `hydrant drain create|delete` and `hydrant drains` against a cell, with HTTPS drains:
+/// `https-batch` POSTs several messages at once, `https` one each; a drain's credentials
+/// and query never show; a URL no agent could use is refused before anything is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_drains_over_https_and_urls_refused_up_front() {
+    let dir = Scratch::new("drains-https");
+    hydrant::certs::generate_all(&dir, &["kube".to_owned()]).unwrap();
+    let (recorder, addr) =
+        super::actuators::tls_recorder(&dir, |_| (axum::http::StatusCode::OK, json!({}))).await;
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let agent_grpc = listener().await;
+    let cell = TestCell::start(TestCell::config(agent_grpc.local_addr().unwrap())).await;
+    let mut config = agent::Config {
+        dopplers: vec![d.grpc.to_string()],
+        ..agent::Config::default()
+    };
+    config.drains = bindings::Config {
+        source: Some(bindings::Source {
+            url: cell.url.clone(),
+            token: None,
+            http: hydrant_runtime::https::plain_client(),
+        }),
+        refresh: Some(Duration::from_secs(1)),
+        ..bindings::Config::default()
+    };
+    let agent = TestAgent::start_on(agent_grpc, config).await;
+    let go = dir.join("go");
+    let env = BTreeMap::from([("GO".to_owned(), go.to_str().unwrap().to_owned())]);
+    let script = r#"while [ ! -e "$GO" ]; do sleep 0.1; done
+for i in 1 2 3 4 5; do echo "hello $i"; done; exec sleep 600"#;
+    cell.client()
+        .push("web", script, 1, 64, 64, &env)
+        .await
+        .unwrap();
+    let hydrant = |args: &[&str]| {
+        std::process::Command::new(crate::hydrant_bin())
+            .args(args)
+            .args(["--scheduler", &cell.url])
+            .current_dir(&dir)
+            .env_remove("HYDRANT_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let port = addr.port();
+    let batch_url = format!("https-batch://127.0.0.1:{port}/batch?token=secret");
+    let out = hydrant(&["drain", "create", "web", &batch_url, "--ca", ca]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("created drain drain-web-")
+            && text.contains(&format!(": https-batch://127.0.0.1:{port}/batch"))
+            && !text.contains("secret"),
+        "{text}"
+    );
+    let single_url = format!("https://127.0.0.1:{port}/single");
+    let out = hydrant(&[
+        "drain",
+        "create",
+        "web",
+        &single_url,
+        "--name",
+        "single",
+        "--ca",
+        ca,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = hydrant(&["drain", "create", "web", "ftp://user:pw@x/y"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unsupported protocol \"ftp\"") && !err.contains("pw"),
+        "{err}"
+    );
+    let out = hydrant(&["drains"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("single") && table.contains(&single_url) && !table.contains("secret"),
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 3, "a header and two drains: {table}");
+
+    eventually_within(
+        "the agent runs both drains",
+        Duration::from_secs(10),
+        || async { agent.metric("hydrant_agent_drains", &[]).await == 2.0 },
+    )
+    .await;
+    std::fs::write(&go, "").unwrap();
+    let hellos = |path: &str| {
+        let mut lines = Vec::new();
+        let mut posts = 0;
+        for s in recorder.seen() {
+            if s.uri.starts_with(path) {
+                posts += 1;
+                assert_eq!(s.header("content-type"), "text/plain");
+                let body = String::from_utf8(s.body.clone()).unwrap();
+                lines.extend(
+                    body.lines()
+                        .filter(|l| l.contains("[APP/PROC/WEB/0]"))
+                        .map(|l| l.rsplit("] ").next().unwrap().to_owned()),
+                );
+            }
+        }
+        (posts, lines)
+    };
+    let expected: Vec<String> = (1..=5).map(|i| format!("hello {i}")).collect();
+    eventually_within(
+        "both HTTPS drains got the lines",
+        Duration::from_secs(20),
+        || async { hellos("/single").1.len() == 5 && hellos("/batch?token=secret").1.len() == 5 },
+    )
+    .await;
+    let (single_posts, single) = hellos("/single");
+    assert_eq!(single, expected);
+    assert!(single_posts >= 5, "one POST per message");
+    let (batch_posts, batch) = hellos("/batch?token=secret");
+    assert_eq!(batch, expected);
+    assert_eq!(batch_posts, 1, "five lines within a second share one POST");
+
+    let out = hydrant(&["drain", "delete", "single"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually_within(
+        "the deleted drain stops",
+        Duration::from_secs(10),
+        || async { agent.metric("hydrant_agent_drains", &[]).await == 1.0 },
+    )
+    .await;
+    agent.stop().await;
+    cell.stop().await;
+    d.stop().await;
+}

@@ -5,7 +5,8 @@
 //!   [`DRAIN_BUFFER`] envelopes the oldest are dropped, as Loggregator's per-drain diode.
 //! - The task renders RFC 5424 ([`super::rfc5424`]) and writes it: `syslog` and
 //!   `syslog-tls` as octet-counted frames on one connection, `https` one POST per message,
-//!   `https-batch` POSTs of what is waiting, up to [`HTTPS_BATCH_BYTES`] each.
+//!   `https-batch` POSTs of what arrived within [`HTTPS_BATCH_INTERVAL`], up to
+//!   [`HTTPS_BATCH_BYTES`] each (Loggregator's batch writer).
 //! - A failed write is retried with backoff from 1 ms, doubling up to [`RETRY_MAX`], at
 //!   most [`ATTEMPTS`] times (Loggregator's retry writer), then the batch is dropped and
 //!   counted.
@@ -48,6 +49,12 @@ pub const NOTICE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Largest `https-batch` POST body (Loggregator's 512 KiB).
 pub const HTTPS_BATCH_BYTES: usize = 512 * 1024;
+
+/// Longest a message waits for more to share its `https-batch` POST (Loggregator's 1 s).
+pub const HTTPS_BATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most envelopes gathered for one round of `https-batch` POSTs.
+const HTTPS_BATCH_ENVELOPES: usize = 5_000;
 
 /// Where and how one drain sends.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -158,6 +165,17 @@ impl Drain {
             if n == 0 {
                 return;
             }
+            if self.target.url.scheme == Scheme::HttpsBatch {
+                let due = tokio::time::Instant::now() + HTTPS_BATCH_INTERVAL;
+                while batch.len() < HTTPS_BATCH_ENVELOPES {
+                    tokio::select! {
+                        n = self.queue.pop_batch(WRITE_BATCH, usize::MAX, &mut batch) => if n == 0 { break },
+                        () = tokio::time::sleep_until(due) => break,
+                        () = self.cancel.cancelled() => return,
+                    }
+                }
+            }
+            let n = batch.len();
             let messages: Vec<Vec<u8>> = batch
                 .iter()
                 .flat_map(|raw| rfc5424::messages(&raw.decode(), &options))

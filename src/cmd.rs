@@ -35,6 +35,7 @@ pub(crate) fn refused(command: &crate::Command) -> Vec<Invalid> {
         Command::Cell(a) => apps_cmd::build(a).err(),
         Command::Logcache(a) => logs_cmd::build(a).err(),
         Command::Autoscaler(a) => return autoscaler_cmd::check(a),
+        Command::Agent(a) => return pipeline::agent_problems(a),
         #[cfg(feature = "storage")]
         Command::Storage(a) => storage_cmd::build(a).err(),
         _ => None,

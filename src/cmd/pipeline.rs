@@ -309,6 +309,15 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the agent would refuse of its flags (for `hydrant config check`).
+pub(crate) fn agent_problems(a: &AgentArgs) -> Vec<Invalid> {
+    let mut problems = Vec::new();
+    let tls = a.component.tls.check(&a.tls_server_name, &mut problems);
+    a.component.access.access(&mut problems);
+    drains(a, tls.as_ref(), &mut problems);
+    problems
+}
+
 /// The agent's syslog drains from its flags; every unusable one is a named problem.
 fn drains(
     a: &AgentArgs,

@@ -267,6 +267,47 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
+    // A syslog drain for the demo, made with the CLI as a user would: a TCP sink here
+    // takes what the agent sends.
+    let sink = crate::listener().await;
+    let sink_addr = sink.local_addr().unwrap();
+    let drained = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    {
+        let drained = std::sync::Arc::clone(&drained);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            while let Ok((mut conn, _)) = sink.accept().await {
+                let drained = std::sync::Arc::clone(&drained);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        drained.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+    }
+    let out = std::process::Command::new(crate::hydrant_bin())
+        .args(["drain", "create", "demo", &format!("syslog://{sink_addr}")])
+        .args([
+            "--scheduler",
+            &ports.cell.to_string(),
+            "--token",
+            token.trim(),
+        ])
+        .arg("--tls-ca")
+        .arg(data.join("certs").join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "drain create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Traffic spread over a few seconds (rates need two samples), then a burning core.
     for i in 0..30 {
         let body = client
@@ -312,6 +353,16 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
                     .flatten()
                     .any(|r| r["status"] == 0 && r["new_instances"] == 2)
             }
+        },
+    )
+    .await;
+    // The new instance's lines went to the drain, as RFC 5424 with the app's guid.
+    eventually_within(
+        "the demo's drain gets its lines",
+        Duration::from_secs(30),
+        || async {
+            let text = String::from_utf8_lossy(&drained.lock().unwrap()).into_owned();
+            text.contains(&format!(" demo {guid} [APP/PROC/WEB/1] - [tags@47450 "))
         },
     )
     .await;

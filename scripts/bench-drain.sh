@@ -6,7 +6,8 @@
 #
 # COUNT envelopes of 200 bytes (default 1,000,000); BINARY defaults to
 # target/release/hydrant. Prints the rate measured from the first emitted envelope to the
-# last line rsyslog wrote, and what the agent counted sent and dropped.
+# last line rsyslog wrote, and what the agent counted sent and dropped. DRAIN_BUFFER
+# sets the drain's buffer (default: COUNT, so nothing is dropped).
 set -euo pipefail
 count=${1:-1000000}
 bin=${2:-target/release/hydrant}
@@ -27,7 +28,7 @@ CONF
 rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/pid" 2>"$dir/rsyslog.err" & pids+=($!)
 "$bin" doppler --insecure-open --no-self-metrics --grpc "127.0.0.1:$grpc" --http "127.0.0.1:$http" 2>"$dir/doppler.err" & pids+=($!)
 "$bin" agent --insecure-open --no-self-metrics --udp off --grpc "127.0.0.1:$agent" --http "127.0.0.1:$agent_http" \
-  --doppler "127.0.0.1:$grpc" --aggregate-drain "syslog://127.0.0.1:$syslog" --drain-buffer "$count" 2>"$dir/agent.err" & pids+=($!)
+  --doppler "127.0.0.1:$grpc" --aggregate-drain "syslog://127.0.0.1:$syslog" --drain-buffer "${DRAIN_BUFFER:-$count}" 2>"$dir/agent.err" & pids+=($!)
 for _ in $(seq 100); do curl -sf "127.0.0.1:$agent_http/healthz" >/dev/null && break; sleep 0.1; done
 start=$(date +%s.%N)
 "$bin" emit --to "127.0.0.1:$agent" --count "$count" --payload-bytes 200 >/dev/null

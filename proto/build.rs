@@ -9,6 +9,8 @@
 //!   (`raw::codec::RawCodec`) answers bad input with a typed reason.
 //! - `v1/`: dropsonde's `events` and the `plumbing.DopplerIngestor` service
 //!   (`hydrant_proto::v1`), for legacy emitters and loggregator-agents.
+//! - `otlp/`: OpenTelemetry's logs and metrics (`hydrant_proto::otlp`) and their export
+//!   services, for OTLP ingest and export.
 
 use std::path::PathBuf;
 
@@ -22,10 +24,17 @@ const PROTOS: &[&str] = &[
 /// (`hydrant_proto::v1`).
 const V1_PROTOS: &[&str] = &["dropsonde/events.proto", "dropsonde/plumbing.proto"];
 
+/// OTLP: the logs and metrics export services and everything they use.
+const OTLP_PROTOS: &[&str] = &[
+    "opentelemetry/proto/collector/logs/v1/logs_service.proto",
+    "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS.iter().chain(V1_PROTOS) {
         println!("cargo:rerun-if-changed={proto}");
     }
+    println!("cargo:rerun-if-changed=opentelemetry");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let fds = protox::compile(PROTOS, ["."])?;
 
@@ -53,5 +62,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_fds(protox::compile(V1_PROTOS, ["."])?)?;
+
+    let otlp_out = out.join("otlp");
+    std::fs::create_dir_all(&otlp_out)?;
+    tonic_prost_build::configure()
+        .out_dir(&otlp_out)
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(protox::compile(OTLP_PROTOS, ["."])?)?;
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! - [`subscriber`]: a Firehose subscriber that reconnects with backoff, and selectors.
 //! - [`v1`]: Loggregator v1 (dropsonde envelopes, the `DopplerIngestor` hop) and its
 //!   conversion to v2, for legacy emitters and loggregator-agents.
+//! - [`otlp`]: OpenTelemetry's logs and metrics protocol and its mapping to envelopes.
 
 /// Generated Loggregator v2 types, clients and servers.
 #[allow(
@@ -30,6 +31,7 @@ pub mod discovery;
 pub mod envelope;
 pub mod ingress;
 pub mod json;
+pub mod otlp;
 pub mod queue;
 pub mod raw;
 pub mod subscriber;

@@ -119,6 +119,14 @@ pub(crate) struct AgentArgs {
     /// (default: 127.0.0.1:3457, Loggregator's, skipped with a warning when taken).
     #[arg(long)]
     pub(crate) udp: Option<String>,
+    /// OTLP over gRPC (OpenTelemetry SDKs and collectors), or `off` (default:
+    /// 127.0.0.1:4317, skipped with a warning when taken).
+    #[arg(long)]
+    pub(crate) otlp_grpc: Option<String>,
+    /// OTLP over HTTP/protobuf (`POST /v1/logs`, `/v1/metrics`), or `off` (default:
+    /// 127.0.0.1:4318, skipped with a warning when taken).
+    #[arg(long)]
+    pub(crate) otlp_http: Option<String>,
     /// On a Kubernetes node: the kubelet's pod log directory (`/var/log/pods`), whose
     /// container logs are sent as log envelopes (source id `namespace/workload`).
     #[arg(long)]
@@ -282,7 +290,19 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let drains = drains(&a, tls.as_ref(), &mut problems);
     Invalids::check(problems)?;
     let udp = bind_udp(a.udp.as_deref())?;
+    let otlp_grpc = bind_otlp(
+        "--otlp-grpc",
+        a.otlp_grpc.as_deref(),
+        agent::otlp::DEFAULT_GRPC,
+    )?;
+    let otlp_http = bind_otlp(
+        "--otlp-http",
+        a.otlp_http.as_deref(),
+        agent::otlp::DEFAULT_HTTP,
+    )?;
     let config = agent::Config {
+        otlp_grpc,
+        otlp_http,
         access,
         pending,
         udp,
@@ -354,6 +374,34 @@ fn drains(
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "hydrant".into()),
+    }
+}
+
+/// An OTLP port of the agent: a given address must bind; the default is skipped with a
+/// warning when another process has it; `off` is none.
+fn bind_otlp(
+    flag: &str,
+    value: Option<&str>,
+    default: &str,
+) -> anyhow::Result<Option<std::sync::Arc<std::net::TcpListener>>> {
+    let addr = match value {
+        Some("off") => return Ok(None),
+        Some(addr) => addr,
+        None => default,
+    };
+    let parsed: SocketAddr = addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{flag} {addr:?}: {e}"))?;
+    match std::net::TcpListener::bind(parsed) {
+        Ok(l) => {
+            tracing::info!(addr = %parsed, "agent: taking OTLP ({flag})");
+            Ok(Some(std::sync::Arc::new(l)))
+        }
+        Err(e) if value.is_none() && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(addr = %parsed, "agent: the OTLP port is taken; no OTLP there (set {flag})");
+            Ok(None)
+        }
+        Err(e) => bail!("{flag} {parsed}: cannot bind: {e}"),
     }
 }
 

@@ -29,6 +29,7 @@ mod logcache_warm;
 mod logs;
 mod multihost;
 mod netns;
+mod otlp;
 mod pending;
 mod pod_logs;
 mod replay;

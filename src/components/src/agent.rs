@@ -32,6 +32,7 @@ use hydrant_runtime::shutdown;
 
 mod counters;
 pub mod cri;
+pub mod otlp;
 
 pub use counters::{MAX_COUNTER_KEYS, Totals};
 
@@ -74,6 +75,10 @@ pub struct Config {
     pub cri_logs: Option<std::path::PathBuf>,
     /// Syslog drains: where bindings come from, aggregate drains.
     pub drains: crate::drain::bindings::Config,
+    /// A bound socket for OTLP over gRPC (none: no OTLP/gRPC).
+    pub otlp_grpc: Option<Arc<std::net::TcpListener>>,
+    /// A bound socket for OTLP over HTTP (none: no OTLP/HTTP).
+    pub otlp_http: Option<Arc<std::net::TcpListener>>,
 }
 
 impl Default for Config {
@@ -83,6 +88,8 @@ impl Default for Config {
             udp: None,
             cri_logs: None,
             drains: crate::drain::bindings::Config::default(),
+            otlp_grpc: None,
+            otlp_http: None,
             server_tls: None,
             dopplers: vec!["127.0.0.1:8082".into()],
             doppler_tls: None,
@@ -124,6 +131,10 @@ hydrant_runtime::instruments! {
         pub rejected: RejectionCounts = names::AGENT_REJECTED,
         /// Open ingress streams.
         pub ingress_streams: Gauge = names::AGENT_INGRESS_STREAMS,
+        /// Log envelopes from OTLP.
+        pub otlp_logs: Counter = names::AGENT_OTLP_LOGS,
+        /// Metric envelopes from OTLP.
+        pub otlp_metrics: Counter = names::AGENT_OTLP_METRICS,
     }
 }
 
@@ -279,6 +290,40 @@ pub async fn run(
         life.spawn(Phase::Accept, "udp ingress", async move {
             crate::v1::serve_udp(socket, sink, tagger, stop).await;
             Ok(())
+        });
+    }
+    // OpenTelemetry: OTLP over gRPC and HTTP, until the accept phase ends.
+    let otlp = otlp::Otlp::new(Arc::clone(&state));
+    if let Some(socket) = &config.otlp_grpc {
+        let socket = socket.try_clone()?;
+        socket.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(socket)?;
+        let (logs, metrics) = otlp::grpc_services(&otlp, config.max_message_bytes);
+        let server = inbound::server(config.server_tls.as_ref())?
+            .add_service(logs)
+            .add_service(metrics);
+        let stop = life.token(Phase::Accept);
+        life.spawn(Phase::Accept, "otlp grpc", async move {
+            server
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+                .map_err(Error::from)
+        });
+    }
+    if let Some(socket) = &config.otlp_http {
+        let socket = socket.try_clone()?;
+        socket.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(socket)?;
+        let router = otlp::http_router(otlp.clone(), config.max_message_bytes);
+        let tls = https::server_tls(config.server_tls.as_ref()).map_err(std::io::Error::from)?;
+        let stop = life.token(Phase::Accept);
+        life.spawn(Phase::Accept, "otlp http", async move {
+            admin::serve(listener, router, tls, stop)
+                .await
+                .map_err(Error::from)
         });
     }
     // Kubernetes pods' logs, as the kubelet writes them on this node.

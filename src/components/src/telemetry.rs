@@ -51,6 +51,10 @@ hydrant_runtime::metrics! {
         "Failed doppler connection attempts and broken streams.";
     AGENT_UNCONFIRMED = "hydrant_agent_unconfirmed_envelopes_total", Counter,
         "Envelopes written to a doppler stream in the last two ack timeouts (1.5 s) before it broke: possibly lost in flight to a host that went away (an upper bound).";
+    AGENT_OTLP_LOGS = "hydrant_agent_otlp_log_envelopes_total", Counter,
+        "Log envelopes made from OTLP log records (gRPC or HTTP).";
+    AGENT_OTLP_METRICS = "hydrant_agent_otlp_metric_envelopes_total", Counter,
+        "Metric envelopes made from OTLP data points (gRPC or HTTP).";
     AGENT_DRAINS = "hydrant_agent_drains", Gauge,
         "Syslog drains the agent writes to (one per drain URL and bound app, plus aggregate drains).";
     AGENT_DRAIN_SENT = "hydrant_agent_drain_sent_messages_total", Counter,

@@ -269,27 +269,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
 
     // A syslog drain for the demo, made with the CLI as a user would: a TCP sink here
     // takes what the agent sends.
-    let sink = crate::listener().await;
-    let sink_addr = sink.local_addr().unwrap();
-    let drained = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    {
-        let drained = std::sync::Arc::clone(&drained);
-        tokio::spawn(async move {
-            use tokio::io::AsyncReadExt as _;
-            while let Ok((mut conn, _)) = sink.accept().await {
-                let drained = std::sync::Arc::clone(&drained);
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 8192];
-                    while let Ok(n) = conn.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        drained.lock().unwrap().extend_from_slice(&buf[..n]);
-                    }
-                });
-            }
-        });
-    }
+    let (sink_addr, drained) = super::up_harness::tcp_sink().await;
     let out = std::process::Command::new(crate::hydrant_bin())
         .args(["drain", "create", "demo", &format!("syslog://{sink_addr}")])
         .args([

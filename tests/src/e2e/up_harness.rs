@@ -87,3 +87,31 @@ pub(crate) async fn start(dir: &Path, file: &Path, args: &[&str]) -> Up {
         banner,
     }
 }
+
+/// A TCP server that keeps every byte sent to it (a syslog drain's far end): its address
+/// and what it has received so far.
+pub(crate) async fn tcp_sink() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let sink = crate::listener().await;
+    let addr = sink.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let into = std::sync::Arc::clone(&got);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = sink.accept().await {
+            let into = std::sync::Arc::clone(&into);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    into.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (addr, got)
+}

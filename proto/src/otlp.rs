@@ -1,5 +1,6 @@
 //! OpenTelemetry's protocol (OTLP) for logs and metrics: the generated types and export
-//! services, and how OTLP becomes Loggregator envelopes. The mapping is the inverse of
+//! services, how envelopes become OTLP ([`export`]), and how OTLP becomes Loggregator
+//! envelopes (below). The mapping is the inverse of
 //! Loggregator's own (loggregator-agent-release `otelcolclient`, envelopes to OTLP):
 //!
 //! - **Source and instance.** The `source_id` attribute (of the record or data point, else
@@ -450,6 +451,8 @@ fn metric(origin: &Origin, m: &metrics::Metric, now: i64, out: &mut Vec<Envelope
         None => {}
     }
 }
+
+pub mod export;
 
 #[cfg(test)]
 mod tests;

@@ -235,3 +235,62 @@ fn gauges_sums_and_histograms_become_gauges_and_counters() {
     );
     assert_eq!(envs.len(), 9);
 }
+
+#[test]
+fn envelopes_round_trip_through_otlp() {
+    let mut log = crate::envelope::log("app-1", "hello", true);
+    log.timestamp = 10;
+    log.instance_id = "2".into();
+    log.tags.insert("source_type".into(), "APP/PROC/WEB".into());
+    let mut g = crate::envelope::gauge(
+        "app-1",
+        [("cpu", 12.5, "percentage"), ("memory", 1e6, "bytes")],
+    );
+    g.timestamp = 11;
+    let mut c = crate::envelope::counter("app-2", "requests", 0);
+    if let Some(Message::Counter(counter)) = &mut c.message {
+        counter.total = 40;
+    }
+    c.timestamp = 12;
+    let timer = crate::envelope::timer("app-1", "http", 1, 2);
+    let out = export::export(&[log.clone(), g, c, timer], 99);
+    assert_eq!((out.log_records, out.points, out.skipped), (1, 3, 1));
+    assert_eq!(
+        out.metrics.resource_metrics.len(),
+        2,
+        "one resource per source"
+    );
+    let back = log_envelopes(&out.logs, 0);
+    assert_eq!(back.len(), 1);
+    let b = &back[0];
+    assert_eq!(
+        (b.source_id.as_str(), b.instance_id.as_str(), b.timestamp),
+        ("app-1", "2", 10)
+    );
+    assert_eq!(b.tags["source_type"], "APP/PROC/WEB");
+    let Some(Message::Log(l)) = &b.message else {
+        panic!("a log")
+    };
+    assert_eq!((&l.payload[..], l.r#type), (&b"hello"[..], 1));
+    let back = metric_envelopes(&out.metrics, 0);
+    let mut seen: Vec<String> = back
+        .iter()
+        .map(|e| match &e.message {
+            Some(Message::Gauge(g)) => {
+                let (k, v) = g.metrics.iter().next().unwrap();
+                format!("{} {k}={} {}", e.source_id, v.value, v.unit)
+            }
+            Some(Message::Counter(c)) => format!("{} {}={}", e.source_id, c.name, c.total),
+            _ => String::new(),
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "app-1 cpu=12.5 percentage",
+            "app-1 memory=1000000 bytes",
+            "app-2 requests=40"
+        ]
+    );
+}

@@ -21,6 +21,7 @@ pub(crate) mod components;
 pub(crate) mod config;
 pub(crate) mod drain_cmd;
 pub(crate) mod logs_cmd;
+pub(crate) mod otlp_cmd;
 pub(crate) mod pipeline;
 pub(crate) mod policy_cmd;
 #[cfg(feature = "storage")]
@@ -36,6 +37,7 @@ pub(crate) fn refused(command: &crate::Command) -> Vec<Invalid> {
         Command::Logcache(a) => logs_cmd::build(a).err(),
         Command::Autoscaler(a) => return autoscaler_cmd::check(a),
         Command::Agent(a) => return pipeline::agent_problems(a),
+        Command::OtlpExport(a) => otlp_cmd::build(a).err(),
         #[cfg(feature = "storage")]
         Command::Storage(a) => storage_cmd::build(a).err(),
         _ => None,

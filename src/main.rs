@@ -59,6 +59,8 @@ enum Command {
     App(apps_cmd::AppArgs),
     /// Delete an app (its instances are stopped).
     Delete(apps_cmd::DeleteArgs),
+    /// Send the Firehose's logs and metrics to an OpenTelemetry (OTLP/HTTP) endpoint.
+    OtlpExport(cmd::otlp_cmd::OtlpExportArgs),
     /// Syslog drains: `hydrant drain create APP URL`, `hydrant drain delete NAME`.
     Drain(cmd::drain_cmd::DrainArgs),
     /// List syslog drains and the apps they drain.
@@ -116,6 +118,7 @@ async fn run(cli: Cli, file: Option<config::File>) -> anyhow::Result<()> {
         Command::Apps(a) => apps_cmd::apps(a).await,
         Command::Delete(a) => apps_cmd::delete(a).await,
         Command::Drain(a) => cmd::drain_cmd::drain(a).await,
+        Command::OtlpExport(a) => cmd::otlp_cmd::otlp_export(a).await,
         Command::Drains(a) => cmd::drain_cmd::drains(a).await,
         Command::App(a) => apps_cmd::app(a).await,
         Command::Logcache(a) => logs_cmd::logcache(a).await,

@@ -20,7 +20,8 @@ pub fn all() -> Vec<&'static Metric> {
         .iter()
         .chain(hydrant_runtime::selfmetrics::METRICS)
         .chain(hydrant_logcache::telemetry::METRICS)
-        .chain(hydrant_autoscaler::telemetry::METRICS);
+        .chain(hydrant_autoscaler::telemetry::METRICS)
+        .chain(hydrant_otlp::telemetry::METRICS);
     #[cfg(feature = "storage")]
     let all = all.chain(hydrant_storage::telemetry::METRICS);
     all.collect()

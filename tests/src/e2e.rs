@@ -30,6 +30,7 @@ mod logs;
 mod multihost;
 mod netns;
 mod otlp;
+mod otlp_export;
 mod pending;
 mod pod_logs;
 mod replay;

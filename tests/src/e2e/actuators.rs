@@ -73,7 +73,7 @@ async fn record(State(r): State<Recorder>, req: Request) -> Response {
 }
 
 /// A recording HTTP server; returns it and its base URL.
-async fn recorder(
+pub(super) async fn recorder(
     answer: impl Fn(&Seen) -> (StatusCode, Value) + Send + Sync + 'static,
 ) -> (Recorder, String) {
     let r = Recorder {

@@ -17,7 +17,7 @@ use hydrant_proto::v2::envelope::Message;
 use crate::{Collector, TestAgent, TestDoppler, eventually_within};
 
 /// The SDK's Python: `$HYDRANT_OTEL_PYTHON`, else the venv `.ci/run` makes.
-fn python() -> PathBuf {
+pub(super) fn python() -> PathBuf {
     let p = std::env::var_os("HYDRANT_OTEL_PYTHON").map_or_else(
         || PathBuf::from("/opt/hydrant-otel/bin/python"),
         PathBuf::from,

@@ -79,6 +79,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["hydrant-proto", "hydrant-runtime", "hydrant-promql"],
     ),
     ("hydrant-autoscaler", &["hydrant-proto", "hydrant-runtime"]),
+    ("hydrant-otlp", &["hydrant-proto", "hydrant-runtime"]),
 ];
 
 /// What the wire contract must never pull in: servers, `/proc` readers, process control.

@@ -123,6 +123,37 @@ async fn an_apps_lines_reach_rsyslog_over_tcp_and_tls_and_a_dead_drain_costs_onl
         || async { agent.metric("hydrant_agent_drains", &[]).await == 2.0 },
     )
     .await;
+    // A binding to a URL no agent can use is made (as Cloud Controller does), and the app's
+    // own log says why, which its working drain carries.
+    let bad = cf(
+        &format!("{}/v3/service_instances", cell.url),
+        json!({"type": "user-provided", "name": "bad-drain",
+               "syslog_drain_url": "ftp://user:pw@logs.example.com/x?token=t"}),
+    )
+    .await;
+    cf(
+        &format!("{}/v3/service_credential_bindings", cell.url),
+        json!({"type": "app", "relationships": {
+            "service_instance": {"data": {"guid": bad["guid"]}},
+            "app": {"data": {"guid": guid}}}}),
+    )
+    .await;
+    eventually_within(
+        "the app is told its drain URL is unusable",
+        Duration::from_secs(10),
+        || async {
+            tls.received().iter().any(|m| {
+                m.procid == "[LGR/0]"
+                    && m.msg == "Invalid Scheme ftp for syslog drain url ftp://logs.example.com/x"
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        agent.metric("hydrant_agent_drains", &[]).await,
+        2.0,
+        "no drain runs for it"
+    );
     cell.client().scale(&guid, 1).await.unwrap();
 
     // Every line at both, once, in order, with Loggregator's fields.
@@ -303,11 +334,20 @@ for i in 1 2 3 4 5; do echo "hello $i"; done; exec sleep 600"#;
         "{table}"
     );
     assert_eq!(table.lines().count(), 3, "a header and two drains: {table}");
+    // A metrics drain (Loggregator's drain-type=metrics): the cell's container metrics,
+    // no log lines.
+    let metrics_url = format!("https://127.0.0.1:{port}/metrics?drain-type=metrics");
+    let out = hydrant(&["drain", "create", "web", &metrics_url, "--ca", ca]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     eventually_within(
-        "the agent runs both drains",
+        "the agent runs the three drains",
         Duration::from_secs(10),
-        || async { agent.metric("hydrant_agent_drains", &[]).await == 2.0 },
+        || async { agent.metric("hydrant_agent_drains", &[]).await == 3.0 },
     )
     .await;
     std::fs::write(&go, "").unwrap();
@@ -341,6 +381,25 @@ for i in 1 2 3 4 5; do echo "hello $i"; done; exec sleep 600"#;
     let (batch_posts, batch) = hellos("/batch?token=secret");
     assert_eq!(batch, expected);
     assert_eq!(batch_posts, 1, "five lines within a second share one POST");
+    eventually_within(
+        "container metrics drained",
+        Duration::from_secs(20),
+        || async {
+            recorder.seen().iter().any(|s| {
+                s.uri.starts_with("/metrics")
+                    && String::from_utf8_lossy(&s.body).contains(r#"[gauge@47450 name="cpu" "#)
+            })
+        },
+    )
+    .await;
+    assert!(
+        recorder
+            .seen()
+            .iter()
+            .filter(|s| s.uri.starts_with("/metrics"))
+            .all(|s| !String::from_utf8_lossy(&s.body).contains("hello")),
+        "a metrics drain gets no logs"
+    );
 
     let out = hydrant(&["drain", "delete", "single"]);
     assert!(
@@ -351,7 +410,7 @@ for i in 1 2 3 4 5; do echo "hello $i"; done; exec sleep 600"#;
     eventually_within(
         "the deleted drain stops",
         Duration::from_secs(10),
-        || async { agent.metric("hydrant_agent_drains", &[]).await == 1.0 },
+        || async { agent.metric("hydrant_agent_drains", &[]).await == 2.0 },
     )
     .await;
     agent.stop().await;

@@ -34,6 +34,8 @@ pub struct Rsyslog {
     /// Its directory (config, output, certificates).
     pub dir: PathBuf,
     tls: bool,
+    /// TLS that also demands a client certificate the CA signed.
+    mutual: bool,
     child: Option<Child>,
 }
 
@@ -49,25 +51,35 @@ fn binary() -> PathBuf {
 impl Rsyslog {
     /// Plain TCP.
     pub async fn start(dir: &Path) -> Rsyslog {
-        Rsyslog::start_in(dir, false).await
+        Rsyslog::start_in(dir, false, false).await
     }
 
     /// TLS with a certificate for 127.0.0.1 from `hydrant certs` (its CA is
     /// [`Rsyslog::ca`]).
     pub async fn start_tls(dir: &Path) -> Rsyslog {
-        Rsyslog::start_in(dir, true).await
+        Rsyslog::start_in(dir, true, false).await
     }
 
-    async fn start_in(dir: &Path, tls: bool) -> Rsyslog {
+    /// TLS that refuses clients without a certificate of its CA (`x509/certvalid`); the
+    /// CA also signed `certs/client.pem` and `certs/client-key.pem`.
+    pub async fn start_mutual_tls(dir: &Path) -> Rsyslog {
+        Rsyslog::start_in(dir, true, true).await
+    }
+
+    async fn start_in(dir: &Path, tls: bool, mutual: bool) -> Rsyslog {
         std::fs::create_dir_all(dir).expect("rsyslog dir");
         if tls {
-            hydrant::certs::generate_all(&dir.join("certs"), &["syslog".to_owned()])
-                .expect("certificates for rsyslog");
+            hydrant::certs::generate_all(
+                &dir.join("certs"),
+                &["syslog".to_owned(), "client".to_owned()],
+            )
+            .expect("certificates for rsyslog");
         }
         let mut r = Rsyslog {
             addr: free_port(),
             dir: dir.to_owned(),
             tls,
+            mutual,
             child: None,
         };
         r.resume().await;
@@ -86,7 +98,11 @@ impl Rsyslog {
                 format!(
                     " DefaultNetstreamDriverCAFile=\"{d}/certs/ca.pem\" DefaultNetstreamDriverCertFile=\"{d}/certs/syslog.pem\" DefaultNetstreamDriverKeyFile=\"{d}/certs/syslog-key.pem\""
                 ),
-                "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"anon\")",
+                if self.mutual {
+                    "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"x509/certvalid\")"
+                } else {
+                    "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"anon\")"
+                },
             )
         } else {
             (String::new(), "module(load=\"imtcp\")")

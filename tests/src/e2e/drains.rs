@@ -417,3 +417,94 @@ for i in 1 2 3 4 5; do echo "hello $i"; done; exec sleep 600"#;
     cell.stop().await;
     d.stop().await;
 }
+
+/// A `syslog-tls` drain whose rsyslog demands a client certificate: the binding's
+/// credentials (`ca`, `cert`, `key`) get the lines through; the same URL bound without a
+/// certificate is refused by rsyslog and only counts errors, never a line twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutual_tls_drain_presents_the_bindings_certificate() {
+    let dir = Scratch::new("drains-mtls");
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let agent_grpc = listener().await;
+    let cell = TestCell::start(TestCell::config(agent_grpc.local_addr().unwrap())).await;
+    let mut config = agent::Config {
+        dopplers: vec![d.grpc.to_string()],
+        ..agent::Config::default()
+    };
+    config.drains = bindings::Config {
+        source: Some(bindings::Source {
+            url: cell.url.clone(),
+            token: None,
+            http: hydrant_runtime::https::plain_client(),
+        }),
+        refresh: Some(Duration::from_secs(1)),
+        ..bindings::Config::default()
+    };
+    let agent = TestAgent::start_on(agent_grpc, config).await;
+    let rsyslog = Rsyslog::start_mutual_tls(&dir.join("mtls")).await;
+    let pem = |f: &str| std::fs::read_to_string(rsyslog.dir.join("certs").join(f)).unwrap();
+    let go = dir.join("go");
+    let env = BTreeMap::from([("GO".to_owned(), go.to_str().unwrap().to_owned())]);
+    let script = r#"while [ ! -e "$GO" ]; do sleep 0.1; done
+i=0; while [ $i -lt 20 ]; do i=$((i+1)); echo "mtls $i"; done; exec sleep 600"#;
+    let guid = cell
+        .client()
+        .push("secure", script, 1, 64, 64, &env)
+        .await
+        .unwrap()
+        .guid;
+    let url = format!("syslog-tls://127.0.0.1:{}", rsyslog.addr.port());
+    for (name, credentials) in [
+        (
+            "with-cert",
+            json!({"ca": rsyslog.ca(), "cert": pem("client.pem"), "key": pem("client-key.pem")}),
+        ),
+        ("without-cert", json!({"ca": rsyslog.ca()})),
+    ] {
+        let si = cf(
+            &format!("{}/v3/service_instances", cell.url),
+            json!({"type": "user-provided", "name": name, "syslog_drain_url": url,
+                   "credentials": credentials}),
+        )
+        .await;
+        cf(
+            &format!("{}/v3/service_credential_bindings", cell.url),
+            json!({"type": "app", "relationships": {
+                "service_instance": {"data": {"guid": si["guid"]}},
+                "app": {"data": {"guid": guid}}}}),
+        )
+        .await;
+    }
+    eventually_within("both drains run", Duration::from_secs(10), || async {
+        agent.metric("hydrant_agent_drains", &[]).await == 2.0
+    })
+    .await;
+    std::fs::write(&go, "").unwrap();
+    let expected: Vec<String> = (1..=20).map(|i| format!("mtls {i}")).collect();
+    eventually_within(
+        "the certified drain's lines",
+        Duration::from_secs(20),
+        || async { texts(&app_lines(&rsyslog), "mtls ").len() >= 20 },
+    )
+    .await;
+    let labels = [("drain_url", url.as_str()), ("drain_scope", "app")];
+    eventually_within(
+        "the refused drain counts errors",
+        Duration::from_secs(20),
+        || async {
+            agent
+                .metric("hydrant_agent_drain_errors_total", &labels)
+                .await
+                > 0.0
+        },
+    )
+    .await;
+    assert_eq!(
+        texts(&app_lines(&rsyslog), "mtls "),
+        expected,
+        "once each: nothing came through without a certificate"
+    );
+    agent.stop().await;
+    cell.stop().await;
+    d.stop().await;
+}

@@ -47,6 +47,9 @@ pub const RETRY_MAX: Duration = Duration::from_secs(15);
 /// Least time between two notices about one drain in its app's log.
 pub const NOTICE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a new TLS session is watched for the server's refusal before it is written to.
+const TLS_VERDICT: Duration = Duration::from_millis(200);
+
 /// Largest `https-batch` POST body (Loggregator's 512 KiB).
 pub const HTTPS_BATCH_BYTES: usize = 512 * 1024;
 
@@ -183,7 +186,7 @@ impl Drain {
             let mut pause = Duration::from_millis(1);
             let mut delivered = false;
             for attempt in 0..ATTEMPTS {
-                match out.write(&messages).await {
+                match out.write(&messages, &self.stats).await {
                     Ok(()) => {
                         delivered = true;
                         break;
@@ -312,15 +315,18 @@ impl Output {
         }
     }
 
-    async fn write(&mut self, messages: &[Vec<u8>]) -> Result<(), WriteError> {
+    async fn write(&mut self, messages: &[Vec<u8>], stats: &Stats) -> Result<(), WriteError> {
         match self {
             Output::Socket { target, conn } => {
-                // A syslog server never writes: anything readable is its close.
+                // A syslog server never writes: anything readable is its close. What was
+                // written since may not have been read: counted as an error, and logged.
                 if let Some(c) = conn.as_mut() {
                     let mut probe = [0u8; 64];
                     if let Ok(r) = tokio::time::timeout(Duration::ZERO, c.read(&mut probe)).await
                         && matches!(r, Ok(0) | Err(_))
                     {
+                        stats.errors.fetch_add(1, Relaxed);
+                        tracing::warn!(url = %target.url, "drain: the server closed the connection; reconnecting");
                         *conn = None;
                     }
                 }
@@ -444,7 +450,21 @@ async fn connect(target: &Target) -> Result<Box<dyn Stream>, WriteError> {
     .await
     .map_err(|_| failed(true, "TLS handshake timed out"))?
     .map_err(|e| failed(true, format!("TLS handshake failed: {e}")))?;
-    Ok(Box::new(tls))
+    // With TLS 1.3 a server that refuses the client's certificate says so only after the
+    // handshake: wait a moment for that, rather than write into a session it will drop.
+    let mut tls = tls;
+    let mut probe = [0u8; 64];
+    match tokio::time::timeout(TLS_VERDICT, tls.read(&mut probe)).await {
+        Ok(Ok(0)) => Err(failed(
+            true,
+            "the server closed the TLS session after the handshake (does it want a client certificate?)",
+        )),
+        Ok(Err(e)) => Err(failed(
+            true,
+            format!("the server refused the TLS session: {e}"),
+        )),
+        _ => Ok(Box::new(tls)),
+    }
 }
 
 #[cfg(test)]

@@ -203,3 +203,58 @@ async fn the_opentelemetry_sdk_feeds_the_firehose_over_grpc_and_http() {
     agent.stop().await;
     d.stop().await;
 }
+
+/// What an OpenTelemetry-instrumented app sends reaches storage in a form PromQL works on:
+/// the histogram's `_bucket` series answer `histogram_quantile`, the gauge and the counter
+/// are there under the service's name as `source_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_metrics_are_queried_in_storage() {
+    let dir = crate::guard::Scratch::new("otlp-storage");
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let storage = super::storage::TestStorage::start(&d, dir.join("storage")).await;
+    let http = bind();
+    let http_addr = http.local_addr().unwrap();
+    let agent = TestAgent::start_with(agent::Config {
+        dopplers: vec![d.grpc.to_string()],
+        otlp_http: Some(http),
+        ..agent::Config::default()
+    })
+    .await;
+    emit("http", &format!("http://{http_addr}"), "otel-store", 1);
+    let query = |q: &'static str| {
+        let url = format!("{}/api/v1/query", storage.url);
+        async move {
+            let v = super::storage::get(&url, &[("query", q.to_owned())]).await;
+            v["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+        }
+    };
+    eventually_within(
+        "the histogram in storage",
+        Duration::from_secs(30),
+        || async {
+            query(r#"sum(latency_count{source_id="otel-store"})"#)
+                .await
+                .is_some()
+        },
+    )
+    .await;
+    // 0.05, 0.2 and 0.7 all fall in the SDK's bucket (0, 5]: the median interpolates to 2.5.
+    assert_eq!(
+        query(r#"histogram_quantile(0.5, max by (le) (latency_bucket{source_id="otel-store"}))"#)
+            .await,
+        Some(2.5)
+    );
+    assert_eq!(
+        query(r#"max(queue_depth{source_id="otel-store", team="shop"})"#).await,
+        Some(42.0)
+    );
+    let sum = query(r#"max(latency_sum{source_id="otel-store"})"#)
+        .await
+        .unwrap();
+    assert!((sum - 0.95).abs() < 1e-9, "{sum}");
+    agent.stop().await;
+    storage.stop().await;
+    d.stop().await;
+}

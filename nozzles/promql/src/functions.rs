@@ -10,6 +10,8 @@ use promql_parser::parser::{Call, Expr};
 use super::eval::{Evaluator, Sample, Val};
 use super::{Error, Labels, offset_ms};
 
+mod simple;
+
 /// Every function the evaluator implements.
 pub(crate) const SUPPORTED: &[&str] = &[
     "rate",
@@ -40,6 +42,11 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "label_replace",
     "histogram_quantile",
 ];
+
+/// Whether the evaluator implements function `name`.
+pub(crate) fn supported(name: &str) -> bool {
+    SUPPORTED.contains(&name) || simple::NAMES.contains(&name)
+}
 
 fn arg(c: &Call, i: usize) -> Result<&Expr, Error> {
     c.args
@@ -102,13 +109,37 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    values.sort_by(f64::total_cmp);
+    // Go's sort.Float64s: NaN before every number.
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (false, false) => a.total_cmp(b),
+    });
     let n = values.len() as f64;
     let rank = q * (n - 1.0);
     let lower = rank.floor().max(0.0) as usize;
     let upper = (lower + 1).min(values.len() - 1);
     let weight = rank - rank.floor();
     values[lower] * (1.0 - weight) + values[upper] * weight
+}
+
+/// Go's `math.Min`: NaN when either is NaN (Rust's `f64::min` returns the other).
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Go's `math.Max`: NaN when either is NaN.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// Population variance.
@@ -293,17 +324,17 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error> {
             if hi < lo {
                 return Ok(Val::Vector(Vec::new()));
             }
-            Ok(map(ev, v, |x| x.min(hi).max(lo)))
+            Ok(map(ev, v, |x| go_max(lo, go_min(hi, x))))
         }
         "clamp_min" => {
             let v = vector(ev, arg(c, 0)?, t)?;
             let lo = scalar(ev, arg(c, 1)?, t, "clamp_min")?;
-            Ok(map(ev, v, |x| x.max(lo)))
+            Ok(map(ev, v, |x| go_max(lo, x)))
         }
         "clamp_max" => {
             let v = vector(ev, arg(c, 0)?, t)?;
             let hi = scalar(ev, arg(c, 1)?, t, "clamp_max")?;
-            Ok(map(ev, v, |x| x.min(hi)))
+            Ok(map(ev, v, |x| go_min(hi, x)))
         }
         "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
         "vector" => Ok(Val::Vector(vec![Sample {
@@ -326,7 +357,8 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error> {
                 vector(ev, arg(c, 1)?, t)?,
             )))
         }
-        other => Err(super::unsupported(&format!("function \"{other}\""))),
+        other => simple::call(ev, c, t)
+            .unwrap_or_else(|| Err(super::unsupported(&format!("function \"{other}\"")))),
     }
 }
 

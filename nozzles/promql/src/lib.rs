@@ -157,7 +157,7 @@ fn check(e: &Expr) -> Result<(), Error> {
         }
         Expr::Paren(p) => check(&p.expr),
         Expr::Call(c) => {
-            if !functions::SUPPORTED.contains(&c.func.name) {
+            if !functions::supported(c.func.name) {
                 return Err(unsupported(&format!("function \"{}\"", c.func.name)));
             }
             c.args.args.iter().try_for_each(|a| check(a))

@@ -373,3 +373,54 @@ fn range_queries_and_errors() {
     assert_eq!(format_value(0.25), "0.25");
     assert_eq!(format_value(2.0), "2");
 }
+
+#[test]
+fn nan_stays_nan_as_in_prometheus() {
+    let nan: &[(i64, f64)] = &[(0, f64::NAN)];
+    let one: &[(i64, f64)] = &[(0, 1.0)];
+    let two: &[(i64, f64)] = &[(0, 2.0)];
+    let three: &[(i64, f64)] = &[(0, 3.0)];
+    let s = [("x", &[("i", "n")][..], nan)];
+    for q in ["clamp(x, 0, 1)", "clamp_min(x, 0)", "clamp_max(x, 1)"] {
+        let v = vector(run(q, &s, None, 0).unwrap());
+        assert!(v[0].1.is_nan(), "{q}: Go's math.Min/Max keep NaN");
+    }
+    // Go sorts NaN first: quantile(0.5, {NaN, 1, 2, 3}) is 1.5, not 2.5.
+    let s = [
+        ("x", &[("i", "n")][..], nan),
+        ("x", &[("i", "1")][..], one),
+        ("x", &[("i", "2")][..], two),
+        ("x", &[("i", "3")][..], three),
+    ];
+    assert_eq!(
+        vector(run("quantile(0.5, x)", &s, None, 0).unwrap())[0].1,
+        1.5
+    );
+}
+
+#[test]
+fn math_and_calendar_functions_drop_the_name() {
+    let pts: &[(i64, f64)] = &[(0, 100.0)];
+    let s = [("x", &[("i", "a")][..], pts)];
+    let one = |q: &str| vector(run(q, &s, None, 0).unwrap());
+    assert_eq!(one("sqrt(x)"), [("i=a".into(), 10.0)]);
+    assert_eq!(one("log10(x)"), [("i=a".into(), 2.0)]);
+    assert_eq!(one("sgn(x - 100)"), [("i=a".into(), 0.0)]);
+    assert_eq!(one("deg(x * 0 + pi())")[0].1, 180.0);
+    // 1,709,214,310 s is 2024-02-29T13:45:10Z.
+    let t: &[(i64, f64)] = &[(0, 1_709_214_310.0)];
+    let s = [("ts", &[][..], t)];
+    let at = |q: &str| vector(run(q, &s, None, 0).unwrap())[0].1;
+    assert_eq!(
+        [
+            at("year(ts)"),
+            at("month(ts)"),
+            at("day_of_month(ts)"),
+            at("hour(ts)")
+        ],
+        [2024.0, 2.0, 29.0, 13.0]
+    );
+    assert_eq!(at("days_in_month(ts)"), 29.0);
+    // Without an argument: the evaluation time (here 1970-01-01T00:01:00Z).
+    assert_eq!(vector(run("minute()", &s, None, 60_000).unwrap())[0].1, 1.0);
+}

@@ -29,6 +29,8 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "stddev_over_time",
     "stdvar_over_time",
     "present_over_time",
+    "changes",
+    "resets",
     "abs",
     "ceil",
     "floor",
@@ -243,6 +245,12 @@ fn over_time(name: &str, points: &[(i64, f64)], param: f64) -> Option<f64> {
         "quantile_over_time" => quantile(param, &mut values),
         "stddev_over_time" => variance(&values).sqrt(),
         "stdvar_over_time" => variance(&values),
+        // Prometheus: a change is a value unequal to the one before (NaN equals NaN).
+        "changes" => values
+            .windows(2)
+            .filter(|w| !(w[0] == w[1] || (w[0].is_nan() && w[1].is_nan())))
+            .count() as f64,
+        "resets" => values.windows(2).filter(|w| w[1] < w[0]).count() as f64,
         _ => return None,
     })
 }
@@ -302,7 +310,9 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64, matrix_arg: usize) -> Result<V
 pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error> {
     let name = c.func.name;
     match name {
-        "rate" | "irate" | "increase" | "delta" | "deriv" => range_fn(ev, c, t, 0),
+        "rate" | "irate" | "increase" | "delta" | "deriv" | "changes" | "resets" => {
+            range_fn(ev, c, t, 0)
+        }
         "quantile_over_time" => range_fn(ev, c, t, 1),
         n if n.ends_with("_over_time") => range_fn(ev, c, t, 0),
         "abs" => Ok(map(ev, vector(ev, arg(c, 0)?, t)?, f64::abs)),

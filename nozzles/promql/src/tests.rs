@@ -351,10 +351,12 @@ fn range_queries_and_errors() {
     for bad in ["sum(", "rate(up)", "nosuchfn(up)"] {
         assert!(matches!(parse(bad), Err(Error::BadData(_))), "{bad}");
     }
-    let e = parse("changes(up[5m])").unwrap_err();
+    let e = parse("predict_linear(up[5m], 60)").unwrap_err();
     assert_eq!(
         e,
-        Error::BadData("function \"changes\" is not supported by Hydrant's PromQL engine".into())
+        Error::BadData(
+            "function \"predict_linear\" is not supported by Hydrant's PromQL engine".into()
+        )
     );
     assert!(
         parse("rate(up[5m:1m])")
@@ -423,4 +425,24 @@ fn math_and_calendar_functions_drop_the_name() {
     assert_eq!(at("days_in_month(ts)"), 29.0);
     // Without an argument: the evaluation time (here 1970-01-01T00:01:00Z).
     assert_eq!(vector(run("minute()", &s, None, 60_000).unwrap())[0].1, 1.0);
+}
+
+#[test]
+fn changes_and_resets_count_within_the_window() {
+    let pts: &[(i64, f64)] = &[
+        (0, 1.0),
+        (10_000, 1.0),
+        (20_000, 5.0),
+        (30_000, 2.0),
+        (40_000, f64::NAN),
+        (50_000, f64::NAN),
+        (60_000, 3.0),
+    ];
+    let s = [("x", &[("i", "a")][..], pts)];
+    let at = |q: &str| vector(run(q, &s, None, 60_000).unwrap());
+    // 1→5, 5→2, 2→NaN, NaN→3 (NaN→NaN is no change); the window (0, 60 s] leaves out t=0.
+    assert_eq!(at("changes(x[1m])"), [("i=a".into(), 4.0)]);
+    assert_eq!(at("changes(x[2m])")[0].1, 4.0);
+    // Only 5→2 goes down (comparisons with NaN are false).
+    assert_eq!(at("resets(x[2m])"), [("i=a".into(), 1.0)]);
 }

@@ -27,9 +27,9 @@ async fn bad_queries_get_prometheus_errors() {
         ("/api/v1/query", &[("query", "sum(")], 400, "parse error"),
         (
             "/api/v1/query",
-            &[("query", "changes(cpu[5m])")],
+            &[("query", "predict_linear(cpu[5m], 60)")],
             400,
-            "function \"changes\" is not supported",
+            "function \"predict_linear\" is not supported",
         ),
         ("/api/v1/query", &[("query", "cpu[5m:1m]")], 400, "subquery"),
         ("/api/v1/query", &[], 400, "invalid parameter \"query\""),

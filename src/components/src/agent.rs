@@ -162,13 +162,17 @@ impl State {
             if self.tags.is_empty() {
                 self.drains.offer(&batch);
                 self.forward.send_all(batch);
-            } else {
+            } else if self.drains.active() {
                 let tagged: Vec<RawEnvelope> = batch
                     .iter()
                     .map(|e| e.with_default_tags(self.tag_pairs()))
                     .collect();
                 self.drains.offer(&tagged);
                 self.forward.send_all(tagged);
+            } else {
+                // No drains: the tagged envelopes go straight into the queue, uncollected.
+                self.forward
+                    .send_all(batch.iter().map(|e| e.with_default_tags(self.tag_pairs())));
             }
             return;
         }

@@ -86,9 +86,14 @@ pub struct Figures {
 }
 
 impl Drains {
+    /// Whether any drain runs (one atomic load).
+    pub fn active(&self) -> bool {
+        self.any.load(Relaxed)
+    }
+
     /// Queues each envelope for the drains of its source and the aggregate drains.
     pub fn offer(&self, batch: &[RawEnvelope]) {
-        if !self.any.load(Relaxed) {
+        if !self.active() {
             return;
         }
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());

@@ -120,26 +120,42 @@ struct Table {
 
 /// The apps stored under `dir` (none when there is no file yet).
 pub fn load(dir: &Path) -> Result<Vec<Stored>, Error> {
-    let path = dir.join(FILE);
+    let table: Option<Table> =
+        read_table(dir, FILE, "desired-state", SCHEMA_VERSION, |t: &Table| {
+            t.schema_version
+        })?;
+    Ok(table.map(|t| t.apps).unwrap_or_default())
+}
+
+/// Reads `dir/file`, a JSON table (`what` names it in errors) whose schema version
+/// (`version_of`) must be `version`; `None` when there is no file yet.
+pub(crate) fn read_table<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    file: &str,
+    what: &str,
+    version: u32,
+    version_of: impl Fn(&T) -> u32,
+) -> Result<Option<T>, Error> {
+    let path = dir.join(file);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(Error::Io { path, source }),
     };
-    let table: Table = serde_json::from_str(&text).map_err(|e| Error::Format {
+    let table: T = serde_json::from_str(&text).map_err(|e| Error::Format {
         path: path.clone(),
-        message: format!("not a desired-state table: {e}"),
+        message: format!("not a {what} table: {e}"),
     })?;
-    if table.schema_version != SCHEMA_VERSION {
+    if version_of(&table) != version {
         return Err(Error::Format {
             path,
             message: format!(
-                "schema version {} (this cell reads {SCHEMA_VERSION})",
-                table.schema_version
+                "schema version {} (this cell reads {version})",
+                version_of(&table)
             ),
         });
     }
-    Ok(table.apps)
+    Ok(Some(table))
 }
 
 /// Replaces the stored table with `apps`, durably (see the module docs).

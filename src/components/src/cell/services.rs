@@ -88,25 +88,13 @@ struct Table {
 impl Services {
     /// The services stored under `dir` (none when there is no file yet).
     pub fn load(dir: &Path) -> Result<Services, Error> {
-        let path = dir.join(FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Services::default()),
-            Err(source) => return Err(Error::Io { path, source }),
+        let table: Option<Table> =
+            desired::read_table(dir, FILE, "service", SCHEMA_VERSION, |t: &Table| {
+                t.schema_version
+            })?;
+        let Some(table) = table else {
+            return Ok(Services::default());
         };
-        let table: Table = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: path.clone(),
-            message: format!("not a service table: {e}"),
-        })?;
-        if table.schema_version != SCHEMA_VERSION {
-            return Err(Error::Format {
-                path,
-                message: format!(
-                    "schema version {} (this cell reads {SCHEMA_VERSION})",
-                    table.schema_version
-                ),
-            });
-        }
         Ok(Services {
             instances: table
                 .instances

@@ -39,6 +39,59 @@ async fn cf(url: &str, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
+/// A doppler, a cell, and an agent polling the cell's drain bindings every second.
+struct Platform {
+    d: TestDoppler,
+    cell: TestCell,
+    agent: TestAgent,
+}
+
+impl Platform {
+    /// Drains hold `buffer` envelopes each (none: the default).
+    async fn start(buffer: Option<usize>) -> Platform {
+        let d = TestDoppler::start(doppler::Config::default()).await;
+        let agent_grpc = listener().await;
+        let cell = TestCell::start(TestCell::config(agent_grpc.local_addr().unwrap())).await;
+        let mut config = agent::Config {
+            dopplers: vec![d.grpc.to_string()],
+            ..agent::Config::default()
+        };
+        config.drains = bindings::Config {
+            source: Some(bindings::Source {
+                url: cell.url.clone(),
+                token: None,
+                http: hydrant_runtime::https::plain_client(),
+            }),
+            aggregate: Vec::new(),
+            refresh: Some(Duration::from_secs(1)),
+            hostname: "agent-host".into(),
+            buffer,
+        };
+        let agent = TestAgent::start_on(agent_grpc, config).await;
+        Platform { d, cell, agent }
+    }
+
+    /// Creates the user-provided service instance `instance` (the cf CLI's body) and binds
+    /// app `guid` to it, as the cf CLI does; the instance as answered.
+    async fn bind(&self, guid: &str, instance: Value) -> Value {
+        let si = cf(&format!("{}/v3/service_instances", self.cell.url), instance).await;
+        cf(
+            &format!("{}/v3/service_credential_bindings", self.cell.url),
+            json!({"type": "app", "relationships": {
+                "service_instance": {"data": {"guid": si["guid"]}},
+                "app": {"data": {"guid": guid}}}}),
+        )
+        .await;
+        si
+    }
+
+    async fn stop(self) {
+        self.agent.stop().await;
+        self.cell.stop().await;
+        self.d.stop().await;
+    }
+}
+
 /// The app's own lines (`[APP/PROC/WEB/0]`) an rsyslog received.
 fn app_lines(r: &Rsyslog) -> Vec<Received> {
     r.received()
@@ -58,25 +111,8 @@ fn texts(lines: &[Received], prefix: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apps_lines_reach_rsyslog_over_tcp_and_tls_and_a_dead_drain_costs_only_its_own() {
     let dir = Scratch::new("drains");
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let agent_grpc = listener().await;
-    let cell = TestCell::start(TestCell::config(agent_grpc.local_addr().unwrap())).await;
-    let mut config = agent::Config {
-        dopplers: vec![d.grpc.to_string()],
-        ..agent::Config::default()
-    };
-    config.drains = bindings::Config {
-        source: Some(bindings::Source {
-            url: cell.url.clone(),
-            token: None,
-            http: hydrant_runtime::https::plain_client(),
-        }),
-        aggregate: Vec::new(),
-        refresh: Some(Duration::from_secs(1)),
-        hostname: "agent-host".into(),
-        buffer: Some(1000),
-    };
-    let agent = TestAgent::start_on(agent_grpc, config).await;
+    let p = Platform::start(Some(1000)).await;
+    let (cell, agent) = (&p.cell, &p.agent);
     let mut plain = Rsyslog::start(&dir.join("plain")).await;
     let tls = Rsyslog::start_tls(&dir.join("tls")).await;
 
@@ -98,24 +134,18 @@ async fn an_apps_lines_reach_rsyslog_over_tcp_and_tls_and_a_dead_drain_costs_onl
         ("plain-drain", &plain_url, json!({})),
         ("tls-drain", &tls_url, json!({"ca": tls.ca()})),
     ] {
-        let si = cf(
-            &format!("{}/v3/service_instances", cell.url),
-            json!({"type": "user-provided", "name": name, "syslog_drain_url": url,
-                   "credentials": credentials, "relationships": space}),
-        )
-        .await;
+        let si = p
+            .bind(
+                &guid,
+                json!({"type": "user-provided", "name": name, "syslog_drain_url": url,
+                       "credentials": credentials, "relationships": space}),
+            )
+            .await;
         assert_eq!(si["type"], "user-provided");
         assert!(
             si.get("credentials").is_none(),
             "credentials are never shown"
         );
-        cf(
-            &format!("{}/v3/service_credential_bindings", cell.url),
-            json!({"type": "app", "relationships": {
-                "service_instance": {"data": {"guid": si["guid"]}},
-                "app": {"data": {"guid": guid}}}}),
-        )
-        .await;
     }
     eventually_within(
         "the agent runs both drains",
@@ -125,17 +155,10 @@ async fn an_apps_lines_reach_rsyslog_over_tcp_and_tls_and_a_dead_drain_costs_onl
     .await;
     // A binding to a URL no agent can use is made (as Cloud Controller does), and the app's
     // own log says why, which its working drain carries.
-    let bad = cf(
-        &format!("{}/v3/service_instances", cell.url),
+    p.bind(
+        &guid,
         json!({"type": "user-provided", "name": "bad-drain",
                "syslog_drain_url": "ftp://user:pw@logs.example.com/x?token=t"}),
-    )
-    .await;
-    cf(
-        &format!("{}/v3/service_credential_bindings", cell.url),
-        json!({"type": "app", "relationships": {
-            "service_instance": {"data": {"guid": bad["guid"]}},
-            "app": {"data": {"guid": guid}}}}),
     )
     .await;
     eventually_within(
@@ -239,9 +262,7 @@ async fn an_apps_lines_reach_rsyslog_over_tcp_and_tls_and_a_dead_drain_costs_onl
         || async { texts(&app_lines(&plain), "again ").len() == 10 },
     )
     .await;
-    agent.stop().await;
-    cell.stop().await;
-    d.stop().await;
+    p.stop().await;
 }
 
 /// `hydrant drain create|delete` and `hydrant drains` against a cell, with HTTPS drains:
@@ -253,23 +274,8 @@ async fn cli_drains_over_https_and_urls_refused_up_front() {
     hydrant::certs::generate_all(&dir, &["kube".to_owned()]).unwrap();
     let (recorder, addr) =
         super::actuators::tls_recorder(&dir, |_| (axum::http::StatusCode::OK, json!({}))).await;
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let agent_grpc = listener().await;
-    let cell = TestCell::start(TestCell::config(agent_grpc.local_addr().unwrap())).await;
-    let mut config = agent::Config {
-        dopplers: vec![d.grpc.to_string()],
-        ..agent::Config::default()
-    };
-    config.drains = bindings::Config {
-        source: Some(bindings::Source {
-            url: cell.url.clone(),
-            token: None,
-            http: hydrant_runtime::https::plain_client(),
-        }),
-        refresh: Some(Duration::from_secs(1)),
-        ..bindings::Config::default()
-    };
-    let agent = TestAgent::start_on(agent_grpc, config).await;
+    let p = Platform::start(None).await;
+    let (cell, agent) = (&p.cell, &p.agent);
     let go = dir.join("go");
     let env = BTreeMap::from([("GO".to_owned(), go.to_str().unwrap().to_owned())]);
     let script = r#"while [ ! -e "$GO" ]; do sleep 0.1; done
@@ -413,9 +419,7 @@ for i in 1 2 3 4 5; do echo "hello $i"; done; exec sleep 600"#;
         || async { agent.metric("hydrant_agent_drains", &[]).await == 2.0 },
     )
     .await;
-    agent.stop().await;
-    cell.stop().await;
-    d.stop().await;
+    p.stop().await;
 }
 
 /// A `syslog-tls` drain whose rsyslog demands a client certificate: the binding's
@@ -424,23 +428,8 @@ for i in 1 2 3 4 5; do echo "hello $i"; done; exec sleep 600"#;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutual_tls_drain_presents_the_bindings_certificate() {
     let dir = Scratch::new("drains-mtls");
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let agent_grpc = listener().await;
-    let cell = TestCell::start(TestCell::config(agent_grpc.local_addr().unwrap())).await;
-    let mut config = agent::Config {
-        dopplers: vec![d.grpc.to_string()],
-        ..agent::Config::default()
-    };
-    config.drains = bindings::Config {
-        source: Some(bindings::Source {
-            url: cell.url.clone(),
-            token: None,
-            http: hydrant_runtime::https::plain_client(),
-        }),
-        refresh: Some(Duration::from_secs(1)),
-        ..bindings::Config::default()
-    };
-    let agent = TestAgent::start_on(agent_grpc, config).await;
+    let p = Platform::start(None).await;
+    let (cell, agent) = (&p.cell, &p.agent);
     let rsyslog = Rsyslog::start_mutual_tls(&dir.join("mtls")).await;
     let pem = |f: &str| std::fs::read_to_string(rsyslog.dir.join("certs").join(f)).unwrap();
     let go = dir.join("go");
@@ -461,17 +450,10 @@ i=0; while [ $i -lt 20 ]; do i=$((i+1)); echo "mtls $i"; done; exec sleep 600"#;
         ),
         ("without-cert", json!({"ca": rsyslog.ca()})),
     ] {
-        let si = cf(
-            &format!("{}/v3/service_instances", cell.url),
+        p.bind(
+            &guid,
             json!({"type": "user-provided", "name": name, "syslog_drain_url": url,
                    "credentials": credentials}),
-        )
-        .await;
-        cf(
-            &format!("{}/v3/service_credential_bindings", cell.url),
-            json!({"type": "app", "relationships": {
-                "service_instance": {"data": {"guid": si["guid"]}},
-                "app": {"data": {"guid": guid}}}}),
         )
         .await;
     }
@@ -504,7 +486,5 @@ i=0; while [ $i -lt 20 ]; do i=$((i+1)); echo "mtls $i"; done; exec sleep 600"#;
         expected,
         "once each: nothing came through without a certificate"
     );
-    agent.stop().await;
-    cell.stop().await;
-    d.stop().await;
+    p.stop().await;
 }

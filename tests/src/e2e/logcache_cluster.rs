@@ -22,7 +22,8 @@ fn source(i: usize) -> String {
     format!("cluster-app-{i}")
 }
 
-async fn get(url: String) -> (u16, Value) {
+/// A GET: its status and its JSON (null when not JSON).
+pub(super) async fn get(url: String) -> (u16, Value) {
     let r = hydrant_runtime::https::plain_client()
         .get(url)
         .send()
@@ -59,8 +60,9 @@ async fn own(node: &str) -> BTreeSet<String> {
     v["meta"].as_object().unwrap().keys().cloned().collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_share_the_sources_and_each_answers_for_all() {
+/// A doppler and two log cache nodes on it, both subscribed: the doppler, the nodes' base
+/// URLs in index order, and the nodes.
+pub(super) async fn two_nodes() -> (TestDoppler, Vec<String>, TestLogCache, TestLogCache) {
     let d = TestDoppler::start(doppler::Config::default()).await;
     let (la, lb) = (listener().await, listener().await);
     let nodes = vec![
@@ -88,6 +90,12 @@ async fn two_nodes_share_the_sources_and_each_answers_for_all() {
             == 2.0
     })
     .await;
+    (d, nodes, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_the_sources_and_each_answers_for_all() {
+    let (d, nodes, a, b) = two_nodes().await;
 
     let client = IngressClient::start(Config::new(vec![d.grpc.to_string()])).unwrap();
     for n in 0..LINES {

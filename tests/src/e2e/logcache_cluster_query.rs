@@ -5,23 +5,13 @@
 
 use std::time::Duration;
 
-use hydrant::doppler;
-use hydrant_logcache::cluster::{Cluster, owner};
+use hydrant_logcache::cluster::owner;
 use hydrant_proto::envelope;
 use hydrant_proto::ingress::{Config, IngressClient};
 use serde_json::Value;
 
-use crate::{TestDoppler, TestLogCache, eventually_within, listener};
-
-async fn get(url: String) -> (u16, Value) {
-    let r = hydrant_runtime::https::plain_client()
-        .get(url)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
+use super::logcache_cluster::get;
+use crate::eventually_within;
 
 /// An instant PromQL query at `t` (s) on `node`.
 async fn query(node: &str, q: &str, t: i64) -> (u16, Value) {
@@ -52,33 +42,7 @@ fn owned_by(prefix: &str, node: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promql_and_reads_by_name_answer_for_the_whole_cluster() {
-    let d = TestDoppler::start(doppler::Config::default()).await;
-    let (la, lb) = (listener().await, listener().await);
-    let nodes = vec![
-        format!("http://{}", la.local_addr().unwrap()),
-        format!("http://{}", lb.local_addr().unwrap()),
-    ];
-    let config = |index| {
-        let mut c = hydrant_logcache::Config::new(vec![d.grpc.to_string()]);
-        c.cluster = Some(Cluster {
-            nodes: nodes.clone(),
-            index,
-            token: None,
-            http: hydrant_runtime::https::plain_client(),
-        });
-        c
-    };
-    let a = TestLogCache::start_on(la, config(0), &[&d]).await;
-    let b = TestLogCache::start_on(lb, config(1), &[&d]).await;
-    eventually_within("both nodes subscribed", Duration::from_secs(10), || async {
-        d.metric(
-            hydrant::telemetry::names::DOPPLER_SUBSCRIPTIONS,
-            &[("shard_id", "log-cache")],
-        )
-        .await
-            == 2.0
-    })
-    .await;
+    let (d, nodes, a, b) = super::logcache_cluster::two_nodes().await;
 
     // Gauges of two sources, one kept by each node; log lines of one app under two guids
     // (a re-push), kept by different nodes, and a name whose owner is a third party.

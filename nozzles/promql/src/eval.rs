@@ -1,11 +1,14 @@
 //! The evaluator: an expression at one time, and range queries as one evaluation per step
-//! over the prefetched series.
+//! over the prefetched series. Subqueries evaluate their inner expression at absolute,
+//! step-aligned times, each once per query (memoized), and hand the outer function a
+//! range vector as a matrix selector would.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
-use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
+use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
 
 use super::{Data, Error, Labels, Series, Value, functions, offset_ms, ops};
 
@@ -42,6 +45,9 @@ type Unnamed = HashMap<usize, (Arc<Labels>, Arc<Labels>)>;
 /// A borrowed window of one series: its labels and samples.
 pub(crate) type Window<'a> = (&'a Arc<Labels>, &'a [(i64, f64)]);
 
+/// A subquery's inner result at one inner step, by (subquery address, step).
+type Memo = HashMap<(usize, i64), Rc<Vec<Sample>>>;
+
 /// Evaluates one parsed query over the data its plan fetched.
 #[derive(Debug)]
 pub struct Evaluator<'a> {
@@ -51,6 +57,16 @@ pub struct Evaluator<'a> {
     /// Labels without `__name__`, per original labels (kept alive, so addresses stay
     /// unique): one copy per series for a whole range query instead of one per step.
     unnamed: RefCell<Unnamed>,
+    /// The query's `[start, end]` (ms), what `@ start()` and `@ end()` mean.
+    span: Cell<(i64, i64)>,
+    /// Subquery inner results, shared by the outer steps whose windows overlap.
+    memo: RefCell<Memo>,
+    /// Label sets a function's result was last found unique with, per call site: a
+    /// range query re-checks only when the series change.
+    verified: RefCell<HashMap<usize, Vec<Arc<Labels>>>>,
+    /// `label_replace`/`label_join` results per (call site, input labels), the input kept
+    /// alive: one rewrite per series for a whole range query.
+    relabeled: RefCell<HashMap<usize, Unnamed>>,
 }
 
 fn collect(e: &Expr, out: &mut Vec<usize>) {
@@ -70,7 +86,8 @@ fn collect(e: &Expr, out: &mut Vec<usize>) {
         }
         Expr::Paren(p) => collect(&p.expr, out),
         Expr::Call(c) => c.args.args.iter().for_each(|a| collect(a, out)),
-        _ => {}
+        Expr::Subquery(sq) => collect(&sq.expr, out),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
 
@@ -84,7 +101,33 @@ impl<'a> Evaluator<'a> {
             index: order.into_iter().enumerate().map(|(i, p)| (p, i)).collect(),
             lookback,
             unnamed: RefCell::new(HashMap::new()),
+            span: Cell::new((0, 0)),
+            memo: RefCell::new(HashMap::new()),
+            verified: RefCell::new(HashMap::new()),
+            relabeled: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// `labels` rewritten by `f` (`None`: unchanged), memoized per call site `site`.
+    pub(crate) fn relabel(
+        &self,
+        site: usize,
+        labels: &Arc<Labels>,
+        f: impl FnOnce(&Labels) -> Option<Labels>,
+    ) -> Arc<Labels> {
+        let ptr = Arc::as_ptr(labels) as usize;
+        let mut memo = self.relabeled.borrow_mut();
+        let per_site = memo.entry(site).or_default();
+        let entry = per_site.entry(ptr).or_insert_with(|| {
+            let out = f(labels).map_or_else(|| Arc::clone(labels), Arc::new);
+            (Arc::clone(labels), out)
+        });
+        Arc::clone(&entry.1)
+    }
+
+    /// The time `at` pins evaluation to, or `t` without one.
+    pub(crate) fn pinned(&self, at: &Option<promql_parser::parser::AtModifier>, t: i64) -> i64 {
+        super::at_ms(at, self.span.get()).unwrap_or(t)
     }
 
     /// `labels` without `__name__`, shared across steps.
@@ -108,6 +151,7 @@ impl<'a> Evaluator<'a> {
 
     /// The value of `expr` at `t` (ms): an instant query.
     pub fn instant(&self, expr: &Expr, t: i64) -> Result<Value, Error> {
+        self.span.set((t, t));
         Ok(match self.eval(expr, t)? {
             Val::Scalar(v) => Value::Scalar(t, v),
             Val::Str(s) => Value::String(t, s),
@@ -121,6 +165,7 @@ impl<'a> Evaluator<'a> {
 
     /// `expr` at every step of `[start, end]`: a range query.
     pub fn range(&self, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Value, Error> {
+        self.span.set((start, end));
         // Series by the address of an Arc they keep alive (the fast path: selectors and
         // functions reuse one Arc per series across steps), then by label value.
         let mut series: Vec<Series> = Vec::new();
@@ -151,8 +196,9 @@ impl<'a> Evaluator<'a> {
         while t <= end {
             match self.eval(expr, t)? {
                 Val::Scalar(v) => push(Arc::clone(&empty), t, v),
+                // Unique already: selectors and aggregations make no duplicates, and
+                // `eval` checks what functions and operators make.
                 Val::Vector(v) => {
-                    unique(&v)?;
                     for s in v {
                         push(s.labels, t, s.value);
                     }
@@ -177,14 +223,17 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 Val::Scalar(v) => Ok(Val::Scalar(-v)),
-                Val::Vector(v) => Ok(Val::Vector(
-                    v.into_iter()
-                        .map(|s| Sample {
-                            labels: self.unnamed(&s.labels),
-                            value: -s.value,
-                        })
-                        .collect(),
-                )),
+                Val::Vector(v) => self.checked(
+                    e,
+                    Val::Vector(
+                        v.into_iter()
+                            .map(|s| Sample {
+                                labels: self.unnamed(&s.labels),
+                                value: -s.value,
+                            })
+                            .collect(),
+                    ),
+                ),
                 other => Err(Error::BadData(format!(
                     "unary minus is not defined on a {}",
                     other.kind()
@@ -193,34 +242,138 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.select(vs, t))),
             Expr::MatrixSelector(ms) => Ok(Val::Matrix(self.window(ms, t))),
             Expr::Aggregate(a) => ops::aggregate(self, a, t),
-            Expr::Binary(b) => ops::binary(self, b, t),
-            Expr::Call(c) => functions::call(self, c, t),
-            Expr::Subquery(_) | Expr::Extension(_) => Err(super::unsupported("this expression")),
+            Expr::Binary(b) => {
+                let v = ops::binary(self, b, t)?;
+                self.checked(e, v)
+            }
+            Expr::Call(c) => {
+                let v = functions::call(self, c, t)?;
+                self.checked(e, v)
+            }
+            Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, t)?)),
+            Expr::Extension(_) => Err(super::unsupported("this expression")),
         }
+    }
+
+    /// `v`, refused when it is a vector with two equal label sets (Prometheus checks every
+    /// function's and operator's result). `site` is the expression that made it.
+    fn checked(&self, site: &Expr, v: Val) -> Result<Val, Error> {
+        let Val::Vector(samples) = &v else {
+            return Ok(v);
+        };
+        let key = site as *const Expr as usize;
+        let mut verified = self.verified.borrow_mut();
+        if let Some(last) = verified.get(&key)
+            && last.len() == samples.len()
+            && last
+                .iter()
+                .zip(samples)
+                .all(|(a, s)| Arc::ptr_eq(a, &s.labels))
+        {
+            return Ok(v);
+        }
+        unique(samples)?;
+        verified.insert(key, samples.iter().map(|s| Arc::clone(&s.labels)).collect());
+        Ok(v)
     }
 
     /// An instant vector selector at `t`: each series' newest sample in `(t − lookback, t]`
     /// (left-open, as Prometheus 3 and VictoriaMetrics).
     fn select(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
-        let at = t - offset_ms(&vs.offset);
+        self.select_timed(vs, t)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// As [`Evaluator::select`], with each sample's own timestamp (ms).
+    pub(crate) fn select_timed(&self, vs: &VectorSelector, t: i64) -> Vec<(Sample, i64)> {
+        let at = self.pinned(&vs.at, t) - offset_ms(&vs.offset);
         let from = at - self.lookback;
         self.series(vs as *const VectorSelector as usize)
             .iter()
             .filter_map(|s| {
                 let i = s.points.partition_point(|(ts, _)| *ts <= at);
                 let (ts, v) = *s.points.get(i.checked_sub(1)?)?;
-                (ts > from).then(|| Sample {
-                    labels: Arc::clone(&s.labels),
-                    value: v,
+                (ts > from).then(|| {
+                    let sample = Sample {
+                        labels: Arc::clone(&s.labels),
+                        value: v,
+                    };
+                    (sample, ts)
                 })
             })
             .collect()
     }
 
+    /// A subquery at `t`: its inner expression at every multiple of its step in
+    /// `(t' − range, t']`, where `t'` is `t` (or its `@` time) less its offset.
+    pub(crate) fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<Vec<Series>, Error> {
+        let end = self.pinned(&sq.at, t) - offset_ms(&sq.offset);
+        let start = end - super::duration_ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map_or(super::DEFAULT_SUBQUERY_STEP_MS, super::duration_ms)
+            .max(1);
+        let mut ts = start.div_euclid(step) * step;
+        if ts <= start {
+            ts += step;
+        }
+        let key = sq as *const SubqueryExpr as usize;
+        let mut series: Vec<Series> = Vec::new();
+        let mut by_labels: HashMap<Arc<Labels>, usize> = HashMap::new();
+        while ts <= end {
+            let memoized = self.memo.borrow().get(&(key, ts)).cloned();
+            let samples = match memoized {
+                Some(s) => s,
+                None => {
+                    let s = Rc::new(self.inner_step(&sq.expr, ts)?);
+                    let mut memo = self.memo.borrow_mut();
+                    if memo.len() >= super::MAX_SUBQUERY_STEPS {
+                        return Err(Error::Execution(format!(
+                            "the query's subqueries would evaluate more than {} steps; use a larger subquery step or a shorter range",
+                            super::MAX_SUBQUERY_STEPS
+                        )));
+                    }
+                    memo.insert((key, ts), Rc::clone(&s));
+                    s
+                }
+            };
+            for s in samples.iter() {
+                let i = *by_labels.entry(Arc::clone(&s.labels)).or_insert_with(|| {
+                    series.push(Series {
+                        labels: Arc::clone(&s.labels),
+                        points: Vec::new(),
+                    });
+                    series.len() - 1
+                });
+                series[i].points.push((ts, s.value));
+            }
+            ts += step;
+        }
+        Ok(series)
+    }
+
+    /// A subquery's inner expression at one of its steps, as an instant vector.
+    fn inner_step(&self, e: &Expr, ts: i64) -> Result<Vec<Sample>, Error> {
+        match self.eval(e, ts)? {
+            Val::Vector(v) => Ok(v),
+            Val::Scalar(x) => Ok(vec![Sample {
+                labels: Arc::new(Labels::new()),
+                value: x,
+            }]),
+            other => Err(Error::BadData(format!(
+                "subquery is only allowed on instant vector, got {} instead",
+                other.kind()
+            ))),
+        }
+    }
+
     /// A range vector at `t`: each series' samples in `(t − range, t]` (left-open, as
     /// Prometheus 3 and VictoriaMetrics), borrowed from the fetched data.
     pub(crate) fn window_slices(&self, ms: &MatrixSelector, t: i64) -> Vec<Window<'a>> {
-        let at = t - offset_ms(&ms.vs.offset);
+        let at = self.pinned(&ms.vs.at, t) - offset_ms(&ms.vs.offset);
         let from = at - super::duration_ms(&ms.range);
         self.series(ms as *const MatrixSelector as usize)
             .iter()

@@ -6,19 +6,21 @@
 //! lookback, left-open windows as in Prometheus 3, extrapolated `rate`, label matching,
 //! name dropping).
 //!
-//! Scope: selectors with every matcher kind, `offset`, range vectors; `rate`, `irate`,
-//! `increase`, `delta`, `deriv`, `*_over_time`; `sum`/`avg`/`min`/`max`/`count`/`group`/
-//! `stddev`/`stdvar`/`topk`/`bottomk`/`quantile` `by|without`; arithmetic, comparison and
-//! set operators between scalars and vectors with `on`/`ignoring`/`group_left`/
-//! `group_right`; `histogram_quantile`, `abs`, `ceil`, `floor`, `round`, `clamp*`, `time`,
-//! `vector`, `scalar`, `label_replace`. Anything else is an error naming it, never a wrong
-//! answer.
+//! Scope: Prometheus 2.x's language whole: selectors with every matcher kind, `offset`,
+//! `@ <time>`/`@ start()`/`@ end()`, range vectors and subqueries; every function of
+//! Prometheus 2.x's list and every aggregation (`count_values` included); arithmetic,
+//! comparison and set operators with `on`/`ignoring`/`group_left`/`group_right`.
+//! Prometheus 3 choices, documented where they differ from 2.x: windows are left-open
+//! (`(t − range, t]`, also for the lookback and subquery steps), and a function's result
+//! with two equal label sets is refused per step, not per whole range. Anything the
+//! evaluator does not know (experimental functions, `fill()`) is an error naming it, never
+//! a wrong answer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{self, Expr, Offset, VectorSelector};
+use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 
 mod eval;
 mod functions;
@@ -27,6 +29,7 @@ mod fuzz;
 pub mod limits;
 mod ops;
 pub mod params;
+mod raw;
 pub mod render;
 #[cfg(test)]
 mod tests;
@@ -44,6 +47,14 @@ pub const MAX_POINTS: i64 = 11_000;
 
 /// Most samples a query may load.
 pub const MAX_SAMPLES: usize = 50_000_000;
+
+/// The step of a subquery written without one (`x[30m:]`): Prometheus' default global
+/// evaluation interval.
+pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+/// Most inner evaluations the subqueries of one query may run (each distinct inner step
+/// runs once and is reused by every outer step that covers it).
+pub const MAX_SUBQUERY_STEPS: usize = 200_000;
 
 /// A query error, with Prometheus' error type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,7 +128,9 @@ pub fn parse(query: &str) -> Result<Expr, Error> {
 /// As [`parse`], with `limits` instead of the defaults.
 pub fn parse_within(query: &str, limits: &limits::Limits) -> Result<Expr, Error> {
     limits::check_text_within(query, limits)?;
-    let expr = parser::parse(query)
+    let query = raw::requote(query);
+    register_functions();
+    let expr = parser::parse(&query)
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": parse error: {e}")))?;
     check(&expr)?;
     let selectors = plan(&expr, 0, 0, 0).len();
@@ -130,13 +143,36 @@ pub fn parse_within(query: &str, limits: &limits::Limits) -> Result<Expr, Error>
     Ok(expr)
 }
 
+/// Teaches the parser Prometheus 2.x's `holt_winters`, which `promql-parser` 0.11 knows
+/// only under its Prometheus 3 name `double_exponential_smoothing`.
+fn register_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::function::{Function, register_extra_functions};
+        use promql_parser::parser::value::ValueType;
+        let holt_winters = Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        // Only fails when the name is built in, in which case the parser knows it anyway.
+        let _ = register_extra_functions(vec![holt_winters]);
+    });
+}
+
 /// Refuses what the evaluator does not implement, before any data is read.
 fn check(e: &Expr) -> Result<(), Error> {
     match e {
-        Expr::Subquery(_) => Err(unsupported("a subquery")),
+        Expr::Subquery(sq) => {
+            if sq.step.is_some_and(|s| s.is_zero()) {
+                return Err(Error::BadData("a subquery's step must be positive".into()));
+            }
+            check(&sq.expr)
+        }
         Expr::Extension(_) => Err(unsupported("an extension expression")),
-        Expr::VectorSelector(vs) => selector_check(vs),
-        Expr::MatrixSelector(ms) => selector_check(&ms.vs),
+        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => Ok(()),
         Expr::Aggregate(a) => {
             let name = a.op.to_string();
             if !ops::AGGREGATIONS.contains(&name.as_str()) {
@@ -164,13 +200,6 @@ fn check(e: &Expr) -> Result<(), Error> {
         }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
     }
-}
-
-fn selector_check(vs: &VectorSelector) -> Result<(), Error> {
-    if vs.at.is_some() {
-        return Err(unsupported("the @ modifier"));
-    }
-    Ok(())
 }
 
 fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -211,18 +240,39 @@ fn matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
     groups
 }
 
+/// The time an `@` modifier pins evaluation to (ms): its own, or the query's start or
+/// end (`query`); `None` without one.
+pub(crate) fn at_ms(at: &Option<AtModifier>, query: (i64, i64)) -> Option<i64> {
+    Some(match at.as_ref()? {
+        AtModifier::Start => query.0,
+        AtModifier::End => query.1,
+        AtModifier::At(t) => {
+            let ms = match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => duration_ms(&d),
+                Err(e) => -duration_ms(&e.duration()),
+            };
+            ms.clamp(-MAX_TIME_MS, MAX_TIME_MS)
+        }
+    })
+}
+
 /// The selectors of `expr` and the raw windows they need to evaluate it at every step of
-/// `[start, end]` (ms), in the order the evaluator visits them.
+/// `[start, end]` (ms), in the order the evaluator visits them. `@ start()` and `@ end()`
+/// refer to the query's `[start, end]` (for an instant query, both are its time).
 pub fn plan(expr: &Expr, start: i64, end: i64, lookback: i64) -> Vec<Need> {
     let mut out = Vec::new();
-    walk(expr, start, end, lookback, &mut out);
+    walk(expr, (start, end), (start, end), lookback, &mut out);
     out
 }
 
-fn walk(e: &Expr, start: i64, end: i64, lookback: i64, out: &mut Vec<Need>) {
+/// Plans `e` evaluated at every step of `span`, inside a query over `query`.
+fn walk(e: &Expr, span: (i64, i64), query: (i64, i64), lookback: i64, out: &mut Vec<Need>) {
+    // The evaluation span of something with an `@` is that one time.
+    let pinned = |at: &Option<AtModifier>| at_ms(at, query).map_or(span, |t| (t, t));
     match e {
         Expr::VectorSelector(vs) => {
             let off = offset_ms(&vs.offset);
+            let (start, end) = pinned(&vs.at);
             out.push(Need {
                 matchers: matchers(vs),
                 from: start - off - lookback + 1,
@@ -231,30 +281,37 @@ fn walk(e: &Expr, start: i64, end: i64, lookback: i64, out: &mut Vec<Need>) {
         }
         Expr::MatrixSelector(ms) => {
             let off = offset_ms(&ms.vs.offset);
+            let (start, end) = pinned(&ms.vs.at);
             out.push(Need {
                 matchers: matchers(&ms.vs),
                 from: start - off - duration_ms(&ms.range) + 1,
                 to: end - off,
             });
         }
+        Expr::Subquery(sq) => {
+            let off = offset_ms(&sq.offset);
+            let (start, end) = pinned(&sq.at);
+            let inner = (start - off - duration_ms(&sq.range), end - off);
+            walk(&sq.expr, inner, query, lookback, out);
+        }
         Expr::Aggregate(a) => {
             if let Some(p) = &a.param {
-                walk(p, start, end, lookback, out);
+                walk(p, span, query, lookback, out);
             }
-            walk(&a.expr, start, end, lookback, out);
+            walk(&a.expr, span, query, lookback, out);
         }
-        Expr::Unary(u) => walk(&u.expr, start, end, lookback, out),
+        Expr::Unary(u) => walk(&u.expr, span, query, lookback, out),
         Expr::Binary(b) => {
-            walk(&b.lhs, start, end, lookback, out);
-            walk(&b.rhs, start, end, lookback, out);
+            walk(&b.lhs, span, query, lookback, out);
+            walk(&b.rhs, span, query, lookback, out);
         }
-        Expr::Paren(p) => walk(&p.expr, start, end, lookback, out),
+        Expr::Paren(p) => walk(&p.expr, span, query, lookback, out),
         Expr::Call(c) => c
             .args
             .args
             .iter()
-            .for_each(|a| walk(a, start, end, lookback, out)),
-        _ => {}
+            .for_each(|a| walk(a, span, query, lookback, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
 

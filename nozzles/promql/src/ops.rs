@@ -14,7 +14,18 @@ use super::{Error, Labels};
 
 /// Aggregations the evaluator implements.
 pub(crate) const AGGREGATIONS: &[&str] = &[
-    "sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk", "quantile",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
 ];
 
 /// The labels without `__name__`.
@@ -61,6 +72,9 @@ fn group_key(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
 /// Evaluates an aggregation at `t`.
 pub(crate) fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, Error> {
     let op = a.op.to_string();
+    if op == "count_values" {
+        return count_values(ev, a, t);
+    }
     let param = match &a.param {
         Some(p) => match ev.eval(p, t)? {
             Val::Scalar(x) => Some(x),
@@ -126,6 +140,73 @@ pub(crate) fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result
         });
     }
     Ok(Val::Vector(out))
+}
+
+/// `count_values("label", v)`: per group, how many samples have each value, the value
+/// (formatted as Go's `strconv.FormatFloat(v, 'f', -1, 64)`) in `label`.
+fn count_values(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, Error> {
+    let label = match a.param.as_deref().map(|p| ev.eval(p, t)).transpose()? {
+        Some(Val::Str(s)) => s,
+        _ => {
+            return Err(Error::BadData(
+                "expected string parameter for count_values".into(),
+            ));
+        }
+    };
+    let valid = !label.is_empty()
+        && label
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if !valid {
+        return Err(Error::Execution(format!("invalid label name \"{label}\"")));
+    }
+    let Val::Vector(input) = ev.eval(&a.expr, t)? else {
+        return Err(Error::BadData(
+            "expected instant vector in count_values".into(),
+        ));
+    };
+    let mut groups: BTreeMap<Labels, f64> = BTreeMap::new();
+    for s in input {
+        let mut labels = (*s.labels).clone();
+        labels.insert(label.clone(), go_float(s.value));
+        let key = match &a.modifier {
+            // `by` keeps the value label too.
+            Some(LabelModifier::Include(list)) => {
+                let mut keep = names(list);
+                keep.push(&label);
+                labels
+                    .into_iter()
+                    .filter(|(k, _)| keep.contains(&k.as_str()))
+                    .collect()
+            }
+            Some(m) => project(&labels, m),
+            None => labels.into_iter().filter(|(k, _)| *k == label).collect(),
+        };
+        *groups.entry(key).or_default() += 1.0;
+    }
+    Ok(Val::Vector(
+        groups
+            .into_iter()
+            .map(|(labels, n)| Sample {
+                labels: Arc::new(labels),
+                value: n,
+            })
+            .collect(),
+    ))
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: the shortest decimal that reads back as
+/// `v`, never with an exponent.
+fn go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        // Rust's Display is already the shortest round-trip form without an exponent.
+        format!("{v}")
+    }
 }
 
 fn arithmetic(op: &str, l: f64, r: f64) -> Option<f64> {

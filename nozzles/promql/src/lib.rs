@@ -165,12 +165,7 @@ fn register_functions() {
 /// Refuses what the evaluator does not implement, before any data is read.
 fn check(e: &Expr) -> Result<(), Error> {
     match e {
-        Expr::Subquery(sq) => {
-            if sq.step.is_some_and(|s| s.is_zero()) {
-                return Err(Error::BadData("a subquery's step must be positive".into()));
-            }
-            check(&sq.expr)
-        }
+        Expr::Subquery(sq) => check(&sq.expr),
         Expr::Extension(_) => Err(unsupported("an extension expression")),
         Expr::VectorSelector(_) | Expr::MatrixSelector(_) => Ok(()),
         Expr::Aggregate(a) => {
@@ -346,6 +341,15 @@ pub fn check_range(start: i64, end: i64, step: i64) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// Whether `name` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus 2.x).
+pub fn valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
 }
 
 /// Formats a sample value as Prometheus does (`NaN`, `+Inf`, `-Inf`, shortest decimal).

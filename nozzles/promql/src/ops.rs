@@ -153,12 +153,7 @@ fn count_values(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, Er
             ));
         }
     };
-    let valid = !label.is_empty()
-        && label
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-    if !valid {
+    if !super::valid_label_name(&label) {
         return Err(Error::Execution(format!("invalid label name \"{label}\"")));
     }
     let Val::Vector(input) = ev.eval(&a.expr, t)? else {

@@ -1,5 +1,7 @@
 //! The HTTP API: what Grafana's Prometheus data source calls (`query`, `query_range`,
-//! `labels`, `label/{name}/values`, `series`, `status/buildinfo`, and empty-success
+//! `format_query`, `labels`, `label/{name}/values`, `series` (sorted by labels),
+//! `status/buildinfo` (reporting the Prometheus version whose semantics the engine
+//! follows, so Grafana enables the API paths that version has), and empty-success
 //! `metadata`, `query_exemplars`, `rules`), GET and form POST alike; `POST /api/v1/sql`;
 //! `/metrics` and `/healthz`. Errors use Prometheus' JSON (`bad_data` 400, `execution` 422).
 
@@ -189,6 +191,9 @@ async fn label_values(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    if !promql::valid_label_name(&name) {
+        return error(&Error::BadData(format!("invalid label name: {name:?}")));
+    }
     let p = params(raw.as_deref(), &[]);
     match scoped(&s, &p).await {
         Ok(ids) => {
@@ -210,7 +215,9 @@ async fn series(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Respo
             let limit = one(&p, "limit")
                 .and_then(|l| l.parse::<usize>().ok())
                 .filter(|l| *l > 0);
-            let all = query::labels(&s.shared, &ids);
+            let mut all = query::labels(&s.shared, &ids);
+            // Prometheus returns series in label order (name first, then each label).
+            all.sort_unstable();
             let out: Vec<Value> = all
                 .iter()
                 .take(limit.unwrap_or(usize::MAX))
@@ -222,16 +229,28 @@ async fn series(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Respo
     }
 }
 
+/// The Prometheus release whose PromQL semantics and API the storage nozzle follows.
+pub const PROMETHEUS_COMPATIBLE_VERSION: &str = "2.42.0";
+
 async fn buildinfo() -> Response {
     success(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "revision": "",
+        "version": PROMETHEUS_COMPATIBLE_VERSION,
+        "revision": concat!("hydrant-", env!("CARGO_PKG_VERSION")),
         "branch": "",
         "buildUser": "hydrant",
         "buildDate": "",
         "goVersion": "",
         "features": {},
     }))
+}
+
+/// `GET|POST /api/v1/format_query`: the query parsed and pretty-printed.
+async fn format_query(RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let p = params(raw.as_deref(), &body);
+    match required(&p, "query").and_then(promql::parse) {
+        Ok(expr) => success(json!(expr.prettify())),
+        Err(e) => error(&e),
+    }
 }
 
 async fn sql(
@@ -325,6 +344,7 @@ pub fn router(storage: Arc<Storage>) -> Router {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
         .route("/api/v1/metadata", get(|| async { success(json!({})) }))
         .route(
             "/api/v1/query_exemplars",

@@ -27,11 +27,16 @@ async fn bad_queries_get_prometheus_errors() {
         ("/api/v1/query", &[("query", "sum(")], 400, "parse error"),
         (
             "/api/v1/query",
-            &[("query", "predict_linear(cpu[5m], 60)")],
+            &[("query", "mad_over_time(cpu[5m])")],
             400,
-            "function \"predict_linear\" is not supported",
+            "function \"mad_over_time\" is not supported",
         ),
-        ("/api/v1/query", &[("query", "cpu[5m:1m]")], 400, "subquery"),
+        (
+            "/api/v1/query",
+            &[("query", "cpu[5m:0s]")],
+            400,
+            "greater than 0",
+        ),
         ("/api/v1/query", &[], 400, "invalid parameter \"query\""),
         (
             "/api/v1/query",
@@ -82,6 +87,12 @@ async fn bad_queries_get_prometheus_errors() {
             ],
             400,
             "range vector",
+        ),
+        (
+            "/api/v1/format_query",
+            &[("query", "sum(")],
+            400,
+            "parse error",
         ),
         ("/api/v1/series", &[], 400, "no match[]"),
         (
@@ -140,6 +151,28 @@ async fn bad_queries_get_prometheus_errors() {
             .unwrap();
         assert_eq!(body["status"], "success", "{path}: {body}");
     }
+    let build = get(&format!("{}/api/v1/status/buildinfo", storage.url), &[]).await;
+    assert_eq!(
+        build["data"]["version"], "2.42.0",
+        "a Prometheus version, so Grafana turns on that version's API paths: {build}"
+    );
+    let formatted = get(
+        &format!("{}/api/v1/format_query", storage.url),
+        &[("query", "sum by(job)(rate(x{a=`b\\.c`}[5m]))".into())],
+    )
+    .await;
+    assert_eq!(
+        formatted["data"], r#"sum by (job) (rate(x{a="b\\.c"}[5m]))"#,
+        "{formatted}"
+    );
+    let bad_name = http
+        .get(format!("{}/api/v1/label/1x/values", storage.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_name.status(), 400);
+    let body: Value = bad_name.json().await.unwrap();
+    assert_eq!(body["error"], r#"invalid label name: "1x""#, "{body}");
     let health = get(
         &format!("{}/api/v1/query", storage.url),
         &[("query", "1+1".into()), ("time", "4".into())],

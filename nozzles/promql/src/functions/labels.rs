@@ -5,17 +5,8 @@
 use promql_parser::parser::Call;
 
 use super::{arg, string, vector};
-use crate::Error;
 use crate::eval::{Evaluator, Sample, Val};
-
-/// Whether `name` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .enumerate()
-            .all(|(i, ch)| ch == '_' || ch.is_ascii_alphabetic() || (i > 0 && ch.is_ascii_digit()))
-}
+use crate::{Error, valid_label_name as valid_name};
 
 /// `label_replace(v, dst, replacement, src, regex)`.
 pub(crate) fn replace(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error> {

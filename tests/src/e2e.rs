@@ -33,6 +33,8 @@ mod otlp;
 mod otlp_export;
 mod pending;
 mod pod_logs;
+mod promql_diff;
+mod promql_queries;
 mod replay;
 mod replay_live;
 mod restart;

@@ -201,8 +201,33 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus (no scrape targets) and waits until ready.
     pub async fn start() -> Prometheus {
-        let bin = binary("prometheus", "prometheus");
+        Prometheus::start_in(scratch("prometheus")).await
+    }
+
+    /// Starts Prometheus over `openmetrics` (OpenMetrics text, `# EOF` included) turned
+    /// into TSDB blocks by `promtool tsdb create-blocks-from openmetrics`, as a user
+    /// backfills: the same data a differential test gives Hydrant.
+    pub async fn start_with(openmetrics: &str) -> Prometheus {
         let dir = scratch("prometheus");
+        let input = dir.join("data.om");
+        std::fs::write(&input, openmetrics).expect("write data.om");
+        let out = Command::new(binary("promtool", "prometheus"))
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(dir.join("data"))
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool create-blocks-from openmetrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Prometheus::start_in(dir).await
+    }
+
+    async fn start_in(dir: PathBuf) -> Prometheus {
+        let bin = binary("prometheus", "prometheus");
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
@@ -218,6 +243,7 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--web.enable-remote-write-receiver")
+            .arg("--storage.tsdb.retention.time=100y")
             .arg("--log.level=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

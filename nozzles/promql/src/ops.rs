@@ -204,6 +204,12 @@ fn go_float(v: f64) -> String {
     }
 }
 
+/// Whether an operator's result loses the metric name: the arithmetic ones but `atan2`,
+/// which keeps it in Prometheus 2.x (`shouldDropMetricName`).
+fn drops_name(op: &str) -> bool {
+    matches!(op, "+" | "-" | "*" | "/" | "%" | "^")
+}
+
 fn arithmetic(op: &str, l: f64, r: f64) -> Option<f64> {
     Some(match op {
         "+" => l + r,
@@ -278,10 +284,12 @@ fn with_scalar(
                 (s.value, x)
             };
             if let Some(value) = arithmetic(op, l, r) {
-                return Some(Sample {
-                    labels: ev.unnamed(&s.labels),
-                    value,
-                });
+                let labels = if drops_name(op) {
+                    ev.unnamed(&s.labels)
+                } else {
+                    s.labels
+                };
+                return Some(Sample { labels, value });
             }
             let keep = comparison(op, l, r)?;
             if bool_mod {
@@ -395,7 +403,7 @@ fn vectors(
             continue;
         }
         let mut labels = (*s.labels).clone();
-        if arithmetic(op, 0.0, 1.0).is_some() || bool_mod {
+        if drops_name(op) || bool_mod {
             labels.remove("__name__");
         }
         if card == VectorMatchCardinality::OneToOne {

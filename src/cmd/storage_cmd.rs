@@ -47,6 +47,10 @@ pub(crate) struct StorageArgs {
     /// refused.
     #[arg(long, default_value = "1GiB", value_parser = super::parse_bytes)]
     query_memory: usize,
+    /// Memory decoded Parquet parts may hold for PromQL reads (e.g. 512MiB): a query over
+    /// cached parts reads memory instead of planning, opening and decoding files.
+    #[arg(long, default_value = "512MiB", value_parser = super::parse_bytes)]
+    part_cache: usize,
     /// Threads queries run on, apart from ingest and the API.
     #[arg(long, default_value_t = hydrant_storage::queries::DEFAULT_QUERY_THREADS)]
     query_threads: usize,
@@ -149,6 +153,7 @@ pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids
             max_series_per_metric: a.max_series_per_metric,
             retention: a.retention,
             seal_rows: store::DEFAULT_SEAL_ROWS,
+            part_cache_bytes: a.part_cache,
         },
         max_log_rows: a.max_log_rows,
         maintenance: hydrant_storage::service::DEFAULT_MAINTENANCE,

@@ -28,6 +28,7 @@ fn config(dir: PathBuf, wal: bool) -> store::Config {
         max_series_per_metric: 1_000_000,
         retention: Duration::from_secs(365 * 86_400),
         seal_rows: usize::MAX,
+        part_cache_bytes: hydrant_storage::store::cache::DEFAULT_PART_CACHE_BYTES,
     }
 }
 

@@ -397,6 +397,14 @@ impl Observe for Storage {
         t.sample(names::BUFFER_ROWS, &[], rows as f64);
         t.sample(names::PARTS, &[], parts as f64);
         t.sample(names::PARTS_BYTES, &[], bytes as f64);
+        let (cached, hits, misses) = self.shared.part_cache_stats();
+        t.sample(names::PART_CACHE_BYTES, &[], cached as f64);
+        t.sample(names::PART_CACHE_READS, &[("result", "hit")], hits as f64);
+        t.sample(
+            names::PART_CACHE_READS,
+            &[("result", "miss")],
+            misses as f64,
+        );
         t.sample(names::SEALED, &[], stats.sealed as f64);
         t.sample(names::COMPACTIONS, &[], stats.compactions as f64);
         t.sample(names::EXPIRED, &[], stats.expired_hours as f64);

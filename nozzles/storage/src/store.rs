@@ -31,6 +31,7 @@ use crate::catalog::{Catalog, SeriesId};
 use crate::model::Point;
 
 pub mod buffer;
+pub mod cache;
 pub mod maintain;
 pub mod parts;
 pub mod series_log;
@@ -65,6 +66,14 @@ pub enum Error {
     /// DataFusion failed reading parts.
     #[error("storage query: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
+    /// A part could not be decoded.
+    #[error("storage part {path}: {message}")]
+    Part {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -87,6 +96,8 @@ pub struct Config {
     pub retention: Duration,
     /// Buffer rows that force an early seal.
     pub seal_rows: usize,
+    /// Memory decoded parts may hold for PromQL reads ([`cache`]).
+    pub part_cache_bytes: usize,
 }
 
 /// Counters.

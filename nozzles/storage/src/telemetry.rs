@@ -15,6 +15,10 @@ hydrant_runtime::metrics! {
         "Parquet parts on disk.";
     PARTS_BYTES = "hydrant_storage_parquet_bytes", Gauge,
         "Bytes of Parquet parts on disk.";
+    PART_CACHE_BYTES = "hydrant_storage_part_cache_bytes", Gauge,
+        "Memory held by Parquet parts decoded for PromQL reads.";
+    PART_CACHE_READS = "hydrant_storage_part_cache_reads_total", Counter,
+        "PromQL part reads, by result (hit: the part was decoded in memory; miss: it was read from disk).";
     SEALED = "hydrant_storage_sealed_parts_total", Counter,
         "Parts written by sealing buffer partitions.";
     COMPACTIONS = "hydrant_storage_compactions_total", Counter,

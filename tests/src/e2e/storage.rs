@@ -63,6 +63,7 @@ impl TestStorage {
                 max_series_per_metric: 10_000,
                 retention: Duration::from_secs(15 * 86_400),
                 seal_rows: store::DEFAULT_SEAL_ROWS,
+                part_cache_bytes: store::cache::DEFAULT_PART_CACHE_BYTES,
             },
             max_log_rows: 10_000,
             maintenance: Duration::from_millis(500),

@@ -82,6 +82,7 @@ async fn a_full_disk_loses_nothing_acknowledged_and_misattributes_nothing() {
         max_series_per_metric: 1_000_000,
         retention: Duration::from_secs(15 * 86_400),
         seal_rows: store::DEFAULT_SEAL_ROWS,
+        part_cache_bytes: store::cache::DEFAULT_PART_CACHE_BYTES,
     };
     // Room to give back once the disk is full.
     let filler = mnt.join("filler");

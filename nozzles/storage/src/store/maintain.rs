@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arrow::array::{Float64Array, Int64Array, RecordBatch, UInt64Array};
 use tokio::sync::RwLock;
 
+use super::cache::{Decoded, PartCache};
 use super::{Error, Store, buffer, normalize, parts, push_batch, read_parts};
 use crate::catalog::SeriesId;
 
@@ -20,6 +21,8 @@ pub struct Shared {
     store: Mutex<Store>,
     /// Distinct series ids per part, read once per part (parts never change).
     part_series: Mutex<HashMap<PathBuf, Arc<Vec<SeriesId>>>>,
+    /// Parts decoded for PromQL reads.
+    decoded: Mutex<PartCache>,
     /// Held for reading while parts are read; for writing while they are deleted.
     pub files: RwLock<()>,
     /// Part files that could not be deleted after leaving the index (they take disk
@@ -30,6 +33,7 @@ pub struct Shared {
 impl Shared {
     /// Deletes a part file that has left the index; a failure is counted and logged.
     fn delete(&self, path: &std::path::Path) {
+        self.cache().forget(path);
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -42,9 +46,11 @@ impl Shared {
 
     /// Shares a store.
     pub fn new(store: Store) -> Arc<Shared> {
+        let budget = store.config.part_cache_bytes;
         Arc::new(Shared {
             store: Mutex::new(store),
             part_series: Mutex::default(),
+            decoded: Mutex::new(PartCache::new(budget)),
             files: RwLock::new(()),
             delete_failures: AtomicU64::new(0),
         })
@@ -69,13 +75,63 @@ impl Shared {
             store.fetch_buffer(ids, start, end, &mut buffered);
             store.parts_between(start, end)
         };
+        // Part by part, in (hour, seq) order: for a repeated timestamp the later part wins.
         let mut out = BTreeMap::new();
-        read_parts(&parts, ids, start, end, &mut out).await?;
+        for part in &parts {
+            match self.decoded(part).await? {
+                Some(d) => d.fetch(ids, start, end, &mut out),
+                None => read_parts(std::slice::from_ref(part), ids, start, end, &mut out).await?,
+            }
+        }
         for (id, points) in buffered {
             out.entry(id).or_default().extend(points);
         }
         normalize(&mut out);
         Ok(out)
+    }
+
+    /// The decoded-parts cache.
+    fn cache(&self) -> MutexGuard<'_, PartCache> {
+        self.decoded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `part` decoded, from the cache or read now; `None` when it is too large to keep.
+    async fn decoded(&self, part: &parts::Part) -> Result<Option<Arc<Decoded>>, Error> {
+        let max_rows = {
+            let mut cache = self.cache();
+            if let Some(d) = cache.get(&part.path) {
+                return Ok(Some(d));
+            }
+            if cache.too_large(&part.path) {
+                return Ok(None);
+            }
+            cache.max_rows()
+        };
+        let path = part.path.clone();
+        let read = tokio::task::spawn_blocking(move || Decoded::read(&path, max_rows))
+            .await
+            .map_err(|e| Error::Part {
+                path: part.path.clone(),
+                message: format!("decoding task failed: {e}"),
+            })??;
+        let mut cache = self.cache();
+        Ok(match read {
+            Some(d) => {
+                let d = Arc::new(d);
+                cache.put(part.path.clone(), Arc::clone(&d));
+                Some(d)
+            }
+            None => {
+                cache.mark_too_large(part.path.clone());
+                None
+            }
+        })
+    }
+
+    /// Decoded-parts cache figures: bytes held, hits, misses.
+    pub fn part_cache_stats(&self) -> (usize, u64, u64) {
+        let c = self.cache();
+        (c.bytes(), c.hits, c.misses)
     }
 
     /// The series with samples in the hours `[start, end]` (ms) touches: Prometheus'

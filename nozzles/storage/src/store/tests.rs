@@ -21,6 +21,7 @@ fn config(dir: &Path) -> Config {
         max_series_per_metric: 1000,
         retention: Duration::from_secs(48 * 3600),
         seal_rows: DEFAULT_SEAL_ROWS,
+        part_cache_bytes: super::cache::DEFAULT_PART_CACHE_BYTES,
     }
 }
 
@@ -347,4 +348,56 @@ async fn damaged_parts_are_quarantined_and_the_rest_still_answers() {
     let got = shared.fetch(&[0], 0, 4 * HOUR_MS).await.unwrap();
     assert_eq!(got[&0], [(2 * HOUR_MS + 1_000, 2.0)]);
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test]
+async fn decoded_parts_answer_as_datafusion_does() {
+    // The same sealed hours read through the decoded-parts cache, and with a cache too
+    // small for any part (every part read through DataFusion).
+    let mut answers = Vec::new();
+    for (name, budget) in [("cached", cache::DEFAULT_PART_CACHE_BYTES), ("uncached", 0)] {
+        let d = dir(name);
+        let mut store = Store::open(Config {
+            part_cache_bytes: budget,
+            ..config(&d)
+        })
+        .unwrap();
+        load(&mut store);
+        let ids = store.catalog.select(&[promql_parser::label::Matcher::new(
+            promql_parser::label::MatchOp::Equal,
+            "__name__",
+            "cpu",
+        )]);
+        let shared = Shared::new(store);
+        let start = shared.fetch(&ids, 0, i64::MAX).await.unwrap()[&ids[0]][0].0;
+        assert_eq!(
+            shared
+                .seal_due(start + 3 * HOUR_MS + SEAL_GRACE_MS)
+                .await
+                .unwrap(),
+            3
+        );
+        let mut got = Vec::new();
+        for (from, to) in [
+            (0, i64::MAX),
+            (start + 600_000, start + HOUR_MS + 5_000),
+            (start, start),
+        ] {
+            got.push(shared.fetch(&ids, from, to).await.unwrap());
+            got.push(shared.fetch(&ids[1..], from, to).await.unwrap());
+        }
+        let (bytes, hits, misses) = shared.part_cache_stats();
+        if budget == 0 {
+            assert_eq!(bytes, 0, "nothing decoded whole");
+        } else {
+            assert!(
+                bytes > 0 && hits > 0 && misses == 3,
+                "{bytes} {hits} {misses}"
+            );
+        }
+        answers.push(got);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0][0].values().map(Vec::len).sum::<usize>(), 2160);
 }

@@ -8,10 +8,12 @@
 #   `promtool tsdb create-blocks-from openmetrics` (offline block creation).
 # - bytes: Hydrant's Parquet parts once sealed, VictoriaMetrics' data dir after a flush,
 #   Prometheus' blocks.
-# - query: `query_range` over 1 h at a 15 s step, 20 runs each, median, no result caches.
+# - query: `query_range` over 1 h at a 15 s step (the 100 and 1,000-series sets, one series,
+#   two selectors, an aggregation over 1,000 series, a 2 h range), instant queries, and the
+#   label APIs; 20 runs each, median, no result caches.
 # Usage: scripts/bench-storage-3way.sh   (ports 18428, 19090, 19400)
 set -euo pipefail
-B="$(cd "$(dirname "$0")/.." && pwd)/target/release/hydrant"
+B="${HYDRANT_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/hydrant}"
 [ -x "$B" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 dir=$(mktemp -d)
 pids=()
@@ -72,16 +74,43 @@ echo "bytes victoria-metrics: $(du -sb "$dir/vm/data" | cut -f1) data dir (79200
 echo "bytes prometheus: $(du -sb --exclude=wal --exclude=chunks_head "$dir/prom" | cut -f1) blocks (792000 samples)"
 
 qs=$(( (now - hour - 600000) / 1000 )); qe=$(( (now - 600000) / 1000 ))
+ls=$(( (now - 2 * hour + 60000) / 1000 ))
+targets="hydrant:19400 victoria-metrics:18428 prometheus:19090"
+# time_of PORT PATH ARGS...: median of 20 curl timings (s) of GET PATH with ARGS.
+time_of() {
+  local port=$1 path=$2; shift 2
+  for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' --get "127.0.0.1:$port$path" "$@" --data nocache=1; done | median
+}
+# range CLASS QUERY START STEP EXPECTED_SERIES
+range() {
+  for target in $targets; do
+    port=${target#*:}
+    series=$(curl -s --get "127.0.0.1:$port/api/v1/query_range" --data-urlencode "query=$2" \
+      --data "start=$3" --data "end=$qe" --data "step=$4" --data nocache=1 | grep -o '"metric"' | wc -l)
+    [ "$series" -eq "$5" ] || { echo "${target%%:*}: $2 returned $series series, not $5" >&2; exit 1; }
+    m=$(time_of "$port" /api/v1/query_range --data-urlencode "query=$2" --data "start=$3" --data "end=$qe" --data "step=$4")
+    echo "query $1 ${target%%:*}: $2 median ${m}s"
+  done
+}
 for n in 100 1000; do
   for q in "load{job=\"bench$n\"}" "avg_over_time(load{job=\"bench$n\"}[1m])"; do
-    for target in hydrant:19400 victoria-metrics:18428 prometheus:19090; do
-      port=${target#*:}
-      series=$(curl -s --get "127.0.0.1:$port/api/v1/query_range" --data-urlencode "query=$q" \
-        --data "start=$qs" --data "end=$qe" --data step=15 --data nocache=1 | grep -o '"metric"' | wc -l)
-      [ "$series" -eq "$n" ] || { echo "${target%%:*}: $q returned $series series" >&2; exit 1; }
-      m=$(for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' --get "127.0.0.1:$port/api/v1/query_range" \
-        --data-urlencode "query=$q" --data "start=$qs" --data "end=$qe" --data step=15 --data nocache=1; done | median)
-      echo "query ${target%%:*} $n series: $q median ${m}s"
-    done
+    range "$n-series" "$q" "$qs" 15 "$n"
   done
+done
+range small-selector 'load{job="bench100",source_id="app-3",instance_id="7"}' "$qs" 15 1
+range two-selectors 'load{job="bench100",source_id="app-3",instance_id="7"} - load{job="bench100",source_id="app-3",instance_id="7"} offset 5m' "$qs" 15 1
+range aggregation-1000 'avg by (source_id) (load{job="bench1000"})' "$qs" 15 100
+range long-range-100 'max_over_time(load{job="bench100"}[10m])' "$ls" 60 100
+for target in $targets; do
+  port=${target#*:}
+  m=$(time_of "$port" /api/v1/query --data-urlencode 'query=load{job="bench100",source_id="app-3",instance_id="7"}' --data "time=$qe")
+  echo "query instant-small ${target%%:*}: median ${m}s"
+  m=$(time_of "$port" /api/v1/query --data-urlencode 'query=vector(1)' --data "time=$qe")
+  echo "query vector(1) ${target%%:*}: median ${m}s"
+  m=$(time_of "$port" /api/v1/labels --data "start=$qs" --data "end=$qe")
+  echo "labels ${target%%:*}: median ${m}s"
+  m=$(time_of "$port" /api/v1/label/source_id/values --data "start=$qs" --data "end=$qe")
+  echo "label-values ${target%%:*}: median ${m}s"
+  m=$(time_of "$port" /api/v1/series --data-urlencode 'match[]=load{job="bench1000"}' --data "start=$qs" --data "end=$qe")
+  echo "series-1000 ${target%%:*}: median ${m}s"
 done

@@ -317,12 +317,21 @@ async fn import(State(s): Shared, body: Bytes) -> Response {
         let text = std::str::from_utf8(&body).map_err(|e| {
             Error::BadData(format!("the body is not UTF-8 (byte {})", e.valid_up_to()))
         })?;
-        let n = crate::import::check(text).map_err(|e| Error::BadData(e.to_string()))?;
-        crate::import::for_each_chunk(text, now_ms(), |chunk| {
-            s.store_points(chunk)
-                .map(drop)
-                .map_err(|e| Error::Execution(format!("storing samples: {e}")))
-        })?;
+        let scanned =
+            crate::import::scan(text, now_ms()).map_err(|e| Error::BadData(e.to_string()))?;
+        let stored = |e| Error::Execution(format!("storing samples: {e}"));
+        let ids = s.shared.lock().resolve(&scanned.keys).map_err(stored)?;
+        let mut refused = 0;
+        for chunk in scanned.rows.chunks(crate::import::CHUNK_SAMPLES) {
+            let samples: Vec<_> = chunk
+                .iter()
+                .filter_map(|(k, t, v)| ids[*k as usize].map(|id| (id, *t, *v)))
+                .collect();
+            refused += chunk.len() - samples.len();
+            s.store_resolved(&samples).map_err(stored)?;
+        }
+        s.shared.lock().refuse(refused as u64);
+        let n = scanned.rows.len();
         Ok(n)
     })
     .await;

@@ -3,7 +3,7 @@
 //! migrations. A body is all or nothing: it is checked whole before anything is stored,
 //! and a bad line is refused with its number. Names are sanitised as for envelopes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hydrant_runtime::exposition;
 
@@ -12,7 +12,8 @@ use crate::model::{self, Point, SeriesKey};
 /// Largest body accepted (a 413 beyond it).
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
 
-/// Samples stored per call into the store: one WAL sync, and bounded memory, per chunk.
+/// Samples stored per call into the store: one WAL sync per chunk, and the store's lock
+/// released between chunks so Firehose ingest and queries go on.
 pub const CHUNK_SAMPLES: usize = 50_000;
 
 /// A line that is not a sample.
@@ -65,91 +66,83 @@ fn point(line: usize, text: &str, now_ms: i64) -> Result<Point, ImportError> {
     })
 }
 
-/// Checks every line; the first bad one is the error. Returns the number of samples.
-pub fn check(text: &str) -> Result<usize, ImportError> {
-    let mut n = 0;
+/// An import body, checked whole: its distinct series, each parsed once, and every
+/// sample as (index into `keys`, ms, value).
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// The series, in order of first appearance.
+    pub keys: Vec<SeriesKey>,
+    /// The samples.
+    pub rows: Vec<(u32, i64, f64)>,
+}
+
+/// Checks and reads every line; the first bad one is the error. A series is parsed in full
+/// the first time its text appears; later lines of it are found by that text and only
+/// their value and timestamp are read. Samples without a timestamp get `now_ms`.
+pub fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
+    let mut by_text: HashMap<&str, u32> = HashMap::new();
+    let mut out = Scanned::default();
     for (line, l) in lines(text) {
-        // Only parsing can fail; building the point comes in the storing pass.
-        exposition::parse(l).map_err(|e| ImportError {
+        let Some((series, rest)) = exposition::split(l) else {
+            // Not splittable: the full parser names the problem (or reads it).
+            let p = point(line, l, now_ms)?;
+            out.keys.push(p.key);
+            out.rows.push((out.keys.len() as u32 - 1, p.ts, p.value));
+            continue;
+        };
+        let index = match by_text.get(series) {
+            Some(i) => *i,
+            None => {
+                let p = point(line, l, now_ms)?;
+                out.keys.push(p.key);
+                let i = out.keys.len() as u32 - 1;
+                by_text.insert(series, i);
+                i
+            }
+        };
+        let (value, ts) = exposition::value_and_time(rest).map_err(|e| ImportError {
             line,
             message: e.to_string(),
         })?;
-        n += 1;
+        out.rows.push((index, ts.unwrap_or(now_ms), value));
     }
-    Ok(n)
-}
-
-/// Calls `store` with the samples of `text` in chunks of [`CHUNK_SAMPLES`]; stops at the
-/// first error (callers [`check`] first). Samples without a timestamp get `now_ms`.
-pub fn for_each_chunk<E>(
-    text: &str,
-    now_ms: i64,
-    mut store: impl FnMut(&[Point]) -> Result<(), E>,
-) -> Result<(), E>
-where
-    E: From<ImportError>,
-{
-    let mut chunk = Vec::with_capacity(CHUNK_SAMPLES.min(1024));
-    for (line, l) in lines(text) {
-        chunk.push(point(line, l, now_ms)?);
-        if chunk.len() == CHUNK_SAMPLES {
-            store(&chunk)?;
-            chunk.clear();
-        }
-    }
-    if !chunk.is_empty() {
-        store(&chunk)?;
-    }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug)]
-    struct E(#[allow(dead_code)] ImportError);
-
-    impl From<ImportError> for E {
-        fn from(e: ImportError) -> E {
-            E(e)
-        }
-    }
-
     #[test]
     fn samples_are_sanitised_and_stamped() {
         let text = "# a comment\n\nhttp.requests{code=\"200\",__name__=\"x\",empty=\"\"} 3 1700000000000\nup 1\n";
-        assert_eq!(check(text), Ok(2));
-        let mut got = Vec::new();
-        for_each_chunk(text, 42, |c| {
-            got.extend_from_slice(c);
-            Ok::<_, E>(())
-        })
-        .unwrap();
-        assert_eq!(got[0].key.name, "http_requests");
-        assert_eq!(got[0].key.labels.len(), 1, "no __name__, no empty label");
-        assert_eq!((got[0].ts, got[0].value), (1_700_000_000_000, 3.0));
-        assert_eq!((got[1].key.name.as_str(), got[1].ts), ("up", 42));
+        let got = scan(text, 42).unwrap();
+        assert_eq!(got.keys[0].name, "http_requests");
+        assert_eq!(got.keys[0].labels.len(), 1, "no __name__, no empty label");
+        assert_eq!(got.rows, [(0, 1_700_000_000_000, 3.0), (1, 42, 1.0)]);
+        assert_eq!(got.keys[1].name, "up");
+    }
+
+    #[test]
+    fn each_series_is_parsed_once_and_found_by_its_text() {
+        let text = "x{a=\"1\"} 1 10\nx{a=\"2\"} 2 10\nx{a=\"1\"} 3 20\n  x{a=\"2\"}   4\n";
+        let got = scan(text, 99).unwrap();
+        assert_eq!(got.keys.len(), 2);
+        assert_eq!(
+            got.rows,
+            [(0, 10, 1.0), (1, 10, 2.0), (0, 20, 3.0), (1, 99, 4.0)]
+        );
     }
 
     #[test]
     fn a_bad_line_is_named() {
-        let e = check("up 1\nup{a=b} 2\n").unwrap_err();
+        let e = scan("up 1\nup{a=b} 2\n", 0).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.to_string().starts_with("line 2: label \"a\""), "{e}");
-    }
-
-    #[test]
-    fn large_bodies_are_stored_in_chunks() {
-        let text: String = (0..CHUNK_SAMPLES + 10)
-            .map(|i| format!("x {i} {i}\n"))
-            .collect();
-        let mut sizes = Vec::new();
-        for_each_chunk(&text, 0, |c| {
-            sizes.push(c.len());
-            Ok::<_, E>(())
-        })
-        .unwrap();
-        assert_eq!(sizes, [CHUNK_SAMPLES, 10]);
+        // A known series with a bad value is still caught.
+        let e = scan("up 1\nup one\n", 0).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = scan("up 1\nup 1 2 3\n", 0).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! Runs PromQL against the store: plan, fetch every selector's series through the store
-//! (Parquet via DataFusion, plus the buffer), evaluate, and render Prometheus' JSON.
+//! (decoded Parquet parts from memory, DataFusion for parts too large to keep decoded, plus
+//! the buffer), evaluate, and render Prometheus' JSON.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

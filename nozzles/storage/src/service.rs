@@ -311,6 +311,29 @@ impl Storage {
         Ok(n)
     }
 
+    /// Stores samples of series the store resolved (an import), forwarding them to the
+    /// sinks as [`Storage::store_points`] does.
+    pub fn store_resolved(
+        &self,
+        samples: &[(crate::catalog::SeriesId, i64, f64)],
+    ) -> Result<usize, store::Error> {
+        if self.forwarders.is_empty() {
+            return self.shared.lock().ingest_resolved(samples, None);
+        }
+        let mut forward = Vec::with_capacity(samples.len());
+        let n = self
+            .shared
+            .lock()
+            .ingest_resolved(samples, Some(&mut forward))?;
+        if let Some((last, rest)) = self.forwarders.split_last() {
+            for f in rest {
+                f.push(forward.iter().cloned());
+            }
+            last.push(forward);
+        }
+        Ok(n)
+    }
+
     /// Writes buffered log rows to parts, merges finished hours, drops expired ones.
     pub async fn maintain_logs(&self, now: i64) {
         let pass = log_store::maintain(&self.logs, &self.shared.files, now, self.retention).await;

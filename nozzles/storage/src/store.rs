@@ -24,8 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, UInt64Array};
-use datafusion::prelude::{ParquetReadOptions, SessionContext, col, lit};
+use arrow::array::RecordBatch;
 
 use crate::catalog::{Catalog, SeriesId};
 use crate::model::Point;
@@ -34,6 +33,7 @@ pub mod buffer;
 pub mod cache;
 pub mod maintain;
 pub mod parts;
+mod read;
 pub mod series_log;
 pub mod wal;
 
@@ -45,6 +45,7 @@ pub use series_log::LOST_SERIES;
 
 use buffer::{Buffer, HOUR_MS, hour_of};
 use parts::Part;
+pub use read::{normalize, push_batch, read_parts};
 
 /// A partition is sealed this long after its hour ends (late samples still land in it).
 pub const SEAL_GRACE_MS: i64 = 5 * 60 * 1000;
@@ -248,7 +249,7 @@ impl Store {
     fn ingest_into(
         &mut self,
         points: &[Point],
-        mut forward: Option<&mut Vec<crate::sink::Sample>>,
+        forward: Option<&mut Vec<crate::sink::Sample>>,
     ) -> Result<usize, Error> {
         let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = BTreeMap::new();
         let mut new_series = String::new();
@@ -279,21 +280,80 @@ impl Store {
             };
             rows.entry(hour_of(ts)).or_default().push((id, ts, value));
         }
-        let log_path = self.config.dir.join("series.jsonl");
-        if !new_series.is_empty() {
-            let mut written = self.series_log.write_all(new_series.as_bytes());
-            if self.config.wal {
-                written = written.and_then(|()| self.series_log.sync_data());
+        self.log_series(&new_series, known_before)?;
+        self.store_rows(rows, forward)
+    }
+
+    /// Ids for `keys` (`None`: refused by the series cap), new series logged durably
+    /// before this returns, as [`Store::ingest`] does.
+    pub fn resolve(
+        &mut self,
+        keys: &[crate::model::SeriesKey],
+    ) -> Result<Vec<Option<SeriesId>>, Error> {
+        let mut new_series = String::new();
+        let known_before = self.catalog.len();
+        let mut ids = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.catalog.get_or_insert(key) {
+                Ok((id, new)) => {
+                    if new {
+                        new_series.push_str(&series_log::line(id, key));
+                        new_series.push('\n');
+                    }
+                    ids.push(Some(id));
+                }
+                Err(_) => ids.push(None),
             }
-            if let Err(e) = written {
-                // Nothing of this batch is acknowledged: cut the lines off and forget the
-                // new series, so their ids are given again.
-                let _ = self.series_log.set_len(self.series_log_len);
-                self.catalog.rollback(known_before);
-                return Err(io(&log_path)(e));
-            }
-            self.series_log_len += new_series.len() as u64;
         }
+        self.log_series(&new_series, known_before)?;
+        Ok(ids)
+    }
+
+    /// Counts samples refused by the series cap outside [`Store::ingest`] (an import).
+    pub fn refuse(&mut self, n: u64) {
+        self.stats.refused += n;
+    }
+
+    /// Stores samples of series [`Store::resolve`] gave ids, appending what was stored to
+    /// `forward` (for the sinks) when given.
+    pub fn ingest_resolved(
+        &mut self,
+        samples: &[(SeriesId, i64, f64)],
+        forward: Option<&mut Vec<crate::sink::Sample>>,
+    ) -> Result<usize, Error> {
+        let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = BTreeMap::new();
+        for s in samples {
+            rows.entry(hour_of(s.1)).or_default().push(*s);
+        }
+        self.store_rows(rows, forward)
+    }
+
+    /// Appends the catalog lines of new series (synced with the WAL on); on failure forgets
+    /// the series added since `known_before`, so their ids are given again.
+    fn log_series(&mut self, new_series: &str, known_before: usize) -> Result<(), Error> {
+        if new_series.is_empty() {
+            return Ok(());
+        }
+        let log_path = self.config.dir.join("series.jsonl");
+        let mut written = self.series_log.write_all(new_series.as_bytes());
+        if self.config.wal {
+            written = written.and_then(|()| self.series_log.sync_data());
+        }
+        if let Err(e) = written {
+            let _ = self.series_log.set_len(self.series_log_len);
+            self.catalog.rollback(known_before);
+            return Err(io(&log_path)(e));
+        }
+        self.series_log_len += new_series.len() as u64;
+        Ok(())
+    }
+
+    /// Writes rows, by hour, to the WAL (when on) and the buffer.
+    fn store_rows(
+        &mut self,
+        rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>>,
+        mut forward: Option<&mut Vec<crate::sink::Sample>>,
+    ) -> Result<usize, Error> {
         let mut stored = 0;
         let wal_dir = self.config.dir.join("wal");
         for (hour, samples) in rows {
@@ -468,83 +528,6 @@ impl Store {
         hours.dedup();
         self.stats.expired_hours += hours.len() as u64;
         gone
-    }
-}
-
-/// Reads the samples of `ids` in `[start, end]` from `parts` through DataFusion into `out`.
-pub async fn read_parts(
-    parts: &[Part],
-    ids: &[SeriesId],
-    start: i64,
-    end: i64,
-    out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>,
-) -> Result<(), Error> {
-    if parts.is_empty() || ids.is_empty() {
-        return Ok(());
-    }
-    let paths: Vec<String> = parts
-        .iter()
-        .map(|p| p.path.to_string_lossy().into_owned())
-        .collect();
-    let schema = buffer::schema();
-    let df = fetch_context()
-        .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
-        .await?;
-    let list = ids.iter().map(|id| lit(*id)).collect();
-    let df = df.filter(
-        col("ts")
-            .gt_eq(lit(start))
-            .and(col("ts").lt_eq(lit(end)))
-            .and(col("series_id").in_list(list, false)),
-    )?;
-    for batch in df.collect().await? {
-        push_batch(&batch, out);
-    }
-    Ok(())
-}
-
-/// The DataFusion session every PromQL fetch uses: made once (a session registers hundreds
-/// of functions), with filters pushed into the Parquet decoder so only the wanted series'
-/// rows are decoded.
-fn fetch_context() -> &'static SessionContext {
-    static CONTEXT: std::sync::OnceLock<SessionContext> = std::sync::OnceLock::new();
-    CONTEXT.get_or_init(|| {
-        let mut config = datafusion::prelude::SessionConfig::new();
-        let parquet = &mut config.options_mut().execution.parquet;
-        parquet.pushdown_filters = true;
-        parquet.reorder_filters = true;
-        SessionContext::new_with_config(config)
-    })
-}
-
-/// Appends a `samples`-shaped batch to per-series vectors.
-pub fn push_batch(batch: &RecordBatch, out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>) {
-    let (Some(s), Some(t), Some(v)) = (
-        batch.column(0).as_any().downcast_ref::<UInt64Array>(),
-        batch.column(1).as_any().downcast_ref::<Int64Array>(),
-        batch.column(2).as_any().downcast_ref::<Float64Array>(),
-    ) else {
-        return;
-    };
-    for i in 0..s.len() {
-        out.entry(s.value(i))
-            .or_default()
-            .push((t.value(i), v.value(i)));
-    }
-}
-
-/// Sorts each series by time; for a repeated timestamp the later-added value wins.
-pub fn normalize(out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>) {
-    for points in out.values_mut() {
-        points.sort_by_key(|(t, _)| *t); // stable: later additions stay later
-        let mut dedup: Vec<(i64, f64)> = Vec::with_capacity(points.len());
-        for (t, v) in points.drain(..) {
-            match dedup.last_mut() {
-                Some(last) if last.0 == t => last.1 = v,
-                _ => dedup.push((t, v)),
-            }
-        }
-        *points = dedup;
     }
 }
 

@@ -88,6 +88,18 @@ pub fn parse(line: &str) -> Result<Sample, Error> {
         },
         None => rest,
     };
+    let (value, timestamp_ms) = value_and_time(rest)?;
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+        timestamp_ms,
+    })
+}
+
+/// The value and optional millisecond timestamp after a series (the second half of
+/// [`split`]).
+pub fn value_and_time(rest: &str) -> Result<(f64, Option<i64>), Error> {
     let mut fields = rest.split_whitespace();
     let value = fields.next().ok_or(Error::NoValue)?;
     let value = match value {
@@ -106,17 +118,49 @@ pub fn parse(line: &str) -> Result<Sample, Error> {
     if let Some(extra) = fields.next() {
         return Err(Error::Trailing(extra.to_owned()));
     }
-    Ok(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-        timestamp_ms,
-    })
+    Ok((value, timestamp_ms))
+}
+
+/// Splits a sample line into its series as written (name and `{…}`, not unescaped) and the
+/// rest, so an importer can parse each distinct series once and look the others up by
+/// their text. `None` when the line is not well formed ([`parse`] then names the problem).
+pub fn split(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim();
+    let end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    if end == 0 {
+        return None;
+    }
+    let bytes = line.as_bytes();
+    if bytes[end] != b'{' {
+        return Some(line.split_at(end));
+    }
+    let (mut i, mut quoted) = (end + 1, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'}' if !quoted => return Some(line.split_at(i + 1)),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_finds_the_series_text_past_quoted_braces() {
+        assert_eq!(split("up 1 2"), Some(("up", " 1 2")));
+        let line = r#"x{a="}\"{",b="c"} 4 5"#;
+        assert_eq!(split(line), Some((r#"x{a="}\"{",b="c"}"#, " 4 5")));
+        assert_eq!(split(r#"x{a="open 1"#), None);
+        assert_eq!(split("{a=\"b\"} 1"), None);
+        assert_eq!(value_and_time(" +Inf 17"), Ok((f64::INFINITY, Some(17))));
+        assert_eq!(value_and_time(" 1 2 3"), Err(Error::Trailing("3".into())));
+    }
 
     #[test]
     fn parses_names_labels_values_and_timestamps() {

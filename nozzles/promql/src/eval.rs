@@ -66,7 +66,16 @@ pub struct Evaluator<'a> {
     verified: RefCell<HashMap<usize, Vec<Arc<Labels>>>>,
     /// `label_replace`/`label_join` results per (call site, input labels), the input kept
     /// alive: one rewrite per series for a whole range query.
-    relabeled: RefCell<HashMap<usize, Unnamed>>,
+    relabeled: RefCell<HashMap<usize, SiteMemo>>,
+}
+
+/// One call site's label rewrites: by input labels (kept alive), and the outputs interned
+/// by value, so equal results share one `Arc` (grouping and duplicate checks go by
+/// address).
+#[derive(Debug, Default)]
+struct SiteMemo {
+    by_input: Unnamed,
+    interned: HashSet<Arc<Labels>>,
 }
 
 fn collect(e: &Expr, out: &mut Vec<usize>) {
@@ -108,7 +117,8 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// `labels` rewritten by `f` (`None`: unchanged), memoized per call site `site`.
+    /// `labels` rewritten by `f` (`None`: unchanged), memoized per call site `site`; equal
+    /// rewritten label sets come back as the same `Arc`.
     pub(crate) fn relabel(
         &self,
         site: usize,
@@ -118,11 +128,24 @@ impl<'a> Evaluator<'a> {
         let ptr = Arc::as_ptr(labels) as usize;
         let mut memo = self.relabeled.borrow_mut();
         let per_site = memo.entry(site).or_default();
-        let entry = per_site.entry(ptr).or_insert_with(|| {
-            let out = f(labels).map_or_else(|| Arc::clone(labels), Arc::new);
-            (Arc::clone(labels), out)
-        });
-        Arc::clone(&entry.1)
+        if let Some((_, out)) = per_site.by_input.get(&ptr) {
+            return Arc::clone(out);
+        }
+        let out = match f(labels) {
+            None => Arc::clone(labels),
+            Some(l) => match per_site.interned.get(&l) {
+                Some(a) => Arc::clone(a),
+                None => {
+                    let a = Arc::new(l);
+                    per_site.interned.insert(Arc::clone(&a));
+                    a
+                }
+            },
+        };
+        per_site
+            .by_input
+            .insert(ptr, (Arc::clone(labels), Arc::clone(&out)));
+        out
     }
 
     /// The time `at` pins evaluation to, or `t` without one.
@@ -280,14 +303,31 @@ impl<'a> Evaluator<'a> {
     /// An instant vector selector at `t`: each series' newest sample in `(t − lookback, t]`
     /// (left-open, as Prometheus 3 and VictoriaMetrics).
     fn select(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
-        self.select_timed(vs, t)
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect()
+        self.select_with(vs, t, |labels, _, value| Sample {
+            labels: Arc::clone(labels),
+            value,
+        })
     }
 
     /// As [`Evaluator::select`], with each sample's own timestamp (ms).
     pub(crate) fn select_timed(&self, vs: &VectorSelector, t: i64) -> Vec<(Sample, i64)> {
+        self.select_with(vs, t, |labels, ts, value| {
+            let sample = Sample {
+                labels: Arc::clone(labels),
+                value,
+            };
+            (sample, ts)
+        })
+    }
+
+    /// Each selected series' newest sample in the lookback window, through `f(labels, ts,
+    /// value)`.
+    fn select_with<T>(
+        &self,
+        vs: &VectorSelector,
+        t: i64,
+        f: impl Fn(&Arc<Labels>, i64, f64) -> T,
+    ) -> Vec<T> {
         let at = self.pinned(&vs.at, t) - offset_ms(&vs.offset);
         let from = at - self.lookback;
         self.series(vs as *const VectorSelector as usize)
@@ -295,13 +335,7 @@ impl<'a> Evaluator<'a> {
             .filter_map(|s| {
                 let i = s.points.partition_point(|(ts, _)| *ts <= at);
                 let (ts, v) = *s.points.get(i.checked_sub(1)?)?;
-                (ts > from).then(|| {
-                    let sample = Sample {
-                        labels: Arc::clone(&s.labels),
-                        value: v,
-                    };
-                    (sample, ts)
-                })
+                (ts > from).then(|| f(&s.labels, ts, v))
             })
             .collect()
     }

@@ -90,12 +90,18 @@ pub(crate) fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result
     let Val::Vector(input) = ev.eval(&a.expr, t)? else {
         return Err(Error::BadData(format!("expected instant vector in {op}")));
     };
-    let mut groups: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    // Group keys are interned per aggregation and memoized per input series: a range
+    // query projects each series' labels once, and groups by address.
+    let site = a as *const AggregateExpr as usize;
+    let mut groups: Vec<(Arc<Labels>, Vec<Sample>)> = Vec::new();
+    let mut index: HashMap<usize, usize> = HashMap::new();
     for s in input {
-        groups
-            .entry(group_key(&s.labels, a.modifier.as_ref()))
-            .or_default()
-            .push(s);
+        let key = ev.relabel(site, &s.labels, |l| Some(group_key(l, a.modifier.as_ref())));
+        let i = *index.entry(Arc::as_ptr(&key) as usize).or_insert_with(|| {
+            groups.push((Arc::clone(&key), Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(s);
     }
     let mut out = Vec::new();
     for (key, members) in groups {
@@ -134,10 +140,7 @@ pub(crate) fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result
             "quantile" => quantile(param.unwrap_or(f64::NAN), &mut values),
             other => return Err(super::unsupported(&format!("aggregation \"{other}\""))),
         };
-        out.push(Sample {
-            labels: Arc::new(key),
-            value,
-        });
+        out.push(Sample { labels: key, value });
     }
     Ok(Val::Vector(out))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr};
 
-use super::{arg, quantile, scalar, variance};
+use super::{arg, quantile, scalar};
 use crate::eval::{Evaluator, Sample, Val, Window};
 use crate::{Error, Series, offset_ms};
 
@@ -145,32 +145,35 @@ fn holt_winters(points: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
     Some(s1)
 }
 
+/// Population variance of the window's values (two passes, no copy).
+fn window_variance(points: &[(i64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mean = points.iter().map(|(_, v)| v).sum::<f64>() / n;
+    points.iter().map(|(_, v)| (v - mean).powi(2)).sum::<f64>() / n
+}
+
+/// The `*_over_time` family, `changes` and `resets` over one window, read in place (only
+/// `quantile_over_time` copies the values, to sort them).
 fn over_time(name: &str, points: &[(i64, f64)], params: &[f64]) -> Option<f64> {
-    let mut values: Vec<f64> = points.iter().map(|(_, v)| *v).collect();
-    let n = values.len() as f64;
+    let values = || points.iter().map(|(_, v)| *v);
+    let n = points.len() as f64;
     Some(match name {
-        "avg_over_time" => values.iter().sum::<f64>() / n,
-        "min_over_time" => values
-            .iter()
-            .copied()
-            .fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
-        "max_over_time" => values
-            .iter()
-            .copied()
-            .fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
-        "sum_over_time" => values.iter().sum(),
+        "avg_over_time" => values().sum::<f64>() / n,
+        "min_over_time" => values().fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
+        "max_over_time" => values().fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
+        "sum_over_time" => values().sum(),
         "count_over_time" => n,
-        "last_over_time" => *values.last()?,
+        "last_over_time" => points.last()?.1,
         "present_over_time" => 1.0,
-        "quantile_over_time" => quantile(params[0], &mut values),
-        "stddev_over_time" => variance(&values).sqrt(),
-        "stdvar_over_time" => variance(&values),
+        "quantile_over_time" => quantile(params[0], &mut values().collect::<Vec<_>>()),
+        "stddev_over_time" => window_variance(points).sqrt(),
+        "stdvar_over_time" => window_variance(points),
         // Prometheus: a change is a value unequal to the one before (NaN equals NaN).
-        "changes" => values
+        "changes" => points
             .windows(2)
-            .filter(|w| !(w[0] == w[1] || (w[0].is_nan() && w[1].is_nan())))
+            .filter(|w| !(w[0].1 == w[1].1 || (w[0].1.is_nan() && w[1].1.is_nan())))
             .count() as f64,
-        "resets" => values.windows(2).filter(|w| w[1] < w[0]).count() as f64,
+        "resets" => points.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64,
         _ => return None,
     })
 }

@@ -12,9 +12,10 @@ use crate::model::{self, Point, SeriesKey};
 /// Largest body accepted (a 413 beyond it).
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
 
-/// Samples stored per call into the store: one WAL sync per chunk, and the store's lock
-/// released between chunks so Firehose ingest and queries go on.
-pub const CHUNK_SAMPLES: usize = 50_000;
+/// Samples stored per call into the store: one WAL sync per hour a chunk touches (a sync
+/// costs milliseconds, so chunks are large), and the store's lock released between chunks
+/// (each holds it for tens of milliseconds) so Firehose ingest and queries go on.
+pub const CHUNK_SAMPLES: usize = 500_000;
 
 /// A line that is not a sample.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use promql_parser::label::Labels as LabelList;
 use promql_parser::parser::{AggregateExpr, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::eval::{Evaluator, Sample, Val};
+use super::eval::{AddrMap, Evaluator, Sample, Val};
 use super::functions::{quantile, variance};
 use super::{Error, Labels};
 
@@ -94,7 +94,7 @@ pub(crate) fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result
     // query projects each series' labels once, and groups by address.
     let site = a as *const AggregateExpr as usize;
     let mut groups: Vec<(Arc<Labels>, Vec<Sample>)> = Vec::new();
-    let mut index: HashMap<usize, usize> = HashMap::new();
+    let mut index: AddrMap<usize, usize> = AddrMap::default();
     for s in input {
         let key = ev.relabel(site, &s.labels, |l| Some(group_key(l, a.modifier.as_ref())));
         let i = *index.entry(Arc::as_ptr(&key) as usize).or_insert_with(|| {
@@ -120,24 +120,18 @@ pub(crate) fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result
             out.extend(members.into_iter().take(k as usize));
             continue;
         }
-        let mut values: Vec<f64> = members.iter().map(|s| s.value).collect();
-        let n = values.len() as f64;
+        let values = || members.iter().map(|s| s.value);
+        let n = members.len() as f64;
         let value = match op.as_str() {
-            "sum" => values.iter().sum(),
-            "avg" => values.iter().sum::<f64>() / n,
+            "sum" => values().sum(),
+            "avg" => values().sum::<f64>() / n,
             "count" => n,
             "group" => 1.0,
-            "min" => values
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }),
-            "max" => values
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }),
-            "stddev" => variance(&values).sqrt(),
-            "stdvar" => variance(&values),
-            "quantile" => quantile(param.unwrap_or(f64::NAN), &mut values),
+            "min" => values().fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }),
+            "max" => values().fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }),
+            "stddev" => variance(&values().collect::<Vec<_>>()).sqrt(),
+            "stdvar" => variance(&values().collect::<Vec<_>>()),
+            "quantile" => quantile(param.unwrap_or(f64::NAN), &mut values().collect::<Vec<_>>()),
             other => return Err(super::unsupported(&format!("aggregation \"{other}\""))),
         };
         out.push(Sample { labels: key, value });

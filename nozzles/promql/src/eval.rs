@@ -100,6 +100,50 @@ pub struct Evaluator<'a> {
     /// `label_replace`/`label_join` results per (call site, input labels), the input kept
     /// alive: one rewrite per series for a whole range query.
     relabeled: RefCell<AddrMap<usize, SiteMemo>>,
+    /// Per selector (by address), per series: where its last window was.
+    cursors: RefCell<AddrMap<usize, Vec<Cursor>>>,
+}
+
+/// Where a series' last window `(from, at]` was: a range query's steps move forward, so
+/// the next window is found by stepping on from there instead of two binary searches.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    at: i64,
+    lo: usize,
+    hi: usize,
+}
+
+impl Default for Cursor {
+    fn default() -> Cursor {
+        Cursor {
+            at: i64::MIN,
+            lo: 0,
+            hi: 0,
+        }
+    }
+}
+
+impl Cursor {
+    /// The indices `lo..hi` of the samples in `(from, at]`; `from` moves with `at`.
+    fn window(&mut self, points: &[(i64, f64)], from: i64, at: i64) -> (usize, usize) {
+        let (mut lo, mut hi) = if self.at != i64::MIN && at >= self.at {
+            (self.lo, self.hi)
+        } else {
+            (
+                points.partition_point(|(ts, _)| *ts <= from),
+                points.partition_point(|(ts, _)| *ts <= at),
+            )
+        };
+        while lo < points.len() && points[lo].0 <= from {
+            lo += 1;
+        }
+        hi = hi.max(lo);
+        while hi < points.len() && points[hi].0 <= at {
+            hi += 1;
+        }
+        *self = Cursor { at, lo, hi };
+        (lo, hi)
+    }
 }
 
 /// One call site's label rewrites: by input labels (kept alive), and the outputs interned
@@ -147,6 +191,7 @@ impl<'a> Evaluator<'a> {
             memo: RefCell::default(),
             verified: RefCell::default(),
             relabeled: RefCell::default(),
+            cursors: RefCell::default(),
         }
     }
 
@@ -363,10 +408,17 @@ impl<'a> Evaluator<'a> {
     ) -> Vec<T> {
         let at = self.pinned(&vs.at, t) - offset_ms(&vs.offset);
         let from = at - self.lookback;
-        self.series(vs as *const VectorSelector as usize)
+        let key = vs as *const VectorSelector as usize;
+        let series = self.series(key);
+        let mut cursors = self.cursors.borrow_mut();
+        let cursors = cursors
+            .entry(key)
+            .or_insert_with(|| vec![Cursor::default(); series.len()]);
+        series
             .iter()
-            .filter_map(|s| {
-                let i = s.points.partition_point(|(ts, _)| *ts <= at);
+            .zip(cursors.iter_mut())
+            .filter_map(|(s, c)| {
+                let (_, i) = c.window(&s.points, from, at);
                 let (ts, v) = *s.points.get(i.checked_sub(1)?)?;
                 (ts > from).then(|| f(&s.labels, ts, v))
             })
@@ -442,11 +494,17 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn window_slices(&self, ms: &MatrixSelector, t: i64) -> Vec<Window<'a>> {
         let at = self.pinned(&ms.vs.at, t) - offset_ms(&ms.vs.offset);
         let from = at - super::duration_ms(&ms.range);
-        self.series(ms as *const MatrixSelector as usize)
+        let key = ms as *const MatrixSelector as usize;
+        let series = self.series(key);
+        let mut cursors = self.cursors.borrow_mut();
+        let cursors = cursors
+            .entry(key)
+            .or_insert_with(|| vec![Cursor::default(); series.len()]);
+        series
             .iter()
-            .filter_map(|s| {
-                let lo = s.points.partition_point(|(ts, _)| *ts <= from);
-                let hi = s.points.partition_point(|(ts, _)| *ts <= at);
+            .zip(cursors.iter_mut())
+            .filter_map(|(s, c)| {
+                let (lo, hi) = c.window(&s.points, from, at);
                 (lo < hi).then(|| (&s.labels, &s.points[lo..hi]))
             })
             .collect()
@@ -475,4 +533,27 @@ fn unique(v: &[Sample]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn a_cursor_finds_what_binary_search_finds_in_any_order_of_times() {
+        let points: Vec<(i64, f64)> = (0..50).map(|i| (i * 7 + (i % 3), 0.0)).collect();
+        let mut c = Cursor::default();
+        let mut seed = 17u64;
+        for step in 0..400 {
+            // Mostly forward, sometimes back (a subquery starting over).
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let at = if step % 37 == 0 { (seed >> 40) as i64 % 400 } else { step };
+            let from = at - 30;
+            let want = (
+                points.partition_point(|(t, _)| *t <= from),
+                points.partition_point(|(t, _)| *t <= at),
+            );
+            assert_eq!(c.window(&points, from, at), want, "at {at}");
+        }
+    }
 }

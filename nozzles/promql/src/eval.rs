@@ -547,7 +547,11 @@ mod tests {
         for step in 0..400 {
             // Mostly forward, sometimes back (a subquery starting over).
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            let at = if step % 37 == 0 { (seed >> 40) as i64 % 400 } else { step };
+            let at = if step % 37 == 0 {
+                (seed >> 40) as i64 % 400
+            } else {
+                step
+            };
             let from = at - 30;
             let want = (
                 points.partition_point(|(t, _)| *t <= from),

@@ -2,7 +2,7 @@
 //! `without`, vector matching on signatures with `on` / `ignoring`, `group_left` /
 //! `group_right` copying labels from the "one" side, comparison filtering and `bool`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use promql_parser::label::Labels as LabelList;
@@ -27,6 +27,14 @@ pub(crate) const AGGREGATIONS: &[&str] = &[
     "quantile",
     "count_values",
 ];
+
+/// A label-rewrite memo's key ([`Evaluator::relabel`]): the node's address (8-aligned)
+/// tagged with what is memoized there, so an aggregation's group keys, a binary operation's
+/// signatures and its results never share a memo, even where one node sits at the
+/// address of another (an enum's payload at offset 0).
+pub(crate) fn memo_site(addr: usize, tag: usize) -> usize {
+    addr | tag
+}
 
 /// The labels without `__name__`.
 pub(crate) fn drop_name(labels: &Arc<Labels>) -> Arc<Labels> {
@@ -92,7 +100,7 @@ pub(crate) fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result
     };
     // Group keys are interned per aggregation and memoized per input series: a range
     // query projects each series' labels once, and groups by address.
-    let site = a as *const AggregateExpr as usize;
+    let site = memo_site(a as *const AggregateExpr as usize, 1);
     let mut groups: Vec<(Arc<Labels>, Vec<Sample>)> = Vec::new();
     let mut index: AddrMap<usize, usize> = AddrMap::default();
     for s in input {
@@ -256,7 +264,7 @@ pub(crate) fn binary(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val, 
         (Val::Scalar(x), Val::Vector(v)) => {
             Ok(Val::Vector(with_scalar(ev, &op, v, x, true, bool_mod)))
         }
-        (Val::Vector(l), Val::Vector(r)) => vectors(&op, b, l, r, bool_mod).map(Val::Vector),
+        (Val::Vector(l), Val::Vector(r)) => vectors(ev, &op, b, l, r, bool_mod).map(Val::Vector),
         (l, r) => Err(Error::BadData(format!(
             "operator {op} not allowed between {} and {}",
             l.kind(),
@@ -318,6 +326,7 @@ fn fmt_labels(l: &Labels) -> String {
 }
 
 fn vectors(
+    ev: &Evaluator<'_>,
     op: &str,
     b: &BinaryExpr,
     lhs: Vec<Sample>,
@@ -329,24 +338,29 @@ fn vectors(
         .modifier
         .as_ref()
         .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
+    // Signatures are interned per expression and memoized per series: equal signatures
+    // are one `Arc`, compared by address, computed once per series for a range query.
+    let sig_site = memo_site(b as *const BinaryExpr as usize, 2);
+    let sig = |l: &Arc<Labels>| ev.relabel(sig_site, l, |l| Some(signature(l, matching)));
+    let addr = |a: &Arc<Labels>| Arc::as_ptr(a) as usize;
     if matches!(op, "and" | "or" | "unless") {
-        let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+        let right: AddrMap<usize, ()> = rhs.iter().map(|s| (addr(&sig(&s.labels)), ())).collect();
         return Ok(match op {
             "and" => lhs
                 .into_iter()
-                .filter(|s| right.contains(&signature(&s.labels, matching)))
+                .filter(|s| right.contains_key(&addr(&sig(&s.labels))))
                 .collect(),
             "unless" => lhs
                 .into_iter()
-                .filter(|s| !right.contains(&signature(&s.labels, matching)))
+                .filter(|s| !right.contains_key(&addr(&sig(&s.labels))))
                 .collect(),
             _ => {
-                let left: HashSet<Labels> =
-                    lhs.iter().map(|s| signature(&s.labels, matching)).collect();
+                let left: AddrMap<usize, ()> =
+                    lhs.iter().map(|s| (addr(&sig(&s.labels)), ())).collect();
                 let mut out = lhs;
                 out.extend(
                     rhs.into_iter()
-                        .filter(|s| !left.contains(&signature(&s.labels, matching))),
+                        .filter(|s| !left.contains_key(&addr(&sig(&s.labels)))),
                 );
                 out
             }
@@ -355,29 +369,30 @@ fn vectors(
     // The "one" side is indexed; for group_right it is the left.
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut index: HashMap<Labels, Sample> = HashMap::new();
+    let mut index: AddrMap<usize, Sample> = AddrMap::default();
     for s in one {
-        let sig = signature(&s.labels, matching);
-        if index.insert(sig.clone(), s).is_some() {
+        let key = sig(&s.labels);
+        if index.insert(addr(&key), s).is_some() {
             let side = if one_to_many { "left" } else { "right" };
             return Err(Error::Execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
-                fmt_labels(&sig)
+                fmt_labels(&key)
             )));
         }
     }
     let include: Vec<&str> = card.labels().map(names).unwrap_or_default();
-    let mut seen_many: HashSet<Labels> = HashSet::new();
+    let out_site = memo_site(b as *const BinaryExpr as usize, 3);
+    let mut seen_many: AddrMap<usize, ()> = AddrMap::default();
     let mut out = Vec::new();
     for s in many {
-        let sig = signature(&s.labels, matching);
-        let Some(other) = index.get(&sig) else {
+        let key = sig(&s.labels);
+        let Some(other) = index.get(&addr(&key)) else {
             continue;
         };
-        if card == VectorMatchCardinality::OneToOne && !seen_many.insert(sig.clone()) {
+        if card == VectorMatchCardinality::OneToOne && seen_many.insert(addr(&key), ()).is_some() {
             return Err(Error::Execution(format!(
                 "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); found duplicates for {}",
-                fmt_labels(&sig)
+                fmt_labels(&key)
             )));
         }
         let (l, r) = if one_to_many {
@@ -399,37 +414,44 @@ fn vectors(
         if !keep {
             continue;
         }
-        let mut labels = (*s.labels).clone();
-        if drops_name(op) || bool_mod {
-            labels.remove("__name__");
-        }
-        if card == VectorMatchCardinality::OneToOne {
-            match matching {
-                Some(LabelModifier::Include(list)) => {
-                    let keep = names(list);
-                    labels.retain(|k, _| keep.contains(&k.as_str()));
-                }
-                Some(LabelModifier::Exclude(list)) => {
-                    let drop = names(list);
-                    labels.retain(|k, _| !drop.contains(&k.as_str()));
-                }
-                None => {}
+        let result = |labels: &Labels| {
+            let mut labels = labels.clone();
+            if drops_name(op) || bool_mod {
+                labels.remove("__name__");
             }
-        }
-        for ln in &include {
-            match other.labels.get(*ln) {
-                Some(v) if !v.is_empty() => {
-                    labels.insert((*ln).to_owned(), v.clone());
-                }
-                _ => {
-                    labels.remove(*ln);
+            if card == VectorMatchCardinality::OneToOne {
+                match matching {
+                    Some(LabelModifier::Include(list)) => {
+                        let keep = names(list);
+                        labels.retain(|k, _| keep.contains(&k.as_str()));
+                    }
+                    Some(LabelModifier::Exclude(list)) => {
+                        let drop = names(list);
+                        labels.retain(|k, _| !drop.contains(&k.as_str()));
+                    }
+                    None => {}
                 }
             }
-        }
-        out.push(Sample {
-            labels: Arc::new(labels),
-            value,
-        });
+            for ln in &include {
+                match other.labels.get(*ln) {
+                    Some(v) if !v.is_empty() => {
+                        labels.insert((*ln).to_owned(), v.clone());
+                    }
+                    _ => {
+                        labels.remove(*ln);
+                    }
+                }
+            }
+            labels
+        };
+        // Without labels copied from the "one" side, the result's labels depend on this
+        // series alone, so they are worked out once per series.
+        let labels = if include.is_empty() {
+            ev.relabel(out_site, &s.labels, |l| Some(result(l)))
+        } else {
+            Arc::new(result(&s.labels))
+        };
+        out.push(Sample { labels, value });
     }
     Ok(out)
 }

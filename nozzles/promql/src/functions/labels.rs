@@ -25,7 +25,7 @@ pub(crate) fn replace(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error
             "invalid destination label name in label_replace(): {dst}"
         )));
     }
-    let site = c as *const Call as usize;
+    let site = crate::ops::memo_site(c as *const Call as usize, 0);
     let out = v
         .into_iter()
         .map(|s| Sample {
@@ -68,7 +68,7 @@ pub(crate) fn join(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Error> {
             "invalid destination label name in label_join(): {dst}"
         )));
     }
-    let site = c as *const Call as usize;
+    let site = crate::ops::memo_site(c as *const Call as usize, 0);
     let out = v
         .into_iter()
         .map(|s| Sample {

@@ -76,6 +76,21 @@ pub fn render(v: &Value) -> Vec<u8> {
     out
 }
 
+/// `/api/v1/series`' answer, `{"status":"success","data":[{labels}, …]}`, straight to
+/// bytes as [`render`] does.
+pub fn render_series(series: &[std::sync::Arc<crate::Labels>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + 128 * series.len());
+    out.extend_from_slice(br#"{"status":"success","data":["#);
+    for (i, labels) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str_map(&mut out, labels.iter());
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 /// `[time, "value"]`.
 fn point(out: &mut Vec<u8>, t: i64, x: f64) {
     use std::io::Write as _;
@@ -100,4 +115,27 @@ fn time(out: &mut Vec<u8>, t: i64) {
             _ => write!(out, "null"),
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    #[test]
+    fn series_render_as_prometheus_json() {
+        let a: crate::Labels = [("__name__", "up"), ("job", "a \"b\"")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let bytes = super::render_series(&[Arc::new(a), Arc::new(crate::Labels::new())]);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"status": "success", "data": [{"__name__": "up", "job": "a \"b\""}, {}]})
+        );
+        assert_eq!(
+            super::render_series(&[]),
+            br#"{"status":"success","data":[]}"#
+        );
+    }
 }

@@ -218,12 +218,12 @@ async fn series(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Respo
             let mut all = query::labels(&s.shared, &ids);
             // Prometheus returns series in label order (name first, then each label).
             all.sort_unstable();
-            let out: Vec<Value> = all
-                .iter()
-                .take(limit.unwrap_or(usize::MAX))
-                .map(|l| json!(**l))
-                .collect();
-            success(json!(out))
+            all.truncate(limit.unwrap_or(usize::MAX));
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                promql::render::render_series(&all),
+            )
+                .into_response()
         }
         Err(e) => error(&e),
     }

@@ -408,21 +408,29 @@ impl<'a> Evaluator<'a> {
     ) -> Vec<T> {
         let at = self.pinned(&vs.at, t) - offset_ms(&vs.offset);
         let from = at - self.lookback;
-        let key = vs as *const VectorSelector as usize;
+        self.with_cursors(vs as *const VectorSelector as usize, |series| {
+            series
+                .filter_map(|(s, c)| {
+                    let (_, i) = c.window(&s.points, from, at);
+                    let (ts, v) = *s.points.get(i.checked_sub(1)?)?;
+                    (ts > from).then(|| f(&s.labels, ts, v))
+                })
+                .collect()
+        })
+    }
+
+    /// Runs `f` over the series of the selector at `key`, each with its cursor.
+    fn with_cursors<T>(
+        &self,
+        key: usize,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&'a Series, &mut Cursor)>) -> T,
+    ) -> T {
         let series = self.series(key);
         let mut cursors = self.cursors.borrow_mut();
         let cursors = cursors
             .entry(key)
             .or_insert_with(|| vec![Cursor::default(); series.len()]);
-        series
-            .iter()
-            .zip(cursors.iter_mut())
-            .filter_map(|(s, c)| {
-                let (_, i) = c.window(&s.points, from, at);
-                let (ts, v) = *s.points.get(i.checked_sub(1)?)?;
-                (ts > from).then(|| f(&s.labels, ts, v))
-            })
-            .collect()
+        f(&mut series.iter().zip(cursors.iter_mut()))
     }
 
     /// A subquery at `t`: its inner expression at every multiple of its step in
@@ -494,20 +502,14 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn window_slices(&self, ms: &MatrixSelector, t: i64) -> Vec<Window<'a>> {
         let at = self.pinned(&ms.vs.at, t) - offset_ms(&ms.vs.offset);
         let from = at - super::duration_ms(&ms.range);
-        let key = ms as *const MatrixSelector as usize;
-        let series = self.series(key);
-        let mut cursors = self.cursors.borrow_mut();
-        let cursors = cursors
-            .entry(key)
-            .or_insert_with(|| vec![Cursor::default(); series.len()]);
-        series
-            .iter()
-            .zip(cursors.iter_mut())
-            .filter_map(|(s, c)| {
-                let (lo, hi) = c.window(&s.points, from, at);
-                (lo < hi).then(|| (&s.labels, &s.points[lo..hi]))
-            })
-            .collect()
+        self.with_cursors(ms as *const MatrixSelector as usize, |series| {
+            series
+                .filter_map(|(s, c)| {
+                    let (lo, hi) = c.window(&s.points, from, at);
+                    (lo < hi).then(|| (&s.labels, &s.points[lo..hi]))
+                })
+                .collect()
+        })
     }
 
     /// A range vector at `t`, owned (an instant query's result).

@@ -169,7 +169,8 @@ fn count_values(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, Er
     let mut groups: BTreeMap<Labels, f64> = BTreeMap::new();
     for s in input {
         let mut labels = (*s.labels).clone();
-        labels.insert(label.clone(), go_float(s.value));
+        // Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as Prometheus writes sample values.
+        labels.insert(label.clone(), super::format_value(s.value));
         let key = match &a.modifier {
             // `by` keeps the value label too.
             Some(LabelModifier::Include(list)) => {
@@ -194,19 +195,6 @@ fn count_values(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, Er
             })
             .collect(),
     ))
-}
-
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: the shortest decimal that reads back as
-/// `v`, never with an exponent.
-fn go_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        // Rust's Display is already the shortest round-trip form without an exponent.
-        format!("{v}")
-    }
 }
 
 /// Whether an operator's result loses the metric name: the arithmetic ones but `atan2`,

@@ -75,16 +75,6 @@ fn sample_time(base: i64, i: i64, rng: &mut Rng) -> i64 {
     }
 }
 
-fn value_text(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
-
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -246,7 +236,7 @@ fn render(data: &[Gen]) -> (String, String) {
             .collect();
         let head = format!("{}{{{}}}", g.name, labels.join(","));
         for (t, v) in &g.points {
-            let v = value_text(*v);
+            let v = hydrant_storage::promql::format_value(*v);
             let _ = writeln!(om, "{head} {v} {}.{:03}", t / 1000, t % 1000);
             let _ = writeln!(text, "{head} {v} {t}");
         }

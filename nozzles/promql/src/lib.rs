@@ -130,7 +130,14 @@ pub fn parse_within(query: &str, limits: &limits::Limits) -> Result<Expr, Error>
     limits::check_text_within(query, limits)?;
     let query = raw::requote(query);
     register_functions();
-    let expr = parser::parse(&query)
+    // promql-parser 0.11 panics on a number too large (or NaN) for a duration, as in
+    // `up offset 1e308`: caught here and answered like any other parse error.
+    let parsed = std::panic::catch_unwind(|| parser::parse(&query)).map_err(|_| {
+        Error::BadData(
+            "invalid parameter \"query\": parse error: a duration is out of range".into(),
+        )
+    })?;
+    let expr = parsed
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": parse error: {e}")))?;
     check(&expr)?;
     let selectors = plan(&expr, 0, 0, 0).len();

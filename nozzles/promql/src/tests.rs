@@ -353,6 +353,16 @@ fn range_queries_and_errors() {
     for bad in ["sum(", "rate(up)", "nosuchfn(up)"] {
         assert!(matches!(parse(bad), Err(Error::BadData(_))), "{bad}");
     }
+    // Numbers as durations past what a duration holds (the parser panicked on them).
+    for bad in [
+        "up offset 1e308",
+        "rate(up[1e400])",
+        "up[5m:1e300]",
+        "and[5m]offset 1e308-1e308",
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert_eq!(e.kind(), "bad_data", "{bad}: {e}");
+    }
     let e = parse("mad_over_time(up[5m])").unwrap_err();
     assert_eq!(
         e,

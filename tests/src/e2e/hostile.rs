@@ -1,7 +1,7 @@
 //! One small hostile input never takes a component down: queries and YAML documents past
 //! a limit are refused with the limit named, times far outside any data are answered,
-//! and the component keeps serving. Each case here once crashed a process (a stack
-//! overflow, or a panic that dropped the connection).
+//! subqueries of too many steps are refused, and the component keeps serving. Most cases
+//! here once crashed a process (a stack overflow, or a panic that dropped the connection).
 
 use std::process::Command;
 
@@ -86,6 +86,38 @@ async fn pathological_queries_are_refused_by_name_and_storage_keeps_serving() {
         assert!(
             status == 200 || (status == 400 && body["errorType"] == "bad_data"),
             "{path} {params:?}: {status} {body}"
+        );
+    }
+    // Subqueries of astronomically many steps, and `@` far outside any time: refused or
+    // answered, each within the limit on inner steps, never a hung or dropped request.
+    for (query, status) in [
+        ("up[100y:1ms]", 422),
+        ("max_over_time(max_over_time(up[1d:1ms])[1d:1ms])", 422),
+        ("up offset 1e308", 400),
+        ("up @ 1e15", 200),
+        ("max_over_time(up[5m:1m] @ -1e15)", 200),
+    ] {
+        let started = std::time::Instant::now();
+        let resp = http
+            .get(format!(
+                "{}/api/v1/query?{}",
+                storage.url,
+                encode(&[("query", query), ("time", "1700000000")])
+            ))
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        assert_eq!(resp.status(), status, "{query}");
+        let body: Value = resp.json().await.unwrap();
+        if status == 422 {
+            assert_eq!(body["errorType"], "execution", "{body}");
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains("more than 200000 steps"), "{query}: {error}");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{query} took {:?}",
+            started.elapsed()
         );
     }
     let health = http

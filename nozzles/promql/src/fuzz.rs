@@ -102,6 +102,17 @@ const TOKENS: &[&str] = &[
     "[100000000y]",
     "[99999999999999999999d]",
     "offset 18446744073709551616ms",
+    "[30m:1m]",
+    "[5m:]",
+    "end()",
+    "absent",
+    "absent_over_time",
+    "sort_desc",
+    "timestamp",
+    "predict_linear",
+    "holt_winters",
+    "label_join",
+    "`a\\.b`",
 ];
 
 fn soup() -> impl Strategy<Value = String> {

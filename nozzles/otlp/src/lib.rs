@@ -175,7 +175,7 @@ async fn post(config: &Config, path: &str, body: Vec<u8>) -> Result<i64, Failure
     Ok(rejected)
 }
 
-/// Sends with retries; true when the endpoint took the body.
+/// Sends with retries, counting the items sent, rejected, or failed after the last attempt.
 async fn deliver(
     config: &Config,
     stats: &Stats,
@@ -183,7 +183,7 @@ async fn deliver(
     body: Vec<u8>,
     items: u64,
     cancel: &CancellationToken,
-) -> bool {
+) {
     let mut pause = RETRY_MIN;
     for attempt in 1..=ATTEMPTS {
         match post(config, path, body.clone()).await {
@@ -196,7 +196,7 @@ async fn deliver(
                     &stats.sent_points
                 };
                 counter.fetch_add(items - rejected, Relaxed);
-                return true;
+                return;
             }
             Err(f) => {
                 stats.errors.fetch_add(1, Relaxed);
@@ -212,7 +212,7 @@ async fn deliver(
             }
         }
     }
-    false
+    stats.failed.fetch_add(items, Relaxed);
 }
 
 /// Exports what the queue holds, round by round, until it is closed and empty.
@@ -240,34 +240,13 @@ async fn send_loop(config: Arc<Config>, exporter: Arc<Exporter>, cancel: Cancell
         let out = export::export(&envelopes, now);
         let stats = &exporter.stats;
         stats.unsupported.fetch_add(out.skipped as u64, Relaxed);
-        if out.log_records > 0 {
-            let n = out.log_records as u64;
-            if !deliver(
-                &config,
-                stats,
-                "/v1/logs",
-                out.logs.encode_to_vec(),
-                n,
-                &cancel,
-            )
-            .await
-            {
-                stats.failed.fetch_add(n, Relaxed);
-            }
-        }
-        if out.points > 0 {
-            let n = out.points as u64;
-            if !deliver(
-                &config,
-                stats,
-                "/v1/metrics",
-                out.metrics.encode_to_vec(),
-                n,
-                &cancel,
-            )
-            .await
-            {
-                stats.failed.fetch_add(n, Relaxed);
+        let requests = [
+            ("/v1/logs", out.log_records, out.logs.encode_to_vec()),
+            ("/v1/metrics", out.points, out.metrics.encode_to_vec()),
+        ];
+        for (path, items, body) in requests {
+            if items > 0 {
+                deliver(&config, stats, path, body, items as u64, &cancel).await;
             }
         }
     }

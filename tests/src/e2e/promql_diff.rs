@@ -16,10 +16,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hydrant::doppler;
-use serde_json::Value;
 
 use super::promql_queries::QUERIES;
-use super::storage::{TestStorage, get};
+use super::storage::{TestStorage, differ, get};
 use crate::guard::Scratch;
 use crate::servers::Prometheus;
 use crate::{TestDoppler, eventually_within};
@@ -245,97 +244,6 @@ fn render(data: &[Gen]) -> (String, String) {
     (om, text)
 }
 
-/// Series of a result, comparable: labels (name included), points as (time, value).
-type Normal = Vec<(String, Vec<(f64, f64)>)>;
-
-fn normalize(v: &Value, ordered: bool) -> (String, Normal) {
-    let data = &v["data"];
-    let num = |x: &Value| -> f64 {
-        match x.as_str() {
-            Some(s) => s.parse().unwrap_or(f64::NAN),
-            None => x.as_f64().unwrap_or(f64::NAN),
-        }
-    };
-    let point = |p: &Value| (num(&p[0]), num(&p[1]));
-    let labels = |m: &Value| -> String {
-        let map: std::collections::BTreeMap<&str, &str> = m
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        format!("{map:?}")
-    };
-    let kind = data["resultType"].as_str().unwrap_or_default().to_owned();
-    let items = data["result"].as_array().cloned().unwrap_or_default();
-    let mut out: Normal = match kind.as_str() {
-        "matrix" => items
-            .iter()
-            .map(|s| {
-                let pts = s["values"].as_array().into_iter().flatten().map(point);
-                (labels(&s["metric"]), pts.collect())
-            })
-            .collect(),
-        "vector" => items
-            .iter()
-            .map(|s| (labels(&s["metric"]), vec![point(&s["value"])]))
-            .collect(),
-        "scalar" | "string" => vec![(String::new(), vec![point(&data["result"])])],
-        _ => Vec::new(),
-    };
-    if !ordered {
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    (kind, out)
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
-}
-
-/// Why `ours` and `theirs` differ, if they do; `Ok(true)` when both hold data.
-fn differ(q: &str, ours: &Value, theirs: &Value) -> Result<bool, String> {
-    match (ours["status"].as_str(), theirs["status"].as_str()) {
-        (Some("success"), Some("success")) => {}
-        (Some("error"), Some("error")) if ours["errorType"] == theirs["errorType"] => {
-            return Ok(false);
-        }
-        _ => return Err(format!("hydrant {ours} vs prometheus {theirs}")),
-    }
-    let ordered = q.starts_with("sort");
-    let (ka, a) = normalize(ours, ordered);
-    let (kb, b) = normalize(theirs, ordered);
-    if ka != kb {
-        return Err(format!("result type {ka} vs {kb}"));
-    }
-    if a.len() != b.len() {
-        let names = |n: &Normal| n.iter().map(|s| s.0.clone()).collect::<Vec<_>>();
-        return Err(format!(
-            "{} series vs {}: {:?} vs {:?}",
-            a.len(),
-            b.len(),
-            names(&a),
-            names(&b)
-        ));
-    }
-    for ((la, pa), (lb, pb)) in a.iter().zip(&b) {
-        if la != lb {
-            return Err(format!("labels {la} vs {lb}"));
-        }
-        if pa.len() != pb.len() {
-            return Err(format!("{la}: {} points vs {}", pa.len(), pb.len()));
-        }
-        for (x, y) in pa.iter().zip(pb) {
-            if x.0 != y.0 || !close(x.1, y.1) {
-                return Err(format!("{la}: {x:?} vs {y:?}"));
-            }
-        }
-    }
-    Ok(!a.is_empty())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promql_answers_match_prometheus_2_42() {
     // 160 minutes of data ending ten minutes ago, from a whole minute.
@@ -414,7 +322,7 @@ async fn promql_answers_match_prometheus_2_42() {
         for (api, params) in asks {
             let ours = get(&format!("{}/api/v1/{api}", storage.url), &params).await;
             let theirs = get(&format!("{}/api/v1/{api}", prom.url), &params).await;
-            match differ(q, &ours, &theirs) {
+            match differ(q, &ours, &theirs, true) {
                 Ok(data) => any |= data,
                 Err(why) => {
                     failures.push(format!("{api} {q} at {:?}: {why}", params[1]));

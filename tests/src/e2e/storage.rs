@@ -143,59 +143,64 @@ fn recording(base: i64, samples: i64) -> (String, Vec<v2::Envelope>) {
     (text, envelopes)
 }
 
-/// (labels without `__name__`, points) of a Prometheus JSON answer, sorted by labels.
-fn normalize(body: &Value) -> Vec<(String, Vec<(f64, f64)>)> {
+/// Series of a Prometheus JSON answer, comparable: labels, points as (time, value).
+type Normal = Vec<(String, Vec<(f64, f64)>)>;
+
+/// Which labels and order [`normalize`] keeps.
+#[derive(Debug, Clone, Copy)]
+struct Keep {
+    /// Keep `__name__` (engines differ on where they drop it).
+    name: bool,
+    /// Keep the answer's order instead of sorting by labels (`sort`, `sort_desc`).
+    order: bool,
+}
+
+/// The result type and series of a Prometheus JSON answer.
+fn normalize(body: &Value, keep: Keep) -> (String, Normal) {
     let data = &body["data"];
-    let point = |p: &Value| -> (f64, f64) {
-        let v = p[1].as_str().unwrap_or_default();
-        (
-            p[0].as_f64().unwrap_or_default(),
-            v.parse().unwrap_or(f64::NAN),
-        )
+    let num = |x: &Value| -> f64 {
+        match x.as_str() {
+            Some(s) => s.parse().unwrap_or(f64::NAN),
+            None => x.as_f64().unwrap_or(f64::NAN),
+        }
     };
+    let point = |p: &Value| (num(&p[0]), num(&p[1]));
     let labels = |m: &Value| -> String {
-        let mut l: BTreeMap<String, String> = m
+        let map: BTreeMap<&str, &str> = m
             .as_object()
             .map(|o| {
                 o.iter()
-                    .filter(|(k, _)| k.as_str() != "__name__")
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .filter(|(k, _)| keep.name || k.as_str() != "__name__")
+                    .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default()))
                     .collect()
             })
             .unwrap_or_default();
-        l.remove("__name__");
-        format!("{l:?}")
+        format!("{map:?}")
     };
-    let mut out: Vec<(String, Vec<(f64, f64)>)> = match data["resultType"].as_str() {
-        Some("matrix") => data["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    let kind = data["resultType"].as_str().unwrap_or_default().to_owned();
+    let items = data["result"].as_array().cloned().unwrap_or_default();
+    let mut out: Normal = match kind.as_str() {
+        "matrix" => items
+            .iter()
             .map(|s| {
-                (
-                    labels(&s["metric"]),
-                    s["values"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(point)
-                        .collect(),
-                )
+                let pts = s["values"].as_array().into_iter().flatten().map(point);
+                (labels(&s["metric"]), pts.collect())
             })
             .collect(),
-        Some("vector") => data["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        "vector" => items
+            .iter()
             .map(|s| (labels(&s["metric"]), vec![point(&s["value"])]))
             .collect(),
-        Some("scalar") => vec![(String::new(), vec![point(&data["result"])])],
+        "scalar" | "string" => vec![(String::new(), vec![point(&data["result"])])],
         _ => Vec::new(),
     };
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    if !keep.order {
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    (kind, out)
 }
 
+/// Equal, both NaN, or within 1e-6 relative.
 fn close(a: f64, b: f64) -> bool {
     (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
 }
@@ -356,51 +361,63 @@ async fn promql_answers_match_victoriametrics() {
 }
 
 fn compare(q: &str, ours: &Value, theirs: &Value, failures: &mut Vec<String>) {
-    if ours["status"] != "success" {
-        failures.push(format!("{q}: hydrant answered {ours}"));
-        return;
+    // VictoriaMetrics keeps `__name__` where Prometheus drops it: compared without.
+    match differ(q, ours, theirs, false) {
+        Ok(true) => {}
+        Ok(false) => failures.push(format!(
+            "{q}: no data (the comparison would prove nothing): {ours}"
+        )),
+        Err(why) => failures.push(format!("{q}: {why}")),
     }
-    if theirs["status"] != "success" {
-        failures.push(format!("{q}: victoria-metrics answered {theirs}"));
-        return;
+}
+
+/// Why two engines' answers to `q` differ, if they do (the same status and error type,
+/// result type, series, labels — `__name__` only with `keep_name` —, times, values within
+/// [`close`], and order for `sort*`); `Ok(true)` when both hold data.
+pub(crate) fn differ(
+    q: &str,
+    ours: &Value,
+    theirs: &Value,
+    keep_name: bool,
+) -> Result<bool, String> {
+    match (ours["status"].as_str(), theirs["status"].as_str()) {
+        (Some("success"), Some("success")) => {}
+        (Some("error"), Some("error")) if ours["errorType"] == theirs["errorType"] => {
+            return Ok(false);
+        }
+        _ => return Err(format!("hydrant {ours} vs prometheus {theirs}")),
     }
-    let (a, b) = (normalize(ours), normalize(theirs));
-    if a.is_empty() || a.iter().all(|(_, p)| p.is_empty()) {
-        failures.push(format!("{q}: no data (the comparison would prove nothing)"));
-        return;
+    let keep = Keep {
+        name: keep_name,
+        order: q.starts_with("sort"),
+    };
+    let (ka, a) = normalize(ours, keep);
+    let (kb, b) = normalize(theirs, keep);
+    if ka != kb {
+        return Err(format!("result type {ka} vs {kb}"));
     }
     if a.len() != b.len() {
-        failures.push(format!(
-            "{q}: {} series vs {} (hydrant {:?} vs vm {:?})",
+        let names = |n: &Normal| n.iter().map(|s| s.0.clone()).collect::<Vec<_>>();
+        return Err(format!(
+            "{} series vs {}: {:?} vs {:?}",
             a.len(),
             b.len(),
-            a.iter().map(|s| &s.0).collect::<Vec<_>>(),
-            b.iter().map(|s| &s.0).collect::<Vec<_>>()
+            names(&a),
+            names(&b)
         ));
-        return;
     }
-    eprintln!(
-        "{q}: {} series, {} points",
-        a.len(),
-        a.iter().map(|s| s.1.len()).sum::<usize>()
-    );
     for ((la, pa), (lb, pb)) in a.iter().zip(&b) {
         if la != lb {
-            failures.push(format!("{q}: labels {la} vs {lb}"));
-            return;
+            return Err(format!("labels {la} vs {lb}"));
         }
         if pa.len() != pb.len() {
-            failures.push(format!("{q} {la}: {} points vs {}", pa.len(), pb.len()));
-            return;
+            return Err(format!("{la}: {} points vs {}", pa.len(), pb.len()));
         }
         for (x, y) in pa.iter().zip(pb) {
             if x.0 != y.0 || !close(x.1, y.1) {
-                failures.push(format!(
-                    "{q} {la}: at {} {} vs {} at {}",
-                    x.0, x.1, y.1, y.0
-                ));
-                return;
+                return Err(format!("{la}: {x:?} vs {y:?}"));
             }
         }
     }
+    Ok(a.iter().any(|(_, points)| !points.is_empty()))
 }

@@ -104,6 +104,45 @@ pub struct Evaluator<'a> {
     cursors: RefCell<AddrMap<usize, Vec<Cursor>>>,
 }
 
+/// Samples gathered step by step into series: found by the address of the `Arc` their
+/// labels share (selectors and functions reuse one per series across steps), else by
+/// value.
+#[derive(Debug, Default)]
+struct Gather {
+    series: Vec<Series>,
+    by_ptr: AddrMap<usize, usize>,
+    by_value: HashMap<Arc<Labels>, usize>,
+}
+
+impl Gather {
+    fn push(&mut self, labels: &Arc<Labels>, t: i64, v: f64) {
+        let ptr = Arc::as_ptr(labels) as usize;
+        let i = match self.by_ptr.get(&ptr) {
+            Some(i) => *i,
+            None => {
+                let i = match self.by_value.get(labels) {
+                    Some(i) => *i,
+                    None => {
+                        self.series.push(Series {
+                            labels: Arc::clone(labels),
+                            points: Vec::new(),
+                        });
+                        self.by_value
+                            .insert(Arc::clone(labels), self.series.len() - 1);
+                        self.series.len() - 1
+                    }
+                };
+                // Only an address whose Arc the map keeps alive may be remembered.
+                if Arc::ptr_eq(&self.series[i].labels, labels) {
+                    self.by_ptr.insert(ptr, i);
+                }
+                i
+            }
+        };
+        self.series[i].points.push((t, v));
+    }
+}
+
 /// Where a series' last window `(from, at]` was: a range query's steps move forward, so
 /// the next window is found by stepping on from there instead of two binary searches.
 #[derive(Debug, Clone, Copy)]
@@ -256,8 +295,8 @@ impl<'a> Evaluator<'a> {
         Ok(match self.eval(expr, t)? {
             Val::Scalar(v) => Value::Scalar(t, v),
             Val::Str(s) => Value::String(t, s),
+            // Unique already, as in `range`.
             Val::Vector(v) => {
-                unique(&v)?;
                 Value::Vector(t, v.into_iter().map(|s| (s.labels, s.value)).collect())
             }
             Val::Matrix(m) => Value::Matrix(m),
@@ -267,41 +306,17 @@ impl<'a> Evaluator<'a> {
     /// `expr` at every step of `[start, end]`: a range query.
     pub fn range(&self, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Value, Error> {
         self.span.set((start, end));
-        // Series by the address of an Arc they keep alive (the fast path: selectors and
-        // functions reuse one Arc per series across steps), then by label value.
-        let mut series: Vec<Series> = Vec::new();
-        let mut by_ptr: AddrMap<usize, usize> = AddrMap::default();
-        let mut by_value: HashMap<Arc<Labels>, usize> = HashMap::new();
-        let mut push = |labels: Arc<Labels>, t: i64, v: f64| {
-            let ptr = Arc::as_ptr(&labels) as usize;
-            let i = match by_ptr.get(&ptr) {
-                Some(i) => *i,
-                None => match by_value.get(&labels) {
-                    Some(i) => *i,
-                    None => {
-                        series.push(Series {
-                            labels: Arc::clone(&labels),
-                            points: Vec::new(),
-                        });
-                        let i = series.len() - 1;
-                        by_ptr.insert(ptr, i);
-                        by_value.insert(labels, i);
-                        i
-                    }
-                },
-            };
-            series[i].points.push((t, v));
-        };
+        let mut gathered = Gather::default();
         let empty = Arc::new(Labels::new());
         let mut t = start;
         while t <= end {
             match self.eval(expr, t)? {
-                Val::Scalar(v) => push(Arc::clone(&empty), t, v),
+                Val::Scalar(v) => gathered.push(&empty, t, v),
                 // Unique already: selectors and aggregations make no duplicates, and
                 // `eval` checks what functions and operators make.
                 Val::Vector(v) => {
                     for s in v {
-                        push(s.labels, t, s.value);
+                        gathered.push(&s.labels, t, s.value);
                     }
                 }
                 other => {
@@ -313,6 +328,7 @@ impl<'a> Evaluator<'a> {
             }
             t += step;
         }
+        let mut series = gathered.series;
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Value::Matrix(series))
     }
@@ -448,8 +464,7 @@ impl<'a> Evaluator<'a> {
             ts += step;
         }
         let key = sq as *const SubqueryExpr as usize;
-        let mut series: Vec<Series> = Vec::new();
-        let mut by_labels: HashMap<Arc<Labels>, usize> = HashMap::new();
+        let mut gathered = Gather::default();
         while ts <= end {
             let memoized = self.memo.borrow().get(&(key, ts)).cloned();
             let samples = match memoized {
@@ -468,18 +483,11 @@ impl<'a> Evaluator<'a> {
                 }
             };
             for s in samples.iter() {
-                let i = *by_labels.entry(Arc::clone(&s.labels)).or_insert_with(|| {
-                    series.push(Series {
-                        labels: Arc::clone(&s.labels),
-                        points: Vec::new(),
-                    });
-                    series.len() - 1
-                });
-                series[i].points.push((ts, s.value));
+                gathered.push(&s.labels, ts, s.value);
             }
             ts += step;
         }
-        Ok(series)
+        Ok(gathered.series)
     }
 
     /// A subquery's inner expression at one of its steps, as an instant vector.

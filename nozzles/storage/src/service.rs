@@ -301,13 +301,7 @@ impl Storage {
         }
         let mut forward = Vec::with_capacity(points.len());
         let n = self.shared.lock().ingest_forward(points, &mut forward)?;
-        // Every sink gets every stored sample; the last one takes the vector itself.
-        if let Some((last, rest)) = self.forwarders.split_last() {
-            for f in rest {
-                f.push(forward.iter().cloned());
-            }
-            last.push(forward);
-        }
+        self.forward(forward);
         Ok(n)
     }
 
@@ -325,13 +319,18 @@ impl Storage {
             .shared
             .lock()
             .ingest_resolved(samples, Some(&mut forward))?;
+        self.forward(forward);
+        Ok(n)
+    }
+
+    /// Hands stored samples to every sink; the last one takes the vector itself.
+    fn forward(&self, samples: Vec<crate::sink::Sample>) {
         if let Some((last, rest)) = self.forwarders.split_last() {
             for f in rest {
-                f.push(forward.iter().cloned());
+                f.push(samples.iter().cloned());
             }
-            last.push(forward);
+            last.push(samples);
         }
-        Ok(n)
     }
 
     /// Writes buffered log rows to parts, merges finished hours, drops expired ones.

@@ -255,14 +255,10 @@ impl Store {
         let mut new_series = String::new();
         let known_before = self.catalog.len();
         for p in points {
-            let Ok((id, new)) = self.catalog.get_or_insert(&p.key) else {
+            let Some(id) = self.id_of(&p.key, &mut new_series) else {
                 self.stats.refused += 1;
                 continue;
             };
-            if new {
-                new_series.push_str(&series_log::line(id, &p.key));
-                new_series.push('\n');
-            }
             let value = if p.increment {
                 let total = self.totals.entry(id).or_default();
                 *total += p.value;
@@ -292,21 +288,27 @@ impl Store {
     ) -> Result<Vec<Option<SeriesId>>, Error> {
         let mut new_series = String::new();
         let known_before = self.catalog.len();
-        let mut ids = Vec::with_capacity(keys.len());
-        for key in keys {
-            match self.catalog.get_or_insert(key) {
-                Ok((id, new)) => {
-                    if new {
-                        new_series.push_str(&series_log::line(id, key));
-                        new_series.push('\n');
-                    }
-                    ids.push(Some(id));
-                }
-                Err(_) => ids.push(None),
-            }
-        }
+        let ids = keys
+            .iter()
+            .map(|key| self.id_of(key, &mut new_series))
+            .collect();
         self.log_series(&new_series, known_before)?;
         Ok(ids)
+    }
+
+    /// `key`'s id, a new series' catalog line appended to `new_series` (for
+    /// [`Store::log_series`]); `None` when the series cap refuses it.
+    fn id_of(
+        &mut self,
+        key: &crate::model::SeriesKey,
+        new_series: &mut String,
+    ) -> Option<SeriesId> {
+        let (id, new) = self.catalog.get_or_insert(key).ok()?;
+        if new {
+            new_series.push_str(&series_log::line(id, key));
+            new_series.push('\n');
+        }
+        Some(id)
     }
 
     /// Counts samples refused by the series cap outside [`Store::ingest`] (an import).

@@ -91,11 +91,35 @@ pub(crate) struct StorageArgs {
         default_value = ""
     )]
     influx_token: String,
+    /// Keep Parquet parts and the catalog on this object store too, shared with other
+    /// storage nodes: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
+    /// file:///dir. Credentials come from the provider's environment variables
+    /// (AWS_ACCESS_KEY_ID, …). Nodes then split the Firehose by source id and each
+    /// answers queries over all of them.
+    #[arg(long, requires = "node_id")]
+    object_store: Option<String>,
+    /// An option of the object store's client, KEY=VALUE (e.g.
+    /// aws_endpoint=http://127.0.0.1:9000, aws_allow_http=true); repeat for several.
+    #[arg(long = "object-store-option", value_parser = parse_option)]
+    object_store_options: Vec<(String, String)>,
+    /// This node's name in the object store (unique per node, stable across restarts).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// How often to seal what is buffered, publish it, and read the other nodes.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    object_sync: Duration,
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     tls_server_name: String,
     #[command(flatten)]
     component: ComponentArgs,
+}
+
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 fn sinks(a: &StorageArgs, problems: &mut Vec<Invalid>) -> Vec<Arc<dyn Sink>> {
@@ -165,6 +189,15 @@ pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids
             super::DEFAULT_AGENT,
         ),
         grace: a.component.grace(),
+        object: a
+            .object_store
+            .as_ref()
+            .map(|url| hydrant_storage::object::Config {
+                url: url.clone(),
+                options: a.object_store_options.clone(),
+                node: a.node_id.clone().unwrap_or_default(),
+                sync: a.object_sync,
+            }),
     };
     problems.extend(config.validate());
     Invalids::check(problems)?;

@@ -179,7 +179,7 @@ async fn labels(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Respo
     let p = params(raw.as_deref(), &body);
     match scoped(&s, &p).await {
         Ok(ids) => {
-            let names = s.shared.lock().catalog.label_names(ids.as_deref());
+            let names = query::label_names(&s.shared, ids.as_deref());
             success(json!(names))
         }
         Err(e) => error(&e),
@@ -197,7 +197,7 @@ async fn label_values(
     let p = params(raw.as_deref(), &[]);
     match scoped(&s, &p).await {
         Ok(ids) => {
-            let values = s.shared.lock().catalog.label_values(&name, ids.as_deref());
+            let values = query::label_values(&s.shared, &name, ids.as_deref());
             success(json!(values))
         }
         Err(e) => error(&e),
@@ -217,7 +217,9 @@ async fn series(State(s): Shared, RawQuery(raw): RawQuery, body: Bytes) -> Respo
                 .filter(|l| *l > 0);
             let mut all = query::labels(&s.shared, &ids);
             // Prometheus returns series in label order (name first, then each label).
+            // A series several nodes wrote is one series.
             all.sort_unstable();
+            all.dedup();
             all.truncate(limit.unwrap_or(usize::MAX));
             (
                 [(header::CONTENT_TYPE, "application/json")],
@@ -452,6 +454,7 @@ impl Observe for Storage {
             self.shared.delete_failures.load(Relaxed) as f64,
         );
         crate::sink::render(&self.forwarders, &mut t);
+        crate::cluster::render(self, &mut t);
         t.finish()
     }
 
@@ -459,7 +462,7 @@ impl Observe for Storage {
     /// everything, only that sink's copy is behind or lost.
     fn health(&self) -> (bool, Value) {
         let series = self.shared.lock().catalog.len();
-        let problems: Vec<String> = self
+        let mut problems: Vec<String> = self
             .forwarders
             .iter()
             .filter_map(|f| {
@@ -467,6 +470,13 @@ impl Observe for Storage {
                     .map(|e| format!("sink {} ({}) is failing: {e}", f.name, f.target))
             })
             .collect();
+        if let Some(e) = self
+            .cluster
+            .get()
+            .and_then(crate::cluster::Cluster::failing)
+        {
+            problems.push(format!("object store is failing: {e}"));
+        }
         let status = if problems.is_empty() {
             "ok"
         } else {

@@ -13,12 +13,16 @@
 //! - [`queries`]: where queries run: their own threads, a time limit, a memory pool.
 //! - [`logs`]: the bounded log table.
 //! - [`store`]: the engine (write buffer, WAL, Parquet parts, compaction, retention).
+//! - [`object`]: Parquet parts and catalogs on an object store, and the peers read from it.
+//! - [`cluster`]: a node's sync with the object store (publish, read peers).
 
 pub mod api;
 pub mod catalog;
+pub mod cluster;
 pub mod import;
 pub mod logs;
 pub mod model;
+pub mod object;
 pub use hydrant_promql as promql;
 pub mod queries;
 pub mod query;

@@ -11,27 +11,96 @@ use crate::promql::{
 };
 use crate::store::maintain::Shared;
 
-/// The series ids matching a planned selector (any of its matcher groups).
+/// The series ids matching a planned selector (any of its matcher groups), this node's
+/// first, then the peers' ([`crate::object::peers::global`]).
 pub fn select(shared: &Shared, groups: &[Vec<promql_parser::label::Matcher>]) -> Vec<SeriesId> {
-    let store = shared.lock();
     let mut ids: BTreeSet<SeriesId> = BTreeSet::new();
-    for g in groups {
-        ids.extend(store.catalog.select(g));
+    {
+        let store = shared.lock();
+        for g in groups {
+            ids.extend(store.catalog.select(g));
+        }
     }
-    ids.into_iter().collect()
+    let mut ids: Vec<SeriesId> = ids.into_iter().collect();
+    ids.extend(shared.peers.select(groups));
+    ids
 }
 
 /// The labels of a series, `__name__` included.
 pub fn labels(shared: &Shared, ids: &[SeriesId]) -> Vec<Arc<Labels>> {
+    let label = |key: &crate::model::SeriesKey| {
+        let mut l = key.labels.clone();
+        l.insert("__name__".into(), key.name.clone());
+        Arc::new(l)
+    };
     let store = shared.lock();
     ids.iter()
-        .map(|id| {
-            let key = store.catalog.key(*id);
-            let mut l = key.labels.clone();
-            l.insert("__name__".into(), key.name.clone());
-            Arc::new(l)
+        .map(|id| match crate::object::peers::split(*id) {
+            (0, _) => label(store.catalog.key(*id)),
+            _ => match shared.peers.key(*id) {
+                Some(key) => label(&key),
+                None => Arc::new(Labels::new()),
+            },
         })
         .collect()
+}
+
+/// Label names over `ids` (every series when `None`), of this node and its peers.
+pub fn label_names(shared: &Shared, ids: Option<&[SeriesId]>) -> BTreeSet<String> {
+    let (mine, theirs) = partition(ids);
+    let mut out = shared.lock().catalog.label_names(mine.as_deref());
+    out.extend(shared.peers.label_names(theirs.as_deref()));
+    out
+}
+
+/// Values of `name` over `ids` (every series when `None`), of this node and its peers.
+pub fn label_values(shared: &Shared, name: &str, ids: Option<&[SeriesId]>) -> BTreeSet<String> {
+    let (mine, theirs) = partition(ids);
+    let mut out = shared.lock().catalog.label_values(name, mine.as_deref());
+    out.extend(shared.peers.label_values(name, theirs.as_deref()));
+    out
+}
+
+type Ids = Option<Vec<SeriesId>>;
+
+/// Splits ids into this node's and the peers'.
+fn partition(ids: Option<&[SeriesId]>) -> (Ids, Ids) {
+    match ids {
+        None => (None, None),
+        Some(ids) => {
+            let (mine, theirs) = ids
+                .iter()
+                .partition(|id| crate::object::peers::split(**id).0 == 0);
+            (Some(mine), Some(theirs))
+        }
+    }
+}
+
+/// Merges series with equal labels (one series written by several nodes over time):
+/// samples in time order, and for a timestamp two nodes hold, one of them.
+fn merge_equal(series: Vec<Series>) -> Vec<Series> {
+    let mut at: std::collections::HashMap<Arc<Labels>, usize> = Default::default();
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    let mut merged = false;
+    for s in series {
+        match at.get(&s.labels) {
+            Some(&i) => {
+                out[i].points.extend(s.points);
+                merged = true;
+            }
+            None => {
+                at.insert(Arc::clone(&s.labels), out.len());
+                out.push(s);
+            }
+        }
+    }
+    if merged {
+        for s in &mut out {
+            s.points.sort_by_key(|p| p.0);
+            s.points.dedup_by_key(|p| p.0);
+        }
+    }
+    out
 }
 
 async fn fetch(
@@ -60,6 +129,12 @@ async fn fetch(
                 ));
             }
             series.push(Series { labels, points });
+        }
+        if ids
+            .last()
+            .is_some_and(|id| crate::object::peers::split(*id).0 > 0)
+        {
+            series = merge_equal(series);
         }
         data.selected.push(series);
     }

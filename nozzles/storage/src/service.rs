@@ -56,6 +56,8 @@ pub struct Config {
     pub access: hydrant_runtime::access::Access,
     /// Query threads, time limit and memory.
     pub queries: queries::Limits,
+    /// An object store shared with other storage nodes (sharded by source id).
+    pub object: Option<crate::object::Config>,
 }
 
 impl Config {
@@ -107,6 +109,9 @@ impl Config {
         ] {
             require(&mut out, ok, field, "must be at least 1 (64 for bytes)");
         }
+        if let Some(o) = &self.object {
+            out.extend(o.validate());
+        }
         out
     }
 }
@@ -126,6 +131,9 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("storage HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    /// The object store could not be opened or read at start.
+    #[error("storage: {0}")]
+    Object(#[from] crate::object::Error),
 }
 
 /// Which query API answered.
@@ -200,6 +208,10 @@ hydrant_runtime::labels! {
         Ingest => [("stage", "ingest")],
         /// A failed maintenance pass (seal, compaction, retention).
         Maintenance => [("stage", "maintenance")],
+        /// A failed publication to the object store (retried at the next sync).
+        Publish => [("stage", "object_publish")],
+        /// A failed read of the peers' manifests (retried at the next sync).
+        Refresh => [("stage", "object_refresh")],
     }
 }
 
@@ -236,6 +248,8 @@ pub struct Storage {
     pub access: hydrant_runtime::access::Access,
     /// Where queries run.
     pub queries: Queries,
+    /// The object-store side, when configured.
+    pub cluster: std::sync::OnceLock<crate::cluster::Cluster>,
     started: Instant,
 }
 
@@ -267,6 +281,7 @@ impl Storage {
             forwarders,
             access: config.access.clone(),
             queries: Queries::new(config.queries)?,
+            cluster: std::sync::OnceLock::new(),
             started: Instant::now(),
         });
         Ok((storage, deliveries))
@@ -462,7 +477,20 @@ pub async fn run(
     // maintenance stops.
     let accept = life.token(Phase::Accept);
     let flush = life.token(Phase::Flush);
+    let remote = match &config.object {
+        Some(o) => Some(crate::cluster::connect(o, &config.store.dir).await?),
+        None => None,
+    };
     let (storage, deliveries) = Storage::open(&config, &flush)?;
+    if let (Some(remote), Some(o)) = (remote, &config.object) {
+        crate::cluster::attach(&storage, remote).await?;
+        let s = Arc::clone(&storage);
+        let (every, cancel) = (o.sync, accept.clone());
+        life.spawn(Phase::Accept, "object store sync", async move {
+            crate::cluster::run(s, every, cancel).await;
+            Ok(())
+        });
+    }
     // Every subscription queues its batches for one writer; the writer ends once the
     // subscriptions have (the queue closes), so the accept phase ends with everything
     // received stored.
@@ -476,12 +504,14 @@ pub async fn run(
         tls: config.tls.clone(),
         discovery: config.discovery,
     };
-    nozzle::subscribe(
-        &mut life,
-        &source,
-        &request(SHARD_ID, select::all("")),
-        &ingest,
-    )?;
+    // Nodes sharing an object store split the Firehose by source id (one app's series
+    // stay on one node), ordered by node name.
+    let mut req = request(SHARD_ID, select::all(""));
+    if let Some(o) = &config.object {
+        req.deterministic_name =
+            format!("{}:{}", hydrant_proto::subscriber::SOURCE_AFFINITY, o.node);
+    }
+    nozzle::subscribe(&mut life, &source, &req, &ingest)?;
     drop(ingest);
     let s = Arc::clone(&storage);
     life.spawn(Phase::Accept, "store what was received", async move {
@@ -502,6 +532,8 @@ pub async fn run(
             tracing::error!(error = %e, "storage: sealing at shutdown failed");
         }
         s.maintain_logs(now_ms()).await;
+        // What was just sealed reaches the object store before the node stops.
+        crate::cluster::sync(&s).await;
         Ok(())
     });
     for (name, delivery) in deliveries {

@@ -2,7 +2,8 @@
 //! `samples(series_id, ts, value)` (every Parquet part plus the buffer),
 //! `series(series_id, name, labels)` (labels as a JSON object) and
 //! `logs(ts, source_id, instance_id, source_type, stream, payload)` (every log part plus
-//! the rows in memory).
+//! the rows in memory). With an object store, peers' series (under tagged ids), samples
+//! and log rows are in the same tables.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,9 +12,11 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionContext};
 
-use crate::logs::store::LogStore;
+use crate::logs::store::{LOGS, LogStore};
+use crate::object::peers;
 use crate::store::buffer;
 use crate::store::maintain::Shared;
+use crate::store::parts::{METRICS, Part};
 
 /// Errors running SQL.
 #[derive(Debug, thiserror::Error)]
@@ -24,20 +27,26 @@ pub enum Error {
     /// The result could not be encoded.
     #[error("encoding the result: {0}")]
     Encode(#[from] arrow::error::ArrowError),
+    /// A peer's part could not be fetched from the object store.
+    #[error("{0}")]
+    Peer(#[from] crate::object::Error),
 }
 
+/// This node's series, then each peer's, under their tagged ids.
 fn series_batch(shared: &Shared) -> RecordBatch {
-    let store = shared.lock();
-    let n = store.catalog.len() as u64;
-    let ids: Vec<u64> = (0..n).collect();
-    let names: Vec<String> = ids
-        .iter()
-        .map(|id| store.catalog.key(*id).name.clone())
-        .collect();
-    let labels: Vec<String> = ids
-        .iter()
-        .map(|id| serde_json::to_string(&store.catalog.key(*id).labels).unwrap_or_default())
-        .collect();
+    let (mut ids, mut names, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    let mut add = |catalog: &crate::catalog::Catalog, node: usize| {
+        for id in 0..catalog.len() as u64 {
+            let key = catalog.key(id);
+            ids.push(peers::global(node, id));
+            names.push(key.name.clone());
+            labels.push(serde_json::to_string(&key.labels).unwrap_or_default());
+        }
+    };
+    add(&shared.lock().catalog, 0);
+    for (i, n) in shared.peers.nodes().iter().enumerate() {
+        add(&n.catalog, i + 1);
+    }
     let schema = Arc::new(Schema::new(vec![
         Field::new("series_id", DataType::UInt64, false),
         Field::new("name", DataType::Utf8, false),
@@ -66,13 +75,48 @@ pub async fn run(
         let store = shared.lock();
         (store.all_parts(), store.buffer_batches())
     };
-    register(ctx, "samples", buffer::schema(), &parts, samples).await?;
+    // Peers' samples carry their own ids: each node's parts are a view that tags them.
+    let mut views = Vec::new();
+    let mut by_node: std::collections::BTreeMap<usize, Vec<Part>> = Default::default();
+    for (node, p) in shared.peers.all_parts(METRICS) {
+        by_node
+            .entry(node)
+            .or_default()
+            .push(shared.peers.local(&p).await?);
+    }
+    for (node, parts) in by_node {
+        let name = format!("samples_node_{node}");
+        let paths: Vec<String> = parts
+            .iter()
+            .map(|p| p.path.to_string_lossy().into_owned())
+            .collect();
+        let schema = buffer::schema();
+        let opts = ParquetReadOptions::default().schema(&schema);
+        let df = ctx.read_parquet(paths, opts).await?;
+        ctx.register_table(name.as_str(), df.into_view())?;
+        views.push(format!(
+            "SELECT series_id + CAST({} AS BIGINT UNSIGNED) AS series_id, ts, value FROM {name}",
+            peers::global(node, 0)
+        ));
+    }
+    register(ctx, "samples", buffer::schema(), &parts, samples, &views).await?;
     ctx.register_batch("series", series_batch(shared))?;
-    let (log_parts, log_rows) = {
+    let (mut log_parts, log_rows) = {
         let l = logs.lock().unwrap_or_else(|p| p.into_inner());
         (l.parts(), l.batches())
     };
-    register(ctx, "logs", crate::logs::schema(), &log_parts, log_rows).await?;
+    for (_, p) in shared.peers.all_parts(LOGS) {
+        log_parts.push(shared.peers.local(&p).await?);
+    }
+    register(
+        ctx,
+        "logs",
+        crate::logs::schema(),
+        &log_parts,
+        log_rows,
+        &[],
+    )
+    .await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -86,8 +130,9 @@ async fn register(
     ctx: &SessionContext,
     name: &str,
     schema: arrow::datatypes::SchemaRef,
-    parts: &[crate::store::parts::Part],
+    parts: &[Part],
     mut memory: Vec<RecordBatch>,
+    views: &[String],
 ) -> Result<(), Error> {
     if memory.is_empty() {
         memory.push(RecordBatch::new_empty(Arc::clone(&schema)));
@@ -95,7 +140,7 @@ async fn register(
     let table = MemTable::try_new(Arc::clone(&schema), vec![memory])?;
     let in_memory = format!("{name}_memory");
     ctx.register_table(in_memory.as_str(), Arc::new(table))?;
-    let union = if parts.is_empty() {
+    let mut union = if parts.is_empty() {
         format!("SELECT * FROM {in_memory}")
     } else {
         let paths: Vec<String> = parts
@@ -108,6 +153,10 @@ async fn register(
         ctx.register_table(format!("{name}_parquet").as_str(), df.into_view())?;
         format!("SELECT * FROM {name}_parquet UNION ALL SELECT * FROM {in_memory}")
     };
+    for v in views {
+        union.push_str(" UNION ALL ");
+        union.push_str(v);
+    }
     ctx.register_table(name, ctx.sql(&union).await?.into_view())?;
     Ok(())
 }

@@ -53,4 +53,20 @@ hydrant_runtime::metrics! {
         "Samples waiting in each sink's queue.";
     RECONNECTS = "hydrant_storage_firehose_reconnects_total", Counter,
         "Firehose subscriptions re-established.";
+    OBJECT_UPLOADS = "hydrant_storage_object_uploads_total", Counter,
+        "Objects (parts, catalog segments, manifests) uploaded to the object store.";
+    OBJECT_UPLOAD_BYTES = "hydrant_storage_object_upload_bytes_total", Counter,
+        "Bytes uploaded to the object store.";
+    OBJECT_GENERATION = "hydrant_storage_object_manifest_generation", Gauge,
+        "Generation of the last manifest this node published.";
+    OBJECT_PENDING = "hydrant_storage_object_pending_parts", Gauge,
+        "Parts on local disk not yet published to the object store (as of the last sync).";
+    OBJECT_DOWNLOADS = "hydrant_storage_object_downloads_total", Counter,
+        "Peers' parts downloaded from the object store.";
+    OBJECT_DOWNLOAD_BYTES = "hydrant_storage_object_download_bytes_total", Counter,
+        "Bytes of peers' parts downloaded from the object store.";
+    OBJECT_PEERS = "hydrant_storage_object_peers", Gauge,
+        "Other storage nodes read from the object store.";
+    OBJECT_PEER_SERIES = "hydrant_storage_object_peer_series", Gauge,
+        "Series in each peer's catalog, by node.";
 }

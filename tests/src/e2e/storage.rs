@@ -48,6 +48,26 @@ impl TestStorage {
         sinks: Vec<std::sync::Arc<dyn hydrant_storage::sink::Sink>>,
         queries: hydrant_storage::queries::Limits,
     ) -> TestStorage {
+        TestStorage::launch(d, dir, sinks, queries, None).await
+    }
+
+    /// A node sharing `object` with others.
+    pub(crate) async fn with_object(
+        d: &TestDoppler,
+        dir: std::path::PathBuf,
+        object: hydrant_storage::object::Config,
+    ) -> TestStorage {
+        let limits = hydrant_storage::queries::Limits::default();
+        TestStorage::launch(d, dir, Vec::new(), limits, Some(object)).await
+    }
+
+    async fn launch(
+        d: &TestDoppler,
+        dir: std::path::PathBuf,
+        sinks: Vec<std::sync::Arc<dyn hydrant_storage::sink::Sink>>,
+        queries: hydrant_storage::queries::Limits,
+        object: Option<hydrant_storage::object::Config>,
+    ) -> TestStorage {
         let http = listener().await;
         let addr = http.local_addr().unwrap();
         let config = hydrant_storage::Config {
@@ -69,6 +89,7 @@ impl TestStorage {
             maintenance: Duration::from_millis(500),
             sinks,
             grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
+            object,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(hydrant_storage::run(config, http, shutdown.clone()));

@@ -14,6 +14,7 @@ use tokio::sync::RwLock;
 use super::cache::{Decoded, PartCache};
 use super::{Error, Store, buffer, normalize, parts, push_batch, read_parts};
 use crate::catalog::SeriesId;
+use crate::object::peers::{self, Peers};
 
 /// A store shared by ingest, queries and maintenance.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct Shared {
     /// Part files that could not be deleted after leaving the index (they take disk
     /// space until removed by hand).
     pub delete_failures: AtomicU64,
+    /// Other storage nodes sharing an object store (none without one).
+    pub peers: Peers,
 }
 
 impl Shared {
@@ -53,6 +56,7 @@ impl Shared {
             decoded: Mutex::new(PartCache::new(budget)),
             files: RwLock::new(()),
             delete_failures: AtomicU64::new(0),
+            peers: Peers::default(),
         })
     }
 
@@ -62,6 +66,7 @@ impl Shared {
     }
 
     /// The samples of `ids` in `[start, end]` (ms), from Parquet and the buffer, sorted.
+    /// Ids of peers ([`peers::global`]) are read from their parts.
     pub async fn fetch(
         &self,
         ids: &[SeriesId],
@@ -69,25 +74,61 @@ impl Shared {
         end: i64,
     ) -> Result<BTreeMap<SeriesId, Vec<(i64, f64)>>, Error> {
         let _files = self.files.read().await;
+        let mut groups = peers::by_node(ids);
+        let local = groups.remove(&0).unwrap_or_default();
         let mut buffered = BTreeMap::new();
         let parts = {
             let store = self.lock();
-            store.fetch_buffer(ids, start, end, &mut buffered);
+            store.fetch_buffer(&local, start, end, &mut buffered);
             store.parts_between(start, end)
         };
-        // Part by part, in (hour, seq) order: for a repeated timestamp the later part wins.
         let mut out = BTreeMap::new();
-        for part in &parts {
-            match self.decoded(part).await? {
-                Some(d) => d.fetch(ids, start, end, &mut out),
-                None => read_parts(std::slice::from_ref(part), ids, start, end, &mut out).await?,
-            }
-        }
+        self.read_into(&parts, &local, start, end, &mut out).await?;
         for (id, points) in buffered {
             out.entry(id).or_default().extend(points);
         }
+        let (lo, hi) = (buffer::hour_of(start), buffer::hour_of(end));
+        for (node, ids) in groups {
+            let mut parts = Vec::new();
+            for p in self.peers.parts_between(node, parts::METRICS, lo, hi) {
+                parts.push(self.peers.local(&p).await.map_err(|e| Error::Part {
+                    path: p.part.path.clone(),
+                    message: e.to_string(),
+                })?);
+            }
+            let mut theirs = BTreeMap::new();
+            self.read_into(&parts, &ids, start, end, &mut theirs)
+                .await?;
+            out.extend(
+                theirs
+                    .into_iter()
+                    .map(|(id, points)| (peers::global(node, id), points)),
+            );
+        }
         normalize(&mut out);
         Ok(out)
+    }
+
+    /// Adds the samples of `ids` in `parts` to `out`, part by part in (hour, seq) order:
+    /// for a repeated timestamp the later part wins.
+    async fn read_into(
+        &self,
+        parts: &[parts::Part],
+        ids: &[SeriesId],
+        start: i64,
+        end: i64,
+        out: &mut BTreeMap<SeriesId, Vec<(i64, f64)>>,
+    ) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for part in parts {
+            match self.decoded(part).await? {
+                Some(d) => d.fetch(ids, start, end, out),
+                None => read_parts(std::slice::from_ref(part), ids, start, end, out).await?,
+            }
+        }
+        Ok(())
     }
 
     /// The decoded-parts cache.
@@ -146,40 +187,72 @@ impl Shared {
             store.parts_between(start, end)
         };
         for part in parts {
-            let cached = self
-                .part_series
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&part.path)
-                .cloned();
-            let ids = match cached {
-                Some(ids) => ids,
-                None => {
-                    let p = part.clone();
-                    let read = tokio::task::spawn_blocking(move || parts::series_ids(&p)).await;
-                    let ids = read
-                        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-                        .map_err(|source| Error::Io {
-                            path: part.path.clone(),
-                            source,
-                        })?;
-                    let ids = Arc::new(ids);
-                    let live: Vec<PathBuf> = self
-                        .lock()
-                        .all_parts()
-                        .into_iter()
-                        .map(|p| p.path)
-                        .collect();
-                    let mut cache = self.part_series.lock().unwrap_or_else(|p| p.into_inner());
-                    // Forget compacted and expired parts.
-                    cache.retain(|path, _| live.contains(path));
-                    cache.insert(part.path.clone(), Arc::clone(&ids));
-                    ids
-                }
-            };
-            out.extend(ids.iter());
+            out.extend(self.part_ids(&part).await?.iter());
+        }
+        let (lo, hi) = (buffer::hour_of(start), buffer::hour_of(end));
+        let peers = self.peers.nodes().len();
+        for node in 1..=peers {
+            for p in self.peers.parts_between(node, parts::METRICS, lo, hi) {
+                let part = self.peers.local(&p).await.map_err(|e| Error::Part {
+                    path: p.part.path.clone(),
+                    message: e.to_string(),
+                })?;
+                let ids = self.part_ids(&part).await?;
+                out.extend(ids.iter().map(|id| peers::global(node, *id)));
+            }
         }
         Ok(out)
+    }
+
+    /// The distinct series ids of a part, read once.
+    async fn part_ids(&self, part: &parts::Part) -> Result<Arc<Vec<SeriesId>>, Error> {
+        let cached = self
+            .part_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&part.path)
+            .cloned();
+        if let Some(ids) = cached {
+            return Ok(ids);
+        }
+        let p = part.clone();
+        let read = tokio::task::spawn_blocking(move || parts::series_ids(&p)).await;
+        let ids = read
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|source| Error::Io {
+                path: part.path.clone(),
+                source,
+            })?;
+        let ids = Arc::new(ids);
+        let mut live: Vec<PathBuf> = self
+            .lock()
+            .all_parts()
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        live.extend(
+            self.peers
+                .all_parts(parts::METRICS)
+                .into_iter()
+                .map(|(_, p)| p.part.path),
+        );
+        let mut cache = self.part_series.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget compacted and expired parts.
+        cache.retain(|path, _| live.contains(path));
+        cache.insert(part.path.clone(), Arc::clone(&ids));
+        Ok(ids)
+    }
+
+    /// Deletes local copies of peers' parts the peers no longer have, once no query reads
+    /// them.
+    pub async fn forget_peer_parts(&self, stale: &[PathBuf]) {
+        if stale.is_empty() {
+            return;
+        }
+        let _files = self.files.write().await;
+        for path in stale {
+            self.delete(path);
+        }
     }
 
     /// Seals every due partition at `now` (ms); returns how many.

@@ -156,8 +156,15 @@ pub fn discover(dir: &Path) -> Found {
     discover_table(dir, METRICS)
 }
 
+/// The CRC-32 a part's file name carries (`part-<hour>-<seq>.<crc>.parquet`).
+pub fn name_crc(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    u32::from_str_radix(stem.split_once('.')?.1, 16).ok()
+}
+
 /// Why a part cannot be used, if it cannot.
-fn damage(path: &Path, crc: Option<u32>) -> Option<String> {
+pub fn damage(path: &Path, crc: Option<u32>) -> Option<String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => return Some(format!("cannot be read: {e}")),

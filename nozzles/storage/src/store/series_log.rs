@@ -74,14 +74,14 @@ pub(super) fn rewrite(path: &Path, catalog: &Catalog) -> Result<(), Error> {
 pub const LOST_SERIES: &str = "hydrant_lost_series";
 
 /// A catalog line: the CRC-32 of its JSON (8 hex digits), a space, the JSON.
-pub(super) fn line(id: SeriesId, key: &SeriesKey) -> String {
+pub(crate) fn line(id: SeriesId, key: &SeriesKey) -> String {
     let json = serde_json::json!({"id": id, "name": key.name, "labels": key.labels}).to_string();
     format!("{:08x} {json}", CRC.checksum(json.as_bytes()))
 }
 
 /// The id and key of a catalog line; `None` when it is damaged. Lines written before the
 /// CRC existed (bare JSON) are read as they are.
-fn parse_line(line: &str) -> Option<(SeriesId, SeriesKey)> {
+pub(crate) fn parse_line(line: &str) -> Option<(SeriesId, SeriesKey)> {
     let json = match line.split_once(' ') {
         Some((crc, json)) if crc.len() == 8 && !line.starts_with('{') => {
             let want = u32::from_str_radix(crc, 16).ok()?;
@@ -103,7 +103,7 @@ fn parse_line(line: &str) -> Option<(SeriesId, SeriesKey)> {
 }
 
 /// The placeholder for series `id`, whose catalog line was lost.
-pub(super) fn lost(id: SeriesId) -> SeriesKey {
+pub(crate) fn lost(id: SeriesId) -> SeriesKey {
     SeriesKey {
         name: LOST_SERIES.to_owned(),
         labels: [("series_id".to_owned(), id.to_string())].into(),

@@ -1,0 +1,325 @@
+//! Publishing this node: new catalog lines as a segment, new parts (metrics and logs)
+//! uploaded whole, then the manifest naming them, then the objects it no longer names are
+//! deleted. A failure anywhere leaves the last manifest as it was, and the next sync starts
+//! over from what is on disk. An empty data dir is first restored from the node's own
+//! manifest ([`restore`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use object_store::path::Path as Key;
+use object_store::{ObjectStoreExt, PutPayload};
+use tokio::io::AsyncWriteExt;
+
+use super::{Error, FORMAT, MAX_SEGMENTS, Manifest, Published, Remote, Segment, key, manifest};
+use crate::catalog::SeriesId;
+use crate::logs::store::{LOGS, LogStore};
+use crate::store::maintain::Shared;
+use crate::store::parts::{METRICS, Part};
+use crate::store::series_log;
+
+/// Bytes an upload buffers before it turns into a multipart upload of parts this size.
+pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
+
+/// The catalog file under the data dir.
+const SERIES_FILE: &str = "series.jsonl";
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct UploadStats {
+    /// Objects uploaded (parts and segments).
+    pub uploads: AtomicU64,
+    /// Bytes uploaded.
+    pub upload_bytes: AtomicU64,
+    /// Manifests written.
+    pub publications: AtomicU64,
+    /// Objects deleted after leaving the manifest.
+    pub deletes: AtomicU64,
+    /// The generation of the last manifest written.
+    pub generation: AtomicU64,
+    /// Parts on disk not yet published (as of the last sync).
+    pub pending: AtomicU64,
+}
+
+/// What one publication did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Parts uploaded.
+    pub parts: usize,
+    /// Series uploaded.
+    pub series: u64,
+    /// Whether a manifest was written (nothing changed otherwise).
+    pub published: bool,
+}
+
+/// Publishes one node.
+#[derive(Debug)]
+pub struct Uploader {
+    remote: Remote,
+    dir: PathBuf,
+    published: tokio::sync::Mutex<Manifest>,
+    /// Counters.
+    pub stats: UploadStats,
+}
+
+impl Uploader {
+    /// Reads what the node published before. Refuses a node whose published catalog is
+    /// longer than the local one: another process writes under its name, or its disk was
+    /// replaced by an older one.
+    pub async fn start(remote: Remote, dir: &Path, local_series: u64) -> Result<Uploader, Error> {
+        let m = manifest(remote.store.as_ref(), &remote.node)
+            .await?
+            .unwrap_or_else(|| Manifest {
+                format: FORMAT,
+                node: remote.node.clone(),
+                ..Manifest::default()
+            });
+        if m.series_count() > local_series {
+            return Err(Error::Diverged {
+                node: remote.node.clone(),
+                published: m.series_count(),
+                local: local_series,
+            });
+        }
+        let stats = UploadStats::default();
+        stats.generation.store(m.generation, Relaxed);
+        Ok(Uploader {
+            remote,
+            dir: dir.to_owned(),
+            published: tokio::sync::Mutex::new(m),
+            stats,
+        })
+    }
+
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.remote.node
+    }
+
+    /// Uploads what is new and writes the manifest (when anything changed).
+    pub async fn publish(&self, shared: &Shared, logs: &Mutex<LogStore>) -> Result<Outcome, Error> {
+        let mut published = self.published.lock().await;
+        let (local_parts, keys, from) = {
+            let store = shared.lock();
+            let parts: Vec<(&str, Part)> = store
+                .all_parts()
+                .into_iter()
+                .map(|p| (METRICS, p))
+                .collect();
+            let n = store.catalog.len() as SeriesId;
+            // Merging the segments rewrites them all; otherwise only the new lines go up.
+            let from = if published.series.len() >= MAX_SEGMENTS && n > published.series_count() {
+                0
+            } else {
+                published.series_count()
+            };
+            let keys: Vec<_> = (from..n).map(|id| store.catalog.key_arc(id)).collect();
+            (parts, keys, from)
+        };
+        let mut local_parts = local_parts;
+        local_parts.extend(
+            logs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .parts()
+                .into_iter()
+                .map(|p| (LOGS, p)),
+        );
+        let pending = local_parts
+            .iter()
+            .filter_map(|(_, p)| relative(&self.dir, &p.path))
+            .filter(|rel| !published.parts.iter().any(|p| &p.key == rel))
+            .count();
+        self.stats.pending.store(pending as u64, Relaxed);
+        let mut next = published.clone();
+        let mut outcome = Outcome::default();
+        if !keys.is_empty() {
+            let count = keys.len() as u64;
+            let mut text = String::new();
+            for (i, k) in keys.iter().enumerate() {
+                text.push_str(&series_log::line(from + i as u64, k));
+                text.push('\n');
+            }
+            let rel = format!("series/{from:012}-{count:012}.jsonl");
+            self.put(&key(&self.remote.node, &rel), text.into_bytes())
+                .await?;
+            let segment = Segment {
+                first: from,
+                count,
+                key: rel,
+            };
+            if from == 0 {
+                next.series = vec![segment];
+            } else {
+                next.series.push(segment);
+            }
+            outcome.series = count;
+        }
+        let mut parts = Vec::with_capacity(local_parts.len());
+        for (table, part) in &local_parts {
+            let Some(rel) = relative(&self.dir, &part.path) else {
+                continue;
+            };
+            if let Some(p) = published.parts.iter().find(|p| p.key == rel) {
+                parts.push(p.clone());
+                continue;
+            }
+            if !self
+                .upload(shared, part, &key(&self.remote.node, &rel))
+                .await?
+            {
+                continue; // compacted or expired meanwhile
+            }
+            outcome.parts += 1;
+            parts.push(Published {
+                table: (*table).to_owned(),
+                hour: part.hour,
+                seq: part.seq,
+                bytes: part.bytes,
+                key: rel,
+            });
+        }
+        next.parts = parts;
+        if next.series == published.series && next.parts == published.parts {
+            self.stats.pending.store(0, Relaxed);
+            return Ok(outcome);
+        }
+        next.generation = published.generation + 1;
+        next.written_ms = chrono::Utc::now().timestamp_millis();
+        let body = serde_json::to_vec_pretty(&next).expect("a manifest serializes");
+        self.put(&key(&self.remote.node, "manifest.json"), body)
+            .await?;
+        self.stats.publications.fetch_add(1, Relaxed);
+        self.stats.generation.store(next.generation, Relaxed);
+        self.stats.pending.store(0, Relaxed);
+        outcome.published = true;
+        // What the new manifest no longer names goes; a failure leaves a stray object.
+        let gone_parts = published
+            .parts
+            .iter()
+            .filter(|p| !next.parts.iter().any(|n| n.key == p.key))
+            .map(|p| p.key.clone());
+        let gone_segments = published
+            .series
+            .iter()
+            .filter(|s| !next.series.iter().any(|n| n.key == s.key))
+            .map(|s| s.key.clone());
+        let gone: Vec<String> = gone_parts.chain(gone_segments).collect();
+        *published = next;
+        drop(published);
+        for rel in gone {
+            let k = key(&self.remote.node, &rel);
+            match self.remote.store.delete(&k).await {
+                Ok(()) => {
+                    self.stats.deletes.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %k, error = %e, "object store: cannot delete an object the manifest no longer names")
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn put(&self, k: &Key, body: Vec<u8>) -> Result<(), Error> {
+        let n = body.len() as u64;
+        self.remote
+            .store
+            .put(k, PutPayload::from(body))
+            .await
+            .map_err(Error::object("put", k))?;
+        self.stats.uploads.fetch_add(1, Relaxed);
+        self.stats.upload_bytes.fetch_add(n, Relaxed);
+        Ok(())
+    }
+
+    /// Uploads one part file; `false` when it no longer exists.
+    async fn upload(&self, shared: &Shared, part: &Part, k: &Key) -> Result<bool, Error> {
+        let opened = {
+            // An open file stays readable after compaction deletes its name.
+            let _files = shared.files.read().await;
+            tokio::fs::File::open(&part.path).await
+        };
+        let mut file = match opened {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: part.path.clone(),
+                    source,
+                });
+            }
+        };
+        let mut w = object_store::buffered::BufWriter::with_capacity(
+            Arc::clone(&self.remote.store),
+            k.clone(),
+            UPLOAD_CHUNK,
+        );
+        let copied = async {
+            let n = tokio::io::copy(&mut file, &mut w).await?;
+            w.shutdown().await?;
+            Ok::<u64, std::io::Error>(n)
+        }
+        .await;
+        match copied {
+            Ok(n) => {
+                self.stats.uploads.fetch_add(1, Relaxed);
+                self.stats.upload_bytes.fetch_add(n, Relaxed);
+                Ok(true)
+            }
+            Err(e) => {
+                let _ = w.abort().await;
+                Err(Error::Transfer {
+                    key: k.to_string(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// `path` relative to `dir`, `/`-separated.
+fn relative(dir: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(dir).ok()?;
+    let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
+    Some(parts.join("/"))
+}
+
+/// Restores an empty data dir from the node's own manifest: its parts, then its catalog
+/// (written last, so an interrupted restore starts over). Returns the parts restored.
+pub async fn restore(remote: &Remote, dir: &Path) -> Result<usize, Error> {
+    let catalog = dir.join(SERIES_FILE);
+    if std::fs::metadata(&catalog).is_ok_and(|m| m.len() > 0) {
+        return Ok(0);
+    }
+    let Some(m) = manifest(remote.store.as_ref(), &remote.node).await? else {
+        return Ok(0);
+    };
+    for p in &m.parts {
+        let to = dir.join(&p.key);
+        super::peers::download(remote, &key(&remote.node, &p.key), &to).await?;
+    }
+    let mut text = Vec::new();
+    for s in &m.series {
+        let k = key(&remote.node, &s.key);
+        let got = remote
+            .store
+            .get(&k)
+            .await
+            .map_err(Error::object("get", &k))?;
+        text.extend_from_slice(&got.bytes().await.map_err(Error::object("get", &k))?);
+    }
+    let io = |source| Error::Io {
+        path: catalog.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = catalog.with_extension("jsonl.restore");
+    std::fs::write(&tmp, &text).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, &catalog).map_err(io)?;
+    tracing::info!(node = %remote.node, parts = m.parts.len(), series = m.series_count(), "storage restored from the object store");
+    Ok(m.parts.len())
+}

@@ -43,6 +43,7 @@ mod sinks;
 mod storage;
 mod storage_disk;
 mod storage_logs;
+mod storage_object;
 mod storage_safety;
 mod tidy;
 mod tls;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 mod e2e;
 pub mod guard;
 pub mod rsyslog;
+pub mod s3;
 pub mod servers;
 
 /// Default bound for any wait in the tests.

@@ -58,7 +58,17 @@ pub async fn run(storage: Arc<Storage>, every: Duration, cancel: CancellationTok
             _ = tick.tick() => {}
             () = cancel.cancelled() => return,
         }
-        sync(&storage).await;
+        // A panic in one sync (a client library's) is counted; the next sync runs.
+        let once = std::panic::AssertUnwindSafe(sync(&storage));
+        if let Err(panic) = futures::FutureExt::catch_unwind(once).await {
+            storage.stats.errors.inc(Stage::Publish);
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "storage: an object store sync panicked; the next sync retries");
+        }
     }
 }
 

@@ -263,6 +263,47 @@ async fn a_damaged_download_is_refused() {
     assert_eq!(peers::by_node(&ids).len(), 1);
 }
 
+#[tokio::test]
+async fn a_part_larger_than_a_chunk_goes_up_in_parts() {
+    let (bucket, da, db) = (dir("bucket5"), dir("a5"), dir("b5"));
+    let a = node(&da);
+    // Values that do not compress: the part is several chunks.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut pts = points("web", T0, 5000, 1.0);
+    for (i, p) in pts.iter_mut().enumerate() {
+        p.ts = T0 + i as i64 * 100;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p.value = f64::from_bits(x >> 2);
+    }
+    a.shared.lock().ingest(&pts).unwrap();
+    a.shared.seal_due(i64::MAX).await.unwrap();
+    let up = Uploader::start(remote(&bucket, "a"), &a.dir, 1)
+        .await
+        .unwrap()
+        .with_chunk(4096);
+    up.publish(&a.shared, &a.logs).await.unwrap();
+    let m = manifest(up_store(&bucket).as_ref(), "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(m.parts[0].bytes > 3 * 4096, "{} bytes", m.parts[0].bytes);
+    let b = node(&db);
+    b.shared.peers.attach(remote(&bucket, "b"), &db);
+    b.shared.peers.refresh().await.unwrap();
+    let ids = crate::query::select(&b.shared, &cpu());
+    let got = b.shared.fetch(&ids, T0, T0 + HOUR_MS).await.unwrap();
+    let want: Vec<(i64, f64)> = pts.iter().map(|p| (p.ts, p.value)).collect();
+    let got = &got[&ids[0]];
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got.iter()
+            .zip(&want)
+            .all(|(g, w)| g.0 == w.0 && g.1.to_bits() == w.1.to_bits())
+    );
+}
+
 #[test]
 fn node_names_and_urls_are_checked() {
     assert!(valid_node("storage-0").is_ok());

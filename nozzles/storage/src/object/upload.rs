@@ -5,12 +5,12 @@
 //! manifest ([`restore`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncReadExt;
 
 use super::{Error, FORMAT, MAX_SEGMENTS, Manifest, Published, Remote, Segment, key, manifest};
 use crate::catalog::SeriesId;
@@ -21,6 +21,9 @@ use crate::store::series_log;
 
 /// Bytes an upload buffers before it turns into a multipart upload of parts this size.
 pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
+
+/// Chunks of one multipart upload in flight at once.
+pub const UPLOAD_CONCURRENCY: usize = 2;
 
 /// The catalog file under the data dir.
 const SERIES_FILE: &str = "series.jsonl";
@@ -59,6 +62,8 @@ pub struct Uploader {
     remote: Remote,
     dir: PathBuf,
     published: tokio::sync::Mutex<Manifest>,
+    /// Bytes per upload request.
+    chunk: usize,
     /// Counters.
     pub stats: UploadStats,
 }
@@ -88,8 +93,16 @@ impl Uploader {
             remote,
             dir: dir.to_owned(),
             published: tokio::sync::Mutex::new(m),
+            chunk: UPLOAD_CHUNK,
             stats,
         })
+    }
+
+    /// Uploads files larger than `bytes` in parts of that size (S3 wants at least 5 MiB
+    /// per part but the last).
+    pub fn with_chunk(mut self, bytes: usize) -> Uploader {
+        self.chunk = bytes.max(1);
+        self
     }
 
     /// The node's name.
@@ -250,31 +263,59 @@ impl Uploader {
                 });
             }
         };
-        let mut w = object_store::buffered::BufWriter::with_capacity(
-            Arc::clone(&self.remote.store),
-            k.clone(),
-            UPLOAD_CHUNK,
-        );
-        let copied = async {
-            let n = tokio::io::copy(&mut file, &mut w).await?;
-            w.shutdown().await?;
-            Ok::<u64, std::io::Error>(n)
+        let n = self.send(&mut file, k).await?;
+        self.stats.uploads.fetch_add(1, Relaxed);
+        self.stats.upload_bytes.fetch_add(n, Relaxed);
+        Ok(true)
+    }
+
+    /// Sends a file as `k`: one request up to the chunk size ([`UPLOAD_CHUNK`]), a
+    /// multipart upload of chunks that size beyond (aborted when a chunk fails, so no part
+    /// of it stays).
+    async fn send(&self, file: &mut tokio::fs::File, k: &Key) -> Result<u64, Error> {
+        let transfer = |source| Error::Transfer {
+            key: k.to_string(),
+            source,
+        };
+        let size = file.metadata().await.map_err(transfer)?.len();
+        if size as usize <= self.chunk {
+            let mut bytes = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut bytes).await.map_err(transfer)?;
+            let n = bytes.len() as u64;
+            self.remote
+                .store
+                .put(k, PutPayload::from(bytes))
+                .await
+                .map_err(Error::object("put", k))?;
+            return Ok(n);
         }
-        .await;
-        match copied {
-            Ok(n) => {
-                self.stats.uploads.fetch_add(1, Relaxed);
-                self.stats.upload_bytes.fetch_add(n, Relaxed);
-                Ok(true)
-            }
-            Err(e) => {
+        let upload = self
+            .remote
+            .store
+            .put_multipart(k)
+            .await
+            .map_err(Error::object("put", k))?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, self.chunk);
+        let mut buf = vec![0u8; self.chunk];
+        let mut n = 0u64;
+        loop {
+            let read = match file.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(transfer(e));
+                }
+            };
+            if let Err(e) = w.wait_for_capacity(UPLOAD_CONCURRENCY).await {
                 let _ = w.abort().await;
-                Err(Error::Transfer {
-                    key: k.to_string(),
-                    source: e,
-                })
+                return Err(Error::object("put", k)(e));
             }
+            w.write(&buf[..read]);
+            n += read as u64;
         }
+        w.finish().await.map_err(Error::object("put", k))?;
+        Ok(n)
     }
 }
 

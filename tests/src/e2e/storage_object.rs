@@ -1,0 +1,234 @@
+//! Two storage nodes sharing Parquet on a real S3-compatible server (moto), through a proxy
+//! that cuts connections mid-request: the Firehose is split between them by source id,
+//! each answers PromQL, series and SQL over both nodes' data, and an upload cut by a lost
+//! connection loses nothing: the node reports it, keeps the part on disk, and publishes it
+//! once the network is back.
+
+use std::time::Duration;
+
+use hydrant::doppler;
+use hydrant::telemetry::names;
+use hydrant_proto::envelope;
+use hydrant_proto::ingress::{Config as IngressConfig, IngressClient};
+use hydrant_storage::object;
+use object_store::ObjectStoreExt;
+use serde_json::Value;
+
+use super::storage::{TestStorage, get};
+use crate::guard::Scratch;
+use crate::s3::{Proxy, S3};
+use crate::{TestDoppler, eventually_within};
+
+const SOURCES: usize = 8;
+
+fn config(proxy: &Proxy, node: &str) -> object::Config {
+    let option = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    object::Config {
+        url: "s3://hydrant/cluster".into(),
+        options: vec![
+            option("aws_endpoint", &format!("http://{}", proxy.addr)),
+            option("aws_allow_http", "true"),
+            option("aws_access_key_id", "test"),
+            option("aws_secret_access_key", "test"),
+            option("aws_region", "us-east-1"),
+        ],
+        node: node.to_owned(),
+        sync: Duration::from_secs(1),
+    }
+}
+
+/// `n` gauges per source, a second apart from `from` (s); the value names source and step.
+async fn send(d: &TestDoppler, from: i64, offset: i64, n: i64) {
+    let client = IngressClient::start(IngressConfig::new(vec![d.grpc.to_string()])).unwrap();
+    let mut all = Vec::new();
+    for s in 0..SOURCES {
+        for k in 0..n {
+            let v = (s * 100_000) as f64 + (offset + k) as f64;
+            let mut g = envelope::gauge(format!("app-{s}"), [("cpu", v, "percentage")]);
+            g.instance_id = "0".into();
+            g.timestamp = (from + k) * 1_000_000_000;
+            all.push(hydrant_proto::raw::RawEnvelope::from_envelope(&g));
+        }
+    }
+    client.send_all(all);
+    client.close(Duration::from_secs(10)).await;
+}
+
+/// Per source: (count, sum) of `cpu` over the last `window` at `at` (s), as one node answers.
+async fn per_source(node: &TestStorage, window: &str, at: i64) -> Vec<(String, f64, f64)> {
+    let url = format!("{}/api/v1/query", node.url);
+    let ask = |q: String| {
+        let url = url.clone();
+        async move { get(&url, &[("query", q), ("time", at.to_string())]).await }
+    };
+    let count = ask(format!("count_over_time(cpu[{window}])")).await;
+    let sum = ask(format!("sum_over_time(cpu[{window}])")).await;
+    let rows = |v: &Value| -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let src = r["metric"]["source_id"].as_str().unwrap_or("").to_owned();
+                let x = r["value"][1]
+                    .as_str()
+                    .unwrap_or("NaN")
+                    .parse()
+                    .unwrap_or(f64::NAN);
+                (src, x)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    rows(&count)
+        .into_iter()
+        .zip(rows(&sum))
+        .map(|((s, c), (_, x))| (s, c, x))
+        .collect()
+}
+
+/// What every node must answer after `n` samples per source starting at offset 0.
+fn expected(n: i64) -> Vec<(String, f64, f64)> {
+    let mut out: Vec<_> = (0..SOURCES)
+        .map(|s| {
+            let base = (s * 100_000) as f64;
+            let sum = base * n as f64 + (n * (n - 1) / 2) as f64;
+            (format!("app-{s}"), n as f64, sum)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_parquet_on_s3_and_a_cut_upload_loses_nothing() {
+    let scratch = Scratch::new("storage-object");
+    let s3 = S3::start().await;
+    s3.create_bucket("hydrant").await;
+    let proxy = Proxy::start(s3.addr).await;
+    let d = TestDoppler::start(doppler::Config::default()).await;
+    let a = TestStorage::with_object(&d, scratch.join("a"), config(&proxy, "a")).await;
+    let b = TestStorage::with_object(&d, scratch.join("b"), config(&proxy, "b")).await;
+    eventually_within("both nodes subscribed", Duration::from_secs(30), || async {
+        d.metric(names::DOPPLER_SUBSCRIPTIONS, &[("shard_id", "storage")])
+            .await
+            >= 2.0
+    })
+    .await;
+
+    // Phase 1: the Firehose is split by source id, and each node answers for all.
+    let now = chrono::Utc::now().timestamp();
+    let start = now - 900;
+    send(&d, start, 0, 30).await;
+    let ingested = |n: &TestStorage| {
+        let http = n.http;
+        async move { crate::metric(http, "hydrant_storage_ingested_samples_total", &[]).await }
+    };
+    eventually_within(
+        "every sample stored once",
+        Duration::from_secs(30),
+        || async { ingested(&a).await + ingested(&b).await >= (SOURCES * 30) as f64 },
+    )
+    .await;
+    let (ia, ib) = (ingested(&a).await, ingested(&b).await);
+    assert!(
+        ia > 0.0 && ib > 0.0,
+        "the sources are split: a {ia}, b {ib}"
+    );
+    assert_eq!(
+        ia + ib,
+        (SOURCES * 30) as f64,
+        "no source reached both nodes"
+    );
+    for node in [&a, &b] {
+        eventually_within(
+            "a node answers for both",
+            Duration::from_secs(60),
+            || async { per_source(node, "20m", now).await == expected(30) },
+        )
+        .await;
+    }
+    // The series API and SQL see both nodes too.
+    let series = get(
+        &format!("{}/api/v1/series", b.url),
+        &[("match[]", "cpu".to_owned())],
+    )
+    .await;
+    assert_eq!(
+        series["data"].as_array().map(Vec::len),
+        Some(SOURCES),
+        "{series}"
+    );
+    let sql = hydrant_runtime::https::plain_client()
+        .post(format!("{}/api/v1/sql", a.url))
+        .body("SELECT count(*) AS n FROM samples s JOIN series x ON s.series_id = x.series_id WHERE x.name = 'cpu'")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(sql.contains(&format!("{}", SOURCES * 30)), "{sql}");
+
+    // Phase 2: the network to S3 cuts every request after 2 KiB, mid-upload.
+    proxy.cutting(true);
+    send(&d, start + 60, 30, 300).await;
+    let failing = |n: &TestStorage| {
+        let http = n.http;
+        async move {
+            crate::metric(
+                http,
+                "hydrant_storage_errors_total",
+                &[("stage", "object_publish")],
+            )
+            .await
+                >= 1.0
+                && crate::metric(http, "hydrant_storage_object_pending_parts", &[]).await >= 1.0
+        }
+    };
+    eventually_within(
+        "uploads fail while cut",
+        Duration::from_secs(60),
+        || async { failing(&a).await && failing(&b).await },
+    )
+    .await;
+    assert!(proxy.cut.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    let (status, health) = crate::http_get(a.http, "/healthz").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        health.contains("degraded") && health.contains("object store"),
+        "{health}"
+    );
+
+    // The network is back: everything is published, and both nodes answer all of it.
+    proxy.cutting(false);
+    for node in [&a, &b] {
+        eventually_within("everything published", Duration::from_secs(60), || async {
+            per_source(node, "20m", now).await == expected(330)
+        })
+        .await;
+    }
+    for node in [&a, &b] {
+        eventually_within("nothing pending", Duration::from_secs(30), || async {
+            crate::metric(node.http, "hydrant_storage_object_pending_parts", &[]).await == 0.0
+        })
+        .await;
+    }
+
+    // Every object a manifest names is whole in the bucket.
+    let remote = object::open(&config(&proxy, "check")).unwrap();
+    for node in ["a", "b"] {
+        let m = object::manifest(remote.store.as_ref(), node)
+            .await
+            .unwrap()
+            .expect("a manifest");
+        assert!(!m.parts.is_empty());
+        for p in &m.parts {
+            let head = remote.store.head(&object::key(node, &p.key)).await.unwrap();
+            assert_eq!(head.size, p.bytes, "{}", p.key);
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -49,6 +49,9 @@ async fn send(d: &TestDoppler, from: i64, offset: i64, n: i64) {
             g.timestamp = (from + k) * 1_000_000_000;
             all.push(hydrant_proto::raw::RawEnvelope::from_envelope(&g));
         }
+        let mut log = envelope::log(format!("app-{s}"), format!("line {offset}"), false);
+        log.timestamp = from * 1_000_000_000;
+        all.push(hydrant_proto::raw::RawEnvelope::from_envelope(&log));
     }
     client.send_all(all);
     client.close(Duration::from_secs(10)).await;
@@ -125,10 +128,12 @@ async fn two_nodes_share_parquet_on_s3_and_a_cut_upload_loses_nothing() {
         let http = n.http;
         async move { crate::metric(http, "hydrant_storage_ingested_samples_total", &[]).await }
     };
+    // 30 gauges per source, and the log-line counter its log line adds.
+    let total = (SOURCES * 31) as f64;
     eventually_within(
         "every sample stored once",
         Duration::from_secs(30),
-        || async { ingested(&a).await + ingested(&b).await >= (SOURCES * 30) as f64 },
+        || async { ingested(&a).await + ingested(&b).await >= total },
     )
     .await;
     let (ia, ib) = (ingested(&a).await, ingested(&b).await);
@@ -136,11 +141,7 @@ async fn two_nodes_share_parquet_on_s3_and_a_cut_upload_loses_nothing() {
         ia > 0.0 && ib > 0.0,
         "the sources are split: a {ia}, b {ib}"
     );
-    assert_eq!(
-        ia + ib,
-        (SOURCES * 30) as f64,
-        "no source reached both nodes"
-    );
+    assert_eq!(ia + ib, total, "no source reached both nodes");
     for node in [&a, &b] {
         eventually_within(
             "a node answers for both",
@@ -160,16 +161,29 @@ async fn two_nodes_share_parquet_on_s3_and_a_cut_upload_loses_nothing() {
         Some(SOURCES),
         "{series}"
     );
-    let sql = hydrant_runtime::https::plain_client()
-        .post(format!("{}/api/v1/sql", a.url))
-        .body("SELECT count(*) AS n FROM samples s JOIN series x ON s.series_id = x.series_id WHERE x.name = 'cpu'")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(sql.contains(&format!("{}", SOURCES * 30)), "{sql}");
+    let sql = |node: &TestStorage, statement: &str| {
+        let (url, statement) = (format!("{}/api/v1/sql", node.url), statement.to_owned());
+        async move {
+            let body = hydrant_runtime::https::plain_client()
+                .post(url)
+                .body(statement)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap();
+            body[0]["n"].as_u64().unwrap_or_default()
+        }
+    };
+    let joined = "SELECT count(*) AS n FROM samples s JOIN series x ON s.series_id = x.series_id \
+                  WHERE x.name = 'cpu'";
+    assert_eq!(sql(&a, joined).await, (SOURCES * 30) as u64);
+    // Log rows of both nodes (written to parts at each sync).
+    eventually_within("both nodes' log rows", Duration::from_secs(30), || async {
+        sql(&a, "SELECT count(DISTINCT source_id) AS n FROM logs").await == SOURCES as u64
+    })
+    .await;
 
     // Phase 2: the network to S3 cuts every request after 2 KiB, mid-upload.
     proxy.cutting(true);
@@ -216,7 +230,10 @@ async fn two_nodes_share_parquet_on_s3_and_a_cut_upload_loses_nothing() {
         .await;
     }
 
-    // Every object a manifest names is whole in the bucket.
+    // Stopped (a last sync each), the bucket holds what the manifests name, whole, and
+    // nothing else: what cut attempts uploaded without publishing was deleted.
+    a.stop().await;
+    b.stop().await;
     let remote = object::open(&config(&proxy, "check")).unwrap();
     for node in ["a", "b"] {
         let m = object::manifest(remote.store.as_ref(), node)
@@ -228,7 +245,20 @@ async fn two_nodes_share_parquet_on_s3_and_a_cut_upload_loses_nothing() {
             let head = remote.store.head(&object::key(node, &p.key)).await.unwrap();
             assert_eq!(head.size, p.bytes, "{}", p.key);
         }
+        let prefix = object_store::path::Path::from(format!("nodes/{node}"));
+        let listed: Vec<String> =
+            futures::TryStreamExt::try_collect::<Vec<_>>(remote.store.list(Some(&prefix)))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.location.to_string())
+                .collect();
+        for k in &listed {
+            let rel = k.strip_prefix(&format!("nodes/{node}/")).unwrap_or(k);
+            let named = rel == "manifest.json"
+                || m.parts.iter().any(|p| p.key == rel)
+                || m.series.iter().any(|s| s.key == rel);
+            assert!(named, "{k} is in the bucket but not in {node}'s manifest");
+        }
     }
-    a.stop().await;
-    b.stop().await;
 }

@@ -4,6 +4,7 @@
 //! over from what is on disk. An empty data dir is first restored from the node's own
 //! manifest ([`restore`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -56,12 +57,21 @@ pub struct Outcome {
     pub published: bool,
 }
 
+/// What was published, and what failed attempts left behind.
+#[derive(Debug)]
+struct State {
+    /// The last manifest written.
+    manifest: Manifest,
+    /// Objects uploaded by attempts whose manifest was never written.
+    strays: BTreeSet<String>,
+}
+
 /// Publishes one node.
 #[derive(Debug)]
 pub struct Uploader {
     remote: Remote,
     dir: PathBuf,
-    published: tokio::sync::Mutex<Manifest>,
+    state: tokio::sync::Mutex<State>,
     /// Bytes per upload request.
     chunk: usize,
     /// Counters.
@@ -92,7 +102,10 @@ impl Uploader {
         Ok(Uploader {
             remote,
             dir: dir.to_owned(),
-            published: tokio::sync::Mutex::new(m),
+            state: tokio::sync::Mutex::new(State {
+                manifest: m,
+                strays: BTreeSet::new(),
+            }),
             chunk: UPLOAD_CHUNK,
             stats,
         })
@@ -110,10 +123,62 @@ impl Uploader {
         &self.remote.node
     }
 
-    /// Uploads what is new and writes the manifest (when anything changed).
+    /// Uploads what is new and writes the manifest (when anything changed); then deletes
+    /// what it no longer names, and what earlier failed attempts uploaded but never
+    /// published.
     pub async fn publish(&self, shared: &Shared, logs: &Mutex<LogStore>) -> Result<Outcome, Error> {
-        let mut published = self.published.lock().await;
-        let (local_parts, keys, from) = {
+        let mut state = self.state.lock().await;
+        let mut uploaded = Vec::new();
+        let before = state.manifest.clone();
+        let outcome = match self
+            .publish_into(&mut state.manifest, &mut uploaded, shared, logs)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                state.strays.extend(uploaded);
+                return Err(e);
+            }
+        };
+        let strays = std::mem::take(&mut state.strays);
+        let now = &state.manifest;
+        let named = |rel: &String| {
+            now.parts.iter().any(|p| &p.key == rel) || now.series.iter().any(|s| &s.key == rel)
+        };
+        let gone: BTreeSet<String> = before
+            .parts
+            .iter()
+            .map(|p| p.key.clone())
+            .chain(before.series.iter().map(|s| s.key.clone()))
+            .chain(strays)
+            .filter(|rel| !named(rel))
+            .collect();
+        drop(state);
+        for rel in gone {
+            let k = key(&self.remote.node, &rel);
+            match self.remote.store.delete(&k).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    self.stats.deletes.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %k, error = %e, "object store: cannot delete an object the manifest does not name")
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Uploads new parts, then new catalog lines, then the manifest naming them, which
+    /// replaces `published` once written. Every object uploaded is added to `uploaded`.
+    async fn publish_into(
+        &self,
+        published: &mut Manifest,
+        uploaded: &mut Vec<String>,
+        shared: &Shared,
+        logs: &Mutex<LogStore>,
+    ) -> Result<Outcome, Error> {
+        // Parts and catalog length in one look: every id in these parts is below it.
+        let (mut local_parts, keys, from) = {
             let store = shared.lock();
             let parts: Vec<(&str, Part)> = store
                 .all_parts()
@@ -130,7 +195,6 @@ impl Uploader {
             let keys: Vec<_> = (from..n).map(|id| store.catalog.key_arc(id)).collect();
             (parts, keys, from)
         };
-        let mut local_parts = local_parts;
         local_parts.extend(
             logs.lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -146,28 +210,6 @@ impl Uploader {
         self.stats.pending.store(pending as u64, Relaxed);
         let mut next = published.clone();
         let mut outcome = Outcome::default();
-        if !keys.is_empty() {
-            let count = keys.len() as u64;
-            let mut text = String::new();
-            for (i, k) in keys.iter().enumerate() {
-                text.push_str(&series_log::line(from + i as u64, k));
-                text.push('\n');
-            }
-            let rel = format!("series/{from:012}-{count:012}.jsonl");
-            self.put(&key(&self.remote.node, &rel), text.into_bytes())
-                .await?;
-            let segment = Segment {
-                first: from,
-                count,
-                key: rel,
-            };
-            if from == 0 {
-                next.series = vec![segment];
-            } else {
-                next.series.push(segment);
-            }
-            outcome.series = count;
-        }
         let mut parts = Vec::with_capacity(local_parts.len());
         for (table, part) in &local_parts {
             let Some(rel) = relative(&self.dir, &part.path) else {
@@ -183,6 +225,7 @@ impl Uploader {
             {
                 continue; // compacted or expired meanwhile
             }
+            uploaded.push(rel.clone());
             outcome.parts += 1;
             parts.push(Published {
                 table: (*table).to_owned(),
@@ -193,6 +236,29 @@ impl Uploader {
             });
         }
         next.parts = parts;
+        if !keys.is_empty() {
+            let count = keys.len() as u64;
+            let mut text = String::new();
+            for (i, k) in keys.iter().enumerate() {
+                text.push_str(&series_log::line(from + i as u64, k));
+                text.push('\n');
+            }
+            let rel = format!("series/{from:012}-{count:012}.jsonl");
+            self.put(&key(&self.remote.node, &rel), text.into_bytes())
+                .await?;
+            uploaded.push(rel.clone());
+            let segment = Segment {
+                first: from,
+                count,
+                key: rel,
+            };
+            if from == 0 {
+                next.series = vec![segment];
+            } else {
+                next.series.push(segment);
+            }
+            outcome.series = count;
+        }
         if next.series == published.series && next.parts == published.parts {
             self.stats.pending.store(0, Relaxed);
             return Ok(outcome);
@@ -206,31 +272,7 @@ impl Uploader {
         self.stats.generation.store(next.generation, Relaxed);
         self.stats.pending.store(0, Relaxed);
         outcome.published = true;
-        // What the new manifest no longer names goes; a failure leaves a stray object.
-        let gone_parts = published
-            .parts
-            .iter()
-            .filter(|p| !next.parts.iter().any(|n| n.key == p.key))
-            .map(|p| p.key.clone());
-        let gone_segments = published
-            .series
-            .iter()
-            .filter(|s| !next.series.iter().any(|n| n.key == s.key))
-            .map(|s| s.key.clone());
-        let gone: Vec<String> = gone_parts.chain(gone_segments).collect();
         *published = next;
-        drop(published);
-        for rel in gone {
-            let k = key(&self.remote.node, &rel);
-            match self.remote.store.delete(&k).await {
-                Ok(()) => {
-                    self.stats.deletes.fetch_add(1, Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(key = %k, error = %e, "object store: cannot delete an object the manifest no longer names")
-                }
-            }
-        }
         Ok(outcome)
     }
 

@@ -212,3 +212,59 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     hydrant_storage::run(config, http, shutdown::on_signal()).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    fn parse(flags: &[&str]) -> Result<super::StorageArgs, String> {
+        let mut argv = vec!["hydrant", "storage", "--insecure-open"];
+        argv.extend_from_slice(flags);
+        match crate::Cli::try_parse_from(argv) {
+            Ok(cli) => match cli.command {
+                crate::Command::Storage(a) => Ok(a),
+                _ => Err("not storage".into()),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn refused(flags: &[&str]) -> String {
+        let a = parse(flags).unwrap();
+        super::build(&a).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn object_store_flags_are_checked_by_name() {
+        let e = parse(&["--object-store", "s3://b/p"]).unwrap_err();
+        assert!(e.contains("--node-id"), "{e}");
+        let e = parse(&["--object-store-option", "novalue"]).unwrap_err();
+        assert!(e.contains("is not KEY=VALUE"), "{e}");
+        let e = refused(&["--object-store", "ftp://h/x", "--node-id", "a"]);
+        assert!(
+            e.contains("object-store") && e.contains("not supported"),
+            "{e}"
+        );
+        let e = refused(&["--object-store", "file:///tmp/x", "--node-id", "a/b"]);
+        assert!(
+            e.contains("node-id") && e.contains("not a node name"),
+            "{e}"
+        );
+        let e = refused(&[
+            "--object-store",
+            "s3://b/p",
+            "--node-id",
+            "a",
+            "--object-store-option",
+            "colour=blue",
+        ]);
+        assert!(e.contains("object-store") && e.contains("colour"), "{e}");
+        let dir = std::env::temp_dir().join(format!("hydrant-objflags-{}", std::process::id()));
+        let url = format!("file://{}", dir.display());
+        let a = parse(&["--object-store", &url, "--node-id", "storage-0"]).unwrap();
+        let config = super::build(&a).unwrap();
+        let o = config.object.unwrap();
+        assert_eq!((o.node.as_str(), o.sync.as_secs()), ("storage-0", 60));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -204,7 +204,11 @@ pub fn open(config: &Config) -> Result<Remote, Error> {
     use object_store::ObjectStoreScheme as Scheme;
     let url = url::Url::parse(&config.url)
         .map_err(|e| Error::Config(format!("{:?} is not a URL: {e}", config.url)))?;
-    let (scheme, prefix) = Scheme::parse(&url).map_err(|e| Error::Config(e.to_string()))?;
+    let (scheme, prefix) = Scheme::parse(&url).map_err(|e| {
+        Error::Config(format!(
+            "{e}: not supported (use s3://, gs://, az:// or file://)"
+        ))
+    })?;
     let bad = |e: object_store::Error| Error::Config(format!("{}: {e}", config.url));
     let store: Arc<dyn ObjectStore> = match scheme {
         Scheme::Local => {

@@ -12,6 +12,8 @@ use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
 
 use super::{Data, Error, Labels, Series, Value, functions, offset_ms, ops};
 
+mod columnar;
+
 /// An instant-vector element.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Sample {
@@ -306,6 +308,9 @@ impl<'a> Evaluator<'a> {
     /// `expr` at every step of `[start, end]`: a range query.
     pub fn range(&self, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Value, Error> {
         self.span.set((start, end));
+        if let Some(series) = self.columnar(expr, start, end, step) {
+            return Ok(Value::Matrix(series));
+        }
         let mut gathered = Gather::default();
         let empty = Arc::new(Labels::new());
         let mut t = start;

@@ -73,7 +73,7 @@ fn project(labels: &Labels, m: &LabelModifier) -> Labels {
 }
 
 /// An aggregation's group: `by`/`without` labels, or one group without a clause.
-fn group_key(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+pub(crate) fn group_key(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
     modifier.map_or_else(Labels::new, |m| project(labels, m))
 }
 

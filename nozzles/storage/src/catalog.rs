@@ -178,10 +178,15 @@ impl Catalog {
                 out.extend(self.postings.keys().cloned());
             }
             Some(ids) => {
-                for id in ids {
-                    out.insert("__name__".to_owned());
-                    out.extend(self.key(*id).labels.keys().cloned());
+                // Borrowed while collecting: one allocation per distinct name.
+                let mut names: BTreeSet<&str> = BTreeSet::new();
+                if !ids.is_empty() {
+                    names.insert("__name__");
                 }
+                for id in ids {
+                    names.extend(self.key(*id).labels.keys().map(String::as_str));
+                }
+                out.extend(names.into_iter().map(str::to_owned));
             }
         }
         out
@@ -200,6 +205,8 @@ impl Catalog {
                 .iter()
                 .map(|id| self.label(*id, name))
                 .filter(|v| !v.is_empty())
+                .collect::<BTreeSet<&str>>()
+                .into_iter()
                 .map(str::to_owned)
                 .collect(),
         }

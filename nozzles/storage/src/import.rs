@@ -33,11 +33,18 @@ impl From<ImportError> for crate::promql::Error {
     }
 }
 
-/// Sample lines of `text` with their line numbers (comments and blank lines skipped).
-fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+/// Bodies at least this large are read by several threads, each a run of whole lines.
+pub const PARALLEL_SCAN_BYTES: usize = 1024 * 1024;
+
+/// Most threads one body is read by.
+pub const MAX_SCAN_THREADS: usize = 8;
+
+/// Sample lines of `text` with their line numbers, the first being `first + 1` (comments
+/// and blank lines skipped).
+fn lines(text: &str, first: usize) -> impl Iterator<Item = (usize, &str)> {
     text.lines()
         .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
+        .map(move |(i, l)| (first + i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
@@ -79,11 +86,77 @@ pub struct Scanned {
 
 /// Checks and reads every line; the first bad one is the error. A series is parsed in full
 /// the first time its text appears; later lines of it are found by that text and only
-/// their value and timestamp are read. Samples without a timestamp get `now_ms`.
+/// their value and timestamp are read. Samples without a timestamp get `now_ms`. A large
+/// body is cut into runs of whole lines read by threads of their own, then merged in
+/// order (series numbered by first appearance, as one thread would).
 pub fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
-    let mut by_text: HashMap<&str, u32> = HashMap::new();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_SCAN_THREADS)
+        .min(text.len() / PARALLEL_SCAN_BYTES)
+        .max(1);
+    if threads == 1 {
+        return scan_lines(text, 0, now_ms);
+    }
+    // Runs end just after a newline; each knows how many lines come before it.
+    let bytes = text.as_bytes();
+    let mut runs: Vec<(&str, usize)> = Vec::with_capacity(threads);
+    let (mut from, mut line) = (0, 0);
+    for i in 1..=threads {
+        let mut to = (text.len() * i / threads).max(from);
+        while to < text.len() && bytes[to - 1] != b'\n' {
+            to += 1;
+        }
+        if to > from {
+            let run = &text[from..to];
+            runs.push((run, line));
+            line += bytecount(run);
+            from = to;
+        }
+    }
+    let scanned: Vec<Result<Scanned, ImportError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|&(run, first)| s.spawn(move || scan_lines(run, first, now_ms)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut out = Scanned::default();
-    for (line, l) in lines(text) {
+    let mut index: HashMap<SeriesKey, u32, foldhash::fast::RandomState> = HashMap::default();
+    for part in scanned {
+        let part = part?;
+        let remap: Vec<u32> = part
+            .keys
+            .into_iter()
+            .map(|k| {
+                *index.entry(k).or_insert_with_key(|k| {
+                    out.keys.push(k.clone());
+                    out.keys.len() as u32 - 1
+                })
+            })
+            .collect();
+        out.rows.extend(
+            part.rows
+                .into_iter()
+                .map(|(k, t, v)| (remap[k as usize], t, v)),
+        );
+    }
+    Ok(out)
+}
+
+/// Newlines in `text`.
+fn bytecount(text: &str) -> usize {
+    text.bytes().filter(|b| *b == b'\n').count()
+}
+
+/// [`scan`] of one run of lines, the first being line `first + 1`.
+fn scan_lines(text: &str, first: usize, now_ms: i64) -> Result<Scanned, ImportError> {
+    let mut by_text: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
+    let mut out = Scanned::default();
+    for (line, l) in lines(text, first) {
         let Some((series, rest)) = exposition::split(l) else {
             // Not splittable: the full parser names the problem (or reads it).
             let p = point(line, l, now_ms)?;
@@ -133,6 +206,36 @@ mod tests {
             got.rows,
             [(0, 10, 1.0), (1, 10, 2.0), (0, 20, 3.0), (1, 99, 4.0)]
         );
+    }
+
+    #[test]
+    fn a_large_body_read_by_threads_reads_as_one_thread_does() {
+        let mut text = String::from("# HELP x\n");
+        for i in 0..90_000 {
+            text.push_str(&format!(
+                "load{{app=\"a{}\",i=\"{}\"}} {i} {}\n",
+                i % 7,
+                i % 13,
+                i * 10
+            ));
+            if i % 1000 == 0 {
+                text.push_str("\n# a comment\nup 1\n");
+            }
+        }
+        assert!(text.len() > 2 * PARALLEL_SCAN_BYTES);
+        let whole = scan_lines(&text, 0, 5).unwrap();
+        let split = scan(&text, 5).unwrap();
+        assert_eq!(split.keys, whole.keys);
+        assert_eq!(split.rows, whole.rows);
+        // A bad line deep in the body is named by its line in the whole body.
+        let mut bad = text.clone();
+        bad.push_str("load{app=} 1\n");
+        let lines = bad.lines().count();
+        let e = scan(&bad, 5).unwrap_err();
+        assert_eq!(e.line, lines, "{e}");
+        // The first bad line wins, even when a later run has one too.
+        let early = format!("up 1\nup{{a=b}} 2\n{bad}");
+        assert_eq!(scan(&early, 5).unwrap_err().line, 2);
     }
 
     #[test]

@@ -186,8 +186,10 @@ impl Shared {
             store.buffer_series_between(start, end, &mut out);
             store.parts_between(start, end)
         };
+        // Gathered in a vector, sorted once: parts of one hour repeat most ids.
+        let mut ids: Vec<SeriesId> = out.into_iter().collect();
         for part in parts {
-            out.extend(self.part_ids(&part).await?.iter());
+            ids.extend(self.part_ids(&part).await?.iter());
         }
         let (lo, hi) = (buffer::hour_of(start), buffer::hour_of(end));
         let peers = self.peers.nodes().len();
@@ -197,11 +199,13 @@ impl Shared {
                     path: p.part.path.clone(),
                     message: e.to_string(),
                 })?;
-                let ids = self.part_ids(&part).await?;
-                out.extend(ids.iter().map(|id| peers::global(node, *id)));
+                let theirs = self.part_ids(&part).await?;
+                ids.extend(theirs.iter().map(|id| peers::global(node, *id)));
             }
         }
-        Ok(out)
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids.into_iter().collect())
     }
 
     /// The distinct series ids of a part, read once.

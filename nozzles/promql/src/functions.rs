@@ -13,7 +13,7 @@ use super::{Error, Labels};
 
 mod histogram;
 mod labels;
-mod range;
+pub(crate) mod range;
 mod simple;
 
 /// The functions implemented here (the range-vector ones are [`range::matrix_arg`]'s, the

@@ -1,5 +1,6 @@
 //! Range queries of `sum`, `avg`, `count`, `min`, `max` or `group` straight over a
-//! selector (`avg by (app) (cpu)`, a dashboard staple), evaluated a series at a time:
+//! selector or a range function of one (`avg by (app) (cpu)`,
+//! `sum by (app) (rate(requests_total[5m]))`: dashboard staples), evaluated a series at a time:
 //! each series walks every step once with its cursor and adds into its group's row of
 //! accumulators. The per-step path builds a sample (an `Arc` count) per series per step
 //! and a vector per group; this one allocates per group, once. Answers are identical:
@@ -7,10 +8,40 @@
 
 use std::sync::Arc;
 
-use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
+use std::collections::HashSet;
+
+use promql_parser::parser::{AggregateExpr, Expr, MatrixSelector, VectorSelector};
 
 use super::{AddrMap, Evaluator};
-use crate::{Labels, Series, offset_ms, ops};
+use crate::{Labels, Series, functions, offset_ms, ops};
+
+/// What is aggregated.
+#[derive(Debug, Clone, Copy)]
+enum Input<'e> {
+    /// An instant selector: each series' newest sample in the lookback window.
+    Selector(&'e VectorSelector),
+    /// A range function without parameters over a matrix selector.
+    Range(&'static str, &'e MatrixSelector),
+}
+
+impl Input<'_> {
+    /// The selector whose series are read.
+    fn key(&self) -> usize {
+        match self {
+            Input::Selector(vs) => *vs as *const VectorSelector as usize,
+            Input::Range(_, ms) => *ms as *const MatrixSelector as usize,
+        }
+    }
+}
+
+/// Range functions this path evaluates: one range-vector argument, no parameters.
+fn plain_range_function(name: &str) -> bool {
+    functions::range::matrix_arg(name) == Some(0)
+        && !matches!(
+            name,
+            "predict_linear" | "holt_winters" | "double_exponential_smoothing" | "absent_over_time"
+        )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -50,8 +81,15 @@ impl Evaluator<'_> {
         let Expr::Aggregate(a) = unparen(expr) else {
             return None;
         };
-        let Expr::VectorSelector(vs) = unparen(&a.expr) else {
-            return None;
+        let input = match unparen(&a.expr) {
+            Expr::VectorSelector(vs) => Input::Selector(vs),
+            Expr::Call(c) if plain_range_function(c.func.name) && c.args.args.len() == 1 => {
+                match unparen(&c.args.args[0]) {
+                    Expr::MatrixSelector(ms) => Input::Range(c.func.name, ms),
+                    _ => return None,
+                }
+            }
+            _ => return None,
         };
         if a.param.is_some() {
             return None;
@@ -65,28 +103,46 @@ impl Evaluator<'_> {
             "group" => Op::Group,
             _ => return None,
         };
-        Some(self.aggregate_columns(a, vs, op, start, end, step))
+        self.aggregate_columns(a, input, op, start, end, step)
+    }
+
+    /// The labels each series has once `input` is applied: a range function drops the
+    /// name (but `last_over_time`). `None` when two series end up equal: the per-step
+    /// path then refuses the steps where both have a value, as Prometheus does.
+    fn input_labels(&self, input: Input<'_>, series: &[Series]) -> Option<Vec<Arc<Labels>>> {
+        match input {
+            Input::Selector(_) | Input::Range("last_over_time", _) => {
+                Some(series.iter().map(|s| Arc::clone(&s.labels)).collect())
+            }
+            Input::Range(..) => {
+                let out: Vec<Arc<Labels>> =
+                    series.iter().map(|s| self.unnamed(&s.labels)).collect();
+                let mut seen: HashSet<&Labels> = HashSet::with_capacity(out.len());
+                out.iter().all(|l| seen.insert(l)).then_some(out)
+            }
+        }
     }
 
     fn aggregate_columns(
         &self,
         a: &AggregateExpr,
-        vs: &VectorSelector,
+        input: Input<'_>,
         op: Op,
         start: i64,
         end: i64,
         step: i64,
-    ) -> Vec<Series> {
+    ) -> Option<Vec<Series>> {
         let steps = ((end - start) / step + 1) as usize;
         let site = ops::memo_site(a as *const AggregateExpr as usize, 1);
-        let offset = offset_ms(&vs.offset);
+        let series = self.series(input.key());
+        let labels = self.input_labels(input, series)?;
         let mut keys: Vec<Arc<Labels>> = Vec::new();
         let mut rows: Vec<Vec<Acc>> = Vec::new();
         let mut index: AddrMap<usize, usize> = AddrMap::default();
         // -0.0: where `Iterator::sum` starts, so a sum of one -0.0 stays -0.0.
         let empty = Acc { n: 0, x: -0.0 };
-        for s in self.series(vs as *const VectorSelector as usize) {
-            let key = self.relabel(site, &s.labels, |l| {
+        for (s, labels) in series.iter().zip(&labels) {
+            let key = self.relabel(site, labels, |l| {
                 Some(ops::group_key(l, a.modifier.as_ref()))
             });
             let g = *index.entry(Arc::as_ptr(&key) as usize).or_insert_with(|| {
@@ -98,15 +154,9 @@ impl Evaluator<'_> {
             let mut cursor = super::Cursor::default();
             for (i, acc) in row.iter_mut().enumerate() {
                 let t = start + i as i64 * step;
-                let at = self.pinned(&vs.at, t) - offset;
-                let from = at - self.lookback;
-                let (_, hi) = cursor.window(&s.points, from, at);
-                let Some(&(ts, v)) = hi.checked_sub(1).and_then(|j| s.points.get(j)) else {
+                let Some(v) = self.value_at(input, &s.points, &mut cursor, t) else {
                     continue;
                 };
-                if ts <= from {
-                    continue;
-                }
                 acc.x = match op {
                     Op::Sum | Op::Avg => acc.x + v,
                     Op::Min if acc.n == 0 || acc.x.is_nan() || v < acc.x => v,
@@ -138,7 +188,35 @@ impl Evaluator<'_> {
             })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        Some(out)
+    }
+
+    /// One series' value of `input` at `t`, its cursor moved on.
+    fn value_at(
+        &self,
+        input: Input<'_>,
+        points: &[(i64, f64)],
+        cursor: &mut super::Cursor,
+        t: i64,
+    ) -> Option<f64> {
+        match input {
+            Input::Selector(vs) => {
+                let at = self.pinned(&vs.at, t) - offset_ms(&vs.offset);
+                let from = at - self.lookback;
+                let (_, hi) = cursor.window(points, from, at);
+                let &(ts, v) = points.get(hi.checked_sub(1)?)?;
+                (ts > from).then_some(v)
+            }
+            Input::Range(name, ms) => {
+                let at = self.pinned(&ms.vs.at, t) - offset_ms(&ms.vs.offset);
+                let from = at - crate::duration_ms(&ms.range);
+                let (lo, hi) = cursor.window(points, from, at);
+                if lo >= hi {
+                    return None;
+                }
+                functions::range::window_value(name, &points[lo..hi], from, at, t, &[])
+            }
+        }
     }
 }
 
@@ -179,7 +257,17 @@ mod tests {
             ("cpu", &[("app", "api"), ("instance", "0")], &c),
             ("cpu", &[("instance", "2")], &d),
             ("mem", &[("app", "web")], &b),
+            ("mem2", &[("app", "web")], &d),
         ];
+        // Two series equal once the name is dropped: refused, as per step.
+        let e = run(
+            "sum(rate({__name__=~\"mem|mem2\"}[5m]))",
+            &series,
+            Some((0, 3_900_000, 67_000)),
+            0,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("same labelset"), "{e}");
         let (start, end, step) = (0, 3_900_000, 67_000);
         let range = Some((start, end, step));
         for op in ["sum", "avg", "count", "min", "max", "group"] {
@@ -191,6 +279,13 @@ mod tests {
                 "OP by (app) (cpu @ end())",
                 "(OP by (instance) ((cpu)))",
                 "OP by (__name__) ({__name__=~\"cpu|mem\"})",
+                "OP by (app) (rate(cpu[5m]))",
+                "OP without (instance) (increase(cpu[3m] offset 1m))",
+                "OP(irate(cpu[2m]))",
+                "OP by (app) (avg_over_time(cpu[10m]))",
+                "OP by (__name__) (last_over_time({__name__=~\"cpu|mem\"}[1m]))",
+                "OP by (app) (changes(cpu[5m] @ end()))",
+                "OP(deriv({__name__=~\"cpu|mem\"}[5m]))",
             ] {
                 let q = shape.replace("OP", op);
                 let Value::Matrix(fast) = run(&q, &series, range, 0).unwrap() else {

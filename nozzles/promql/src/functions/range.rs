@@ -235,6 +235,35 @@ fn windows<'s>(
     }
 }
 
+/// Range function `name` over one window `points` of `(start, end]` at `t`, with its
+/// scalar parameters; `None` when it has no value there.
+pub(crate) fn window_value(
+    name: &str,
+    points: &[(i64, f64)],
+    start: i64,
+    end: i64,
+    t: i64,
+    params: &[f64],
+) -> Option<f64> {
+    let secs = (end - start) as f64 / 1000.0;
+    match name {
+        "rate" => extrapolated(points, start, end, secs, true, true),
+        "increase" => extrapolated(points, start, end, secs, true, false),
+        "delta" => extrapolated(points, start, end, secs, false, false),
+        "irate" => instant_value(points, true),
+        "idelta" => instant_value(points, false),
+        "deriv" => (points.len() >= 2).then(|| linear_regression(points, points[0].0).0),
+        "predict_linear" => (points.len() >= 2).then(|| {
+            let (slope, intercept) = linear_regression(points, t);
+            slope * params[0] + intercept
+        }),
+        "holt_winters" | "double_exponential_smoothing" => {
+            holt_winters(points, params[0], params[1])
+        }
+        other => over_time(other, points, params),
+    }
+}
+
 /// Evaluates the range-vector function `c` at `t`.
 pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64, matrix: usize) -> Result<Val, Error> {
     let name = c.func.name;
@@ -271,26 +300,9 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64, matrix: usize) -> Resul
             Vec::new()
         }));
     }
-    let range = end - start;
-    let secs = range as f64 / 1000.0;
     let mut out = Vec::with_capacity(windows.len());
     for (labels, points) in windows {
-        let value = match name {
-            "rate" => extrapolated(points, start, end, secs, true, true),
-            "increase" => extrapolated(points, start, end, secs, true, false),
-            "delta" => extrapolated(points, start, end, secs, false, false),
-            "irate" => instant_value(points, true),
-            "idelta" => instant_value(points, false),
-            "deriv" => (points.len() >= 2).then(|| linear_regression(points, points[0].0).0),
-            "predict_linear" => (points.len() >= 2).then(|| {
-                let (slope, intercept) = linear_regression(points, t);
-                slope * params[0] + intercept
-            }),
-            "holt_winters" | "double_exponential_smoothing" => {
-                holt_winters(points, params[0], params[1])
-            }
-            other => over_time(other, points, &params),
-        };
+        let value = window_value(name, points, start, end, t, &params);
         if let Some(value) = value {
             let labels = if name == "last_over_time" {
                 Arc::clone(labels)

@@ -154,21 +154,19 @@ impl PartCache {
         self.large.insert(path);
     }
 
-    /// The decoded part at `path`, if cached.
+    /// The decoded part at `path`, if cached (counted as a hit).
     pub fn get(&mut self, path: &Path) -> Option<Arc<Decoded>> {
         self.tick += 1;
         let tick = self.tick;
-        match self.parts.get_mut(path) {
-            Some((d, used)) => {
-                *used = tick;
-                self.hits += 1;
-                Some(Arc::clone(d))
-            }
-            None => {
-                self.misses += 1;
-                None
-            }
-        }
+        let (d, used) = self.parts.get_mut(path)?;
+        *used = tick;
+        self.hits += 1;
+        Some(Arc::clone(d))
+    }
+
+    /// Counts a read that had to decode the part from disk.
+    pub fn miss(&mut self) {
+        self.misses += 1;
     }
 
     /// Keeps `d` for `path`, evicting the least recently used parts beyond the budget.

@@ -24,6 +24,8 @@ pub struct Shared {
     part_series: Mutex<HashMap<PathBuf, Arc<Vec<SeriesId>>>>,
     /// Parts decoded for PromQL reads.
     decoded: Mutex<PartCache>,
+    /// Parts being decoded, each with the gate later readers wait on.
+    decoding: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     /// Held for reading while parts are read; for writing while they are deleted.
     pub files: RwLock<()>,
     /// Part files that could not be deleted after leaving the index (they take disk
@@ -54,6 +56,7 @@ impl Shared {
             store: Mutex::new(store),
             part_series: Mutex::default(),
             decoded: Mutex::new(PartCache::new(budget)),
+            decoding: Mutex::default(),
             files: RwLock::new(()),
             delete_failures: AtomicU64::new(0),
             peers: Peers::default(),
@@ -137,12 +140,43 @@ impl Shared {
     }
 
     /// `part` decoded, from the cache or read now; `None` when it is too large to keep.
+    /// Queries that miss the same part at once decode it once: the first holds the part's
+    /// gate while decoding, the others wait on it and then find it cached.
     async fn decoded(&self, part: &parts::Part) -> Result<Option<Arc<Decoded>>, Error> {
+        {
+            let mut cache = self.cache();
+            if let Some(d) = cache.get(&part.path) {
+                return Ok(Some(d));
+            }
+            if cache.too_large(&part.path) {
+                cache.miss(); // read through DataFusion
+                return Ok(None);
+            }
+        }
+        let gate = Arc::clone(
+            self.decoding
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(part.path.clone())
+                .or_default(),
+        );
+        let _held = gate.lock().await;
+        let decoded = self.decode(part).await;
+        self.decoding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&part.path);
+        decoded
+    }
+
+    /// [`Shared::decoded`] behind the part's gate: cached meanwhile, or decoded now.
+    async fn decode(&self, part: &parts::Part) -> Result<Option<Arc<Decoded>>, Error> {
         let max_rows = {
             let mut cache = self.cache();
             if let Some(d) = cache.get(&part.path) {
                 return Ok(Some(d));
             }
+            cache.miss();
             if cache.too_large(&part.path) {
                 return Ok(None);
             }

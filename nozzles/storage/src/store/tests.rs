@@ -401,3 +401,32 @@ async fn decoded_parts_answer_as_datafusion_does() {
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0][0].values().map(Vec::len).sum::<usize>(), 2160);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_missing_the_same_part_at_once_decode_it_once() {
+    let d = dir("decode-once");
+    let mut store = Store::open(config(&d)).unwrap();
+    load(&mut store);
+    let shared = Shared::new(store);
+    shared.seal_due(i64::MAX).await.unwrap();
+    let ids: Vec<u64> = (0..2).collect();
+    let (t0, t1) = (1_600_000_000_000, 1_800_000_000_000);
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = std::sync::Arc::clone(&shared);
+            let ids = ids.clone();
+            tokio::spawn(async move { s.fetch(&ids, t0, t1).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for r in reads {
+        answers.push(r.await.unwrap());
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(answers[0].values().map(Vec::len).sum::<usize>(), 2160);
+    // One miss per part: every other read found it decoded.
+    let parts = shared.lock().parts().0 as u64;
+    let (_, hits, misses) = shared.part_cache_stats();
+    assert_eq!(misses, parts, "hits {hits}");
+    assert_eq!(hits, 8 * parts - parts);
+}

@@ -325,10 +325,12 @@ async fn import(State(s): Shared, body: Bytes) -> Response {
         let ids = s.shared.lock().resolve(&scanned.keys).map_err(stored)?;
         let mut refused = 0;
         for chunk in scanned.rows.chunks(crate::import::CHUNK_SAMPLES) {
-            let samples: Vec<_> = chunk
-                .iter()
-                .filter_map(|(k, t, v)| ids[*k as usize].map(|id| (id, *t, *v)))
-                .collect();
+            let mut samples = Vec::with_capacity(chunk.len());
+            samples.extend(
+                chunk
+                    .iter()
+                    .filter_map(|(k, t, v)| ids[*k as usize].map(|id| (id, *t, *v))),
+            );
             refused += chunk.len() - samples.len();
             s.store_resolved(&samples).map_err(stored)?;
         }

@@ -38,8 +38,10 @@ pub mod series_log;
 pub mod wal;
 
 /// The checksum of every record and file the store writes (WAL records, catalog lines,
-/// Parquet parts): CRC-32C.
-pub static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// Parquet parts): CRC-32C, computed 16 bytes at a time (the same sums as byte by byte,
+/// several times faster on a 17 MB import).
+pub static CRC: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 pub use series_log::LOST_SERIES;
 
@@ -323,7 +325,15 @@ impl Store {
         samples: &[(SeriesId, i64, f64)],
         forward: Option<&mut Vec<crate::sink::Sample>>,
     ) -> Result<usize, Error> {
-        let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = BTreeMap::new();
+        // Counted first, so each hour's rows are allocated once.
+        let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+        for s in samples {
+            *counts.entry(hour_of(s.1)).or_default() += 1;
+        }
+        let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = counts
+            .into_iter()
+            .map(|(hour, n)| (hour, Vec::with_capacity(n)))
+            .collect();
         for s in samples {
             rows.entry(hour_of(s.1)).or_default().push(*s);
         }
@@ -373,9 +383,7 @@ impl Store {
                     w.append(&samples).map_err(io(&wal_dir))?;
                 }
             }
-            for (id, ts, v) in &samples {
-                self.buffer.insert(*id, *ts, *v);
-            }
+            self.buffer.insert_hour(hour, &samples);
             if let Some(out) = forward.as_deref_mut() {
                 out.extend(samples.iter().map(|(id, ts, v)| crate::sink::Sample {
                     key: self.catalog.key_arc(*id),

@@ -70,7 +70,8 @@ impl Column {
 pub struct Partition {
     /// The hour (ms / 3,600,000).
     pub hour: i64,
-    series: HashMap<SeriesId, Column>,
+    /// Keyed with a fast hasher: ids are dense numbers we assign, not attacker input.
+    series: HashMap<SeriesId, Column, foldhash::fast::RandomState>,
     /// Samples held.
     pub rows: usize,
     /// The write-ahead logs holding its samples (the last takes appends).
@@ -81,7 +82,7 @@ impl Partition {
     fn new(hour: i64) -> Partition {
         Partition {
             hour,
-            series: HashMap::new(),
+            series: HashMap::default(),
             rows: 0,
             wal: Vec::new(),
         }
@@ -132,6 +133,23 @@ impl Buffer {
         p.rows += 1;
         self.rows += 1;
         p
+    }
+
+    /// Inserts samples that all fall in `hour`, finding the partition once.
+    pub fn insert_hour(&mut self, hour: i64, samples: &[(SeriesId, i64, f64)]) {
+        let p = self
+            .parts
+            .entry(hour)
+            .or_insert_with(|| Partition::new(hour));
+        // Runs of one series (an import's lines) find their column once.
+        for run in samples.chunk_by(|a, b| a.0 == b.0) {
+            let column = p.series.entry(run[0].0).or_default();
+            for &(_, ts, v) in run {
+                column.push(ts, v);
+            }
+        }
+        p.rows += samples.len();
+        self.rows += samples.len();
     }
 
     /// The partition of `hour`, created if needed.

@@ -87,7 +87,7 @@ pub fn write(dir: &Path, hour: i64, seq: u64, batch: &RecordBatch) -> std::io::R
 /// A file that checksums what is written through it, so a part's CRC costs no second read.
 struct Checksummed {
     file: File,
-    digest: crc::Digest<'static, u32>,
+    digest: crc::Digest<'static, u32, crc::Table<16>>,
 }
 
 impl std::io::Write for Checksummed {

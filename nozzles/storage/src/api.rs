@@ -314,13 +314,37 @@ async fn not_found() -> Response {
 
 /// `POST /api/v1/import/prometheus`: 204 once every sample is stored, 400 naming the first
 /// bad line (nothing is stored then).
-async fn import(State(s): Shared, body: Bytes) -> Response {
+async fn import(State(s): Shared, headers: HeaderMap, body: axum::body::Body) -> Response {
+    let size = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if size > crate::import::MAX_IMPORT_BYTES {
+        return too_large();
+    }
+    // Read as it arrives: whole lines of each chunk are checked at once.
+    let mut scanner = crate::import::Scanner::new(now_ms(), size);
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return error(&Error::BadData(format!("reading the body: {e}"))),
+        };
+        read += chunk.len();
+        if read > crate::import::MAX_IMPORT_BYTES {
+            return too_large();
+        }
+        if let Err(e) = scanner.feed(&chunk) {
+            return error(&Error::BadData(e.to_string()));
+        }
+    }
+    let scanned = match scanner.finish() {
+        Ok(scanned) => scanned,
+        Err(e) => return error(&Error::BadData(e.to_string())),
+    };
     let stored = tokio::task::spawn_blocking(move || -> Result<usize, Error> {
-        let text = std::str::from_utf8(&body).map_err(|e| {
-            Error::BadData(format!("the body is not UTF-8 (byte {})", e.valid_up_to()))
-        })?;
-        let scanned =
-            crate::import::scan(text, now_ms()).map_err(|e| Error::BadData(e.to_string()))?;
         let stored = |e| Error::Execution(format!("storing samples: {e}"));
         let ids = s.shared.lock().resolve(&scanned.keys).map_err(stored)?;
         let mut refused = 0;
@@ -335,8 +359,7 @@ async fn import(State(s): Shared, body: Bytes) -> Response {
             s.store_resolved(&samples).map_err(stored)?;
         }
         s.shared.lock().refuse(refused as u64);
-        let n = scanned.rows.len();
-        Ok(n)
+        Ok(scanned.rows.len())
     })
     .await;
     match stored {
@@ -344,6 +367,16 @@ async fn import(State(s): Shared, body: Bytes) -> Response {
         Ok(Err(e)) => error(&e),
         Err(e) => error(&Error::Execution(format!("import task failed: {e}"))),
     }
+}
+
+/// 413 for a body over [`crate::import::MAX_IMPORT_BYTES`].
+fn too_large() -> Response {
+    let message = format!(
+        "the body is larger than {} MiB; split the import",
+        crate::import::MAX_IMPORT_BYTES >> 20
+    );
+    let body = json!({"status": "error", "errorType": "bad_data", "error": message});
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }
 
 /// The API routes.
@@ -368,12 +401,7 @@ pub fn router(storage: Arc<Storage>) -> Router {
             get(|| async { success(json!({"groups": []})) }),
         )
         .route("/api/v1/sql", post(sql))
-        .route(
-            "/api/v1/import/prometheus",
-            post(import).layer(axum::extract::DefaultBodyLimit::max(
-                crate::import::MAX_IMPORT_BYTES,
-            )),
-        )
+        .route("/api/v1/import/prometheus", post(import))
         .with_state(storage)
         .merge(hydrant_runtime::admin::router(observe))
         .fallback(not_found);

@@ -33,12 +33,6 @@ impl From<ImportError> for crate::promql::Error {
     }
 }
 
-/// Bodies at least this large are read by several threads, each a run of whole lines.
-pub const PARALLEL_SCAN_BYTES: usize = 1024 * 1024;
-
-/// Most threads one body is read by.
-pub const MAX_SCAN_THREADS: usize = 8;
-
 /// Sample lines of `text` with their line numbers, the first being `first + 1` (comments
 /// and blank lines skipped).
 fn lines(text: &str, first: usize) -> impl Iterator<Item = (usize, &str)> {
@@ -84,104 +78,108 @@ pub struct Scanned {
     pub rows: Vec<(u32, i64, f64)>,
 }
 
-/// Checks and reads every line; the first bad one is the error. A series is parsed in full
-/// the first time its text appears; later lines of it are found by that text and only
-/// their value and timestamp are read. Samples without a timestamp get `now_ms`. A large
-/// body is cut into runs of whole lines read by threads of their own, then merged in
-/// order (series numbered by first appearance, as one thread would).
-pub fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_SCAN_THREADS)
-        .min(text.len() / PARALLEL_SCAN_BYTES)
-        .max(1);
-    if threads == 1 {
-        return scan_lines(text, 0, now_ms);
-    }
-    // Runs end just after a newline; each knows how many lines come before it.
-    let bytes = text.as_bytes();
-    let mut runs: Vec<(&str, usize)> = Vec::with_capacity(threads);
-    let (mut from, mut line) = (0, 0);
-    for i in 1..=threads {
-        let mut to = (text.len() * i / threads).max(from);
-        while to < text.len() && bytes[to - 1] != b'\n' {
-            to += 1;
-        }
-        if to > from {
-            let run = &text[from..to];
-            runs.push((run, line));
-            line += bytecount(run);
-            from = to;
-        }
-    }
-    let scanned: Vec<Result<Scanned, ImportError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = runs
-            .iter()
-            .map(|&(run, first)| s.spawn(move || scan_lines(run, first, now_ms)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let rows = scanned
-        .iter()
-        .map(|p| p.as_ref().map_or(0, |p| p.rows.len()))
-        .sum();
-    let mut out = Scanned {
-        keys: Vec::new(),
-        rows: Vec::with_capacity(rows),
-    };
-    let mut index: HashMap<SeriesKey, u32, foldhash::fast::RandomState> = HashMap::default();
-    for part in scanned {
-        let part = part?;
-        let remap: Vec<u32> = part
-            .keys
-            .into_iter()
-            .map(|k| {
-                *index.entry(k).or_insert_with_key(|k| {
-                    out.keys.push(k.clone());
-                    out.keys.len() as u32 - 1
-                })
-            })
-            .collect();
-        out.rows.extend(
-            part.rows
-                .into_iter()
-                .map(|(k, t, v)| (remap[k as usize], t, v)),
-        );
-    }
-    Ok(out)
+/// Reads a body as it arrives, chunk by chunk, each chunk's whole lines at once (a line cut
+/// by a chunk's end waits for the next): the body is never held whole, so an import
+/// touches little fresh memory. A series is parsed in full the first time its text
+/// appears; later lines of it are found by that text and only their value and timestamp
+/// are read. Samples without a timestamp get `now_ms`. The first bad line is the error.
+#[derive(Debug)]
+pub struct Scanner {
+    now_ms: i64,
+    by_text: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    out: Scanned,
+    /// The start of a line the last chunk cut.
+    carry: Vec<u8>,
+    /// Lines read so far.
+    line: usize,
+    /// Bytes read so far (for UTF-8 errors).
+    offset: usize,
 }
 
-/// Newlines in `text`.
-fn bytecount(text: &str) -> usize {
-    text.bytes().filter(|b| *b == b'\n').count()
-}
+impl Scanner {
+    /// A scanner for a body of about `size_hint` bytes.
+    pub fn new(now_ms: i64, size_hint: usize) -> Scanner {
+        Scanner {
+            now_ms,
+            by_text: HashMap::default(),
+            // About one sample per 48 bytes of text: most bodies never regrow the rows.
+            out: Scanned {
+                keys: Vec::new(),
+                rows: Vec::with_capacity(size_hint.min(MAX_IMPORT_BYTES) / 48),
+            },
+            carry: Vec::new(),
+            line: 0,
+            offset: 0,
+        }
+    }
 
-/// [`scan`] of one run of lines, the first being line `first + 1`.
-fn scan_lines(text: &str, first: usize, now_ms: i64) -> Result<Scanned, ImportError> {
-    let mut by_text: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
-    // About one sample per 48 bytes of text: most bodies never regrow the rows.
-    let mut out = Scanned {
-        keys: Vec::new(),
-        rows: Vec::with_capacity(text.len() / 48),
-    };
-    for (line, l) in lines(text, first) {
+    /// Reads the whole lines `chunk` completes or holds.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ImportError> {
+        let mut rest = chunk;
+        if !self.carry.is_empty() {
+            let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
+                self.carry.extend_from_slice(rest);
+                return Ok(());
+            };
+            self.carry.extend_from_slice(&rest[..=nl]);
+            rest = &rest[nl + 1..];
+            let line = std::mem::take(&mut self.carry);
+            self.read(&line)?;
+            self.carry = line;
+            self.carry.clear();
+        }
+        match rest.iter().rposition(|b| *b == b'\n') {
+            Some(nl) => {
+                self.read(&rest[..=nl])?;
+                self.carry.extend_from_slice(&rest[nl + 1..]);
+            }
+            None => self.carry.extend_from_slice(rest),
+        }
+        Ok(())
+    }
+
+    /// Reads the last line (when the body does not end with a newline); the samples.
+    pub fn finish(mut self) -> Result<Scanned, ImportError> {
+        if !self.carry.is_empty() {
+            let last = std::mem::take(&mut self.carry);
+            self.read(&last)?;
+        }
+        Ok(self.out)
+    }
+
+    /// Reads whole lines.
+    fn read(&mut self, bytes: &[u8]) -> Result<(), ImportError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let good = e.valid_up_to();
+            ImportError {
+                line: self.line + newlines(&bytes[..good]) + 1,
+                message: format!("not UTF-8 (byte {} of the body)", self.offset + good),
+            }
+        })?;
+        for (line, l) in lines(text, self.line) {
+            self.sample(line, l)?;
+        }
+        self.line += newlines(bytes);
+        self.offset += bytes.len();
+        Ok(())
+    }
+
+    fn sample(&mut self, line: usize, l: &str) -> Result<(), ImportError> {
+        let out = &mut self.out;
         let Some((series, rest)) = exposition::split(l) else {
             // Not splittable: the full parser names the problem (or reads it).
-            let p = point(line, l, now_ms)?;
+            let p = point(line, l, self.now_ms)?;
             out.keys.push(p.key);
             out.rows.push((out.keys.len() as u32 - 1, p.ts, p.value));
-            continue;
+            return Ok(());
         };
-        let index = match by_text.get(series) {
+        let index = match self.by_text.get(series) {
             Some(i) => *i,
             None => {
-                let p = point(line, l, now_ms)?;
+                let p = point(line, l, self.now_ms)?;
                 out.keys.push(p.key);
                 let i = out.keys.len() as u32 - 1;
-                by_text.insert(series, i);
+                self.by_text.insert(series.into(), i);
                 i
             }
         };
@@ -189,9 +187,21 @@ fn scan_lines(text: &str, first: usize, now_ms: i64) -> Result<Scanned, ImportEr
             line,
             message: e.to_string(),
         })?;
-        out.rows.push((index, ts.unwrap_or(now_ms), value));
+        out.rows.push((index, ts.unwrap_or(self.now_ms), value));
+        Ok(())
     }
-    Ok(out)
+}
+
+/// Newlines in `bytes`.
+fn newlines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| **b == b'\n').count()
+}
+
+/// A whole body at once (a [`Scanner`] fed one chunk).
+pub fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
+    let mut s = Scanner::new(now_ms, text.len());
+    s.feed(text.as_bytes())?;
+    s.finish()
 }
 
 #[cfg(test)]
@@ -220,33 +230,56 @@ mod tests {
     }
 
     #[test]
-    fn a_large_body_read_by_threads_reads_as_one_thread_does() {
+    fn a_body_fed_in_any_chunks_reads_as_a_whole() {
         let mut text = String::from("# HELP x\n");
-        for i in 0..90_000 {
+        for i in 0..3_000 {
             text.push_str(&format!(
-                "load{{app=\"a{}\",i=\"{}\"}} {i} {}\n",
+                "load{{app=\"a{}\",i=\"ü{}\"}} {i} {}\n",
                 i % 7,
                 i % 13,
                 i * 10
             ));
-            if i % 1000 == 0 {
+            if i % 100 == 0 {
                 text.push_str("\n# a comment\nup 1\n");
             }
         }
-        assert!(text.len() > 2 * PARALLEL_SCAN_BYTES);
-        let whole = scan_lines(&text, 0, 5).unwrap();
-        let split = scan(&text, 5).unwrap();
-        assert_eq!(split.keys, whole.keys);
-        assert_eq!(split.rows, whole.rows);
-        // A bad line deep in the body is named by its line in the whole body.
+        text.push_str("last 7 70"); // no final newline
+        let whole = scan(&text, 5).unwrap();
+        assert_eq!(whole.rows.len(), 3_000 + 30 + 1);
+        for size in [1, 2, 3, 7, 64, 1000, 65_536] {
+            let mut s = Scanner::new(5, 0);
+            for chunk in text.as_bytes().chunks(size) {
+                s.feed(chunk).unwrap();
+            }
+            let got = s.finish().unwrap();
+            assert_eq!(got.keys, whole.keys, "chunks of {size}");
+            assert_eq!(got.rows, whole.rows, "chunks of {size}");
+        }
+        // A bad line deep in the body is named by its line in the whole body, whatever
+        // the chunks; and so is a byte that is not UTF-8.
         let mut bad = text.clone();
-        bad.push_str("load{app=} 1\n");
+        bad.push_str("\nload{app=} 1\n");
         let lines = bad.lines().count();
-        let e = scan(&bad, 5).unwrap_err();
-        assert_eq!(e.line, lines, "{e}");
-        // The first bad line wins, even when a later run has one too.
-        let early = format!("up 1\nup{{a=b}} 2\n{bad}");
-        assert_eq!(scan(&early, 5).unwrap_err().line, 2);
+        let mut broken = text.clone().into_bytes();
+        broken.extend_from_slice(b"\nup 1\nup{a=\"\xff\"} 2\n");
+        for size in [1, 5, 4096] {
+            let mut s = Scanner::new(5, 0);
+            let e = bad
+                .as_bytes()
+                .chunks(size)
+                .try_for_each(|c| s.feed(c))
+                .and_then(|()| s.finish().map(drop))
+                .unwrap_err();
+            assert_eq!(e.line, lines, "{e}");
+            let mut s = Scanner::new(5, 0);
+            let e = broken
+                .chunks(size)
+                .try_for_each(|c| s.feed(c))
+                .and_then(|()| s.finish().map(drop))
+                .unwrap_err();
+            assert_eq!(e.line, lines + 1, "{e}");
+            assert!(e.message.starts_with("not UTF-8 (byte"), "{e}");
+        }
     }
 
     #[test]

@@ -332,6 +332,32 @@ async fn text_import_is_all_or_nothing_and_names_the_bad_line() {
     );
     let r = http.post(&url).body(vec![0xff, 0xfe]).send().await.unwrap();
     assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 1: not UTF-8 (byte 0"),
+        "{body}"
+    );
+    // A body announced larger than the limit is refused before it is read.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(storage.http).await.unwrap();
+        let head = format!(
+            "POST /api/v1/import/prometheus HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\nup 1\n",
+            storage.http,
+            300 * 1024 * 1024
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
 
     let v = get(
         &format!("{}/api/v1/query_range", storage.url),

@@ -1,6 +1,7 @@
 //! Range queries of `sum`, `avg`, `count`, `min`, `max` or `group` straight over a
 //! selector or a range function of one (`avg by (app) (cpu)`,
-//! `sum by (app) (rate(requests_total[5m]))`: dashboard staples), evaluated a series at a time:
+//! `sum by (app) (rate(requests_total[5m]))`: dashboard staples), and of such a range
+//! function alone (`max_over_time(x[10m])`), evaluated a series at a time:
 //! each series walks every step once with its cursor and adds into its group's row of
 //! accumulators. The per-step path builds a sample (an `Arc` count) per series per step
 //! and a vector per group; this one allocates per group, once. Answers are identical:
@@ -31,6 +32,20 @@ impl Input<'_> {
             Input::Selector(vs) => *vs as *const VectorSelector as usize,
             Input::Range(_, ms) => *ms as *const MatrixSelector as usize,
         }
+    }
+}
+
+/// `f(m[d])` for a range function `f` without parameters over a matrix selector.
+fn range_input(e: &Expr) -> Option<Input<'_>> {
+    let Expr::Call(c) = e else {
+        return None;
+    };
+    if !plain_range_function(c.func.name) || c.args.args.len() != 1 {
+        return None;
+    }
+    match unparen(&c.args.args[0]) {
+        Expr::MatrixSelector(ms) => Some(Input::Range(c.func.name, ms)),
+        _ => None,
     }
 }
 
@@ -78,18 +93,17 @@ impl Evaluator<'_> {
         end: i64,
         step: i64,
     ) -> Option<Vec<Series>> {
-        let Expr::Aggregate(a) = unparen(expr) else {
-            return None;
+        let a = match unparen(expr) {
+            Expr::Aggregate(a) => a,
+            Expr::Call(_) => {
+                let input = range_input(unparen(expr))?;
+                return self.function_columns(input, start, end, step);
+            }
+            _ => return None,
         };
         let input = match unparen(&a.expr) {
             Expr::VectorSelector(vs) => Input::Selector(vs),
-            Expr::Call(c) if plain_range_function(c.func.name) && c.args.args.len() == 1 => {
-                match unparen(&c.args.args[0]) {
-                    Expr::MatrixSelector(ms) => Input::Range(c.func.name, ms),
-                    _ => return None,
-                }
-            }
-            _ => return None,
+            other => range_input(other)?,
         };
         if a.param.is_some() {
             return None;
@@ -191,6 +205,37 @@ impl Evaluator<'_> {
         Some(out)
     }
 
+    /// A range function of a matrix selector (`max_over_time(x[10m])`) over a range: each
+    /// series walks the steps once into its own output series.
+    fn function_columns(
+        &self,
+        input: Input<'_>,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Option<Vec<Series>> {
+        let series = self.series(input.key());
+        let labels = self.input_labels(input, series)?;
+        let mut out: Vec<Series> = series
+            .iter()
+            .zip(labels)
+            .filter_map(|(s, labels)| {
+                let mut cursor = super::Cursor::default();
+                let mut points = Vec::new();
+                let mut t = start;
+                while t <= end {
+                    if let Some(v) = self.value_at(input, &s.points, &mut cursor, t) {
+                        points.push((t, v));
+                    }
+                    t += step;
+                }
+                (!points.is_empty()).then_some(Series { labels, points })
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Some(out)
+    }
+
     /// One series' value of `input` at `t`, its cursor moved on.
     fn value_at(
         &self,
@@ -260,14 +305,13 @@ mod tests {
             ("mem2", &[("app", "web")], &d),
         ];
         // Two series equal once the name is dropped: refused, as per step.
-        let e = run(
+        for q in [
             "sum(rate({__name__=~\"mem|mem2\"}[5m]))",
-            &series,
-            Some((0, 3_900_000, 67_000)),
-            0,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("same labelset"), "{e}");
+            "rate({__name__=~\"mem|mem2\"}[5m])",
+        ] {
+            let e = run(q, &series, Some((0, 3_900_000, 67_000)), 0).unwrap_err();
+            assert!(e.to_string().contains("same labelset"), "{q}: {e}");
+        }
         let (start, end, step) = (0, 3_900_000, 67_000);
         let range = Some((start, end, step));
         for op in ["sum", "avg", "count", "min", "max", "group"] {
@@ -286,6 +330,11 @@ mod tests {
                 "OP by (__name__) (last_over_time({__name__=~\"cpu|mem\"}[1m]))",
                 "OP by (app) (changes(cpu[5m] @ end()))",
                 "OP(deriv({__name__=~\"cpu|mem\"}[5m]))",
+                // No aggregation: the function alone (OP is ignored).
+                "rate(cpu[5m])",
+                "max_over_time({__name__=~\"cpu|mem\"}[10m] offset 1m)",
+                "(last_over_time(cpu[2m]))",
+                "changes(cpu[5m] @ end())",
             ] {
                 let q = shape.replace("OP", op);
                 let Value::Matrix(fast) = run(&q, &series, range, 0).unwrap() else {

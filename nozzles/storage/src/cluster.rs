@@ -119,28 +119,16 @@ pub fn render(storage: &Storage, t: &mut Text) {
     };
     let u = &c.uploader.stats;
     let p = &storage.shared.peers.stats;
-    t.sample(names::OBJECT_UPLOADS, &[], u.uploads.load(Relaxed) as f64);
-    t.sample(
-        names::OBJECT_UPLOAD_BYTES,
-        &[],
-        u.upload_bytes.load(Relaxed) as f64,
-    );
-    t.sample(
-        names::OBJECT_GENERATION,
-        &[],
-        u.generation.load(Relaxed) as f64,
-    );
-    t.sample(names::OBJECT_PENDING, &[], u.pending.load(Relaxed) as f64);
-    t.sample(
-        names::OBJECT_DOWNLOADS,
-        &[],
-        p.downloads.load(Relaxed) as f64,
-    );
-    t.sample(
-        names::OBJECT_DOWNLOAD_BYTES,
-        &[],
-        p.download_bytes.load(Relaxed) as f64,
-    );
+    for (name, value) in [
+        (names::OBJECT_UPLOADS, &u.uploads),
+        (names::OBJECT_UPLOAD_BYTES, &u.upload_bytes),
+        (names::OBJECT_GENERATION, &u.generation),
+        (names::OBJECT_PENDING, &u.pending),
+        (names::OBJECT_DOWNLOADS, &p.downloads),
+        (names::OBJECT_DOWNLOAD_BYTES, &p.download_bytes),
+    ] {
+        t.sample(name, &[], value.load(Relaxed) as f64);
+    }
     let peers = storage.shared.peers.nodes();
     t.sample(names::OBJECT_PEERS, &[], peers.len() as f64);
     for n in peers.iter() {

@@ -210,6 +210,18 @@ pub fn open(config: &Config) -> Result<Remote, Error> {
         ))
     })?;
     let bad = |e: object_store::Error| Error::Config(format!("{}: {e}", config.url));
+    // A cloud store from its provider's environment, the URL, and the options on top.
+    macro_rules! cloud {
+        ($builder:ty) => {{
+            let mut b = <$builder>::from_env()
+                .with_url(config.url.clone())
+                .with_retry(retry());
+            for (k, v) in &config.options {
+                b = b.with_config(k.to_ascii_lowercase().parse().map_err(bad)?, v);
+            }
+            Arc::new(b.build().map_err(bad)?)
+        }};
+    }
     let store: Arc<dyn ObjectStore> = match scheme {
         Scheme::Local => {
             let dir = url
@@ -225,36 +237,9 @@ pub fn open(config: &Config) -> Result<Remote, Error> {
                 node: config.node.clone(),
             });
         }
-        Scheme::AmazonS3 => {
-            let mut b = object_store::aws::AmazonS3Builder::from_env()
-                .with_url(config.url.clone())
-                .with_retry(retry());
-            for (k, v) in &config.options {
-                let key = k.to_ascii_lowercase().parse().map_err(bad)?;
-                b = b.with_config(key, v);
-            }
-            Arc::new(b.build().map_err(bad)?)
-        }
-        Scheme::GoogleCloudStorage => {
-            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(config.url.clone())
-                .with_retry(retry());
-            for (k, v) in &config.options {
-                let key = k.to_ascii_lowercase().parse().map_err(bad)?;
-                b = b.with_config(key, v);
-            }
-            Arc::new(b.build().map_err(bad)?)
-        }
-        Scheme::MicrosoftAzure => {
-            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(config.url.clone())
-                .with_retry(retry());
-            for (k, v) in &config.options {
-                let key = k.to_ascii_lowercase().parse().map_err(bad)?;
-                b = b.with_config(key, v);
-            }
-            Arc::new(b.build().map_err(bad)?)
-        }
+        Scheme::AmazonS3 => cloud!(object_store::aws::AmazonS3Builder),
+        Scheme::GoogleCloudStorage => cloud!(object_store::gcp::GoogleCloudStorageBuilder),
+        Scheme::MicrosoftAzure => cloud!(object_store::azure::MicrosoftAzureBuilder),
         other => {
             return Err(Error::Config(format!(
                 "{:?}: {other:?} is not supported (use s3://, gs://, az:// or file://)",

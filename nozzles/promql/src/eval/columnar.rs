@@ -93,11 +93,12 @@ impl Evaluator<'_> {
         end: i64,
         step: i64,
     ) -> Option<Vec<Series>> {
+        let steps = ((end - start) / step + 1) as usize;
         let a = match unparen(expr) {
             Expr::Aggregate(a) => a,
             Expr::Call(_) => {
                 let input = range_input(unparen(expr))?;
-                return self.function_columns(input, start, end, step);
+                return self.function_columns(input, start, step, steps);
             }
             _ => return None,
         };
@@ -117,7 +118,7 @@ impl Evaluator<'_> {
             "group" => Op::Group,
             _ => return None,
         };
-        self.aggregate_columns(a, input, op, start, end, step)
+        self.aggregate_columns(a, input, op, start, step, steps)
     }
 
     /// The labels each series has once `input` is applied: a range function drops the
@@ -143,10 +144,9 @@ impl Evaluator<'_> {
         input: Input<'_>,
         op: Op,
         start: i64,
-        end: i64,
         step: i64,
+        steps: usize,
     ) -> Option<Vec<Series>> {
-        let steps = ((end - start) / step + 1) as usize;
         let site = ops::memo_site(a as *const AggregateExpr as usize, 1);
         let series = self.series(input.key());
         let labels = self.input_labels(input, series)?;
@@ -165,12 +165,8 @@ impl Evaluator<'_> {
                 rows.len() - 1
             });
             let row = &mut rows[g];
-            let mut cursor = super::Cursor::default();
-            for (i, acc) in row.iter_mut().enumerate() {
-                let t = start + i as i64 * step;
-                let Some(v) = self.value_at(input, &s.points, &mut cursor, t) else {
-                    continue;
-                };
+            for (i, v) in self.steps(input, &s.points, start, step, steps) {
+                let acc = &mut row[i];
                 acc.x = match op {
                     Op::Sum | Op::Avg => acc.x + v,
                     Op::Min if acc.n == 0 || acc.x.is_nan() || v < acc.x => v,
@@ -211,8 +207,8 @@ impl Evaluator<'_> {
         &self,
         input: Input<'_>,
         start: i64,
-        end: i64,
         step: i64,
+        steps: usize,
     ) -> Option<Vec<Series>> {
         let series = self.series(input.key());
         let labels = self.input_labels(input, series)?;
@@ -220,20 +216,32 @@ impl Evaluator<'_> {
             .iter()
             .zip(labels)
             .filter_map(|(s, labels)| {
-                let mut cursor = super::Cursor::default();
-                let mut points = Vec::new();
-                let mut t = start;
-                while t <= end {
-                    if let Some(v) = self.value_at(input, &s.points, &mut cursor, t) {
-                        points.push((t, v));
-                    }
-                    t += step;
-                }
+                let points: Vec<(i64, f64)> = self
+                    .steps(input, &s.points, start, step, steps)
+                    .map(|(i, v)| (start + i as i64 * step, v))
+                    .collect();
                 (!points.is_empty()).then_some(Series { labels, points })
             })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Some(out)
+    }
+
+    /// One series' values of `input` at each of `steps` steps from `start`, by step
+    /// index (steps without a value are left out); its cursor moves forward only.
+    fn steps<'s>(
+        &'s self,
+        input: Input<'s>,
+        points: &'s [(i64, f64)],
+        start: i64,
+        step: i64,
+        steps: usize,
+    ) -> impl Iterator<Item = (usize, f64)> + 's {
+        let mut cursor = super::Cursor::default();
+        (0..steps).filter_map(move |i| {
+            let t = start + i as i64 * step;
+            Some((i, self.value_at(input, points, &mut cursor, t)?))
+        })
     }
 
     /// One series' value of `input` at `t`, its cursor moved on.

@@ -62,22 +62,17 @@ pub async fn run(storage: Arc<Storage>, every: Duration, cancel: CancellationTok
         let once = std::panic::AssertUnwindSafe(sync(&storage));
         if let Err(panic) = futures::FutureExt::catch_unwind(once).await {
             storage.stats.errors.inc(Stage::Publish);
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = hydrant_runtime::admin::panic_message(panic.as_ref());
             tracing::error!(panic = %what, "storage: an object store sync panicked; the next sync retries");
         }
     }
 }
 
-/// One sync: seal what is buffered (so peers see it), publish, read the peers. Failures
-/// are counted and logged; the next sync starts over.
-pub async fn sync(storage: &Storage) {
-    let Some(c) = storage.cluster.get() else {
+/// One sync: seal what is buffered (so peers see it), then [`exchange`].
+async fn sync(storage: &Storage) {
+    if storage.cluster.get().is_none() {
         return;
-    };
+    }
     if let Err(e) = storage.shared.seal_due(i64::MAX).await {
         storage.stats.errors.inc(Stage::Maintenance);
         tracing::warn!(error = %e, "storage: sealing before publishing failed");
@@ -85,6 +80,15 @@ pub async fn sync(storage: &Storage) {
     storage
         .maintain_logs(chrono::Utc::now().timestamp_millis())
         .await;
+    exchange(storage).await;
+}
+
+/// Publishes what is sealed and reads the peers. Failures are counted and logged; the
+/// next sync starts over.
+pub async fn exchange(storage: &Storage) {
+    let Some(c) = storage.cluster.get() else {
+        return;
+    };
     let mut failure = None;
     if let Err(e) = c.uploader.publish(&storage.shared, &storage.logs).await {
         storage.stats.errors.inc(Stage::Publish);

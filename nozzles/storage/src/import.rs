@@ -197,16 +197,16 @@ fn newlines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| **b == b'\n').count()
 }
 
-/// A whole body at once (a [`Scanner`] fed one chunk).
-pub fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
-    let mut s = Scanner::new(now_ms, text.len());
-    s.feed(text.as_bytes())?;
-    s.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole body at once (a [`Scanner`] fed one chunk).
+    fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
+        let mut s = Scanner::new(now_ms, text.len());
+        s.feed(text.as_bytes())?;
+        s.finish()
+    }
 
     #[test]
     fn samples_are_sanitised_and_stamped() {

@@ -341,14 +341,20 @@ impl Manifest {
     }
 }
 
+/// The whole object `k`.
+pub async fn get(store: &dyn ObjectStore, k: &Key) -> Result<bytes::Bytes, Error> {
+    use object_store::ObjectStoreExt;
+    let got = store.get(k).await.map_err(Error::object("get", k))?;
+    got.bytes().await.map_err(Error::object("get", k))
+}
+
 /// Reads `node`'s manifest; `None` when it has published nothing.
 pub async fn manifest(store: &dyn ObjectStore, node: &str) -> Result<Option<Manifest>, Error> {
-    use object_store::ObjectStoreExt;
     let k = key(node, "manifest.json");
-    let bytes = match store.get(&k).await {
-        Ok(got) => got.bytes().await.map_err(Error::object("get", &k))?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(Error::object("get", &k)(e)),
+    let bytes = match get(store, &k).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.not_found() => return Ok(None),
+        Err(e) => return Err(e),
     };
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Damaged {
         key: k.to_string(),

@@ -533,7 +533,7 @@ pub async fn run(
         }
         s.maintain_logs(now_ms()).await;
         // What was just sealed reaches the object store before the node stops.
-        crate::cluster::sync(&s).await;
+        crate::cluster::exchange(&s).await;
         Ok(())
     });
     for (name, delivery) in deliveries {

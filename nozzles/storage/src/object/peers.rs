@@ -245,13 +245,7 @@ impl Peers {
         // New catalog lines first (outside the lock), then everything at once.
         let mut lines = Vec::new();
         for s in m.series.iter().filter(|s| s.first + s.count > loaded) {
-            let k = key(&m.node, &s.key);
-            let got = remote
-                .store
-                .get(&k)
-                .await
-                .map_err(Error::object("get", &k))?;
-            let bytes = got.bytes().await.map_err(Error::object("get", &k))?;
+            let bytes = super::get(remote.store.as_ref(), &key(&m.node, &s.key)).await?;
             let text = String::from_utf8_lossy(&bytes).into_owned();
             lines.push((s.first, s.count, text));
         }

@@ -202,25 +202,29 @@ impl Uploader {
                 .into_iter()
                 .map(|p| (LOGS, p)),
         );
+        // Each part under its key, relative to the data dir.
+        let local_parts: Vec<(&str, Part, String)> = local_parts
+            .into_iter()
+            .filter_map(|(table, p)| {
+                let rel = relative(&self.dir, &p.path)?;
+                Some((table, p, rel))
+            })
+            .collect();
         let pending = local_parts
             .iter()
-            .filter_map(|(_, p)| relative(&self.dir, &p.path))
-            .filter(|rel| !published.parts.iter().any(|p| &p.key == rel))
+            .filter(|(_, _, rel)| !published.parts.iter().any(|p| &p.key == rel))
             .count();
         self.stats.pending.store(pending as u64, Relaxed);
         let mut next = published.clone();
         let mut outcome = Outcome::default();
         let mut parts = Vec::with_capacity(local_parts.len());
-        for (table, part) in &local_parts {
-            let Some(rel) = relative(&self.dir, &part.path) else {
-                continue;
-            };
+        for (table, part, rel) in local_parts {
             if let Some(p) = published.parts.iter().find(|p| p.key == rel) {
                 parts.push(p.clone());
                 continue;
             }
             if !self
-                .upload(shared, part, &key(&self.remote.node, &rel))
+                .upload(shared, &part, &key(&self.remote.node, &rel))
                 .await?
             {
                 continue; // compacted or expired meanwhile
@@ -228,7 +232,7 @@ impl Uploader {
             uploaded.push(rel.clone());
             outcome.parts += 1;
             parts.push(Published {
-                table: (*table).to_owned(),
+                table: table.to_owned(),
                 hour: part.hour,
                 seq: part.seq,
                 bytes: part.bytes,
@@ -276,16 +280,28 @@ impl Uploader {
         Ok(outcome)
     }
 
+    /// Uploads `body` as `k`, counted.
     async fn put(&self, k: &Key, body: Vec<u8>) -> Result<(), Error> {
+        let n = self.put_once(k, body).await?;
+        self.count(n);
+        Ok(())
+    }
+
+    /// Uploads `body` as `k` in one request; its size.
+    async fn put_once(&self, k: &Key, body: Vec<u8>) -> Result<u64, Error> {
         let n = body.len() as u64;
         self.remote
             .store
             .put(k, PutPayload::from(body))
             .await
             .map_err(Error::object("put", k))?;
+        Ok(n)
+    }
+
+    /// Counts one object of `n` bytes uploaded.
+    fn count(&self, n: u64) {
         self.stats.uploads.fetch_add(1, Relaxed);
         self.stats.upload_bytes.fetch_add(n, Relaxed);
-        Ok(())
     }
 
     /// Uploads one part file; `false` when it no longer exists.
@@ -306,8 +322,7 @@ impl Uploader {
             }
         };
         let n = self.send(&mut file, k).await?;
-        self.stats.uploads.fetch_add(1, Relaxed);
-        self.stats.upload_bytes.fetch_add(n, Relaxed);
+        self.count(n);
         Ok(true)
     }
 
@@ -323,13 +338,7 @@ impl Uploader {
         if size as usize <= self.chunk {
             let mut bytes = Vec::with_capacity(size as usize);
             file.read_to_end(&mut bytes).await.map_err(transfer)?;
-            let n = bytes.len() as u64;
-            self.remote
-                .store
-                .put(k, PutPayload::from(bytes))
-                .await
-                .map_err(Error::object("put", k))?;
-            return Ok(n);
+            return self.put_once(k, bytes).await;
         }
         let upload = self
             .remote
@@ -385,12 +394,7 @@ pub async fn restore(remote: &Remote, dir: &Path) -> Result<usize, Error> {
     let mut text = Vec::new();
     for s in &m.series {
         let k = key(&remote.node, &s.key);
-        let got = remote
-            .store
-            .get(&k)
-            .await
-            .map_err(Error::object("get", &k))?;
-        text.extend_from_slice(&got.bytes().await.map_err(Error::object("get", &k))?);
+        text.extend_from_slice(&super::get(remote.store.as_ref(), &k).await?);
     }
     let io = |source| Error::Io {
         path: catalog.clone(),

@@ -92,13 +92,7 @@ impl Shared {
         }
         let (lo, hi) = (buffer::hour_of(start), buffer::hour_of(end));
         for (node, ids) in groups {
-            let mut parts = Vec::new();
-            for p in self.peers.parts_between(node, parts::METRICS, lo, hi) {
-                parts.push(self.peers.local(&p).await.map_err(|e| Error::Part {
-                    path: p.part.path.clone(),
-                    message: e.to_string(),
-                })?);
-            }
+            let parts = self.peer_parts(node, lo, hi).await?;
             let mut theirs = BTreeMap::new();
             self.read_into(&parts, &ids, start, end, &mut theirs)
                 .await?;
@@ -109,6 +103,19 @@ impl Shared {
             );
         }
         normalize(&mut out);
+        Ok(out)
+    }
+
+    /// Peer `node`'s metric parts in the hours `[lo, hi]`, on local disk (downloaded now
+    /// when they are not yet).
+    async fn peer_parts(&self, node: usize, lo: i64, hi: i64) -> Result<Vec<parts::Part>, Error> {
+        let mut out = Vec::new();
+        for p in self.peers.parts_between(node, parts::METRICS, lo, hi) {
+            out.push(self.peers.local(&p).await.map_err(|e| Error::Part {
+                path: p.part.path.clone(),
+                message: e.to_string(),
+            })?);
+        }
         Ok(out)
     }
 
@@ -228,11 +235,7 @@ impl Shared {
         let (lo, hi) = (buffer::hour_of(start), buffer::hour_of(end));
         let peers = self.peers.nodes().len();
         for node in 1..=peers {
-            for p in self.peers.parts_between(node, parts::METRICS, lo, hi) {
-                let part = self.peers.local(&p).await.map_err(|e| Error::Part {
-                    path: p.part.path.clone(),
-                    message: e.to_string(),
-                })?;
+            for part in self.peer_parts(node, lo, hi).await? {
                 let theirs = self.part_ids(&part).await?;
                 ids.extend(theirs.iter().map(|id| peers::global(node, *id)));
             }

@@ -156,11 +156,22 @@ pub fn discover(dir: &Path) -> Found {
     discover_table(dir, METRICS)
 }
 
-/// The CRC-32 a part's file name carries (`part-<hour>-<seq>.<crc>.parquet`).
-pub fn name_crc(path: &Path) -> Option<u32> {
-    let name = path.file_name()?.to_str()?;
+/// The hour, sequence and CRC-32 a part's file name carries:
+/// `part-<hour>-<seq>.<crc>.parquet`, or `part-<hour>-<seq>.parquet` as written before
+/// checksums.
+fn parse_name(name: &str) -> Option<(i64, u64, Option<u32>)> {
     let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
-    u32::from_str_radix(stem.split_once('.')?.1, 16).ok()
+    let (stem, crc) = match stem.split_once('.') {
+        Some((stem, crc)) => (stem, u32::from_str_radix(crc, 16).ok()),
+        None => (stem, None),
+    };
+    let (hour, seq) = stem.split_once('-')?;
+    Some((hour.parse().ok()?, seq.parse().ok()?, crc))
+}
+
+/// The CRC-32 a part's file name carries.
+pub fn name_crc(path: &Path) -> Option<u32> {
+    parse_name(path.file_name()?.to_str()?)?.2
 }
 
 /// Why a part cannot be used, if it cannot.
@@ -221,21 +232,7 @@ pub fn discover_table(dir: &Path, table: &str) -> Found {
                     let _ = std::fs::remove_file(f.path());
                     continue;
                 }
-                let Some(stem) = name
-                    .strip_prefix("part-")
-                    .and_then(|s| s.strip_suffix(".parquet"))
-                else {
-                    continue;
-                };
-                // `<hour>-<seq>.<crc>`, or `<hour>-<seq>` as written before checksums.
-                let (stem, crc) = match stem.split_once('.') {
-                    Some((stem, crc)) => (stem, u32::from_str_radix(crc, 16).ok()),
-                    None => (stem, None),
-                };
-                let Some((h, seq)) = stem.split_once('-') else {
-                    continue;
-                };
-                let (Ok(h), Ok(seq)) = (h.parse(), seq.parse()) else {
+                let Some((h, seq, crc)) = parse_name(&name) else {
                     continue;
                 };
                 if let Some(why) = damage(&f.path(), crc) {

@@ -315,8 +315,10 @@ impl Manifest {
         self.series.last().map_or(0, |s| s.first + s.count)
     }
 
-    /// Checks what a reader relies on: the format, and segments without gaps.
-    pub fn check(&self, key: &Key) -> Result<(), Error> {
+    /// Checks what a reader relies on: the format, the node it names, segments without
+    /// gaps, and keys that stay inside the node's directory (a reader writes its downloads
+    /// under the same relative paths).
+    pub fn check(&self, key: &Key, node: &str) -> Result<(), Error> {
         let damaged = |message: String| Error::Damaged {
             key: key.to_string(),
             message,
@@ -327,7 +329,13 @@ impl Manifest {
                 self.format
             )));
         }
-        let mut next = 0;
+        if self.node != node {
+            return Err(damaged(format!(
+                "the manifest names node {:?}, not {node:?}",
+                self.node
+            )));
+        }
+        let mut next = 0u64;
         for s in &self.series {
             if s.first != next {
                 return Err(damaged(format!(
@@ -335,10 +343,36 @@ impl Manifest {
                     s.key, s.first
                 )));
             }
-            next = s.first + s.count;
+            next = s
+                .first
+                .checked_add(s.count)
+                .ok_or_else(|| damaged(format!("catalog segment {} is too long", s.key)))?;
+            if !contained(&s.key, "series") {
+                return Err(damaged(format!("catalog segment key {:?}", s.key)));
+            }
+        }
+        for p in &self.parts {
+            let table_ok =
+                p.table == crate::store::parts::METRICS || p.table == crate::logs::store::LOGS;
+            if !table_ok || !contained(&p.key, &p.table) {
+                return Err(damaged(format!(
+                    "part key {:?} of table {:?}",
+                    p.key, p.table
+                )));
+            }
         }
         Ok(())
     }
+}
+
+/// Whether `rel` is a plain relative path under `dir`: `/`-separated components, none
+/// empty, `.` or `..`, no backslash or NUL.
+fn contained(rel: &str, dir: &str) -> bool {
+    let Some(rest) = rel.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
+        return false;
+    };
+    rest.split('/')
+        .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']))
 }
 
 /// The whole object `k`.
@@ -360,7 +394,7 @@ pub async fn manifest(store: &dyn ObjectStore, node: &str) -> Result<Option<Mani
         key: k.to_string(),
         message: e.to_string(),
     })?;
-    m.check(&k)?;
+    m.check(&k, node)?;
     Ok(Some(m))
 }
 

@@ -304,6 +304,78 @@ async fn a_part_larger_than_a_chunk_goes_up_in_parts() {
     );
 }
 
+#[tokio::test]
+async fn a_manifest_reaching_outside_its_node_is_refused() {
+    use object_store::ObjectStoreExt;
+    let bucket = dir("bucket6");
+    let store = up_store(&bucket);
+    let good = Manifest {
+        format: FORMAT,
+        node: "a".into(),
+        generation: 1,
+        written_ms: 0,
+        series: vec![Segment {
+            first: 0,
+            count: 1,
+            key: "series/000000000000-000000000001.jsonl".into(),
+        }],
+        parts: vec![Published {
+            table: "metrics".into(),
+            hour: 1,
+            seq: 0,
+            bytes: 1,
+            key: "metrics/date=1970-01-01/hour=00/part-1-000000.00000000.parquet".into(),
+        }],
+    };
+    let put = |m: &Manifest| {
+        let (store, body) = (Arc::clone(&store), serde_json::to_vec(m).unwrap());
+        async move {
+            store
+                .put(&key("a", "manifest.json"), body.into())
+                .await
+                .unwrap();
+        }
+    };
+    put(&good).await;
+    assert_eq!(
+        manifest(store.as_ref(), "a").await.unwrap(),
+        Some(good.clone())
+    );
+    let mut bad = Vec::new();
+    for k in [
+        "../../etc/x.parquet",
+        "metrics/../../x",
+        "metrics//x",
+        "/metrics/x",
+        "logs/x",
+    ] {
+        let mut m = good.clone();
+        m.parts[0].key = k.into();
+        bad.push(m);
+    }
+    let mut m = good.clone();
+    m.series[0].key = "../series/x.jsonl".into();
+    bad.push(m);
+    let mut m = good.clone();
+    m.node = "b".into();
+    bad.push(m);
+    let mut m = good.clone();
+    m.series.push(Segment {
+        first: 1,
+        count: u64::MAX,
+        key: "series/x.jsonl".into(),
+    });
+    bad.push(m);
+    let mut m = good.clone();
+    m.parts[0].key = "metrics/a\\b".into();
+    bad.push(m);
+    for m in &bad {
+        put(m).await;
+        let e = manifest(store.as_ref(), "a").await.unwrap_err();
+        assert!(matches!(e, Error::Damaged { .. }), "{m:?}: {e}");
+    }
+}
+
 #[test]
 fn node_names_and_urls_are_checked() {
     assert!(valid_node("storage-0").is_ok());

@@ -19,6 +19,7 @@ pub(crate) mod apps_cmd;
 pub(crate) mod autoscaler_cmd;
 pub(crate) mod components;
 pub(crate) mod config;
+pub(crate) mod console_cmd;
 pub(crate) mod drain_cmd;
 pub(crate) mod logs_cmd;
 pub(crate) mod otlp_cmd;
@@ -38,6 +39,7 @@ pub(crate) fn refused(command: &crate::Command) -> Vec<Invalid> {
         Command::Autoscaler(a) => return autoscaler_cmd::check(a),
         Command::Agent(a) => return pipeline::agent_problems(a),
         Command::OtlpExport(a) => otlp_cmd::build(a).err(),
+        Command::Console(a) => console_cmd::build(a).err(),
         #[cfg(feature = "storage")]
         Command::Storage(a) => storage_cmd::build(a).err(),
         _ => None,

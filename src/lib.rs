@@ -11,6 +11,7 @@
 //! - [`logs`]: `hydrant logs`, recent and live app logs from the log cache.
 //! - [`emit`] and [`firehose`]: the load generator and the Firehose subscriber CLIs.
 //! - [`up`]: one command runs the whole system; [`demo`] its demo app.
+//! - [`console`]: the web console, a page over the components' APIs.
 //! - [`certs`]: development mTLS material.
 //! - [`telemetry`]: every metric of every crate, for the dashboards check.
 //!
@@ -24,6 +25,7 @@ pub use hydrant_components::{
 
 pub mod apps;
 pub mod certs;
+pub mod console;
 pub mod demo;
 pub mod emit;
 pub mod firehose;

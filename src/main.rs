@@ -76,6 +76,8 @@ enum Command {
     /// Store every metric from the Firehose and serve PromQL and SQL (Grafana reads it).
     #[cfg(feature = "storage")]
     Storage(cmd::storage_cmd::StorageArgs),
+    /// Serve the web console: apps, instances, live logs, charts, policies, platform health.
+    Console(cmd::console_cmd::ConsoleArgs),
     /// The demo app `up --demo` pushes (run by a cell: it reads PORT and VCAP_APPLICATION).
     #[command(hide = true)]
     DemoApp,
@@ -127,6 +129,7 @@ async fn run(cli: Cli, file: Option<config::File>) -> anyhow::Result<()> {
         Command::Autoscaler(a) => autoscaler_cmd::autoscaler(*a).await,
         #[cfg(feature = "storage")]
         Command::Storage(a) => cmd::storage_cmd::storage(a).await,
+        Command::Console(a) => cmd::console_cmd::console(a).await,
     }
 }
 

@@ -21,7 +21,8 @@ pub fn all() -> Vec<&'static Metric> {
         .chain(hydrant_runtime::selfmetrics::METRICS)
         .chain(hydrant_logcache::telemetry::METRICS)
         .chain(hydrant_autoscaler::telemetry::METRICS)
-        .chain(hydrant_otlp::telemetry::METRICS);
+        .chain(hydrant_otlp::telemetry::METRICS)
+        .chain(crate::console::telemetry::METRICS);
     #[cfg(feature = "storage")]
     let all = all.chain(hydrant_storage::telemetry::METRICS);
     all.collect()

@@ -32,12 +32,13 @@ fn under(data: &Path, sub: &str) -> String {
 }
 
 /// In start order: each component's dependencies come first. The stop order puts the
-/// apps and ingress first, the router next, and the nozzles (which flush) last.
+/// console first (it only forwards), the apps and ingress next, then the router, and the
+/// nozzles (which flush) last.
 pub(crate) const COMPONENTS: &[Component] = &[
     Component {
         name: "doppler",
         cert: "doppler",
-        stop_rank: 2,
+        stop_rank: 3,
         serves: "Firehose and ingress (gRPC)",
         built: true,
         up_flags: none,
@@ -45,7 +46,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     Component {
         name: "agent",
         cert: "metron",
-        stop_rank: 1,
+        stop_rank: 2,
         serves: "ingress for apps and components (gRPC); syslog drains",
         built: true,
         up_flags: |d| {
@@ -61,7 +62,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     Component {
         name: "cell",
         cert: "cell",
-        stop_rank: 0,
+        stop_rank: 1,
         serves: "scheduler API: hydrant push, apps, scale",
         built: true,
         up_flags: |d| {
@@ -74,7 +75,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     Component {
         name: "logcache",
         cert: "logcache",
-        stop_rank: 4,
+        stop_rank: 5,
         serves: "Log Cache API: hydrant logs APP",
         built: true,
         up_flags: |d| {
@@ -87,7 +88,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     Component {
         name: "storage",
         cert: "storage",
-        stop_rank: 5,
+        stop_rank: 6,
         serves: "Prometheus query API (Grafana), /api/v1/sql",
         built: cfg!(feature = "storage"),
         up_flags: |d| vec![("data-dir", under(d, "storage"))],
@@ -95,7 +96,7 @@ pub(crate) const COMPONENTS: &[Component] = &[
     Component {
         name: "autoscaler",
         cert: "autoscaler",
-        stop_rank: 3,
+        stop_rank: 4,
         serves: "autoscaler API: history, explain",
         built: true,
         up_flags: |d| {
@@ -106,6 +107,14 @@ pub(crate) const COMPONENTS: &[Component] = &[
                 ("scheduler-token-file", under(d, super::up_cmd::TOKEN_FILE)),
             ]
         },
+    },
+    Component {
+        name: "console",
+        cert: "console",
+        stop_rank: 0,
+        serves: "web console: apps, logs, charts, policies",
+        built: true,
+        up_flags: none,
     },
 ];
 

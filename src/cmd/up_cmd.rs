@@ -186,6 +186,12 @@ struct Wiring {
     cell: Option<String>,
     /// The storage nozzle's API, when it runs.
     storage: Option<String>,
+    /// The log cache's API.
+    logcache: Option<String>,
+    /// The autoscaler's API.
+    autoscaler: Option<String>,
+    /// Every component's HTTP base URL (its `/healthz`), for the console's platform page.
+    health: Vec<(&'static str, String)>,
 }
 
 impl Wiring {
@@ -196,6 +202,15 @@ impl Wiring {
             agent: main("agent"),
             cell: main("cell"),
             storage: main("storage"),
+            logcache: main("logcache"),
+            autoscaler: main("autoscaler"),
+            health: planned
+                .iter()
+                .map(|p| {
+                    let base = p.spec.health.trim_end_matches("/healthz").to_owned();
+                    (p.spec.name, base)
+                })
+                .collect(),
         }
     }
 
@@ -215,6 +230,13 @@ impl Wiring {
             }
             "cell" => add("agent", &self.agent),
             "logcache" | "storage" | "autoscaler" => add("from", &self.doppler),
+            // The console calls the four APIs and shows the others' health.
+            "console" => {
+                add("cell", &self.cell);
+                add("logcache", &self.logcache);
+                add("storage", &self.storage);
+                add("autoscaler", &self.autoscaler);
+            }
             _ => {}
         }
         // The log cache (app names to guids) and the autoscaler (scales) call the cell.
@@ -228,6 +250,13 @@ impl Wiring {
         // Everything but the agent itself sends its own metrics to the agent.
         if name != "agent" {
             add("self-metrics-agent", &self.agent);
+        }
+        if name == "console" {
+            for (component, base) in &self.health {
+                if ["doppler", "agent"].contains(component) {
+                    out.push(("component", format!("{component}={base}")));
+                }
+            }
         }
         out
     }
@@ -294,6 +323,7 @@ fn plan(
     argv.extend(args.iter().cloned());
     let (cli, _) = crate::parse(argv).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let mut policies = None;
+    let mut health_scheme = scheme;
     let (http, main) = match &cli.command {
         Command::Doppler(a) => (a.http, reach(a.grpc)),
         Command::Agent(a) => (a.http, reach(a.grpc)),
@@ -306,13 +336,19 @@ fn plan(
             policies = a.policies().first().cloned();
             (http, format!("{scheme}://{}", reach(http)))
         }
+        // The console serves plain HTTP unless told `--https`: browsers do not trust
+        // `up`'s CA, and it listens on loopback.
+        Command::Console(a) => {
+            health_scheme = if a.https { "https" } else { "http" };
+            (a.http, format!("{health_scheme}://{}", reach(a.http)))
+        }
         other => bail!("{name}: not a component ({other:?})"),
     };
     Ok(Planned {
         spec: Spec {
             name,
             args,
-            health: format!("{scheme}://{}/healthz", reach(http)),
+            health: format!("{health_scheme}://{}/healthz", reach(http)),
         },
         main: (main, component.serves),
         policies,
@@ -399,6 +435,7 @@ pub(crate) async fn up(a: UpArgs, file: Option<config::File>) -> anyhow::Result<
         &logs,
         &policies,
         &a.data_dir.join(TOKEN_FILE),
+        &token,
         &certs.join("ca.pem"),
     );
     if a.demo {

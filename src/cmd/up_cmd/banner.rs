@@ -17,6 +17,7 @@ pub(super) fn print_endpoints(
     logs: &Path,
     policies: &Path,
     token: &Path,
+    token_value: &str,
     ca: &Path,
 ) {
     term.line(format_args!("\nHydrant is up:\n"));
@@ -29,7 +30,7 @@ pub(super) fn print_endpoints(
     term.line(format_args!(
         "\n  every component serves /metrics and /healthz; logs in {}/\n  policies in {}/ (reloaded on change)\n  \
          API token in {} (the CLI uses it from this directory; elsewhere set HYDRANT_TOKEN)\n  \
-         CA in {} (every port is TLS; the CLI trusts it from this directory; elsewhere set HYDRANT_TLS_CA)",
+         CA in {} (every port but the console's is TLS; the CLI trusts it from this directory; elsewhere set HYDRANT_TLS_CA)",
         logs.display(),
         policies.display(),
         token.display(),
@@ -62,6 +63,13 @@ pub(super) fn print_endpoints(
         })
         .collect();
     term.line(format_args!("\nNext:"));
+    if let Some(console) = endpoint(planned, "console") {
+        // The token rides in the fragment, which the browser never sends: the page signs
+        // in with it and takes it out of the address bar.
+        term.line(format_args!(
+            "  open {console}/#token={token_value}    # the web console, signed in"
+        ));
+    }
     if !exports.is_empty() {
         term.line(format_args!(
             "  {}    # non-default addresses",

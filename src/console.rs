@@ -163,12 +163,12 @@ pub fn router(console: Arc<Console>) -> Router {
     let observe: Arc<dyn Observe> = Arc::clone(&console) as Arc<dyn Observe>;
     let access = console.config.access.clone();
     let routes = Router::new()
-        .route(
-            "/api/session",
-            get(session).post(sign_in).delete(sign_out),
-        )
+        .route("/api/session", get(session).post(sign_in).delete(sign_out))
         .route("/api/components", get(components))
-        .route("/api/{upstream}/{*rest}", axum::routing::any(proxy::forward))
+        .route(
+            "/api/{upstream}/{*rest}",
+            axum::routing::any(proxy::forward),
+        )
         .route("/assets/{*path}", get(assets::asset))
         .fallback(assets::page)
         .with_state(Arc::clone(&console))
@@ -221,7 +221,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }
 
@@ -282,7 +285,8 @@ async fn sign_out() -> Response {
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
-/// `GET /api/components`: every component's `/healthz`, asked at once.
+/// `GET /api/components`: the console's own health and every component's `/healthz`, asked
+/// at once.
 async fn components(State(c): Shared) -> axum::Json<Value> {
     let asks = c.config.components.iter().map(|(name, url)| {
         let http = c.config.http.clone();
@@ -306,7 +310,12 @@ async fn components(State(c): Shared) -> axum::Json<Value> {
             json!({"name": name, "url": url, "status": status, "health": health})
         }
     });
-    let components = futures::future::join_all(asks).await;
+    let mut components = futures::future::join_all(asks).await;
+    let (_, own) = c.health();
+    components.insert(
+        0,
+        json!({"name": "console", "url": "(this server)", "status": "ok", "health": own}),
+    );
     axum::Json(json!({ "components": components }))
 }
 

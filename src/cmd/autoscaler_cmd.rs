@@ -232,8 +232,36 @@ struct RunArgs {
     /// Name the dopplers' certificates must carry.
     #[arg(long, default_value = "doppler")]
     tls_server_name: String,
+    /// Prometheus-compatible query API (the storage nozzle) the API's policy replays read
+    /// (`POST /v1/apps/{app}/policy/replay`), with each caller's own token; without it,
+    /// replays are refused.
+    #[arg(long, value_name = "URL")]
+    replay_from: Option<String>,
     #[command(flatten)]
     component: ComponentArgs,
+}
+
+/// The component's client TLS: its CA and certificate, as the cell and storage take them.
+fn client_tls(a: &RunArgs) -> anyhow::Result<https::ClientTls> {
+    Ok(a.component
+        .tls
+        .load("metron")?
+        .map(|t| https::ClientTls::of(&t))
+        .unwrap_or_default())
+}
+
+/// The storage the API's replays read (`--replay-from`), reached as the scheduler is.
+fn build_replay_from(a: &RunArgs) -> anyhow::Result<Option<service::ReplayFrom>> {
+    let Some(addr) = &a.replay_from else {
+        return Ok(None);
+    };
+    let tls = client_tls(a)?;
+    let url = https::url(addr, &tls);
+    reqwest::Url::parse(&url).with_context(|| format!("{addr:?} is not a URL"))?;
+    Ok(Some(service::ReplayFrom {
+        url,
+        http: https::client(&tls)?,
+    }))
 }
 
 fn build_actuator(a: &RunArgs) -> anyhow::Result<Arc<dyn Actuator>> {
@@ -251,12 +279,7 @@ fn build_actuator(a: &RunArgs) -> anyhow::Result<Arc<dyn Actuator>> {
             };
             // The cell is reached with this component's certificate and CA (https for an
             // address without a scheme when it has them).
-            let tls = a
-                .component
-                .tls
-                .load("metron")?
-                .map(|t| https::ClientTls::of(&t))
-                .unwrap_or_default();
+            let tls = client_tls(a)?;
             Arc::new(actuator::CloudController::new(
                 &https::url(&a.scheduler, &tls),
                 auth,
@@ -309,10 +332,15 @@ fn build(a: &RunArgs) -> Result<service::Config, Invalids> {
         }
     };
     let access = a.component.access.access(&mut problems);
+    let replay_from = build_replay_from(a).unwrap_or_else(|e| {
+        problems.push(Invalid::new("replay-from", format!("{e:#}")));
+        None
+    });
     Invalids::check(problems)?;
     let config = service::Config {
         data_dir: a.data_dir.clone(),
         access,
+        replay_from,
         dopplers: a.dopplers.clone(),
         tls,
         discovery: a.component.discovery(),

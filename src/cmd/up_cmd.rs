@@ -15,14 +15,15 @@ use clap::{Args, CommandFactory as _, FromArgMatches as _, Subcommand};
 use hydrant::demo;
 use hydrant::up::{Spec, StopEvent, Supervisor};
 use hydrant_runtime::shutdown;
-use tokio_util::sync::CancellationToken;
 
 use super::parse_duration;
 use super::{components, config};
 use crate::Command;
 
 mod banner;
+mod terminal;
 use banner::{print_endpoints, push_demo};
+use terminal::Terminal;
 
 /// Name of the demo app and of its policy file.
 const DEMO: &str = "demo";
@@ -242,6 +243,10 @@ impl Wiring {
         // The log cache (app names to guids) and the autoscaler (scales) call the cell.
         if ["logcache", "autoscaler"].contains(&name) {
             add("scheduler", &self.cell);
+        }
+        // The autoscaler's dry runs read what storage kept.
+        if name == "autoscaler" {
+            add("replay-from", &self.storage);
         }
         // The log cache fills itself from storage's logs at start.
         if name == "logcache" {
@@ -499,56 +504,6 @@ async fn watch_health(term: &Terminal, http: reqwest::Client, planned: &[Planned
                 term.line(format_args!("  {}: {status}: {detail}", p.spec.name));
             }
         }
-    }
-}
-
-/// `up`'s terminal. Writing never panics: once stdout is gone (`hydrant up | head` after
-/// `head` has exited), what follows goes to stderr and the stop token is cancelled, so
-/// everything stops in order, as on Ctrl-C.
-#[derive(Debug)]
-pub(super) struct Terminal {
-    stop: CancellationToken,
-    broken: std::sync::atomic::AtomicBool,
-}
-
-impl Terminal {
-    fn new(stop: CancellationToken) -> Terminal {
-        Terminal {
-            stop,
-            broken: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Writes a line.
-    pub(super) fn line(&self, args: std::fmt::Arguments<'_>) {
-        self.write(args, true);
-    }
-
-    /// Writes the start of a line (a step whose outcome follows).
-    fn part(&self, args: std::fmt::Arguments<'_>) {
-        self.write(args, false);
-    }
-
-    fn write(&self, args: std::fmt::Arguments<'_>, newline: bool) {
-        use std::io::Write as _;
-        use std::sync::atomic::Ordering::Relaxed;
-        let end = if newline { "\n" } else { "" };
-        if !self.broken.load(Relaxed) {
-            let mut out = std::io::stdout().lock();
-            if write!(out, "{args}{end}")
-                .and_then(|()| out.flush())
-                .is_ok()
-            {
-                return;
-            }
-            self.broken.store(true, Relaxed);
-            let _ = writeln!(
-                std::io::stderr(),
-                "\nhydrant up: standard output is closed; stopping everything"
-            );
-            self.stop.cancel();
-        }
-        let _ = write!(std::io::stderr(), "{args}{end}");
     }
 }
 

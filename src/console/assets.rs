@@ -54,7 +54,10 @@ const CACHE: &str = "no-cache";
 pub(super) async fn asset(Path(path): Path<String>) -> Response {
     match ASSETS.iter().find(|(p, _, _)| *p == path) {
         Some((_, kind, text)) => (
-            [(header::CONTENT_TYPE, *kind), (header::CACHE_CONTROL, CACHE)],
+            [
+                (header::CONTENT_TYPE, *kind),
+                (header::CACHE_CONTROL, CACHE),
+            ],
             *text,
         )
             .into_response(),

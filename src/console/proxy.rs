@@ -120,7 +120,11 @@ pub(super) async fn forward(
             );
         }
     };
-    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let url = format!("{}/{rest}{query}", base.trim_end_matches('/'));
     let accept = parts
         .headers
@@ -161,10 +165,13 @@ pub(super) async fn forward(
         c.stats.streams.add(1);
         let guard = StreamGuard(Arc::clone(&c));
         let stopping = c.stopping.clone().cancelled_owned();
-        let bytes = answer.bytes_stream().take_until(stopping).map(move |chunk| {
-            let _keep = &guard;
-            chunk
-        });
+        let bytes = answer
+            .bytes_stream()
+            .take_until(stopping)
+            .map(move |chunk| {
+                let _keep = &guard;
+                chunk
+            });
         Body::from_stream(bytes)
     } else {
         Body::from_stream(answer.bytes_stream())

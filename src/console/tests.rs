@@ -102,7 +102,9 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
     for path in ["/", "/apps/demo", "/policies"] {
         let r = http.get(format!("{url}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
-        let csp = r.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
         assert!(csp.contains("script-src 'self'"), "{csp}");
         assert_eq!(r.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         let text = r.text().await.unwrap();
@@ -184,7 +186,10 @@ async fn signing_in_keeps_the_token_in_a_strict_cookie_that_reaches_the_apis() {
         .unwrap();
     assert_eq!(r.status(), 204);
     let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
     let cookie = cookie_of(r.headers());
     let r = http
         .get(format!("{url}/api/session"))
@@ -283,7 +288,10 @@ async fn forwarding_streams_events_and_names_what_failed() {
         .unwrap();
     assert_eq!(r.status(), 502);
     let e: Value = r.json().await.unwrap();
-    assert!(e["message"].as_str().unwrap().contains("storage API"), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("storage API"),
+        "{e}"
+    );
     let r = http
         .get(format!("{url}/api/autoscaler/v1/apps"))
         .header(header::AUTHORIZATION, &bearer)
@@ -292,7 +300,10 @@ async fn forwarding_streams_events_and_names_what_failed() {
         .unwrap();
     assert_eq!(r.status(), 503);
     let e: Value = r.json().await.unwrap();
-    assert!(e["message"].as_str().unwrap().contains("--autoscaler"), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("--autoscaler"),
+        "{e}"
+    );
     let r = http
         .get(format!("{url}/api/nothing/x"))
         .header(header::AUTHORIZATION, &bearer)

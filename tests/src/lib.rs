@@ -1,6 +1,6 @@
 //! Test harness: in-process dopplers and agents on port 0, Firehose collectors, a minimal
 //! HTTP client for `/metrics`, the `hydrant` binary for process-level tests, and real
-//! third-party servers ([`servers`]).
+//! third-party servers ([`servers`]) and a headless browser ([`browser`]).
 //!
 //! Every wait is bounded: helpers poll with a deadline and fail with what they saw.
 
@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod browser;
 #[cfg(test)]
 mod e2e;
 pub mod guard;

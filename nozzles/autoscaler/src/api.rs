@@ -1,12 +1,25 @@
-//! The autoscaler's HTTP API: `GET /v1/apps`, `GET /v1/apps/{app}/scaling_histories`
-//! (Cloud Foundry's fields and query parameters), `GET /v1/apps/{app}/explain`, plus
-//! `/metrics` and `/healthz`. `{app}` is the policy's app, the app name or its guid.
+//! The autoscaler's HTTP API. `{app}` is the policy's app, the app name or its guid;
+//! bodies are the types of [`contract`]; errors are CF's `{"code", "message"}`.
+//!
+//! - `GET /v1/apps`: the apps under a policy.
+//! - `GET /v1/apps/{app}/scaling_histories`: Cloud Foundry's fields and query parameters.
+//! - `GET /v1/apps/{app}/explain`, `GET /v1/overview`: live state, one app or every app.
+//! - `GET /v1/apps/{app}/policy`: the app's policy file (its path and exact text).
+//! - `POST /v1/policy/check[?app=NAME]`: the problems `hydrant policy check` finds in a
+//!   policy text.
+//! - `PUT /v1/apps/{app}/policy`: saves a policy text and answers once it is in force.
+//! - `POST /v1/apps/{app}/policy/replay?from=&to=&step=`: a policy text's decisions over
+//!   stored metrics (`--replay-from`), as a dry run.
+//! - `/metrics` and `/healthz`.
+//!
+//! Access: `PUT` and `DELETE` need a token that may write; everything else one that reads
+//! everything (checking and replaying change nothing). See [`policy`] for the policy routes.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hydrant_runtime::access::{Guard, Need};
@@ -16,6 +29,7 @@ use hydrant_runtime::metrics::Text;
 use serde_json::{Value, json};
 
 pub mod contract;
+pub mod policy;
 
 use contract::{AppList, AppSummary, ErrorBody, Explanation, HistoryPage, Overview};
 
@@ -186,11 +200,20 @@ pub fn router(scaler: Arc<Autoscaler>) -> Router {
         .route("/v1/apps/{app}/scaling_histories", get(histories))
         .route("/v1/apps/{app}/explain", get(explain))
         .route("/v1/overview", get(overview))
+        .merge(policy::routes())
         .with_state(scaler)
         .merge(hydrant_runtime::admin::router(observe))
         .fallback(not_found);
-    // Every route reads every app's state and history.
-    Guard::new(access, |_, _| Need::ReadAll).wrap(routes)
+    Guard::new(access, needs).wrap(routes)
+}
+
+/// What a route needs: every route reads every app's state and history; `PUT` and
+/// `DELETE` change policies.
+pub fn needs(method: &Method, _path: &str) -> Need {
+    match *method {
+        Method::PUT | Method::DELETE => Need::Write,
+        _ => Need::ReadAll,
+    }
 }
 
 impl Observe for Autoscaler {

@@ -1,7 +1,7 @@
 //! The autoscaler nozzle.
 //!
 //! - [`service`]: the `hydrant autoscaler` process (ingest, ticks, actuation, reload).
-//! - [`api`]: its HTTP API (history, explain, apps, `/metrics`, `/healthz`).
+//! - [`api`]: its HTTP API (apps, history, explain; policies read, checked, saved and replayed; `/metrics`, `/healthz`).
 //! - [`telemetry`]: metric names.
 //! - [`replay`]: a policy's decisions over stored metrics (dry run).
 //! - [`actuator`]: carries out scales (cell/Cloud Foundry, Kubernetes, webhook).

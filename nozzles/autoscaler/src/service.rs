@@ -27,16 +27,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actuator::Actuator;
-use crate::alert::Transition;
 use crate::engine::Time;
-use crate::fleet::{Effect, Fleet, Settings};
+use crate::fleet::{Fleet, Settings};
 use crate::history::Record;
 use crate::notify::{Notifier, Receivers};
 use crate::telemetry::names;
 
 mod durable;
 mod emit;
+mod loops;
 mod policies;
+
+#[cfg(test)]
+pub(crate) use policies::idle;
+pub use policies::{PolicyFiles, Reloaded};
 
 /// Shard id of the autoscaler's Firehose subscriptions.
 pub const SHARD_ID: &str = "autoscaler";
@@ -90,6 +94,17 @@ pub struct Config {
     pub grace: Duration,
     /// Who may use the HTTP API (`hydrant_runtime::access`).
     pub access: hydrant_runtime::access::Access,
+    /// The query API the API's replays read (`--replay-from`; none: replay is refused).
+    pub replay_from: Option<ReplayFrom>,
+}
+
+/// The storage query API the autoscaler's API replays policies against.
+#[derive(Debug, Clone)]
+pub struct ReplayFrom {
+    /// Base URL of a Prometheus-compatible query API (the storage nozzle).
+    pub url: String,
+    /// Its client (`hydrant_runtime::https::client`, so https with `--tls-ca` works).
+    pub http: reqwest::Client,
 }
 
 impl Config {
@@ -238,6 +253,12 @@ pub struct Autoscaler {
     policy_problems: Mutex<Vec<String>>,
     /// History and cooldowns on disk (`--data-dir`).
     durable: Option<Mutex<durable::Store>>,
+    /// The policy files and what was loaded from them (see `policies`).
+    policies: Mutex<policies::Watch>,
+    /// Where the API's replays read stored metrics.
+    replay_from: Option<ReplayFrom>,
+    /// The evaluation tick (a replay's default step).
+    tick: Duration,
     /// Counters.
     pub stats: Stats,
 }
@@ -278,6 +299,16 @@ impl Autoscaler {
     /// Time since start.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Where the API's replays read stored metrics (`--replay-from`).
+    pub fn replay_from(&self) -> Option<&ReplayFrom> {
+        self.replay_from.as_ref()
+    }
+
+    /// The evaluation tick.
+    pub fn tick(&self) -> Duration {
+        self.tick
     }
 
     fn count(&self, record: &Record) {
@@ -328,8 +359,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // A refused policy file does not stop the others (see `policies`).
-    let mut files = policies::Files::new(config.policies.clone());
-    let loaded = files.load();
+    let (watch, loaded) = policies::Watch::load(config.policies.clone());
     for p in &loaded.warnings {
         tracing::warn!("{p}");
     }
@@ -376,20 +406,10 @@ pub async fn run(
         Some(IngressClient::start(c)?)
     };
     let (notifier, delivery) = Notifier::new(config.receivers.clone(), flush);
-    let scaler = Arc::new(Autoscaler {
-        fleet: Mutex::new(fleet),
-        actuator: Arc::clone(&config.actuator),
-        notifier,
-        emitter: emitter.as_ref().map(IngressClient::sender),
-        scale_calls: TaskTracker::new(),
-        app_totals: Mutex::default(),
-        shadow: config.shadow,
-        started: Instant::now(),
-        access: config.access.clone(),
-        policy_problems: Mutex::new(problems),
-        durable,
-        stats: Stats::default(),
-    });
+    let sender = emitter.as_ref().map(IngressClient::sender);
+    let scaler = Arc::new(assemble(
+        &config, fleet, watch, problems, notifier, sender, durable,
+    ));
     scaler.emit_policy_problems();
     let name = match &config.member {
         Some(m) => format!("{SOURCE_AFFINITY}:{m}"),
@@ -406,23 +426,17 @@ pub async fn run(
     life.spawn(
         Phase::Accept,
         "refresh counts",
-        refresh(Arc::clone(&scaler), config.refresh, accept.clone()),
+        loops::refresh(Arc::clone(&scaler), config.refresh, accept.clone()),
     );
     life.spawn(
         Phase::Accept,
         "ticks",
-        ticks(Arc::clone(&scaler), config.tick, accept.clone()),
+        loops::ticks(Arc::clone(&scaler), config.tick, accept.clone()),
     );
     life.spawn(
         Phase::Accept,
         "reload policies",
-        policies::reload(
-            Arc::clone(&scaler),
-            files,
-            config.policies.clone(),
-            config.reload_poll,
-            accept,
-        ),
+        policies::reload(Arc::clone(&scaler), config.reload_poll, accept),
     );
     // Flush: scale calls in flight complete (their records are emitted), alerts queued by
     // then reach the receivers, and what was emitted reaches the Firehose.
@@ -461,6 +475,35 @@ pub async fn run(
     Ok(())
 }
 
+/// The shared state of a running autoscaler.
+fn assemble(
+    config: &Config,
+    fleet: Fleet,
+    watch: policies::Watch,
+    problems: Vec<String>,
+    notifier: Notifier,
+    emitter: Option<Sender>,
+    durable: Option<Mutex<durable::Store>>,
+) -> Autoscaler {
+    Autoscaler {
+        fleet: Mutex::new(fleet),
+        actuator: Arc::clone(&config.actuator),
+        notifier,
+        emitter,
+        scale_calls: TaskTracker::new(),
+        app_totals: Mutex::default(),
+        shadow: config.shadow,
+        started: Instant::now(),
+        access: config.access.clone(),
+        policy_problems: Mutex::new(problems),
+        durable,
+        policies: Mutex::new(watch),
+        replay_from: config.replay_from.clone(),
+        tick: config.tick,
+        stats: Stats::default(),
+    }
+}
+
 /// The autoscaler's side of the Firehose: gauges and timers become app-level samples.
 impl nozzle::Handler for Autoscaler {
     async fn batch(&self, batch: RawBatch) {
@@ -475,96 +518,5 @@ impl nozzle::Handler for Autoscaler {
 
     fn reconnected(&self, n: u64) {
         self.stats.reconnects.add(n);
-    }
-}
-
-async fn ticks(
-    scaler: Arc<Autoscaler>,
-    every: Duration,
-    cancel: CancellationToken,
-) -> Result<(), Error> {
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            () = cancel.cancelled() => return Ok(()),
-        }
-        let now = unix_now();
-        let started = Instant::now();
-        let effects = scaler.fleet().tick(now);
-        let took = started.elapsed();
-        scaler.stats.ticks.inc();
-        scaler.stats.tick.set(took);
-        scaler.emit_app_counters();
-        for effect in effects {
-            match effect {
-                Effect::Scale(req) => {
-                    let s = Arc::clone(&scaler);
-                    scaler.scale_calls.spawn(async move {
-                        let scaler = s;
-                        let result = if scaler.shadow {
-                            scaler.stats.scale_calls.inc(ScaleResult::Shadow);
-                            Ok("shadow mode: not carried out".to_owned())
-                        } else {
-                            let r = scaler.actuator.scale(&req).await.map_err(|e| e.to_string());
-                            let c = if r.is_ok() { ScaleResult::Ok } else { ScaleResult::Error };
-                            scaler.stats.scale_calls.inc(c);
-                            r
-                        };
-                        if let Err(e) = &result {
-                            tracing::warn!(app = %req.app, error = %e, "scale failed");
-                        }
-                        let record = scaler.fleet().completed(&req.app, result, unix_now());
-                        if let Some(record) = record {
-                            tracing::info!(app = %record.app, from = record.old_instances, to = record.new_instances, status = record.status.label(), reason = %record.reason, "scaling decision");
-                            scaler.count(&record);
-                            scaler.keep(&record, true);
-                            scaler.emit_record(&record);
-                        }
-                    });
-                }
-                Effect::Alert(change) => {
-                    if matches!(change.transition, Transition::Firing | Transition::Resolved) {
-                        scaler.keep_alerts();
-                    }
-                    scaler.emit_alert(&change);
-                    scaler.notifier.send(change);
-                }
-                Effect::Recorded(record) => {
-                    scaler.count(&record);
-                    scaler.keep(&record, false);
-                    scaler.emit_record(&record);
-                }
-            }
-        }
-    }
-}
-
-async fn refresh(
-    scaler: Arc<Autoscaler>,
-    every: Duration,
-    cancel: CancellationToken,
-) -> Result<(), Error> {
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            () = cancel.cancelled() => return Ok(()),
-        }
-        match scaler.actuator.list().await {
-            Ok(Some(apps)) => {
-                let mut fleet = scaler.fleet();
-                for a in apps {
-                    fleet.set_instances(&a.id, &a.name, a.instances);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                scaler.stats.list_errors.inc();
-                tracing::warn!(error = %e, "cannot read instance counts");
-            }
-        }
     }
 }

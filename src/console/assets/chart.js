@@ -65,7 +65,10 @@ function niceNum(x, round) {
 
 /** Nice y ticks covering [min, max]. */
 export function niceTicks(min, max, count = 5) {
-  if (!(max > min)) { const d = Math.abs(min) || 1; min -= d / 2; max += d / 2; }
+  if (!(max > min)) {
+    // A flat line: a flat zero (no loss, no drops) reads best as 0..1 above the axis.
+    if (min === 0) { max = 1; } else { const d = Math.abs(min); min -= d / 2; max += d / 2; }
+  }
   const step = niceNum(niceNum(max - min, false) / Math.max(1, count - 1), true);
   const lo = Math.floor(min / step) * step;
   const hi = Math.ceil(max / step) * step;

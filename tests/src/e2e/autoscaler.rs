@@ -46,6 +46,7 @@ pub(super) fn service_config(
     service::Config {
         data_dir: None,
         access: Access::open(),
+        replay_from: None,
         self_metrics: None,
         grace: hydrant_runtime::shutdown::DEFAULT_GRACE,
         dopplers,

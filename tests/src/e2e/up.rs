@@ -15,13 +15,11 @@ use tokio::process::Command;
 
 use super::dashboards::{APP, GUID, dashboards, queries};
 
-/// Self-metrics and container metrics every second, so the test sees several samples soon.
-const FAST: &str = "1s";
-
-pub(super) use super::up_harness::Ports;
+pub(super) use super::up_harness::{POLICY, Ports, config};
 
 /// The components in the order `up` stops them.
-pub(super) const STOP_ORDER: [&str; 6] = [
+pub(super) const STOP_ORDER: [&str; 7] = [
+    "console",
     "cell",
     "agent",
     "doppler",
@@ -41,29 +39,6 @@ pub(super) fn assert_stopped_in_order(text: &str) {
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "stop order:\n{text}");
 }
-
-/// A `hydrant.yaml` setting every port, the data dir and the policy dir; storage
-/// remote-writes to `vm`.
-pub(super) fn config(p: &Ports, data: &str, policies: &str, vm: &str) -> String {
-    let agent = p.agent_grpc;
-    let doppler = p.doppler_grpc;
-    format!(
-        "# written by the up test\n\
-         up:\n  data-dir: {data}\n  demo: true\n  grace: 20s\n\
-         doppler:\n  grpc: {doppler}\n  http: {}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n\
-         agent:\n  grpc: {agent}\n  http: {}\n  doppler: [{doppler}]\n  self-metrics-interval: {FAST}\n\
-         cell:\n  api: {}\n  agent: {agent}\n  metrics-interval: {FAST}\n  self-metrics-interval: {FAST}\n  stop-grace: 3s\n\
-         logcache:\n  http: {}\n  from: {doppler}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n\
-         storage:\n  http: {}\n  from: {doppler}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n  remote-write-url: {vm}/api/v1/write\n\
-         autoscaler:\n  http: {}\n  from: {doppler}\n  scheduler: {}\n  policies: {policies}\n  tick: 1s\n  stat-window: 3s\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n",
-        p.doppler_http, p.agent_http, p.cell, p.logcache, p.storage, p.autoscaler, p.cell
-    )
-}
-
-/// Scales out quickly on a burning core; scales in after a quiet spell.
-const POLICY: &str = "app: demo\ninstance_min_count: 1\ninstance_max_count: 2\nscaling_rules:\n  \
-    - {metric_type: cpu, operator: '>', threshold: 25, breach_duration: 3s, cool_down: 5s, adjustment: '+1'}\n  \
-    - {metric_type: cpu, operator: '<', threshold: 2, breach_duration: 120s, cool_down: 5s, adjustment: '-1'}\n";
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     let r = client.get(url).send().await.ok()?;
@@ -112,7 +87,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
             &ports,
             &data.display().to_string(),
             &policies.display().to_string(),
-            &vm.url,
+            Some(&vm.url),
         ),
     )
     .unwrap();
@@ -129,6 +104,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
         "logcache",
         "storage",
         "autoscaler",
+        "console",
     ] {
         assert!(
             banner.contains(&format!("starting {name:<11}ready in")),
@@ -137,6 +113,16 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
     }
     assert!(
         banner.contains(&format!("https://{}", ports.storage)),
+        "{banner}"
+    );
+    // The console's link signs in with up's token.
+    let token = std::fs::read_to_string(dir.join("data").join("token")).unwrap_or_default();
+    assert!(
+        banner.contains(&format!(
+            "open http://{}/#token={}",
+            ports.console,
+            token.trim()
+        )),
         "{banner}"
     );
     assert!(

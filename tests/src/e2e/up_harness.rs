@@ -27,6 +27,7 @@ pub(crate) struct Ports {
     pub(crate) logcache: SocketAddr,
     pub(crate) storage: SocketAddr,
     pub(crate) autoscaler: SocketAddr,
+    pub(crate) console: SocketAddr,
 }
 
 impl Ports {
@@ -41,6 +42,7 @@ impl Ports {
             logcache: free_port(),
             storage: free_port(),
             autoscaler: free_port(),
+            console: free_port(),
         }
     }
 }
@@ -115,3 +117,40 @@ pub(crate) async fn tcp_sink() -> (
     });
     (addr, got)
 }
+
+/// Self-metrics and container metrics every second, so the test sees several samples soon.
+const FAST: &str = "1s";
+
+/// A `hydrant.yaml` for `up --demo` setting every port, the data dir and the policy dir;
+/// with `vm`, storage remote-writes to it.
+pub(crate) fn config(p: &Ports, data: &str, policies: &str, vm: Option<&str>) -> String {
+    let agent = p.agent_grpc;
+    let doppler = p.doppler_grpc;
+    let remote_write = vm
+        .map(|vm| format!("  remote-write-url: {vm}/api/v1/write\n"))
+        .unwrap_or_default();
+    format!(
+        "# written by the up test\n\
+         up:\n  data-dir: {data}\n  demo: true\n  grace: 20s\n\
+         doppler:\n  grpc: {doppler}\n  http: {}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n\
+         agent:\n  grpc: {agent}\n  http: {}\n  doppler: [{doppler}]\n  self-metrics-interval: {FAST}\n\
+         cell:\n  api: {}\n  agent: {agent}\n  metrics-interval: {FAST}\n  self-metrics-interval: {FAST}\n  stop-grace: 3s\n\
+         logcache:\n  http: {}\n  from: {doppler}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n\
+         storage:\n  http: {}\n  from: {doppler}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n{remote_write}\
+         autoscaler:\n  http: {}\n  from: {doppler}\n  scheduler: {}\n  policies: {policies}\n  tick: 1s\n  stat-window: 3s\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n\
+         console:\n  http: {}\n  self-metrics-agent: {agent}\n  self-metrics-interval: {FAST}\n",
+        p.doppler_http,
+        p.agent_http,
+        p.cell,
+        p.logcache,
+        p.storage,
+        p.autoscaler,
+        p.cell,
+        p.console
+    )
+}
+
+/// Scales out quickly on a burning core; scales in after a quiet spell.
+pub(crate) const POLICY: &str = "app: demo\ninstance_min_count: 1\ninstance_max_count: 2\nscaling_rules:\n  \
+    - {metric_type: cpu, operator: '>', threshold: 25, breach_duration: 3s, cool_down: 5s, adjustment: '+1'}\n  \
+    - {metric_type: cpu, operator: '<', threshold: 2, breach_duration: 120s, cool_down: 5s, adjustment: '-1'}\n";

@@ -83,7 +83,8 @@ async fn kill_9_of_up_then_up_again_brings_the_platform_back() {
              cell:\n  api: {}\n  metrics-interval: 1s\n  stop-grace: 3s\n\
              logcache:\n  http: {}\n\
              storage:\n  http: {}\n\
-             autoscaler:\n  http: {}\n  tick: 1s\n  stat-window: 3s\n",
+             autoscaler:\n  http: {}\n  tick: 1s\n  stat-window: 3s\n\
+             console:\n  http: {}\n",
             data.display(),
             p.doppler_grpc,
             p.doppler_http,
@@ -92,7 +93,8 @@ async fn kill_9_of_up_then_up_again_brings_the_platform_back() {
             p.cell,
             p.logcache,
             p.storage,
-            p.autoscaler
+            p.autoscaler,
+            p.console
         ),
     )
     .unwrap();

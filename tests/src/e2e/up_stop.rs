@@ -22,7 +22,7 @@ fn setup(dir: &Path) -> PathBuf {
         &Ports::free(),
         &dir.join("data").display().to_string(),
         &policies.display().to_string(),
-        "http://127.0.0.1:9",
+        Some("http://127.0.0.1:9"),
     );
     std::fs::write(&file, text).unwrap();
     file

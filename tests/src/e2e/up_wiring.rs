@@ -18,7 +18,7 @@ async fn moved_ports_move_every_connection() {
     let dir = Scratch::new("up-wiring");
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("data");
-    let p: Vec<SocketAddr> = (0..8).map(|_| free_port()).collect();
+    let p: Vec<SocketAddr> = (0..9).map(|_| free_port()).collect();
     let (doppler, doppler_http, agent, agent_http) = (p[0], p[1], p[2], p[3]);
     // A policy file the autoscaler refuses: `up`'s terminal says so.
     std::fs::create_dir_all(data.join("policies")).unwrap();
@@ -37,12 +37,14 @@ async fn moved_ports_move_every_connection() {
              cell:\n  api: {}\n\
              logcache:\n  http: {}\n\
              storage:\n  http: {}\n\
-             autoscaler:\n  http: {}\n",
+             autoscaler:\n  http: {}\n\
+             console:\n  http: {}\n",
             data.display(),
             p[4],
             p[5],
             p[6],
-            p[7]
+            p[7],
+            p[8]
         ),
     )
     .unwrap();

@@ -1,6 +1,8 @@
 //! The autoscaler API's response bodies, shared by its server ([`crate::api`]) and its
 //! clients (the `hydrant autoscaler history|explain` CLI), so both read the same types
-//! and numbers travel as enums ([`crate::history::Status`], [`AlertState`]).
+//! and numbers travel as enums ([`crate::history::Status`], [`AlertState`]). The policy
+//! bodies ([`PolicyText`], [`PolicyCheck`], [`PolicySaved`], [`PolicyRefused`],
+//! [`ReplayOutcome`]) are what the web console reads.
 
 use serde::{Deserialize, Serialize};
 
@@ -221,4 +223,117 @@ pub struct ErrorBody {
     pub code: String,
     /// What went wrong.
     pub message: String,
+}
+
+/// `GET /v1/apps/{app}/policy`: an app's policy as its file holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyText {
+    /// The policy's app.
+    pub app: String,
+    /// The file it came from.
+    pub file: String,
+    /// The file's exact text.
+    pub text: String,
+}
+
+/// A problem's severity, as `hydrant policy check --json` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProblemSeverity {
+    /// The policy is refused.
+    Error,
+    /// Accepted, but worth a look.
+    Warning,
+}
+
+/// One problem of a policy text (the file is the one the request names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyProblem {
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// Field path, e.g. `scaling_rules[0].threshold` (empty for the whole document).
+    pub path: String,
+    /// Error or warning.
+    pub severity: ProblemSeverity,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// `POST /v1/policy/check`: what `hydrant policy check` says of a policy text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheck {
+    /// The app it is for: its `app:`, else the `?app=` of the request (none: neither).
+    pub app: Option<String>,
+    /// Errors: any refuses the policy.
+    pub errors: usize,
+    /// Warnings.
+    pub warnings: usize,
+    /// Every problem, in document order.
+    pub problems: Vec<PolicyProblem>,
+}
+
+/// A refused policy (422, or 409 when the saved file was refused beside the others): CF's
+/// error body with every problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRefused {
+    /// The status's reason phrase (`Unprocessable Entity`).
+    pub code: String,
+    /// `N error(s) in the policy`, and the first.
+    pub message: String,
+    /// Every problem, errors and warnings.
+    pub problems: Vec<PolicyProblem>,
+}
+
+/// `PUT /v1/apps/{app}/policy`: the policy is saved and in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySaved {
+    /// The policy's app.
+    pub app: String,
+    /// The file written.
+    pub file: String,
+    /// Its warnings.
+    pub problems: Vec<PolicyProblem>,
+}
+
+/// `POST /v1/apps/{app}/policy/replay`: what a policy would have done over stored metrics
+/// (a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayOutcome {
+    /// First tick replayed (UNIX seconds).
+    pub from: Time,
+    /// Last tick.
+    pub to: Time,
+    /// The history records it would have written, oldest first.
+    pub records: Vec<Record>,
+    /// The alerts it would have notified, oldest first.
+    pub alerts: Vec<ReplayAlert>,
+}
+
+/// An alert a replay would have notified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayAlert {
+    /// The rule's index in the policy.
+    pub rule: usize,
+    /// The rule as text.
+    pub summary: String,
+    /// Firing or resolved.
+    pub state: ReplayAlertState,
+    /// When (UNIX seconds).
+    pub at: Time,
+    /// Since when it was pending or firing.
+    pub since: Time,
+    /// The latest aggregate.
+    pub value: Option<f64>,
+}
+
+/// A notified alert's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayAlertState {
+    /// It started firing.
+    Firing,
+    /// It stopped.
+    Resolved,
 }

@@ -2,10 +2,15 @@
 //! refused file (an error in it, or an app another file already has) does not stop the
 //! others: it is reported (the log, `/healthz` as degraded, an event in the Firehose), and
 //! its last good version, if it had one, stays in force until it is fixed.
+//!
+//! One lock ([`Autoscaler::with_policy_files`]) covers the files and what was loaded from
+//! them: the watcher (a change, or SIGHUP) and the API (saving a policy, then reloading)
+//! take turns, and the API knows what the reload made of the file it wrote. The lock is
+//! taken before the fleet's, never after.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
@@ -26,6 +31,8 @@ pub(super) struct Files {
 pub(super) struct Loaded {
     /// Valid files' policies, and refused files' last good versions.
     pub(super) policies: Vec<Policy>,
+    /// The file of each of `policies`.
+    pub(super) origins: Vec<PathBuf>,
     /// Errors of refused files.
     pub(super) errors: Vec<Problem>,
     /// Warnings of every file.
@@ -42,6 +49,15 @@ impl Loaded {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The file each app's policy in force came from.
+    fn origins(&self) -> BTreeMap<String, PathBuf> {
+        self.policies
+            .iter()
+            .zip(&self.origins)
+            .map(|(p, f)| (p.app.clone(), f.clone()))
+            .collect()
     }
 }
 
@@ -70,9 +86,10 @@ impl Files {
             if refused.contains(&file) {
                 continue;
             }
-            self.last_good.insert(file, p.clone());
+            self.last_good.insert(file.clone(), p.clone());
             apps.insert(p.app.clone());
             out.policies.push(p);
+            out.origins.push(file);
         }
         // A refused file keeps its last good version, unless its app is now another's.
         for file in &refused {
@@ -81,6 +98,7 @@ impl Files {
                 && apps.insert(p.app.clone())
             {
                 out.policies.push(p.clone());
+                out.origins.push(file.clone());
                 out.kept.push(file.clone());
             }
         }
@@ -90,29 +108,78 @@ impl Files {
     }
 }
 
-pub(super) async fn reload(
-    scaler: Arc<Autoscaler>,
-    mut files: Files,
-    paths: Vec<PathBuf>,
-    every: Duration,
-    cancel: CancellationToken,
-) -> Result<(), Error> {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut seen = fingerprint(&paths);
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let forced = tokio::select! {
-            _ = interval.tick() => false,
-            _ = hup.recv() => true,
-            () = cancel.cancelled() => return Ok(()),
-        };
-        let now = fingerprint(&paths);
-        if !forced && now == seen {
-            continue;
-        }
-        seen = now;
+/// Names, sizes and modification times of the policy files.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The policy files as the running autoscaler watches them: what the last load made of
+/// them, the fingerprint it was taken at, and the file of each app's policy in force.
+#[derive(Debug)]
+pub(super) struct Watch {
+    files: Files,
+    seen: Fingerprint,
+    origins: BTreeMap<String, PathBuf>,
+}
+
+impl Watch {
+    /// The first load of `paths`.
+    pub(super) fn load(paths: Vec<PathBuf>) -> (Watch, Loaded) {
+        let seen = fingerprint(&paths);
+        let mut files = Files::new(paths);
         let loaded = files.load();
+        let origins = loaded.origins();
+        (
+            Watch {
+                files,
+                seen,
+                origins,
+            },
+            loaded,
+        )
+    }
+}
+
+/// What a reload made of the policy files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Errors of the refused files (each stays at its last good version, if it had one).
+    pub errors: Vec<Problem>,
+    /// Warnings of every file.
+    pub warnings: Vec<Problem>,
+}
+
+/// The policy files, held by one caller at a time (see [`Autoscaler::with_policy_files`]).
+#[derive(Debug)]
+pub struct PolicyFiles<'a> {
+    scaler: &'a Autoscaler,
+    watch: MutexGuard<'a, Watch>,
+}
+
+impl PolicyFiles<'_> {
+    /// The configured policy files and directories (`--policies`).
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.watch.files.paths
+    }
+
+    /// The policy app `app` (the policy's app, the app's name or its guid) refers to, and
+    /// the file its policy in force came from.
+    pub fn find(&self, app: &str) -> Option<(String, PathBuf)> {
+        let key = self.scaler.fleet().resolve(app).unwrap_or(app).to_owned();
+        let file = self.watch.origins.get(&key)?.clone();
+        Some((key, file))
+    }
+
+    /// Whether a file changed since the last load.
+    fn changed(&self) -> bool {
+        fingerprint(self.paths()) != self.watch.seen
+    }
+
+    /// Reads every policy file and puts what is valid in force, as the watcher does on a
+    /// change: counted, logged and reported in `/healthz` and the Firehose.
+    pub fn reload(&mut self) -> Reloaded {
+        let scaler = self.scaler;
+        let watch = &mut *self.watch;
+        watch.seen = fingerprint(&watch.files.paths);
+        let loaded = watch.files.load();
         for p in &loaded.warnings {
             tracing::warn!("{p}");
         }
@@ -126,6 +193,7 @@ pub(super) async fn reload(
                 loaded.listing()
             );
         }
+        watch.origins = loaded.origins();
         let problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
         let c = scaler.fleet().set_policies(loaded.policies);
         let changed = {
@@ -147,11 +215,70 @@ pub(super) async fn reload(
             kept = c.kept,
             "policies reloaded"
         );
+        Reloaded {
+            errors: loaded.errors,
+            warnings: loaded.warnings,
+        }
+    }
+}
+
+impl Autoscaler {
+    /// Runs `f` with the policy files to itself: no reload runs meanwhile, so what `f`
+    /// writes and reloads is what it reads back.
+    pub fn with_policy_files<T>(&self, f: impl FnOnce(&mut PolicyFiles<'_>) -> T) -> T {
+        let watch = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut PolicyFiles {
+            scaler: self,
+            watch,
+        })
+    }
+
+    /// The policy app `app` refers to and the file of its policy (see [`PolicyFiles::find`]).
+    pub fn policy_file(&self, app: &str) -> Option<(String, PathBuf)> {
+        self.with_policy_files(|f| f.find(app))
+    }
+}
+
+/// An autoscaler with `config`'s policies loaded and no task running (no Firehose, ticks,
+/// emitter or history on disk): what the API's tests drive.
+#[cfg(test)]
+pub(crate) fn idle(config: &super::Config) -> Arc<Autoscaler> {
+    let (watch, loaded) = Watch::load(config.policies.clone());
+    let problems = loaded.errors.iter().map(ToString::to_string).collect();
+    let mut fleet = crate::fleet::Fleet::new(config.settings);
+    fleet.set_policies(loaded.policies);
+    let (notifier, _delivery) =
+        crate::notify::Notifier::new(config.receivers.clone(), CancellationToken::new());
+    Arc::new(super::assemble(
+        config, fleet, watch, problems, notifier, None, None,
+    ))
+}
+
+/// Reloads the policies when a file changes (polled every `every`) or at SIGHUP.
+pub(super) async fn reload(
+    scaler: Arc<Autoscaler>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = interval.tick() => false,
+            _ = hup.recv() => true,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        scaler.with_policy_files(|f| {
+            if forced || f.changed() {
+                f.reload();
+            }
+        });
     }
 }
 
 /// A fingerprint of the policy files (names, sizes, modification times).
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
     policy::files(paths)
         .unwrap_or_default()
         .into_iter()

@@ -467,6 +467,42 @@ async fn the_console_shows_the_demo_live_logs_charts_a_scale_out_and_policy_erro
     shot(&browser, &shots, "platform").await;
     stage("platform");
 
+    // The chart with 4 series of 25,000 points each (a day at 3.5 s steps): every point
+    // is taken, and the time a full redraw takes is reported (BENCHMARKS.md).
+    let drawn = browser
+        .eval_async(
+            "const done = arguments[arguments.length - 1];
+             import('/assets/chart.js').then((m) => {
+               const host = document.createElement('div');
+               host.style.width = '1200px';
+               document.body.append(host);
+               const n = 25000, end = Date.now(), start = end - n * 3500;
+               const series = [0, 1, 2, 3].map((k) => {
+                 const xs = new Array(n), ys = new Array(n);
+                 for (let i = 0; i < n; i++) {
+                   xs[i] = start + i * 3500;
+                   ys[i] = 50 + 45 * Math.sin(i / 300 + k) + 5 * Math.random();
+                 }
+                 return { name: 'series ' + k, xs, ys };
+               });
+               const chart = new m.TimeSeriesChart(host, { unit: 'percent' });
+               const t0 = performance.now();
+               for (let r = 0; r < 20; r++) chart.setData(series, { start, end, step: 3.5 });
+               const ms = (performance.now() - t0) / 20;
+               const points = Number(host.dataset.points);
+               chart.destroy();
+               host.remove();
+               done({ ms, points });
+             }, (e) => done({ error: String(e) }));",
+            vec![],
+        )
+        .await;
+    assert_eq!(drawn["points"], json!(100_000), "{drawn}");
+    println!(
+        "a chart of 4 × 25,000 points redraws in {:.1} ms",
+        drawn["ms"].as_f64().unwrap_or(f64::NAN)
+    );
+
     // A phone's screen.
     browser.set_window_size(390, 844).await;
     browser.goto(&format!("{console}/#/apps/demo")).await;

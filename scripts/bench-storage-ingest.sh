@@ -5,7 +5,7 @@
 # sent means no loss. Usage: scripts/bench-storage-ingest.sh [RATE]  (release build)
 set -u
 rate=${1:-1000000}
-B="$(cd "$(dirname "$0")/.." && pwd)/target/release/hydrant"
+B=${HYDRANT_BIN:-"$(cd "$(dirname "$0")/.." && pwd)/target/release/hydrant"}
 D=$(mktemp -d); rm -rf $D; mkdir -p $D
 $B doppler --insecure-open --grpc 127.0.0.1:28082 --http 127.0.0.1:28083 > $D/doppler.log 2>&1 & dp=$!
 sleep 0.5

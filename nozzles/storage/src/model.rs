@@ -125,12 +125,20 @@ pub fn map(env: &v2::Envelope, points: &mut Vec<Point>) -> Option<LogRow> {
     let ts = env.timestamp / 1_000_000;
     match env.message.as_ref()? {
         Message::Gauge(g) => {
-            let labels = base_labels(env);
-            for (name, v) in &g.metrics {
+            // Every metric but the last gets a copy of the labels; the last takes them (a
+            // gauge of one metric, the common case, copies nothing).
+            let mut labels = base_labels(env);
+            let mut metrics = g.metrics.iter().peekable();
+            while let Some((name, v)) = metrics.next() {
+                let labels = if metrics.peek().is_some() {
+                    labels.clone()
+                } else {
+                    std::mem::take(&mut labels)
+                };
                 points.push(Point {
                     key: SeriesKey {
                         name: metric_name(name),
-                        labels: labels.clone(),
+                        labels,
                     },
                     ts,
                     value: v.value,
@@ -259,6 +267,10 @@ mod tests {
         assert_eq!(points[0].key.name, "cpu");
         assert_eq!(points[0].ts, 1_700_000_000_123);
         assert_eq!(points[1].key.name, "memory_rss");
+        assert_eq!(
+            points[0].key.labels, points[1].key.labels,
+            "every metric of a gauge carries the envelope's labels"
+        );
         let labels: Vec<(&str, &str)> = points[0]
             .key
             .labels

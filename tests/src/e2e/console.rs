@@ -11,10 +11,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::up_harness::{self, Ports};
-use super::up_harness::{POLICY, config};
+use super::up_harness::{self, POLICY};
 use crate::browser::{Browser, artefacts_dir};
-use crate::guard::Scratch;
 
 /// Longest a log line may take from the app's stdout to the page.
 const LIVE_LOG_BOUND_MS: f64 = 1000.0;
@@ -75,23 +73,13 @@ async fn the_console_shows_the_demo_live_logs_charts_a_scale_out_and_policy_erro
     let _cpu = crate::guard::cpu_heavy().await;
     let t0 = std::time::Instant::now();
     let stage = |what: &str| println!("{:>6.1}s {what}", t0.elapsed().as_secs_f64());
-    let dir = Scratch::new("console-e2e");
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join("demo.yml"), POLICY).unwrap();
-    let ports = Ports::free();
-    let data = dir.join("data");
-    let file = dir.join("hydrant.yaml");
-    std::fs::write(
-        &file,
-        config(
-            &ports,
-            &data.display().to_string(),
-            &policies.display().to_string(),
-            None,
-        ),
-    )
-    .unwrap();
+    let up_harness::DemoDir {
+        dir,
+        ports,
+        data,
+        policies,
+        file,
+    } = up_harness::DemoDir::new("console-e2e", None);
     // `lines` stays open: `up` stops everything when its standard output closes.
     let up_harness::Up {
         child: mut up,

@@ -15,7 +15,7 @@ use tokio::process::Command;
 
 use super::dashboards::{APP, GUID, dashboards, queries};
 
-pub(super) use super::up_harness::{POLICY, Ports, config};
+pub(super) use super::up_harness::{Ports, config};
 
 /// The components in the order `up` stops them.
 pub(super) const STOP_ORDER: [&str; 7] = [
@@ -74,23 +74,13 @@ async fn demo(client: &reqwest::Client, cell: SocketAddr) -> Option<(String, u64
 async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order() {
     let _cpu = crate::guard::cpu_heavy().await;
     let vm = VictoriaMetrics::start().await;
-    let dir = Scratch::new("up-e2e");
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join("demo.yml"), POLICY).unwrap();
-    let ports = Ports::free();
-    let file = dir.join("hydrant.yaml");
-    let data = dir.join("data");
-    std::fs::write(
-        &file,
-        config(
-            &ports,
-            &data.display().to_string(),
-            &policies.display().to_string(),
-            Some(&vm.url),
-        ),
-    )
-    .unwrap();
+    let super::up_harness::DemoDir {
+        dir,
+        ports,
+        data,
+        file,
+        ..
+    } = super::up_harness::DemoDir::new("up-e2e", Some(&vm.url));
 
     let super::up_harness::Up {
         child: mut up,
@@ -116,7 +106,7 @@ async fn up_demo_scales_and_every_dashboard_query_has_data_then_stops_in_order()
         "{banner}"
     );
     // The console's link signs in with up's token.
-    let token = std::fs::read_to_string(dir.join("data").join("token")).unwrap_or_default();
+    let token = std::fs::read_to_string(data.join("token")).unwrap_or_default();
     assert!(
         banner.contains(&format!(
             "open http://{}/#token={}",

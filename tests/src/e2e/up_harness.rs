@@ -154,3 +154,40 @@ pub(crate) fn config(p: &Ports, data: &str, policies: &str, vm: Option<&str>) ->
 pub(crate) const POLICY: &str = "app: demo\ninstance_min_count: 1\ninstance_max_count: 2\nscaling_rules:\n  \
     - {metric_type: cpu, operator: '>', threshold: 25, breach_duration: 3s, cool_down: 5s, adjustment: '+1'}\n  \
     - {metric_type: cpu, operator: '<', threshold: 2, breach_duration: 120s, cool_down: 5s, adjustment: '-1'}\n";
+
+/// A scratch directory for `up --demo`: the demo's [`POLICY`] in `policies/`, free ports,
+/// and a `hydrant.yaml` from [`config`] (with `vm`, storage remote-writes to it).
+pub(crate) struct DemoDir {
+    pub(crate) dir: crate::guard::Scratch,
+    pub(crate) ports: Ports,
+    pub(crate) data: std::path::PathBuf,
+    pub(crate) policies: std::path::PathBuf,
+    pub(crate) file: std::path::PathBuf,
+}
+
+impl DemoDir {
+    /// Writes the policy and the config file under a new scratch directory `name`.
+    pub(crate) fn new(name: &str, vm: Option<&str>) -> DemoDir {
+        let dir = crate::guard::Scratch::new(name);
+        let policies = dir.join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(policies.join("demo.yml"), POLICY).unwrap();
+        let ports = Ports::free();
+        let data = dir.join("data");
+        let file = dir.join("hydrant.yaml");
+        let text = config(
+            &ports,
+            &data.display().to_string(),
+            &policies.display().to_string(),
+            vm,
+        );
+        std::fs::write(&file, text).unwrap();
+        DemoDir {
+            dir,
+            ports,
+            data,
+            policies,
+            file,
+        }
+    }
+}

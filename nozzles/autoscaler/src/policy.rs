@@ -20,6 +20,7 @@ use std::time::Duration;
 #[cfg(test)]
 mod fuzz;
 mod parse;
+pub(crate) use parse::parse_duration;
 #[cfg(test)]
 mod tests;
 

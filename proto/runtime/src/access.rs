@@ -277,12 +277,7 @@ impl Tokens {
     /// token); `None` when missing or unknown. Every token is compared, so timing does not
     /// reveal which matched.
     pub fn check(&self, authorization: Option<&str>) -> Option<Grant> {
-        let value = authorization?.trim();
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            Some(_) => return None,
-            None => value,
-        };
+        let token = bearer(authorization?)?;
         let mut found = None;
         for (t, grant) in &self.grants {
             if constant_time_eq(t, token.as_bytes()) {
@@ -291,6 +286,18 @@ impl Tokens {
         }
         found
     }
+}
+
+/// The token of an `Authorization` header value: `bearer TOKEN` in any case, or the bare
+/// token; `None` for another scheme or an empty value.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let value = authorization.trim();
+    let token = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        Some(_) => return None,
+        None => value,
+    };
+    (!token.is_empty()).then_some(token)
 }
 
 /// What a server enforces.

@@ -441,18 +441,12 @@ pub struct Window {
     pub step: Time,
 }
 
-/// `10`, `10s`, `5m`, `1h`: whole seconds, at least one.
+/// A step in the policy files' duration syntax (`10`, `10s`, `5m`, `1h30m`), in whole
+/// seconds, at least one.
 fn parse_step(s: &str) -> Option<Time> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: Time = s[..digits].parse().ok()?;
-    let secs = match &s[digits..] {
-        "" | "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        _ => return None,
-    };
-    (secs >= 1).then_some(secs)
+    let d = policy::parse_duration(s)?;
+    let secs = Time::try_from(d.as_secs()).ok()?;
+    (d.subsec_nanos() == 0 && secs >= 1).then_some(secs)
 }
 
 /// Parses a replay's `from`, `to` and `step` (defaults: `-3h`, `now`, `tick`), bounded to
@@ -500,14 +494,10 @@ pub fn parse_window(raw: Option<&str>, now: Time, tick: Time) -> Result<Window, 
     Ok(Window { from, to, step })
 }
 
-/// The caller's bearer token, as `Authorization: Bearer TOKEN` or the bare token.
+/// The caller's bearer token, read as the guard reads it.
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => value,
-    };
-    (!token.is_empty()).then(|| token.to_owned())
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    hydrant_runtime::access::bearer(value).map(str::to_owned)
 }
 
 /// `POST /v1/apps/{app}/policy/replay`.

@@ -292,21 +292,8 @@ async fn components(State(c): Shared) -> axum::Json<Value> {
         let http = c.config.http.clone();
         let health = format!("{}/healthz", url.trim_end_matches('/'));
         async move {
-            let answer = http.get(&health).timeout(HEALTH_TIMEOUT).send().await;
-            let (status, health) = match answer {
-                Ok(r) => {
-                    let code = r.status();
-                    let body: Value = r.json().await.unwrap_or(Value::Null);
-                    let status = body["status"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| {
-                            if code.is_success() { "ok" } else { "unhealthy" }.to_owned()
-                        });
-                    (status, body)
-                }
-                Err(e) => ("unreachable".to_owned(), json!({"error": e.to_string()})),
-            };
+            let (status, health) =
+                crate::up::health_of(http.get(&health).timeout(HEALTH_TIMEOUT)).await;
             json!({"name": name, "url": url, "status": status, "health": health})
         }
     });

@@ -361,6 +361,27 @@ impl Supervisor {
     }
 }
 
+/// What a component's `/healthz` answer says: its `status` field (`ok`, `degraded`, …),
+/// else `ok` or `unhealthy` by the HTTP status, with the body; `unreachable` with the
+/// error when no answer came. `request` is the GET, with whatever timeout the caller wants.
+pub async fn health_of(request: reqwest::RequestBuilder) -> (String, serde_json::Value) {
+    match request.send().await {
+        Ok(r) => {
+            let code = r.status();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            let status = body["status"]
+                .as_str()
+                .unwrap_or(if code.is_success() { "ok" } else { "unhealthy" })
+                .to_owned();
+            (status, body)
+        }
+        Err(e) => (
+            "unreachable".to_owned(),
+            serde_json::json!({"error": e.to_string()}),
+        ),
+    }
+}
+
 /// The last lines of a log file, from the latest start on.
 pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -474,27 +474,20 @@ async fn watch_health(term: &Terminal, http: reqwest::Client, planned: &[Planned
     loop {
         tokio::time::sleep(HEALTH_WATCH).await;
         for p in planned {
-            let (status, detail) = match http.get(&p.spec.health).send().await {
-                Ok(r) => {
-                    let code = r.status();
-                    let v: serde_json::Value = r.json().await.unwrap_or_default();
-                    let status = v["status"].as_str().unwrap_or(if code.is_success() {
-                        "ok"
-                    } else {
-                        "unhealthy"
-                    });
-                    // The autoscaler's refused policies; any component's other problems.
-                    let problems: Vec<&str> = v["policy_problems"]
-                        .as_array()
-                        .into_iter()
-                        .chain(v["problems"].as_array())
-                        .flatten()
-                        .filter_map(|x| x.as_str())
-                        .take(3)
-                        .collect();
-                    (status.to_owned(), problems.join("; "))
-                }
-                Err(e) => ("unreachable".to_owned(), e.to_string()),
+            let (status, v) = hydrant::up::health_of(http.get(&p.spec.health)).await;
+            // The autoscaler's refused policies; any component's other problems; or why
+            // it did not answer.
+            let problems: Vec<&str> = v["policy_problems"]
+                .as_array()
+                .into_iter()
+                .chain(v["problems"].as_array())
+                .flatten()
+                .filter_map(|x| x.as_str())
+                .take(3)
+                .collect();
+            let detail = match v["error"].as_str() {
+                Some(e) if status == "unreachable" => e.to_owned(),
+                _ => problems.join("; "),
             };
             let seen = last.insert(p.spec.name, status.clone());
             let changed = seen.as_deref().unwrap_or("ok") != status;

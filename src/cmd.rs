@@ -303,6 +303,16 @@ pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Adds a problem for flag `flag` unless `url` is an http:// or https:// URL.
+pub(crate) fn check_url(flag: &str, url: &str, problems: &mut Vec<Invalid>) {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        problems.push(Invalid::new(
+            flag,
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+}
+
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s
         .find(|c: char| c.is_ascii_alphabetic())

@@ -8,7 +8,7 @@ use hydrant::console::{self, Upstream};
 use hydrant_runtime::config::{Invalid, Invalids};
 use hydrant_runtime::{https, shutdown};
 
-use super::{ComponentArgs, bind, parse_tag};
+use super::{ComponentArgs, bind, check_url, parse_tag};
 
 #[derive(Debug, Args)]
 pub(crate) struct ConsoleArgs {
@@ -37,15 +37,6 @@ pub(crate) struct ConsoleArgs {
     pub(crate) https: bool,
     #[command(flatten)]
     pub(crate) component: ComponentArgs,
-}
-
-fn check_url(flag: &str, url: &str, problems: &mut Vec<Invalid>) {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        problems.push(Invalid::new(
-            flag,
-            format!("{url:?} is not an http:// or https:// URL"),
-        ));
-    }
 }
 
 /// The console's config from its flags, with every problem it would refuse.

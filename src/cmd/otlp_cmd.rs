@@ -7,7 +7,7 @@ use clap::Args;
 use hydrant_runtime::config::{Invalid, Invalids};
 use hydrant_runtime::{https, shutdown};
 
-use super::{ComponentArgs, bind, parse_tag};
+use super::{ComponentArgs, bind, check_url, parse_tag};
 
 #[derive(Debug, Args)]
 pub(crate) struct OtlpExportArgs {
@@ -40,12 +40,7 @@ pub(crate) fn build(a: &OtlpExportArgs) -> Result<hydrant_otlp::Config, Invalids
     let mut problems = Vec::new();
     let tls = a.component.tls.check(&a.tls_server_name, &mut problems);
     let access = a.component.access.access(&mut problems);
-    if !(a.to.starts_with("http://") || a.to.starts_with("https://")) {
-        problems.push(Invalid::new(
-            "to",
-            format!("{:?} is not an http:// or https:// URL", a.to),
-        ));
-    }
+    check_url("to", &a.to, &mut problems);
     let client_tls = match &a.to_ca {
         Some(path) => https::ClientTls::ca_file(path)
             .map_err(|e| problems.push(Invalid::new("to-ca", e.to_string())))

@@ -35,8 +35,8 @@ mod scan;
 mod tests;
 
 use scan::{
-    GaugeNames, Result, Tags, bytes_field, check_gauge_value, check_value, key, map_entry, message,
-    skip, span, string, varint,
+    GaugeMetrics, Result, TagBytes, bytes_field, check_gauge_value, check_value, key, map_entry,
+    message, skip, span, string, varint,
 };
 
 /// The variant of an envelope's `message` oneof.
@@ -92,6 +92,7 @@ pub struct RawEnvelope {
     bytes: Bytes,
     kind: Kind,
     source_id: Span,
+    instance_id: Span,
     /// Counter or timer name.
     name: Span,
     /// The gauge sub-message, for lazy metric-name iteration.
@@ -173,7 +174,7 @@ impl RawEnvelope {
                     env.set_kind(Kind::Timer);
                     env.name = span(whole, name);
                 }
-                8 => string(&mut buf, wire, "instance_id").map(drop)?,
+                8 => env.instance_id = span(whole, string(&mut buf, wire, "instance_id")?),
                 9 => map_entry(&mut buf, wire, "tags", |b, t, w| match t {
                     2 => string(b, w, "tags.value").map(drop),
                     _ => skip(b, w, t, "tags"),
@@ -229,6 +230,11 @@ impl RawEnvelope {
         self.str_at(self.source_id)
     }
 
+    /// The instance id (validated UTF-8).
+    pub fn instance_id(&self) -> &str {
+        self.str_at(self.instance_id)
+    }
+
     /// The counter or timer name; empty for other kinds.
     pub fn name(&self) -> &str {
         self.str_at(self.name)
@@ -241,7 +247,15 @@ impl RawEnvelope {
 
     /// The metric names of a gauge, in wire order (duplicates possible); empty for other kinds.
     pub fn gauge_names(&self) -> impl Iterator<Item = &str> {
-        GaugeNames {
+        self.gauge_metrics()
+            .map(|(name, _)| std::str::from_utf8(name).unwrap_or_default())
+    }
+
+    /// The metrics of a gauge as `(name, value)`, in wire order (duplicates possible: a
+    /// full decode keeps the last), without decoding; empty for other kinds. Names are
+    /// bytes `parse` checked as UTF-8.
+    pub fn gauge_metrics(&self) -> impl Iterator<Item = (&[u8], f64)> {
+        GaugeMetrics {
             buf: &self.bytes[self.gauge.range()],
         }
     }
@@ -256,7 +270,19 @@ impl RawEnvelope {
 
     /// Every preferred tag `(key, value)` in wire order, without decoding.
     pub fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
-        Tags { buf: &self.bytes }
+        // `parse` checked both as UTF-8.
+        self.tag_bytes().map(|(k, v)| {
+            (
+                std::str::from_utf8(k).unwrap_or_default(),
+                std::str::from_utf8(v).unwrap_or_default(),
+            )
+        })
+    }
+
+    /// Every preferred tag as `(key, value)` bytes (checked as UTF-8 by `parse`), in wire
+    /// order (duplicates possible: a full decode keeps the last).
+    pub fn tag_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        TagBytes { buf: &self.bytes }
     }
 
     /// The envelope with `tags` added where it does not already carry the key. Map entries

@@ -7,14 +7,15 @@ use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_f
 
 use super::{InvalidEnvelope, Span, decode_error};
 
-pub(super) struct Tags<'a> {
+/// Every preferred tag of a validated envelope as `(key, value)` bytes, in wire order.
+pub(super) struct TagBytes<'a> {
     pub(super) buf: &'a [u8],
 }
 
-impl<'a> Iterator for Tags<'a> {
-    type Item = (&'a str, &'a str);
+impl<'a> Iterator for TagBytes<'a> {
+    type Item = (&'a [u8], &'a [u8]);
 
-    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+    fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
         // Validated by `parse`, so the walk cannot fail; stop quietly if it does.
         while self.buf.has_remaining() {
             let (tag, wire) = decode_key(&mut self.buf).ok()?;
@@ -32,20 +33,23 @@ impl<'a> Iterator for Tags<'a> {
                     _ => skip_field(w, t, &mut entry, DecodeContext::default()).ok()?,
                 }
             }
-            return Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?));
+            return Some((k, v));
         }
         None
     }
 }
 
-pub(super) struct GaugeNames<'a> {
+/// Every metric of a validated gauge body as `(name bytes, value)`, in wire order. A map
+/// entry without a value reads 0, and repeated value fields merge (the last value wins),
+/// as a full decode reads them.
+pub(super) struct GaugeMetrics<'a> {
     pub(super) buf: &'a [u8],
 }
 
-impl<'a> Iterator for GaugeNames<'a> {
-    type Item = &'a str;
+impl<'a> Iterator for GaugeMetrics<'a> {
+    type Item = (&'a [u8], f64);
 
-    fn next(&mut self) -> Option<&'a str> {
+    fn next(&mut self) -> Option<(&'a [u8], f64)> {
         // The gauge body was validated by `parse`, so errors cannot occur; stop if they do.
         while self.buf.has_remaining() {
             let (tag, wire) = decode_key(&mut self.buf).ok()?;
@@ -54,16 +58,26 @@ impl<'a> Iterator for GaugeNames<'a> {
                 continue;
             }
             let mut entry = take_len(&mut self.buf).ok()?;
-            let mut key = "";
+            let (mut key, mut value) = (&[][..], 0.0);
             while entry.has_remaining() {
                 let (t, w) = decode_key(&mut entry).ok()?;
-                if t == 1 && w == WireType::LengthDelimited {
-                    key = std::str::from_utf8(take_len(&mut entry).ok()?).ok()?;
-                } else {
-                    skip_field(w, t, &mut entry, DecodeContext::default()).ok()?;
+                match (t, w) {
+                    (1, WireType::LengthDelimited) => key = take_len(&mut entry).ok()?,
+                    (2, WireType::LengthDelimited) => {
+                        let mut body = take_len(&mut entry).ok()?;
+                        while body.has_remaining() {
+                            let (t, w) = decode_key(&mut body).ok()?;
+                            if (t, w) == (2, WireType::SixtyFourBit) && body.len() >= 8 {
+                                value = body.get_f64_le();
+                            } else {
+                                skip_field(w, t, &mut body, DecodeContext::default()).ok()?;
+                            }
+                        }
+                    }
+                    _ => skip_field(w, t, &mut entry, DecodeContext::default()).ok()?,
                 }
             }
-            return Some(key);
+            return Some((key, value));
         }
         None
     }

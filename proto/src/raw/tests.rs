@@ -52,6 +52,11 @@ fn extracts_routing_facts() {
     let mut names: Vec<&str> = raw[2].gauge_names().collect();
     names.sort();
     assert_eq!(names, ["cpu", "memory"]);
+    let mut metrics: Vec<(&[u8], f64)> = raw[2].gauge_metrics().collect();
+    metrics.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(metrics, [(&b"cpu"[..], 12.5), (&b"memory"[..], 1e6)]);
+    assert_eq!(raw[0].instance_id(), "3");
+    assert_eq!(raw[1].instance_id(), "");
     assert_eq!((raw[3].kind(), raw[3].name()), (Kind::Timer, "http"));
     assert_eq!(raw[4].kind(), Kind::Event);
     assert_eq!((raw[5].kind(), raw[5].source_id()), (Kind::None, ""));
@@ -137,6 +142,12 @@ fn agrees_with_prost_on_corrupted_input() {
                 if let Some(v2::envelope::Message::Counter(c)) = &p.message {
                     assert_eq!(r.name(), c.name);
                 }
+                assert_eq!(r.instance_id(), p.instance_id, "{bytes:?}");
+                // Read in wire order with the last of a repeated key winning, the raw
+                // tags and gauge metrics are what prost decodes.
+                let tags: std::collections::HashMap<String, String> =
+                    r.tag_bytes().map(|(k, v)| (utf8(k), utf8(v))).collect();
+                assert_eq!(tags, p.tags, "{bytes:?}");
                 if let Some(v2::envelope::Message::Gauge(g)) = &p.message {
                     let mut a: Vec<&str> = r.gauge_names().collect();
                     a.sort();
@@ -144,6 +155,16 @@ fn agrees_with_prost_on_corrupted_input() {
                     let mut b: Vec<&str> = g.metrics.keys().map(String::as_str).collect();
                     b.sort();
                     assert_eq!(a, b, "{bytes:?}");
+                    let metrics: std::collections::HashMap<String, u64> = r
+                        .gauge_metrics()
+                        .map(|(k, v)| (utf8(k), v.to_bits()))
+                        .collect();
+                    let want = g
+                        .metrics
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.value.to_bits()))
+                        .collect();
+                    assert_eq!(metrics, want, "{bytes:?}");
                 }
             }
             (Err(_), Err(_)) => {}
@@ -155,6 +176,10 @@ fn agrees_with_prost_on_corrupted_input() {
         accepted > 1000,
         "the corpus should keep many valid envelopes, got {accepted}"
     );
+}
+
+fn utf8(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).expect("parse checked UTF-8")
 }
 
 fn kind_label(kind: Kind) -> &'static str {

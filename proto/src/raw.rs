@@ -95,7 +95,8 @@ pub struct RawEnvelope {
     instance_id: Span,
     /// Counter or timer name.
     name: Span,
-    /// The gauge sub-message, for lazy metric-name iteration.
+    /// From the first `gauge` field of the message in force to the end: a message field
+    /// given several times is merged, so every `gauge` field from there on counts.
     gauge: Span,
     timestamp: i64,
     has_deprecated_tags: bool,
@@ -128,6 +129,7 @@ impl RawEnvelope {
         let whole: &[u8] = &bytes;
         let mut buf = whole;
         while buf.has_remaining() {
+            let at = whole.len() - buf.len();
             let (tag, wire) = key(&mut buf, "envelope")?;
             match tag {
                 1 => env.timestamp = varint(&mut buf, wire, "timestamp")? as i64,
@@ -156,12 +158,14 @@ impl RawEnvelope {
                     env.name = span(whole, name);
                 }
                 6 => {
-                    let body = message(&mut buf, wire, "gauge", |b, t, w| match t {
+                    message(&mut buf, wire, "gauge", |b, t, w| match t {
                         1 => map_entry(b, w, "gauge.metrics", check_gauge_value),
                         _ => skip(b, w, t, "gauge"),
                     })?;
-                    env.set_kind(Kind::Gauge);
-                    env.gauge = span(whole, body);
+                    if env.kind != Kind::Gauge {
+                        env.set_kind(Kind::Gauge);
+                        env.gauge = Span::of(&whole[at..], at);
+                    }
                 }
                 7 => {
                     let mut name = &[][..];
@@ -256,7 +260,8 @@ impl RawEnvelope {
     /// bytes `parse` checked as UTF-8.
     pub fn gauge_metrics(&self) -> impl Iterator<Item = (&[u8], f64)> {
         GaugeMetrics {
-            buf: &self.bytes[self.gauge.range()],
+            fields: &self.bytes[self.gauge.range()],
+            body: &[],
         }
     }
 

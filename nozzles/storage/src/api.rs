@@ -356,7 +356,7 @@ async fn import(State(s): Shared, headers: HeaderMap, body: axum::body::Body) ->
                     .filter_map(|(k, t, v)| ids[*k as usize].map(|id| (id, *t, *v))),
             );
             refused += chunk.len() - samples.len();
-            s.store_resolved(&samples).map_err(stored)?;
+            s.ingest(&[], &samples).map_err(stored)?;
         }
         s.shared.lock().refuse(refused as u64);
         Ok(scanned.rows.len())

@@ -6,6 +6,7 @@
 //! - [`telemetry`]: metric names.
 //! - [`sink`]: forwarding to Prometheus remote write and InfluxDB v2.
 //! - [`model`]: envelopes → series points and log rows.
+//! - [`writer`]: Firehose batches into the store (a fast path for known gauge series).
 //! - [`catalog`]: series ids, labels, the inverted index and the cardinality guard.
 //! - [`promql`]: the PromQL evaluator (pure; planned fetches, Prometheus semantics).
 //! - [`query`]: PromQL against the store, Prometheus' JSON.
@@ -30,6 +31,7 @@ pub mod service;
 pub mod sink;
 pub mod sql;
 pub mod telemetry;
+pub mod writer;
 
 pub use service::{Config, Error, SHARD_ID, run};
 pub mod store;

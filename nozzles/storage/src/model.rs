@@ -92,18 +92,34 @@ fn sanitize(s: &str, colon: bool) -> String {
 }
 
 fn base_labels(env: &v2::Envelope) -> BTreeMap<String, String> {
+    let tags = env.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let deprecated = env
+        .deprecated_tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), hydrant_proto::envelope::value_to_string(v)));
+    labels(tags, deprecated, &env.source_id, &env.instance_id)
+}
+
+/// The labels every series of an envelope carries: its tags (names sanitised; a preferred
+/// tag wins over a deprecated one of the same name), then `source_id` and `instance_id`
+/// from the envelope's own fields (an empty instance id: none), never `__name__`.
+pub fn labels<'a>(
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    deprecated: impl IntoIterator<Item = (&'a str, String)>,
+    source_id: &str,
+    instance_id: &str,
+) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
-    for (k, v) in &env.tags {
-        labels.insert(label_name(k), v.clone());
+    for (k, v) in tags {
+        labels.insert(label_name(k), v.to_owned());
     }
-    for (k, v) in &env.deprecated_tags {
-        let text = hydrant_proto::envelope::value_to_string(v);
-        labels.entry(label_name(k)).or_insert(text);
+    for (k, v) in deprecated {
+        labels.entry(label_name(k)).or_insert(v);
     }
     // The envelope's own fields win over tags of the same name.
-    labels.insert("source_id".into(), env.source_id.clone());
-    if !env.instance_id.is_empty() {
-        labels.insert("instance_id".into(), env.instance_id.clone());
+    labels.insert("source_id".into(), source_id.to_owned());
+    if !instance_id.is_empty() {
+        labels.insert("instance_id".into(), instance_id.to_owned());
     } else {
         labels.remove("instance_id");
     }

@@ -292,8 +292,14 @@ impl Storage {
         self.started.elapsed()
     }
 
-    /// Maps and stores a batch of envelopes; returns the samples stored.
-    pub fn ingest(&self, envelopes: &[hydrant_proto::v2::Envelope]) -> Result<usize, store::Error> {
+    /// Maps and stores decoded envelopes together with samples of series already given
+    /// ids (the writer's fast path, [`crate::writer`]), one WAL sync for both; returns the
+    /// samples stored.
+    pub fn ingest(
+        &self,
+        envelopes: &[hydrant_proto::v2::Envelope],
+        resolved: &[(crate::catalog::SeriesId, i64, f64)],
+    ) -> Result<usize, store::Error> {
         let mut points = Vec::with_capacity(envelopes.len());
         let mut rows = Vec::new();
         for e in envelopes {
@@ -305,35 +311,14 @@ impl Storage {
                 logs.push(r);
             }
         }
-        self.store_points(&points)
-    }
-
-    /// Stores samples (WAL first when on) and hands them to the sinks; returns the number
-    /// stored.
-    pub fn store_points(&self, points: &[model::Point]) -> Result<usize, store::Error> {
         if self.forwarders.is_empty() {
-            return self.shared.lock().ingest(points);
+            return self.shared.lock().ingest_mixed(&points, resolved, None);
         }
-        let mut forward = Vec::with_capacity(points.len());
-        let n = self.shared.lock().ingest_forward(points, &mut forward)?;
-        self.forward(forward);
-        Ok(n)
-    }
-
-    /// Stores samples of series the store resolved (an import), forwarding them to the
-    /// sinks as [`Storage::store_points`] does.
-    pub fn store_resolved(
-        &self,
-        samples: &[(crate::catalog::SeriesId, i64, f64)],
-    ) -> Result<usize, store::Error> {
-        if self.forwarders.is_empty() {
-            return self.shared.lock().ingest_resolved(samples, None);
-        }
-        let mut forward = Vec::with_capacity(samples.len());
+        let mut forward = Vec::with_capacity(points.len() + resolved.len());
         let n = self
             .shared
             .lock()
-            .ingest_resolved(samples, Some(&mut forward))?;
+            .ingest_mixed(&points, resolved, Some(&mut forward))?;
         self.forward(forward);
         Ok(n)
     }
@@ -365,61 +350,6 @@ impl Storage {
 
 fn now_ms() -> i64 {
     hydrant_proto::envelope::now_nanos() / 1_000_000
-}
-
-/// Firehose batches waiting for the writer (all dopplers' subscriptions share it). A full
-/// queue pauses the readers, so the dopplers' per-subscription buffers absorb a burst (and
-/// count what they must drop).
-pub const INGEST_QUEUE_BATCHES: usize = 64;
-
-/// Most envelopes stored together: one WAL sync covers them all (group commit).
-pub const GROUP_COMMIT_ENVELOPES: usize = 50_000;
-
-/// Stores queued batches, several per WAL sync when they pile up.
-/// A failing write (a full disk fails every batch) is logged at most this often, with how
-/// many failed since the last line.
-pub const WRITE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch>) {
-    let mut last_logged: Option<Instant> = None;
-    let mut failed_since = 0u64;
-    while let Some(first) = rx.recv().await {
-        let mut n = first.batch.len();
-        let mut raw = vec![first];
-        while n < GROUP_COMMIT_ENVELOPES {
-            match rx.try_recv() {
-                Ok(b) => {
-                    n += b.batch.len();
-                    raw.push(b);
-                }
-                Err(_) => break,
-            }
-        }
-        let s = Arc::clone(&storage);
-        let result = tokio::task::spawn_blocking(move || {
-            let envelopes: Vec<_> = raw
-                .iter()
-                .flat_map(|b| b.batch.iter().map(|e| e.decode()))
-                .collect();
-            s.stats.received.add(envelopes.len() as u64);
-            s.ingest(&envelopes)
-        })
-        .await;
-        if !matches!(result, Ok(Ok(_))) {
-            storage.stats.errors.inc(Stage::Ingest);
-            storage.stats.unstored.add(n as u64);
-            failed_since += 1;
-            if last_logged.is_none_or(|t| t.elapsed() >= WRITE_ERROR_LOG_INTERVAL) {
-                tracing::error!(
-                    ?result,
-                    failed_batches = failed_since,
-                    "storage: batches could not be stored (counted in hydrant_storage_unstored_envelopes_total)"
-                );
-                last_logged = Some(Instant::now());
-                failed_since = 0;
-            }
-        }
-    }
 }
 
 /// The storage nozzle's side of the Firehose: batches queue for the writer.
@@ -494,7 +424,7 @@ pub async fn run(
     // Every subscription queues its batches for one writer; the writer ends once the
     // subscriptions have (the queue closes), so the accept phase ends with everything
     // received stored.
-    let (tx, rx) = mpsc::channel(INGEST_QUEUE_BATCHES);
+    let (tx, rx) = mpsc::channel(crate::writer::INGEST_QUEUE_BATCHES);
     let ingest = Arc::new(Ingest {
         tx,
         storage: Arc::clone(&storage),
@@ -515,7 +445,7 @@ pub async fn run(
     drop(ingest);
     let s = Arc::clone(&storage);
     life.spawn(Phase::Accept, "store what was received", async move {
-        write(s, rx).await;
+        crate::writer::write(s, rx).await;
         Ok(())
     });
     life.spawn(

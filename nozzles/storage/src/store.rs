@@ -236,24 +236,19 @@ impl Store {
 
     /// Stores points; returns how many were stored (the rest hit the cardinality cap).
     pub fn ingest(&mut self, points: &[Point]) -> Result<usize, Error> {
-        self.ingest_into(points, None)
+        self.ingest_mixed(points, &[], None)
     }
 
-    /// Stores points and appends what was stored to `forward` (for the sinks).
-    pub fn ingest_forward(
+    /// Stores points together with samples of series already given ids
+    /// ([`Store::resolve`]), one WAL record per hour for both, and appends what was stored
+    /// to `forward` (for the sinks) when given.
+    pub fn ingest_mixed(
         &mut self,
         points: &[Point],
-        forward: &mut Vec<crate::sink::Sample>,
-    ) -> Result<usize, Error> {
-        self.ingest_into(points, Some(forward))
-    }
-
-    fn ingest_into(
-        &mut self,
-        points: &[Point],
+        resolved: &[(SeriesId, i64, f64)],
         forward: Option<&mut Vec<crate::sink::Sample>>,
     ) -> Result<usize, Error> {
-        let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = BTreeMap::new();
+        let mut rows = buffer::rows_by_hour(resolved);
         let mut new_series = String::new();
         let known_before = self.catalog.len();
         for p in points {
@@ -318,28 +313,6 @@ impl Store {
         self.stats.refused += n;
     }
 
-    /// Stores samples of series [`Store::resolve`] gave ids, appending what was stored to
-    /// `forward` (for the sinks) when given.
-    pub fn ingest_resolved(
-        &mut self,
-        samples: &[(SeriesId, i64, f64)],
-        forward: Option<&mut Vec<crate::sink::Sample>>,
-    ) -> Result<usize, Error> {
-        // Counted first, so each hour's rows are allocated once.
-        let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
-        for s in samples {
-            *counts.entry(hour_of(s.1)).or_default() += 1;
-        }
-        let mut rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>> = counts
-            .into_iter()
-            .map(|(hour, n)| (hour, Vec::with_capacity(n)))
-            .collect();
-        for s in samples {
-            rows.entry(hour_of(s.1)).or_default().push(*s);
-        }
-        self.store_rows(rows, forward)
-    }
-
     /// Appends the catalog lines of new series (synced with the WAL on); on failure forgets
     /// the series added since `known_before`, so their ids are given again.
     fn log_series(&mut self, new_series: &str, known_before: usize) -> Result<(), Error> {
@@ -363,7 +336,7 @@ impl Store {
     /// Writes rows, by hour, to the WAL (when on) and the buffer.
     fn store_rows(
         &mut self,
-        rows: BTreeMap<i64, Vec<(SeriesId, i64, f64)>>,
+        rows: buffer::HourRows,
         mut forward: Option<&mut Vec<crate::sink::Sample>>,
     ) -> Result<usize, Error> {
         let mut stored = 0;

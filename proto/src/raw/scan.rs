@@ -39,48 +39,67 @@ impl<'a> Iterator for TagBytes<'a> {
     }
 }
 
-/// Every metric of a validated gauge body as `(name bytes, value)`, in wire order. A map
-/// entry without a value reads 0, and repeated value fields merge (the last value wins),
-/// as a full decode reads them.
+/// Every metric of a validated envelope's gauge as `(name bytes, value)`, in wire order,
+/// across every `gauge` field in `fields` (protobuf merges a repeated message field). A
+/// map entry without a value reads 0, and repeated value fields merge (the last value
+/// wins), as a full decode reads them.
 pub(super) struct GaugeMetrics<'a> {
-    pub(super) buf: &'a [u8],
+    /// Top-level fields still to walk.
+    pub(super) fields: &'a [u8],
+    /// The rest of the gauge body being read.
+    pub(super) body: &'a [u8],
 }
 
 impl<'a> Iterator for GaugeMetrics<'a> {
     type Item = (&'a [u8], f64);
 
     fn next(&mut self) -> Option<(&'a [u8], f64)> {
-        // The gauge body was validated by `parse`, so errors cannot occur; stop if they do.
-        while self.buf.has_remaining() {
-            let (tag, wire) = decode_key(&mut self.buf).ok()?;
-            if tag != 1 || wire != WireType::LengthDelimited {
-                skip_field(wire, tag, &mut self.buf, DecodeContext::default()).ok()?;
-                continue;
+        // Validated by `parse`, so errors cannot occur; stop if they do.
+        loop {
+            while self.body.has_remaining() {
+                let (tag, wire) = decode_key(&mut self.body).ok()?;
+                if tag != 1 || wire != WireType::LengthDelimited {
+                    skip_field(wire, tag, &mut self.body, DecodeContext::default()).ok()?;
+                    continue;
+                }
+                let entry = take_len(&mut self.body).ok()?;
+                return gauge_entry(entry);
             }
-            let mut entry = take_len(&mut self.buf).ok()?;
-            let (mut key, mut value) = (&[][..], 0.0);
-            while entry.has_remaining() {
-                let (t, w) = decode_key(&mut entry).ok()?;
-                match (t, w) {
-                    (1, WireType::LengthDelimited) => key = take_len(&mut entry).ok()?,
-                    (2, WireType::LengthDelimited) => {
-                        let mut body = take_len(&mut entry).ok()?;
-                        while body.has_remaining() {
-                            let (t, w) = decode_key(&mut body).ok()?;
-                            if (t, w) == (2, WireType::SixtyFourBit) && body.len() >= 8 {
-                                value = body.get_f64_le();
-                            } else {
-                                skip_field(w, t, &mut body, DecodeContext::default()).ok()?;
-                            }
-                        }
+            if !self.fields.has_remaining() {
+                return None;
+            }
+            let (tag, wire) = decode_key(&mut self.fields).ok()?;
+            if tag == 6 && wire == WireType::LengthDelimited {
+                self.body = take_len(&mut self.fields).ok()?;
+            } else {
+                skip_field(wire, tag, &mut self.fields, DecodeContext::default()).ok()?;
+            }
+        }
+    }
+}
+
+/// One `metrics` map entry: its key and its value's `value`.
+fn gauge_entry(mut entry: &[u8]) -> Option<(&[u8], f64)> {
+    let (mut key, mut value) = (&[][..], 0.0);
+    while entry.has_remaining() {
+        let (t, w) = decode_key(&mut entry).ok()?;
+        match (t, w) {
+            (1, WireType::LengthDelimited) => key = take_len(&mut entry).ok()?,
+            (2, WireType::LengthDelimited) => {
+                let mut body = take_len(&mut entry).ok()?;
+                while body.has_remaining() {
+                    let (t, w) = decode_key(&mut body).ok()?;
+                    if (t, w) == (2, WireType::SixtyFourBit) && body.len() >= 8 {
+                        value = body.get_f64_le();
+                    } else {
+                        skip_field(w, t, &mut body, DecodeContext::default()).ok()?;
                     }
-                    _ => skip_field(w, t, &mut entry, DecodeContext::default()).ok()?,
                 }
             }
-            return Some((key, value));
+            _ => skip_field(w, t, &mut entry, DecodeContext::default()).ok()?,
         }
-        None
     }
+    Some((key, value))
 }
 
 // ---- validating primitives------------------------------------------------------------------

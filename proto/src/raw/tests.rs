@@ -104,6 +104,32 @@ fn later_oneof_member_wins_as_in_prost() {
     assert_eq!(envelope::kind_name(&full), "event");
 }
 
+#[test]
+fn a_gauge_given_twice_is_merged_as_in_prost() {
+    let cpu = envelope::gauge("s", [("cpu", 1.0, "%")]).encode_to_vec();
+    let mem = envelope::gauge("s", [("mem", 2.0, "B")]).encode_to_vec();
+    let counter = envelope::counter("s", "c", 1).encode_to_vec();
+    for (parts, want) in [
+        (vec![&cpu, &mem], vec!["cpu", "mem"]),
+        (vec![&cpu, &counter, &mem], vec!["mem"]),
+        (vec![&counter, &cpu, &mem, &cpu], vec!["cpu", "mem", "cpu"]),
+    ] {
+        let bytes: Vec<u8> = parts.into_iter().flatten().copied().collect();
+        let raw = RawEnvelope::parse(Bytes::from(bytes.clone())).unwrap();
+        let full = Envelope::decode(&bytes[..]).unwrap();
+        assert_eq!(raw.gauge_names().collect::<Vec<_>>(), want);
+        let Some(v2::envelope::Message::Gauge(g)) = full.message else {
+            panic!("a gauge")
+        };
+        let mut keys: Vec<&str> = g.metrics.keys().map(String::as_str).collect();
+        keys.sort();
+        let mut names = want.clone();
+        names.sort();
+        names.dedup();
+        assert_eq!(keys, names);
+    }
+}
+
 /// Random corruptions of valid envelopes. Whatever `parse` accepts, prost accepts too, with
 /// the same facts; whatever prost accepts in canonical form, `parse` accepts. (`parse` may be
 /// stricter than prost on non-canonical input: prost ignores the wire type of map fields.)

@@ -18,6 +18,25 @@ pub fn hour_of(ts: i64) -> i64 {
     ts.div_euclid(HOUR_MS)
 }
 
+/// Rows by hour partition, each hour's rows allocated once.
+pub type HourRows = BTreeMap<i64, Vec<(SeriesId, i64, f64)>>;
+
+/// `samples` split by hour partition, in their order.
+pub fn rows_by_hour(samples: &[(SeriesId, i64, f64)]) -> HourRows {
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for s in samples {
+        *counts.entry(hour_of(s.1)).or_default() += 1;
+    }
+    let mut rows: HourRows = counts
+        .into_iter()
+        .map(|(hour, n)| (hour, Vec::with_capacity(n)))
+        .collect();
+    for s in samples {
+        rows.entry(hour_of(s.1)).or_default().push(*s);
+    }
+    rows
+}
+
 /// The schema of the `samples` table.
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

@@ -31,7 +31,7 @@ const STREAM_QUEUE_BATCHES: usize = 4;
 pub enum EmitKind {
     /// Log lines of `--payload-bytes`.
     Log,
-    /// Gauges with one metric.
+    /// Gauges of `--metrics` metrics.
     Gauge,
     /// Counter increments.
     Counter,
@@ -58,6 +58,8 @@ pub struct Options {
     pub kind: EmitKind,
     /// Concurrent streams.
     pub streams: usize,
+    /// Metrics per gauge envelope.
+    pub metrics: usize,
     /// Leave out the `seq` tag, so envelopes of a source share identical tags as real app
     /// logs do (no loss audit then).
     pub no_seq: bool,
@@ -99,21 +101,46 @@ pub enum Error {
     },
 }
 
+/// The metric names of an emitted gauge: a cell's container metrics, then numbered ones.
+const GAUGE_NAMES: [&str; 5] = ["cpu", "memory", "disk", "memory_quota", "disk_quota"];
+
+/// A gauge of `n` metrics (one: `value`) all holding `value`.
+fn gauge(n: usize, value: f64) -> v2::Gauge {
+    let mut g = v2::Gauge::default();
+    for i in 0..n {
+        let name = match (n, GAUGE_NAMES.get(i)) {
+            (1, _) => "value".to_owned(),
+            (_, Some(name)) => (*name).to_owned(),
+            _ => format!("metric_{i}"),
+        };
+        g.metrics.insert(
+            name,
+            v2::GaugeValue {
+                unit: "count".into(),
+                value,
+            },
+        );
+    }
+    g
+}
+
 /// Builds the envelopes of one source.
 #[derive(Debug)]
 struct Source {
     template: Envelope,
     seq: u64,
+    /// Metrics per gauge.
+    metrics: usize,
 }
 
 impl Source {
-    fn new(id: String, kind: EmitKind, payload: &Bytes, seq: bool) -> Source {
+    fn new(id: String, kind: EmitKind, payload: &Bytes, seq: bool, metrics: usize) -> Source {
         let message = match kind {
             EmitKind::Log | EmitKind::Mixed => Message::Log(v2::Log {
                 payload: payload.clone(),
                 r#type: v2::log::Type::Out as i32,
             }),
-            EmitKind::Gauge => Message::Gauge(v2::Gauge::default()),
+            EmitKind::Gauge => Message::Gauge(gauge(metrics, 0.0)),
             EmitKind::Counter => Message::Counter(v2::Counter::default()),
             EmitKind::Timer => Message::Timer(v2::Timer::default()),
         };
@@ -126,7 +153,11 @@ impl Source {
         if seq {
             template.tags.insert("seq".into(), String::new());
         }
-        Source { template, seq: 0 }
+        Source {
+            template,
+            seq: 0,
+            metrics,
+        }
     }
 
     fn next(&mut self, kind: EmitKind, payload: &Bytes, buf: &mut BytesMut) -> RawEnvelope {
@@ -150,17 +181,16 @@ impl Source {
             k => k,
         };
         env.message = Some(match kind {
-            EmitKind::Gauge => {
-                let mut g = v2::Gauge::default();
-                g.metrics.insert(
-                    "value".into(),
-                    v2::GaugeValue {
-                        unit: "count".into(),
-                        value: seq as f64,
-                    },
-                );
-                Message::Gauge(g)
-            }
+            // The gauge is kept from one envelope to the next, its values updated.
+            EmitKind::Gauge => match env.message.take() {
+                Some(Message::Gauge(mut g)) => {
+                    for v in g.metrics.values_mut() {
+                        v.value = seq as f64;
+                    }
+                    Message::Gauge(g)
+                }
+                _ => Message::Gauge(gauge(self.metrics, seq as f64)),
+            },
             EmitKind::Counter => Message::Counter(v2::Counter {
                 name: "emitted".into(),
                 delta: 1,
@@ -209,11 +239,14 @@ pub async fn run(
             addr: opts.to.clone(),
             source,
         })?;
-        let (kind, payload, cancel, addr) =
-            (opts.kind, payload.clone(), cancel.clone(), opts.to.clone());
-        let no_seq = opts.no_seq;
+        let (payload, cancel, addr) = (payload.clone(), cancel.clone(), opts.to.clone());
+        let shape = Shape {
+            kind: opts.kind,
+            seq: !opts.no_seq,
+            metrics: opts.metrics.max(1),
+        };
         tasks.push(tokio::spawn(async move {
-            one_stream(channel, ids, share, rate, (kind, !no_seq), payload, cancel)
+            one_stream(channel, ids, share, rate, shape, payload, cancel)
                 .await
                 .map_err(|status| Error::Stream { addr, status })
         }));
@@ -230,12 +263,22 @@ pub async fn run(
     })
 }
 
+/// What one stream's envelopes look like.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    kind: EmitKind,
+    /// With a `seq` tag.
+    seq: bool,
+    /// Metrics per gauge.
+    metrics: usize,
+}
+
 async fn one_stream(
     channel: tonic::transport::Channel,
     ids: Vec<String>,
     count: u64,
     rate: Option<f64>,
-    (kind, seq): (EmitKind, bool),
+    Shape { kind, seq, metrics }: Shape,
     payload: Bytes,
     cancel: CancellationToken,
 ) -> Result<u64, tonic::Status> {
@@ -245,7 +288,7 @@ async fn one_stream(
     let call = tokio::spawn(async move { client.batch_sender(ReceiverStream::new(rx)).await });
     let mut sources: Vec<Source> = ids
         .into_iter()
-        .map(|id| Source::new(id, kind, &payload, seq))
+        .map(|id| Source::new(id, kind, &payload, seq, metrics))
         .collect();
     // Paced: about one batch per millisecond; unpaced: big batches.
     let batch_size = match rate {
@@ -279,5 +322,57 @@ async fn one_stream(
         Err(e) => Err(tonic::Status::internal(format!(
             "emit stream task failed: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(raw: &RawEnvelope) -> Vec<(String, f64)> {
+        let mut m: Vec<(String, f64)> = raw
+            .gauge_metrics()
+            .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v))
+            .collect();
+        m.sort_by(|a, b| a.0.cmp(&b.0));
+        m
+    }
+
+    #[test]
+    fn gauges_carry_the_metrics_asked_for_each_envelope_its_own_values() {
+        let payload = Bytes::new();
+        let mut buf = BytesMut::new();
+        let mut one = Source::new("s".into(), EmitKind::Gauge, &payload, false, 1);
+        one.next(EmitKind::Gauge, &payload, &mut buf);
+        let second = one.next(EmitKind::Gauge, &payload, &mut buf);
+        assert_eq!(metrics(&second), [("value".to_owned(), 1.0)]);
+
+        let mut cell = Source::new("s".into(), EmitKind::Gauge, &payload, true, 7);
+        let first = cell.next(EmitKind::Gauge, &payload, &mut buf);
+        let second = cell.next(EmitKind::Gauge, &payload, &mut buf);
+        let names: Vec<String> = metrics(&second).into_iter().map(|m| m.0).collect();
+        assert_eq!(
+            names,
+            [
+                "cpu",
+                "disk",
+                "disk_quota",
+                "memory",
+                "memory_quota",
+                "metric_5",
+                "metric_6"
+            ]
+        );
+        assert!(metrics(&first).iter().all(|m| m.1 == 0.0));
+        assert!(metrics(&second).iter().all(|m| m.1 == 1.0));
+        assert_eq!(second.tag("seq"), Some("1"));
+
+        let mut mixed = Source::new("s".into(), EmitKind::Mixed, &payload, false, 5);
+        let kinds: Vec<_> = (0..8)
+            .map(|_| mixed.next(EmitKind::Mixed, &payload, &mut buf))
+            .map(|e| (e.kind(), e.gauge_metrics().count()))
+            .collect();
+        assert_eq!(kinds[1], (hydrant_proto::raw::Kind::Gauge, 5));
+        assert_eq!(kinds[5], (hydrant_proto::raw::Kind::Gauge, 5));
     }
 }

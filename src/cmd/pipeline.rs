@@ -180,6 +180,10 @@ pub(crate) struct EmitArgs {
     /// Concurrent streams (at most one per source).
     #[arg(long, default_value_t = 1)]
     pub(crate) streams: usize,
+    /// Metrics per gauge envelope (a cell's container metrics carry five: cpu, memory,
+    /// disk and the two quotas).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) metrics: u16,
     /// Leave out the per-source `seq` tag (envelopes of a source then share their tags, as
     /// real app logs do; `firehose --stats` cannot audit loss).
     #[arg(long)]
@@ -445,6 +449,7 @@ pub(crate) async fn emit(a: EmitArgs) -> anyhow::Result<()> {
         payload_bytes: a.payload_bytes,
         kind: a.kind,
         streams: a.streams,
+        metrics: usize::from(a.metrics),
         no_seq: a.no_seq,
     };
     let summary = emit::run(

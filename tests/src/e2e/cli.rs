@@ -140,6 +140,9 @@ fn bad_flags_and_files_fail_clearly() {
     let (code, err) = run(&["doppler", "--grpc", "not-an-address"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--grpc"), "{err}");
+    let (code, err) = run(&["emit", "--kind", "gauge", "--metrics", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--metrics"), "{err}");
 
     // Secure by default: no token file and no --insecure-open is refused, by name.
     let (code, err) = run(&["doppler", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"]);

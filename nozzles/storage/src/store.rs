@@ -248,6 +248,13 @@ impl Store {
         resolved: &[(SeriesId, i64, f64)],
         forward: Option<&mut Vec<crate::sink::Sample>>,
     ) -> Result<usize, Error> {
+        // The common case, the writer's fast path within one hour, is stored as it is.
+        if points.is_empty()
+            && let Some(first) = resolved.first()
+            && resolved.iter().all(|s| hour_of(s.1) == hour_of(first.1))
+        {
+            return self.store_rows([(hour_of(first.1), resolved)], forward);
+        }
         let mut rows = buffer::rows_by_hour(resolved);
         let mut new_series = String::new();
         let known_before = self.catalog.len();
@@ -274,7 +281,7 @@ impl Store {
             rows.entry(hour_of(ts)).or_default().push((id, ts, value));
         }
         self.log_series(&new_series, known_before)?;
-        self.store_rows(rows, forward)
+        self.store_rows(rows.iter().map(|(h, r)| (*h, &r[..])), forward)
     }
 
     /// Ids for `keys` (`None`: refused by the series cap), new series logged durably
@@ -334,9 +341,9 @@ impl Store {
     }
 
     /// Writes rows, by hour, to the WAL (when on) and the buffer.
-    fn store_rows(
+    fn store_rows<'a>(
         &mut self,
-        rows: buffer::HourRows,
+        rows: impl IntoIterator<Item = (i64, &'a [(SeriesId, i64, f64)])>,
         mut forward: Option<&mut Vec<crate::sink::Sample>>,
     ) -> Result<usize, Error> {
         let mut stored = 0;
@@ -353,10 +360,10 @@ impl Store {
                 }
                 let part = self.buffer.partition(hour);
                 if let Some(w) = part.wal.last_mut() {
-                    w.append(&samples).map_err(io(&wal_dir))?;
+                    w.append(samples).map_err(io(&wal_dir))?;
                 }
             }
-            self.buffer.insert_hour(hour, &samples);
+            self.buffer.insert_hour(hour, samples);
             if let Some(out) = forward.as_deref_mut() {
                 out.extend(samples.iter().map(|(id, ts, v)| crate::sink::Sample {
                     key: self.catalog.key_arc(*id),

@@ -47,7 +47,7 @@ pub const SERIES_CACHE_ENTRIES: usize = 1 << 20;
 pub(crate) async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch>) {
     let mut last_logged: Option<Instant> = None;
     let mut failed_since = 0u64;
-    let mut cache = SeriesCache::default();
+    let mut state = State::default();
     while let Some(first) = rx.recv().await {
         let mut n = first.batch.len();
         let mut raw = vec![first];
@@ -61,7 +61,7 @@ pub(crate) async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch
             }
         }
         let s = Arc::clone(&storage);
-        let mut held = std::mem::take(&mut cache);
+        let mut held = std::mem::take(&mut state);
         let result = tokio::task::spawn_blocking(move || {
             s.stats.received.add(n as u64);
             let stored = store_group(&s, &raw, &mut held);
@@ -70,7 +70,7 @@ pub(crate) async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch
         .await;
         let result = match result {
             Ok((stored, kept)) => {
-                cache = kept;
+                state = kept;
                 stored.map_err(|e| e.to_string())
             }
             Err(e) => Err(format!("writer task failed: {e}")),
@@ -117,47 +117,49 @@ impl SeriesCache {
     }
 }
 
+/// What the writer keeps from one group to the next: the cache, and the group's buffers
+/// (fresh memory for every group costs the kernel a page zeroing per page).
+#[derive(Debug, Default)]
+pub struct State {
+    cache: SeriesCache,
+    group: Group,
+}
+
 /// Stores one group of batches: gauges of cached series by id, new ones once the catalog
 /// gave them ids, everything else decoded; one WAL sync for all. Returns the samples stored.
 pub fn store_group(
     storage: &Storage,
     batches: &[RawBatch],
-    cache: &mut SeriesCache,
+    state: &mut State,
 ) -> Result<usize, store::Error> {
-    let mut group = Group::default();
+    let State { cache, group } = state;
+    group.clear();
     let mut scratch = Scratch::default();
     for env in batches.iter().flat_map(|b| &b.batch) {
         if !group.gauge(env, cache, &mut scratch) {
             group.decoded.push(env.decode());
         }
     }
-    let Group {
-        mut known,
-        new,
-        keys,
-        pending,
-        decoded,
-    } = group;
-    if !keys.is_empty() {
-        let ids = storage.shared.lock().resolve(&keys)?;
-        for (identity, i) in new {
+    if !group.keys.is_empty() {
+        let ids = storage.shared.lock().resolve(&group.keys)?;
+        for (identity, i) in group.new.drain() {
             if let Some(id) = ids[i] {
                 cache.learn(identity, id);
             }
         }
-        known.reserve(pending.len());
-        let before = known.len();
-        known.extend(
-            pending
+        let before = group.known.len();
+        group.known.extend(
+            group
+                .pending
                 .iter()
                 .filter_map(|&(i, ts, v)| ids[i].map(|id| (id, ts, v))),
         );
-        let refused = pending.len() - (known.len() - before);
+        let refused = group.pending.len() - (group.known.len() - before);
         if refused > 0 {
             storage.shared.lock().refuse(refused as u64);
         }
     }
-    storage.ingest(&decoded, &known)
+    storage.ingest(&group.decoded, &group.known)
 }
 
 /// One group sorted by path.
@@ -184,6 +186,14 @@ struct Scratch<'a> {
 }
 
 impl Group {
+    fn clear(&mut self) {
+        self.known.clear();
+        self.new.clear();
+        self.keys.clear();
+        self.pending.clear();
+        self.decoded.clear();
+    }
+
     /// Sorts a gauge's samples into `known` or `pending`; `false` (nothing recorded) when
     /// the envelope needs the decoding path.
     fn gauge<'a>(

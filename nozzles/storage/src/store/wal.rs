@@ -53,6 +53,9 @@ pub struct Wal {
     file: File,
     /// Bytes of whole records: where a failed append is cut back to.
     len: u64,
+    /// The record being written, kept from one append to the next: fresh memory for
+    /// every append costs the kernel a page zeroing per page.
+    record: Vec<u8>,
 }
 
 impl Wal {
@@ -67,6 +70,7 @@ impl Wal {
             path,
             file,
             len,
+            record: Vec::new(),
         })
     }
 
@@ -75,7 +79,9 @@ impl Wal {
         if samples.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(8 + samples.len() * SAMPLE_BYTES);
+        let mut buf = std::mem::take(&mut self.record);
+        buf.clear();
+        buf.reserve(8 + samples.len() * SAMPLE_BYTES);
         buf.extend_from_slice(&((samples.len() * SAMPLE_BYTES) as u32).to_le_bytes());
         buf.extend_from_slice(&[0; 4]);
         for (id, ts, v) in samples {
@@ -89,9 +95,11 @@ impl Wal {
             .file
             .write_all(&buf)
             .and_then(|()| self.file.sync_data());
+        let record_len = buf.len() as u64;
+        self.record = buf;
         match written {
             Ok(()) => {
-                self.len += buf.len() as u64;
+                self.len += record_len;
                 Ok(())
             }
             Err(e) => {

@@ -18,7 +18,7 @@ impl<'a> Iterator for TagBytes<'a> {
     fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
         // Validated by `parse`, so the walk cannot fail; stop quietly if it does.
         while self.buf.has_remaining() {
-            let (tag, wire) = decode_key(&mut self.buf).ok()?;
+            let (tag, wire) = next_key(&mut self.buf)?;
             if tag != 9 || wire != WireType::LengthDelimited {
                 skip_field(wire, tag, &mut self.buf, DecodeContext::default()).ok()?;
                 continue;
@@ -26,7 +26,7 @@ impl<'a> Iterator for TagBytes<'a> {
             let mut entry = take_len(&mut self.buf).ok()?;
             let (mut k, mut v) = (&[][..], &[][..]);
             while entry.has_remaining() {
-                let (t, w) = decode_key(&mut entry).ok()?;
+                let (t, w) = next_key(&mut entry)?;
                 match (t, w) {
                     (1, WireType::LengthDelimited) => k = take_len(&mut entry).ok()?,
                     (2, WireType::LengthDelimited) => v = take_len(&mut entry).ok()?,
@@ -57,7 +57,7 @@ impl<'a> Iterator for GaugeMetrics<'a> {
         // Validated by `parse`, so errors cannot occur; stop if they do.
         loop {
             while self.body.has_remaining() {
-                let (tag, wire) = decode_key(&mut self.body).ok()?;
+                let (tag, wire) = next_key(&mut self.body)?;
                 if tag != 1 || wire != WireType::LengthDelimited {
                     skip_field(wire, tag, &mut self.body, DecodeContext::default()).ok()?;
                     continue;
@@ -68,7 +68,7 @@ impl<'a> Iterator for GaugeMetrics<'a> {
             if !self.fields.has_remaining() {
                 return None;
             }
-            let (tag, wire) = decode_key(&mut self.fields).ok()?;
+            let (tag, wire) = next_key(&mut self.fields)?;
             if tag == 6 && wire == WireType::LengthDelimited {
                 self.body = take_len(&mut self.fields).ok()?;
             } else {
@@ -82,13 +82,13 @@ impl<'a> Iterator for GaugeMetrics<'a> {
 fn gauge_entry(mut entry: &[u8]) -> Option<(&[u8], f64)> {
     let (mut key, mut value) = (&[][..], 0.0);
     while entry.has_remaining() {
-        let (t, w) = decode_key(&mut entry).ok()?;
+        let (t, w) = next_key(&mut entry)?;
         match (t, w) {
             (1, WireType::LengthDelimited) => key = take_len(&mut entry).ok()?,
             (2, WireType::LengthDelimited) => {
                 let mut body = take_len(&mut entry).ok()?;
                 while body.has_remaining() {
-                    let (t, w) = decode_key(&mut body).ok()?;
+                    let (t, w) = next_key(&mut body)?;
                     if (t, w) == (2, WireType::SixtyFourBit) && body.len() >= 8 {
                         value = body.get_f64_le();
                     } else {
@@ -121,7 +121,27 @@ pub(super) fn span(whole: &[u8], part: &[u8]) -> Span {
 }
 
 pub(super) fn key(buf: &mut &[u8], field: &'static str) -> Result<(u32, WireType)> {
-    decode_key(buf).map_err(|e| malformed(field, e))
+    match one_byte_key(buf) {
+        Some(k) => Ok(k),
+        None => decode_key(buf).map_err(|e| malformed(field, e)),
+    }
+}
+
+/// A valid key of one byte (fields 1 to 15, most keys), read inline; `None` leaves `buf`
+/// as it was for prost's decoder, which also words the errors.
+fn one_byte_key(buf: &mut &[u8]) -> Option<(u32, WireType)> {
+    let &b = buf.first()?;
+    if b >= 0x80 || b >> 3 == 0 {
+        return None;
+    }
+    let wire = WireType::try_from(u64::from(b & 7)).ok()?;
+    *buf = &buf[1..];
+    Some((u32::from(b >> 3), wire))
+}
+
+/// The next key of an envelope `parse` validated.
+fn next_key(buf: &mut &[u8]) -> Option<(u32, WireType)> {
+    one_byte_key(buf).or_else(|| decode_key(buf).ok())
 }
 
 pub(super) fn expect_wire(wire: WireType, want: WireType, field: &'static str) -> Result<()> {
@@ -136,7 +156,13 @@ pub(super) fn expect_wire(wire: WireType, want: WireType, field: &'static str) -
 }
 
 pub(super) fn take_len<'a>(buf: &mut &'a [u8]) -> std::result::Result<&'a [u8], DecodeError> {
-    let len = decode_varint(buf)?;
+    let len = match buf.first() {
+        Some(&b) if b < 0x80 => {
+            *buf = &buf[1..];
+            u64::from(b)
+        }
+        _ => decode_varint(buf)?,
+    };
     if len > buf.len() as u64 {
         return Err(decode_error("buffer underflow"));
     }
@@ -160,7 +186,10 @@ pub(super) fn string<'a>(
     field: &'static str,
 ) -> Result<&'a [u8]> {
     let bytes = bytes_field(buf, wire, field)?;
-    std::str::from_utf8(bytes).map_err(|_| InvalidEnvelope::InvalidUtf8 { field })?;
+    // ASCII, the common case, is checked inline.
+    if !bytes.is_ascii() {
+        std::str::from_utf8(bytes).map_err(|_| InvalidEnvelope::InvalidUtf8 { field })?;
+    }
     Ok(bytes)
 }
 

@@ -207,6 +207,12 @@ pub(crate) fn build(a: &StorageArgs) -> Result<hydrant_storage::Config, Invalids
 /// `hydrant storage`.
 pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     let config = build(&a)?;
+    // Transparent huge pages off for this process: the allocator gives freed memory back
+    // to the kernel in small pieces, and with huge pages each reuse faulted in and zeroed
+    // 2 MiB. Measured on the Firehose writer: 0.52 → 0.33 µs of CPU per sample.
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::debug!(error = %e, "cannot turn transparent huge pages off");
+    }
     let http = bind("--http", a.http).await?;
     tracing::info!(http = %a.http, data_dir = %a.data_dir.display(), wal = !a.no_wal, "storage listening");
     hydrant_storage::run(config, http, shutdown::on_signal()).await?;

@@ -251,8 +251,7 @@ impl RawEnvelope {
 
     /// The metric names of a gauge, in wire order (duplicates possible); empty for other kinds.
     pub fn gauge_names(&self) -> impl Iterator<Item = &str> {
-        self.gauge_metrics()
-            .map(|(name, _)| std::str::from_utf8(name).unwrap_or_default())
+        self.gauge_metrics().map(|(name, _)| text(name))
     }
 
     /// The metrics of a gauge as `(name, value)`, in wire order (duplicates possible: a
@@ -275,13 +274,7 @@ impl RawEnvelope {
 
     /// Every preferred tag `(key, value)` in wire order, without decoding.
     pub fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
-        // `parse` checked both as UTF-8.
-        self.tag_bytes().map(|(k, v)| {
-            (
-                std::str::from_utf8(k).unwrap_or_default(),
-                std::str::from_utf8(v).unwrap_or_default(),
-            )
-        })
+        self.tag_bytes().map(|(k, v)| (text(k), text(v)))
     }
 
     /// Every preferred tag as `(key, value)` bytes (checked as UTF-8 by `parse`), in wire
@@ -344,9 +337,14 @@ impl RawEnvelope {
     }
 
     fn str_at(&self, span: Span) -> &str {
-        // Validated as UTF-8 by `parse`; a failure here would be a bug in `parse`.
-        std::str::from_utf8(&self.bytes[span.range()]).unwrap_or_default()
+        text(&self.bytes[span.range()])
     }
+}
+
+/// A string field's bytes, from an envelope [`RawEnvelope::parse`] validated, as text
+/// (empty if they were not UTF-8, which would be a bug in `parse`).
+pub fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A batch of raw envelopes, wire-compatible with `loggregator.v2.EnvelopeBatch`.

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hydrant_proto::raw::{Kind, RawBatch, RawEnvelope};
+use hydrant_proto::raw::{Kind, RawBatch, RawEnvelope, text};
 use hydrant_proto::v2;
 use tokio::sync::mpsc;
 
@@ -267,8 +267,6 @@ fn put(identity: &mut Vec<u8>, field: &[u8]) {
 
 /// The series of metric `name` of gauge `env`, as [`model::map`] names it.
 fn key_of(env: &RawEnvelope, tags: &[(&[u8], &[u8])], name: &[u8]) -> SeriesKey {
-    // `RawEnvelope::parse` checked every string as UTF-8.
-    let text = |b| std::str::from_utf8(b).unwrap_or_default();
     SeriesKey {
         name: model::metric_name(text(name)),
         labels: model::labels(

@@ -129,8 +129,9 @@ fn gauge(n: usize, value: f64) -> v2::Gauge {
 struct Source {
     template: Envelope,
     seq: u64,
-    /// Metrics per gauge.
-    metrics: usize,
+    shape: Shape,
+    /// A log line's payload.
+    payload: Bytes,
     /// The gauge encoded once, when nothing but its time and values change (no `seq`).
     encoded: Option<Encoded>,
 }
@@ -182,13 +183,13 @@ impl Encoded {
 }
 
 impl Source {
-    fn new(id: String, kind: EmitKind, payload: &Bytes, seq: bool, metrics: usize) -> Source {
-        let message = match kind {
+    fn new(id: String, shape: Shape, payload: &Bytes) -> Source {
+        let message = match shape.kind {
             EmitKind::Log | EmitKind::Mixed => Message::Log(v2::Log {
                 payload: payload.clone(),
                 r#type: v2::log::Type::Out as i32,
             }),
-            EmitKind::Gauge => Message::Gauge(gauge(metrics, 0.0)),
+            EmitKind::Gauge => Message::Gauge(gauge(shape.metrics, 0.0)),
             EmitKind::Counter => Message::Counter(v2::Counter::default()),
             EmitKind::Timer => Message::Timer(v2::Timer::default()),
         };
@@ -198,22 +199,23 @@ impl Source {
             ..Envelope::default()
         };
         template.message = Some(message);
-        if seq {
+        if shape.seq {
             template.tags.insert("seq".into(), String::new());
         }
-        let encoded = match kind {
-            EmitKind::Gauge if !seq => Encoded::new(&template),
+        let encoded = match shape.kind {
+            EmitKind::Gauge if !shape.seq => Encoded::new(&template),
             _ => None,
         };
         Source {
             template,
             seq: 0,
-            metrics,
+            shape,
+            payload: payload.clone(),
             encoded,
         }
     }
 
-    fn next(&mut self, kind: EmitKind, payload: &Bytes, buf: &mut BytesMut) -> RawEnvelope {
+    fn next(&mut self, buf: &mut BytesMut) -> RawEnvelope {
         let now = now_nanos();
         let seq = self.seq;
         self.seq += 1;
@@ -227,7 +229,7 @@ impl Source {
             use std::fmt::Write as _;
             let _ = write!(slot, "{seq}");
         }
-        let kind = match kind {
+        let kind = match self.shape.kind {
             EmitKind::Mixed => [
                 EmitKind::Log,
                 EmitKind::Gauge,
@@ -245,7 +247,7 @@ impl Source {
                     }
                     Message::Gauge(g)
                 }
-                _ => Message::Gauge(gauge(self.metrics, seq as f64)),
+                _ => Message::Gauge(gauge(self.shape.metrics, seq as f64)),
             },
             EmitKind::Counter => Message::Counter(v2::Counter {
                 name: "emitted".into(),
@@ -260,7 +262,7 @@ impl Source {
             _ => match env.message.take() {
                 Some(m @ Message::Log(_)) => m,
                 _ => Message::Log(v2::Log {
-                    payload: payload.clone(),
+                    payload: self.payload.clone(),
                     r#type: 0,
                 }),
             },
@@ -334,7 +336,7 @@ async fn one_stream(
     ids: Vec<String>,
     count: u64,
     rate: Option<f64>,
-    Shape { kind, seq, metrics }: Shape,
+    shape: Shape,
     payload: Bytes,
     cancel: CancellationToken,
 ) -> Result<u64, tonic::Status> {
@@ -344,7 +346,7 @@ async fn one_stream(
     let call = tokio::spawn(async move { client.batch_sender(ReceiverStream::new(rx)).await });
     let mut sources: Vec<Source> = ids
         .into_iter()
-        .map(|id| Source::new(id, kind, &payload, seq, metrics))
+        .map(|id| Source::new(id, shape, &payload))
         .collect();
     // Paced: about one batch per millisecond; unpaced: big batches.
     let batch_size = match rate {
@@ -363,7 +365,7 @@ async fn one_stream(
         let n = batch_size.min((count - sent) as usize);
         let mut batch = Vec::with_capacity(n);
         for _ in 0..n {
-            batch.push(sources[next_source].next(kind, &payload, &mut buf));
+            batch.push(sources[next_source].next(&mut buf));
             next_source = (next_source + 1) % sources.len();
         }
         if tx.send(RawBatch::from(batch)).await.is_err() {
@@ -385,6 +387,10 @@ async fn one_stream(
 mod tests {
     use super::*;
 
+    fn shape(kind: EmitKind, seq: bool, metrics: usize) -> Shape {
+        Shape { kind, seq, metrics }
+    }
+
     fn metrics(raw: &RawEnvelope) -> Vec<(String, f64)> {
         let mut m: Vec<(String, f64)> = raw
             .gauge_metrics()
@@ -398,14 +404,14 @@ mod tests {
     fn gauges_carry_the_metrics_asked_for_each_envelope_its_own_values() {
         let payload = Bytes::new();
         let mut buf = BytesMut::new();
-        let mut one = Source::new("s".into(), EmitKind::Gauge, &payload, false, 1);
-        one.next(EmitKind::Gauge, &payload, &mut buf);
-        let second = one.next(EmitKind::Gauge, &payload, &mut buf);
+        let mut one = Source::new("s".into(), shape(EmitKind::Gauge, false, 1), &payload);
+        one.next(&mut buf);
+        let second = one.next(&mut buf);
         assert_eq!(metrics(&second), [("value".to_owned(), 1.0)]);
 
-        let mut cell = Source::new("s".into(), EmitKind::Gauge, &payload, true, 7);
-        let first = cell.next(EmitKind::Gauge, &payload, &mut buf);
-        let second = cell.next(EmitKind::Gauge, &payload, &mut buf);
+        let mut cell = Source::new("s".into(), shape(EmitKind::Gauge, true, 7), &payload);
+        let first = cell.next(&mut buf);
+        let second = cell.next(&mut buf);
         let names: Vec<String> = metrics(&second).into_iter().map(|m| m.0).collect();
         assert_eq!(
             names,
@@ -424,10 +430,10 @@ mod tests {
         assert_eq!(second.tag("seq"), Some("1"));
 
         // Without `seq`, the gauge is written from its encoding: the same envelope.
-        let mut quick = Source::new("s".into(), EmitKind::Gauge, &payload, false, 5);
+        let mut quick = Source::new("s".into(), shape(EmitKind::Gauge, false, 5), &payload);
         assert!(quick.encoded.is_some());
-        quick.next(EmitKind::Gauge, &payload, &mut buf);
-        let fast = quick.next(EmitKind::Gauge, &payload, &mut buf).decode();
+        quick.next(&mut buf);
+        let fast = quick.next(&mut buf).decode();
         let mut want = quick.template.clone();
         want.timestamp = fast.timestamp;
         if let Some(Message::Gauge(g)) = &mut want.message {
@@ -436,9 +442,9 @@ mod tests {
         assert_eq!(fast, want);
         assert!(fast.timestamp > 1_700_000_000_000_000_000);
 
-        let mut mixed = Source::new("s".into(), EmitKind::Mixed, &payload, false, 5);
+        let mut mixed = Source::new("s".into(), shape(EmitKind::Mixed, false, 5), &payload);
         let kinds: Vec<_> = (0..8)
-            .map(|_| mixed.next(EmitKind::Mixed, &payload, &mut buf))
+            .map(|_| mixed.next(&mut buf))
             .map(|e| (e.kind(), e.gauge_metrics().count()))
             .collect();
         assert_eq!(kinds[1], (hydrant_proto::raw::Kind::Gauge, 5));

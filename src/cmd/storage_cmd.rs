@@ -209,7 +209,8 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     let config = build(&a)?;
     // Transparent huge pages off for this process: the allocator gives freed memory back
     // to the kernel in small pieces, and with huge pages each reuse faulted in and zeroed
-    // 2 MiB. Measured on the Firehose writer: 0.52 → 0.33 µs of CPU per sample.
+    // 2 MiB. Measured on the Firehose writer at 2.5 M samples/s: 0.42–0.54 µs of CPU per
+    // sample with them, 0.33–0.35 without (BENCHMARKS.md).
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         tracing::debug!(error = %e, "cannot turn transparent huge pages off");
     }

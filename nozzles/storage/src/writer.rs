@@ -93,12 +93,28 @@ pub(crate) async fn write(storage: Arc<Storage>, mut rx: mpsc::Receiver<RawBatch
 }
 
 /// Series ids by identity string, for the gauges' fast path.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SeriesCache {
     ids: HashMap<Box<[u8]>, SeriesId, foldhash::fast::RandomState>,
+    /// Most identities held ([`SERIES_CACHE_ENTRIES`]).
+    max: usize,
+}
+
+impl Default for SeriesCache {
+    fn default() -> SeriesCache {
+        SeriesCache::with_max(SERIES_CACHE_ENTRIES)
+    }
 }
 
 impl SeriesCache {
+    /// An empty cache holding at most `max` identities.
+    pub fn with_max(max: usize) -> SeriesCache {
+        SeriesCache {
+            ids: HashMap::default(),
+            max,
+        }
+    }
+
     /// Identities held.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -110,7 +126,7 @@ impl SeriesCache {
     }
 
     fn learn(&mut self, identity: Box<[u8]>, id: SeriesId) {
-        if self.ids.len() >= SERIES_CACHE_ENTRIES {
+        if self.ids.len() >= self.max {
             self.ids.clear();
         }
         self.ids.insert(identity, id);

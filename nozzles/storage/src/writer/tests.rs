@@ -168,3 +168,15 @@ fn cached_series_resolve_to_their_ids() {
     let ts = 1_700_000_000_123;
     assert_eq!(known, [(10, ts, 1.0), (11, ts, 2.0)]);
 }
+
+#[test]
+fn a_flood_of_new_series_cannot_grow_the_cache_past_its_bound() {
+    let mut cache = SeriesCache::with_max(100);
+    for i in 0..1_000u64 {
+        cache.learn(i.to_le_bytes().to_vec().into_boxed_slice(), i);
+        assert!(cache.len() <= 100, "{} identities", cache.len());
+    }
+    // It started over, and what it learnt since still resolves.
+    let last = 999u64.to_le_bytes();
+    assert_eq!(cache.ids.get(&last[..]), Some(&999));
+}

@@ -31,7 +31,56 @@ fn app_log() -> Envelope {
     e
 }
 
+/// A cell's container metrics: five gauge metrics and the tags a Diego cell adds.
+fn container_metrics() -> Envelope {
+    let mut e = hydrant_proto::envelope::gauge(
+        "6d6c3a04-6c67-4b4f-9f12-8a3a1f6f1e2d",
+        [
+            ("cpu", 12.5, "percentage"),
+            ("memory", 2.5e8, "bytes"),
+            ("disk", 1.2e8, "bytes"),
+            ("memory_quota", 1.07e9, "bytes"),
+            ("disk_quota", 1.07e9, "bytes"),
+        ],
+    );
+    e.instance_id = "0".into();
+    for (k, v) in [
+        ("origin", "rep"),
+        ("deployment", "cf"),
+        ("job", "diego-cell"),
+        ("index", "3"),
+        ("ip", "10.0.1.23"),
+    ] {
+        e.tags.insert(k.into(), v.into());
+    }
+    e
+}
+
 fn bench(c: &mut Criterion) {
+    let gauge = Bytes::from(container_metrics().encode_to_vec());
+    let mut g = c.benchmark_group("gauge");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("raw_parse", |b| {
+        b.iter(|| RawEnvelope::parse(black_box(gauge.clone())).unwrap())
+    });
+    let raw = RawEnvelope::parse(gauge.clone()).unwrap();
+    // What the storage writer reads of each gauge it stores.
+    g.bench_function("raw_read_tags_and_metrics", |b| {
+        b.iter(|| {
+            let raw = black_box(&raw);
+            let tags = raw
+                .tag_bytes()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+            let metrics = raw
+                .gauge_metrics()
+                .map(|(n, v)| n.len() as f64 + v)
+                .sum::<f64>();
+            (tags, metrics)
+        })
+    });
+    g.finish();
+
     let bytes = Bytes::from(app_log().encode_to_vec());
     let mut g = c.benchmark_group("envelope");
     g.throughput(Throughput::Elements(1));

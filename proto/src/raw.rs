@@ -125,6 +125,14 @@ impl Span {
 impl RawEnvelope {
     /// Validates `bytes` as an encoded `Envelope` and records its routing facts.
     pub fn parse(bytes: Bytes) -> Result<RawEnvelope, InvalidEnvelope> {
+        match scan::quick(&bytes) {
+            Some(env) => Ok(RawEnvelope { bytes, ..env }),
+            None => RawEnvelope::parse_precise(bytes),
+        }
+    }
+
+    /// [`parse`](Self::parse) one field at a time, naming the field of any refusal.
+    fn parse_precise(bytes: Bytes) -> Result<RawEnvelope, InvalidEnvelope> {
         let mut env = RawEnvelope::default();
         let whole: &[u8] = &bytes;
         let mut buf = whole;
@@ -445,6 +453,7 @@ impl Message for RawEnvelope {
 /// prost offers no other way to describe a custom decode failure; the constructor is
 /// deprecated only because it was meant to be internal, and tonic shows the text to peers.
 #[allow(deprecated)]
+#[cold]
 pub(super) fn decode_error(description: impl Into<std::borrow::Cow<'static, str>>) -> DecodeError {
     DecodeError::new(description)
 }

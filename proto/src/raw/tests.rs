@@ -18,6 +18,14 @@ fn samples() -> Vec<Envelope> {
             data: Some(v2::value::Data::Integer(7)),
         },
     );
+    let mut plain_log = envelope::log("app-1", "hello", false);
+    plain_log
+        .tags
+        .insert("source_type".into(), "APP/PROC/WEB".into());
+    let mut tagged_gauge = envelope::gauge("app-3", [("cpu", 1.5, "percentage")]);
+    tagged_gauge.instance_id = "2".into();
+    tagged_gauge.tags.insert("origin".into(), "rep".into());
+    tagged_gauge.tags.insert("ip".into(), "10.0.1.23".into());
     let mut counter = envelope::counter("doppler", "ingress", 5);
     counter.tags.insert("x".into(), "y".into());
     vec![
@@ -30,6 +38,8 @@ fn samples() -> Vec<Envelope> {
         envelope::timer("gorouter", "http", 10, 20),
         envelope::event("cell", "crashed", "exit 1"),
         Envelope::default(),
+        plain_log,
+        tagged_gauge,
     ]
 }
 
@@ -138,7 +148,7 @@ fn a_gauge_given_twice_is_merged_as_in_prost() {
 fn agrees_with_prost_on_corrupted_input() {
     let mut rng = StdRng::seed_from_u64(0x4879_6472);
     let seeds: Vec<Vec<u8>> = samples().iter().map(|e| e.encode_to_vec()).collect();
-    let mut accepted = 0;
+    let (mut accepted, mut quick) = (0, 0);
     for _ in 0..20_000 {
         let mut bytes = seeds[rng.random_range(0..seeds.len())].clone();
         for _ in 0..rng.random_range(1..4) {
@@ -154,6 +164,19 @@ fn agrees_with_prost_on_corrupted_input() {
         }
         let prost = Envelope::decode(&bytes[..]);
         let raw = RawEnvelope::parse(Bytes::from(bytes.clone()));
+        // The quick pass accepts only what the precise one does, with the same facts.
+        let precise = RawEnvelope::parse_precise(Bytes::from(bytes.clone()));
+        assert_eq!(raw, precise, "{bytes:?}");
+        if let Some(env) = scan::quick(&bytes) {
+            quick += 1;
+            assert_eq!(
+                Ok(RawEnvelope {
+                    bytes: Bytes::from(bytes.clone()),
+                    ..env
+                }),
+                precise
+            );
+        }
         match (&prost, &raw) {
             (Ok(p), Ok(r)) => {
                 accepted += 1;
@@ -201,6 +224,10 @@ fn agrees_with_prost_on_corrupted_input() {
     assert!(
         accepted > 1000,
         "the corpus should keep many valid envelopes, got {accepted}"
+    );
+    assert!(
+        quick > 1000,
+        "the quick pass should read many, read {quick}"
     );
 }
 

@@ -87,13 +87,14 @@ pub fn write(dir: &Path, hour: i64, seq: u64, batch: &RecordBatch) -> std::io::R
 /// A file that checksums what is written through it, so a part's CRC costs no second read.
 struct Checksummed {
     file: File,
-    digest: crc::Digest<'static, u32, crc::Table<16>>,
+    /// CRC-32C of what was written so far.
+    crc: u32,
 }
 
 impl std::io::Write for Checksummed {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
-        self.digest.update(&buf[..n]);
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
         Ok(n)
     }
 
@@ -116,14 +117,14 @@ pub fn write_table(
     let tmp = folder.join(format!(".part-{hour}-{seq:06}.tmp"));
     let file = Checksummed {
         file: File::create(&tmp)?,
-        digest: CRC.digest(),
+        crc: 0,
     };
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
         .map_err(std::io::Error::other)?;
     writer.write(batch).map_err(std::io::Error::other)?;
     let written = writer.into_inner().map_err(std::io::Error::other)?;
     written.file.sync_all()?;
-    let crc = written.digest.finalize();
+    let crc = written.crc;
     let path = folder.join(format!("part-{hour}-{seq:06}.{crc:08x}.parquet"));
     std::fs::rename(&tmp, &path)?;
     File::open(&folder)?.sync_all()?;
@@ -136,7 +137,7 @@ pub fn write_table(
     })
 }
 
-use super::CRC;
+use super::crc;
 
 /// Where damaged parts are moved, under the data dir.
 pub const QUARANTINE: &str = "quarantine";
@@ -175,7 +176,7 @@ pub fn name_crc(path: &Path) -> Option<u32> {
 }
 
 /// Why a part cannot be used, if it cannot.
-pub fn damage(path: &Path, crc: Option<u32>) -> Option<String> {
+pub fn damage(path: &Path, expected: Option<u32>) -> Option<String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => return Some(format!("cannot be read: {e}")),
@@ -183,8 +184,8 @@ pub fn damage(path: &Path, crc: Option<u32>) -> Option<String> {
     if bytes.is_empty() {
         return Some("is empty".into());
     }
-    if let Some(want) = crc {
-        let got = CRC.checksum(&bytes);
+    if let Some(want) = expected {
+        let got = crc(&bytes);
         if got != want {
             return Some(format!("fails its checksum ({got:08x}, not {want:08x})"));
         }

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use super::{CRC, Error, io};
+use super::{Error, crc, io};
 use crate::catalog::{Catalog, SeriesId};
 use crate::model::SeriesKey;
 
@@ -76,16 +76,16 @@ pub const LOST_SERIES: &str = "hydrant_lost_series";
 /// A catalog line: the CRC-32 of its JSON (8 hex digits), a space, the JSON.
 pub(crate) fn line(id: SeriesId, key: &SeriesKey) -> String {
     let json = serde_json::json!({"id": id, "name": key.name, "labels": key.labels}).to_string();
-    format!("{:08x} {json}", CRC.checksum(json.as_bytes()))
+    format!("{:08x} {json}", crc(json.as_bytes()))
 }
 
 /// The id and key of a catalog line; `None` when it is damaged. Lines written before the
 /// CRC existed (bare JSON) are read as they are.
 pub(crate) fn parse_line(line: &str) -> Option<(SeriesId, SeriesKey)> {
     let json = match line.split_once(' ') {
-        Some((crc, json)) if crc.len() == 8 && !line.starts_with('{') => {
-            let want = u32::from_str_radix(crc, 16).ok()?;
-            (CRC.checksum(json.as_bytes()) == want).then_some(json)?
+        Some((sum, json)) if sum.len() == 8 && !line.starts_with('{') => {
+            let want = u32::from_str_radix(sum, 16).ok()?;
+            (crc(json.as_bytes()) == want).then_some(json)?
         }
         _ => line,
     };

@@ -100,7 +100,29 @@ pub fn parse(line: &str) -> Result<Sample, Error> {
 /// The value and optional millisecond timestamp after a series (the second half of
 /// [`split`]).
 pub fn value_and_time(rest: &str) -> Result<(f64, Option<i64>), Error> {
-    let mut fields = rest.split_whitespace();
+    if rest.is_ascii() {
+        // The common case, split without decoding characters (the same fields).
+        let bytes = rest.as_bytes();
+        let mut i = 0;
+        let fields = std::iter::from_fn(|| {
+            while bytes.get(i).is_some_and(|b| space(*b)) {
+                i += 1;
+            }
+            let start = i;
+            while bytes.get(i).is_some_and(|b| !space(*b)) {
+                i += 1;
+            }
+            (i > start).then(|| &rest[start..i])
+        });
+        value_and_time_of(fields)
+    } else {
+        value_and_time_of(rest.split_whitespace())
+    }
+}
+
+fn value_and_time_of<'a>(
+    mut fields: impl Iterator<Item = &'a str>,
+) -> Result<(f64, Option<i64>), Error> {
     let value = fields.next().ok_or(Error::NoValue)?;
     let value = match value {
         "+Inf" | "Inf" => f64::INFINITY,
@@ -121,19 +143,34 @@ pub fn value_and_time(rest: &str) -> Result<(f64, Option<i64>), Error> {
     Ok((value, timestamp_ms))
 }
 
+/// An ASCII character `char::is_whitespace` holds to be white space (tab to carriage
+/// return, and space), so byte scans split where `split_whitespace` does.
+fn space(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b' ')
+}
+
 /// Splits a sample line into its series as written (name and `{…}`, not unescaped) and the
 /// rest, so an importer can parse each distinct series once and look the others up by
 /// their text. `None` when the line is not well formed ([`parse`] then names the problem).
 pub fn split(line: &str) -> Option<(&str, &str)> {
     let line = line.trim();
-    let end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    let bytes = line.as_bytes();
+    // Names are ASCII: bytes find their end, unless a non-ASCII character comes first.
+    let end = match bytes
+        .iter()
+        .position(|&b| b == b'{' || space(b) || !b.is_ascii())?
+    {
+        i if bytes[i].is_ascii() => i,
+        _ => line.find(|c: char| c == '{' || c.is_whitespace())?,
+    };
     if end == 0 {
         return None;
     }
-    let bytes = line.as_bytes();
     if bytes[end] != b'{' {
         return Some(line.split_at(end));
     }
+    // Outside quotes the series ends at `}`; inside, `\` escapes the next byte. (Label
+    // sets are short: a plain loop beats `memchr`'s per-call setup.)
     let (mut i, mut quoted) = (end + 1, false);
     while i < bytes.len() {
         match bytes[i] {
@@ -150,6 +187,64 @@ pub fn split(line: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `split` and `value_and_time` as first written (char by char), the reference the
+    /// byte scans must match.
+    fn split_reference(line: &str) -> Option<(&str, &str)> {
+        let line = line.trim();
+        let end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+        if end == 0 {
+            return None;
+        }
+        let bytes = line.as_bytes();
+        if bytes[end] != b'{' {
+            return Some(line.split_at(end));
+        }
+        let (mut i, mut quoted) = (end + 1, false);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                b'}' if !quoted => return Some(line.split_at(i + 1)),
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    }
+
+    #[test]
+    fn byte_scans_split_as_the_char_scans_do() {
+        // Lines drawn from the characters that matter (quotes, braces, escapes, every
+        // ASCII white space, non-ASCII spaces and letters); fixed seed, bounded.
+        let alphabet = [
+            "x", "_", "1", "{", "}", "\"", "\\", "=", ",", " ", "\t", "\u{b}", "\u{c}", "\r", "é",
+            "\u{a0}", "\u{2003}", "1e3", "NaN", "-", ".",
+        ];
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        let mut split_some = 0;
+        for _ in 0..20_000 {
+            let len = next(24);
+            let line: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            let want = split_reference(&line);
+            assert_eq!(split(&line), want, "{line:?}");
+            let rest = want.map_or(line.as_str(), |(_, rest)| rest);
+            let reference = value_and_time_of(rest.split_whitespace());
+            assert_eq!(
+                format!("{:?}", value_and_time(rest)),
+                format!("{reference:?}"),
+                "{rest:?}"
+            );
+            split_some += usize::from(want.is_some());
+        }
+        assert!(split_some > 1_000, "{split_some} lines split");
+    }
 
     #[test]
     fn split_finds_the_series_text_past_quoted_braces() {

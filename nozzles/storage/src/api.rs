@@ -323,8 +323,8 @@ async fn import(State(s): Shared, headers: HeaderMap, body: axum::body::Body) ->
     if size > crate::import::MAX_IMPORT_BYTES {
         return too_large();
     }
-    // Read as it arrives: whole lines of each chunk are checked at once.
-    let mut scanner = crate::import::Scanner::new(now_ms(), size);
+    // Read as it arrives, blocks of whole lines parsed on every core.
+    let mut scanner = crate::import::ParallelScanner::new(now_ms(), size);
     let mut stream = body.into_data_stream();
     let mut read = 0usize;
     while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
@@ -336,11 +336,9 @@ async fn import(State(s): Shared, headers: HeaderMap, body: axum::body::Body) ->
         if read > crate::import::MAX_IMPORT_BYTES {
             return too_large();
         }
-        if let Err(e) = scanner.feed(&chunk) {
-            return error(&Error::BadData(e.to_string()));
-        }
+        scanner.feed(&chunk).await;
     }
-    let scanned = match scanner.finish() {
+    let scanned = match scanner.finish().await {
         Ok(scanned) => scanned,
         Err(e) => return error(&Error::BadData(e.to_string())),
     };

@@ -9,6 +9,10 @@ use hydrant_runtime::exposition;
 
 use crate::model::{self, Point, SeriesKey};
 
+mod parallel;
+
+pub use parallel::{BLOCK_BYTES, BLOCKS_QUEUED, MAX_PARSE_THREADS, ParallelScanner};
+
 /// Largest body accepted (a 413 beyond it).
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
 
@@ -18,7 +22,7 @@ pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
 pub const CHUNK_SAMPLES: usize = 500_000;
 
 /// A line that is not a sample.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 #[error("line {line}: {message}")]
 pub struct ImportError {
     /// 1-based line number.
@@ -145,6 +149,13 @@ impl Scanner {
             self.read(&last)?;
         }
         Ok(self.out)
+    }
+
+    /// Reads a block of whole lines (the last may lack its newline) that starts at line
+    /// `line + 1` and byte `offset` of the body.
+    fn read_block(&mut self, bytes: &[u8], line: usize, offset: usize) -> Result<(), ImportError> {
+        (self.line, self.offset) = (line, offset);
+        self.read(bytes)
     }
 
     /// Reads whole lines.

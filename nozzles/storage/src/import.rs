@@ -213,7 +213,7 @@ mod tests {
     use super::*;
 
     /// A whole body at once (a [`Scanner`] fed one chunk).
-    fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
+    pub(super) fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
         let mut s = Scanner::new(now_ms, text.len());
         s.feed(text.as_bytes())?;
         s.finish()

@@ -202,14 +202,8 @@ fn merge(workers: Vec<Worker>) -> Result<Scanned, ImportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::tests::scan;
     use crate::model::SeriesKey;
-
-    /// A whole body read by one [`Scanner`].
-    fn scan(text: &str, now_ms: i64) -> Result<Scanned, ImportError> {
-        let mut s = Scanner::new(now_ms, text.len());
-        s.feed(text.as_bytes())?;
-        s.finish()
-    }
 
     /// What a body's samples are: (series, time, value bits), in body order.
     fn resolved(s: &Scanned) -> Vec<(SeriesKey, i64, u64)> {

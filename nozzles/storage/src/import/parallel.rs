@@ -162,39 +162,43 @@ fn merge(workers: Vec<Worker>) -> Result<Scanned, ImportError> {
         keys: Vec::new(),
         rows: Vec::with_capacity(workers.iter().map(|w| w.scanner.out.rows.len()).sum()),
     };
+    // Series are listed in order of first appearance in the body, as one scanner lists
+    // them (so the catalog gives ids in the same order however the body was cut).
     let mut by_text: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
-    let mut remaps = Vec::with_capacity(workers.len());
-    for worker in &workers {
-        let scanner = &worker.scanner;
-        let mut texts: Vec<Option<&str>> = vec![None; scanner.out.keys.len()];
-        for (text, &i) in &scanner.by_text {
-            texts[i as usize] = Some(text);
-        }
-        let remap: Vec<u32> = scanner
-            .out
-            .keys
-            .iter()
-            .zip(texts)
-            .map(|(key, text)| {
-                let known = text.and_then(|t| by_text.get(t).copied());
-                known.unwrap_or_else(|| {
-                    out.keys.push(key.clone());
-                    let i = out.keys.len() as u32 - 1;
-                    if let Some(t) = text {
-                        by_text.insert(t, i);
-                    }
-                    i
-                })
-            })
-            .collect();
-        remaps.push(remap);
-    }
+    let texts: Vec<Vec<Option<&str>>> = workers
+        .iter()
+        .map(|worker| {
+            let mut texts = vec![None; worker.scanner.out.keys.len()];
+            for (text, &i) in &worker.scanner.by_text {
+                texts[i as usize] = Some(&**text);
+            }
+            texts
+        })
+        .collect();
+    let mut remaps: Vec<Vec<u32>> = workers
+        .iter()
+        .map(|w| vec![u32::MAX; w.scanner.out.keys.len()])
+        .collect();
     for (_, w, b) in order {
-        let rows = &workers[w].scanner.out.rows[workers[w].blocks[b].1.clone()];
-        out.rows.extend(
-            rows.iter()
-                .map(|&(k, ts, v)| (remaps[w][k as usize], ts, v)),
-        );
+        let scanner = &workers[w].scanner;
+        for &(k, ts, v) in &scanner.out.rows[workers[w].blocks[b].1.clone()] {
+            let global = &mut remaps[w][k as usize];
+            if *global == u32::MAX {
+                let text = texts[w][k as usize];
+                *global = match text.and_then(|t| by_text.get(t)) {
+                    Some(&i) => i,
+                    None => {
+                        out.keys.push(scanner.out.keys[k as usize].clone());
+                        let i = out.keys.len() as u32 - 1;
+                        if let Some(t) = text {
+                            by_text.insert(t, i);
+                        }
+                        i
+                    }
+                };
+            }
+            out.rows.push((*global, ts, v));
+        }
     }
     Ok(out)
 }
@@ -252,10 +256,8 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(resolved(&many), resolved(&one), "{chunk} {threads} {block}");
-            let mut keys = many.keys.clone();
-            keys.sort();
-            keys.dedup();
-            assert_eq!(keys.len(), many.keys.len(), "each series listed once");
+            // Listed once each, in order of first appearance, as one scanner lists them.
+            assert_eq!(many.keys, one.keys, "{chunk} {threads} {block}");
         }
         // The first bad line of the body is the error, whichever thread met it first;
         // and a byte that is not UTF-8 is named by its line and byte.
